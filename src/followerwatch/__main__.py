@@ -1,0 +1,3 @@
+from followerwatch.cli import main
+
+main()

@@ -1,0 +1,131 @@
+"""Composition root: builds the one httpx client, store, state, sources, collectors and pipeline."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import httpx
+
+from followerwatch.clock import Clock, SystemClock
+from followerwatch.collector import Collector
+from followerwatch.config import Config, InfluxConfig
+from followerwatch.http import build_client
+from followerwatch.models import Account
+from followerwatch.notify import build_notifier
+from followerwatch.pipeline import Pipeline, Row
+from followerwatch.rules.threshold import Threshold, thresholds
+from followerwatch.sources import REGISTRY
+from followerwatch.sources.base import Source
+from followerwatch.sources.replay import ReplaySource
+from followerwatch.state import StateDB
+from followerwatch.store.base import Store
+from followerwatch.store.influx_v1 import InfluxV1Store
+from followerwatch.store.influx_v2 import InfluxV2Store
+
+
+@dataclass(frozen=True)
+class Group:
+    """A batch of one platform's accounts, polled by one scheduler job."""
+
+    platform: str
+    index: int
+    accounts: tuple[Account, ...]
+    interval: float
+    jitter: float
+
+    @property
+    def job_id(self) -> str:
+        """The scheduler job id."""
+        return f"{self.platform}:{self.index}"
+
+
+def build_store(cfg: InfluxConfig, client: httpx.AsyncClient) -> Store:
+    """The configured InfluxDB transport."""
+    token = cfg.token.get_secret_value() if cfg.token else None
+    if cfg.transport == "v2":
+        return InfluxV2Store(url=cfg.url, org=cfg.org or "", bucket=cfg.bucket or cfg.database,
+                             token=token or "", precision=cfg.precision, timeout_s=cfg.timeout)
+    return InfluxV1Store(
+        client, url=cfg.url, database=cfg.database, username=cfg.username,
+        password=cfg.password.get_secret_value() if cfg.password else None, token=token,
+        precision=cfg.precision, retention_policy=cfg.retention_policy,
+    )
+
+
+def plan_groups(config: Config) -> list[Group]:
+    """Split each platform's accounts into batches of at most its batch size."""
+    groups = []
+    for key, spec in REGISTRY.items():
+        accounts = config.accounts_for(key)
+        if not accounts:
+            continue
+        pcfg = config.settings.platform(key)
+        size = min(pcfg.batch_size or spec.batch_max, spec.batch_max)
+        if pcfg.replay is not None:
+            size = len(accounts)
+        for i in range(math.ceil(len(accounts) / size)):
+            groups.append(Group(key, i, tuple(accounts[i * size:(i + 1) * size]),
+                                pcfg.interval, pcfg.jitter))
+    return groups
+
+
+class App:
+    """Everything a running followerwatch holds; an async context manager."""
+
+    def __init__(self, config: Config, *, clock: Clock | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None, dry_run: bool = False,
+                 store: Store | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.client = build_client(transport)
+        settings = config.settings
+        self.store = store or build_store(settings.influxdb, self.client)
+        self.state = StateDB(settings.service.data_dir / "state.sqlite3")
+        self.notifiers = [build_notifier(n, self.client) for n in settings.notifiers]
+        rules: dict[tuple[str, str], Sequence[Threshold]] = {
+            key: thresholds(r.below, r.above, r.hysteresis) for key, r in config.rules.items()
+        }
+        self.pipeline = Pipeline(state=self.state, store=self.store, notifiers=self.notifiers,
+                                 rules=rules, clock=self.clock, dry_run=dry_run)
+        self.groups = plan_groups(config)
+        self.sources: dict[str, Source] = {}
+        self.collectors: dict[str, Collector] = {}
+        for platform in {g.platform for g in self.groups}:
+            source = self._build_source(platform)
+            self.sources[platform] = source
+            self.collectors[platform] = Collector(platform, source, self.pipeline, self.clock)
+
+    def _build_source(self, platform: str) -> Source:
+        pcfg = self.config.settings.platform(platform)
+        if pcfg.replay is not None:
+            return ReplaySource(pcfg.replay.file, platform, self.clock, pcfg.replay.speed)
+        return REGISTRY[platform].build(pcfg, self.client, self.clock)
+
+    async def prepare(self) -> None:
+        """Create the database when asked to (1.x only)."""
+        cfg = self.config.settings.influxdb
+        if cfg.create_database and isinstance(self.store, InfluxV1Store):
+            await self.store.create_database()
+
+    async def poll_group(self, group: Group) -> list[Row]:
+        """Poll one batch group now."""
+        return await self.collectors[group.platform].poll(group.accounts, str(group.index))
+
+    async def poll_once(self) -> list[Row]:
+        """One poll of every group, in order."""
+        rows: list[Row] = []
+        for group in self.groups:
+            rows += await self.poll_group(group)
+        return rows
+
+    async def __aenter__(self) -> App:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.store.close()
+        await self.client.aclose()
+        self.state.close()

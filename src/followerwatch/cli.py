@@ -1,0 +1,187 @@
+"""The `followerwatch` command: run, poll, check, demo. Exit codes: 0 ok, 1 check failed, 2 bad config."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from followerwatch import __version__, logs
+from followerwatch.config import Config, config_path_from_env, load_config
+from followerwatch.durations import format_duration
+from followerwatch.errors import ConfigError, StoreError
+from followerwatch.pipeline import Row
+from followerwatch.sources import REGISTRY
+
+app = typer.Typer(
+    help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+out = Console()
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", envvar="FOLLOWERWATCH_CONFIG", show_envvar=True,
+    help="Config TOML (default: ./followerwatch.toml).")]
+
+
+def _load(path: Path | None) -> Config:
+    try:
+        config = load_config(config_path_from_env(path))
+    except ConfigError as exc:
+        print(f"followerwatch: invalid config: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    svc = config.settings.service
+    logs.register_secrets(config.settings.secrets())
+    logs.configure(svc.log_level, svc.log_format)
+    return config
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Run the service: poll every account on schedule until SIGINT/SIGTERM."""
+    from followerwatch.app import App
+    from followerwatch.service import serve
+
+    cfg = _load(config)
+
+    async def main() -> bool:
+        async with App(cfg) as application:
+            return await serve(application)
+
+    clean = asyncio.run(main())
+    raise typer.Exit(0 if clean else 1)
+
+
+@app.command()
+def poll(
+    config: ConfigOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Fetch and evaluate only: write and "
+                                          "alert nothing, change no state.")] = False,
+) -> None:
+    """Poll every account once now, print a table, write the points and evaluate the rules."""
+    from followerwatch.app import App
+
+    cfg = _load(config)
+
+    async def main() -> list[Row]:
+        async with App(cfg, dry_run=dry_run) as application:
+            return await application.poll_once()
+
+    rows = asyncio.run(main())
+    print_rows(rows, title="Poll (dry run: nothing written)" if dry_run else "Poll")
+    raise typer.Exit(1 if rows and all(r.failure for r in rows) else 0)
+
+
+def print_rows(rows: list[Row], title: str) -> None:
+    """The poll table."""
+    table = Table(title=title)
+    for col, justify in (("platform", "left"), ("account", "left"), ("followers", "right"),
+                         ("change", "right"), ("events / status", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for r in rows:
+        change = "" if r.change is None else f"{r.change:+,}"
+        note = r.failure or "; ".join(e.message for e in r.events)
+        table.add_row(r.platform, r.account, "" if r.followers is None else f"{r.followers:,}",
+                      change, note)
+    out.print(table)
+
+
+@app.command()
+def check(config: ConfigOpt = None) -> None:
+    """Validate config and watchlist, check InfluxDB, and print the polling plan per platform."""
+    from followerwatch.app import build_store, plan_groups
+    from followerwatch.http import build_client
+
+    cfg = _load(config)
+    ok = True
+    out.print(f"[green]✓[/] config valid: {len(cfg.accounts)} accounts")
+
+    async def influx() -> str | None:
+        async with build_client() as client:
+            store = build_store(cfg.settings.influxdb, client)
+            try:
+                await store.check()
+            except StoreError as exc:
+                return str(exc)
+            finally:
+                await store.close()
+        return None
+
+    problem = asyncio.run(influx())
+    url = cfg.settings.influxdb.url
+    if problem is None:
+        out.print(f"[green]✓[/] InfluxDB reachable at {url}")
+    else:
+        ok = False
+        out.print(f"[red]✗[/] InfluxDB: {problem}")
+    table = Table(title="Polling plan")
+    for col in ("platform", "accounts", "requests/cycle", "interval", "rate-limit ceiling",
+                "use of ceiling"):
+        table.add_column(col)
+    groups = plan_groups(cfg)
+    for key, spec in REGISTRY.items():
+        accounts = cfg.accounts_for(key)
+        if not accounts:
+            continue
+        pcfg = cfg.settings.platform(key)
+        requests = sum(1 for g in groups if g.platform == key)
+        ceiling, use = "-", "-"
+        if pcfg.replay is not None:
+            ceiling = "replay (no requests)"
+            requests = 0
+        elif spec.rate_limit_ceiling is not None:
+            limit, window = spec.rate_limit_ceiling
+            per_window = requests * max(1.0, window / max(pcfg.interval, 1e-9))
+            share = per_window / limit
+            ceiling = f"{limit} / {format_duration(window)}"
+            use = f"{share:.0%}"
+            if share > 1:
+                ok = False
+                use = f"[red]{share:.0%} (over the limit)[/]"
+        table.add_row(key, str(len(accounts)), str(requests), format_duration(pcfg.interval),
+                      ceiling, use)
+    out.print(table)
+    if cfg.accounts_for("x") and cfg.settings.platform("x").replay is None:
+        n = len(cfg.accounts_for("x"))
+        out.print(f"X bills $0.010 per user read, each user once per UTC day: about "
+                  f"${n * 0.01:,.2f}/day for {n} accounts, whatever the interval.")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def demo(
+    influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB (v1 API).")] = None,
+    spawn_influxd: Annotated[Path | None, typer.Option(
+        help="Start a throwaway influxd with its data in this folder.")] = None,
+    seconds: Annotated[float, typer.Option(help="How long the replay takes.")] = 20.0,
+    keep_running: Annotated[bool, typer.Option(help="Leave the spawned influxd up at the end "
+                                               "until Ctrl-C, to explore the data.")] = False,
+) -> None:
+    """Replay April 2009 (@aplusk vs @cnnbrk, then an Unfollow Day) through the real pipeline."""
+    from followerwatch.demo import run_demo
+
+    if (influx_url is None) == (spawn_influxd is None):
+        print("followerwatch: demo needs exactly one of --influx-url or --spawn-influxd",
+              file=sys.stderr)
+        raise typer.Exit(2)
+    logs.configure("info", "console" if sys.stdout.isatty() else "auto", sys.stdout)
+    code = run_demo(out, influx_url=influx_url, spawn_dir=spawn_influxd, seconds=seconds,
+                    keep_running=keep_running)
+    raise typer.Exit(code)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"followerwatch {__version__}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+

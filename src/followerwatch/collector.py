@@ -1,0 +1,62 @@
+"""Runs one poll of one batch: source → pipeline, with source health logged once per change."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import structlog
+
+from followerwatch.clock import Clock
+from followerwatch.errors import AuthError, RateLimitedError, SourceError
+from followerwatch.models import Account, FetchResult, Point
+from followerwatch.pipeline import Pipeline, Row
+from followerwatch.schema import poll_point
+from followerwatch.sources.base import Source
+
+log = structlog.get_logger("followerwatch.collector")
+
+_OUTCOME = {AuthError: "auth", RateLimitedError: "rate_limited"}
+
+
+class Collector:
+    """Polls a platform's batches through its source and hands results to the pipeline."""
+
+    def __init__(self, platform: str, source: Source, pipeline: Pipeline, clock: Clock) -> None:
+        self.platform = platform
+        self.source = source
+        self.pipeline = pipeline
+        self.clock = clock
+        self._down: dict[str, str] = {}
+
+    async def poll(self, accounts: Sequence[Account], group: str = "0") -> list[Row]:
+        """One poll of one batch group; never raises for source failures."""
+        started = time.monotonic()
+        try:
+            result = await self.source.fetch(accounts)
+        except SourceError as exc:
+            outcome = next((v for k, v in _OUTCOME.items() if isinstance(exc, k)), "error")
+            if group not in self._down:
+                log.error("source down", platform=self.platform, group=group, outcome=outcome,
+                          error=str(exc), accounts=len(accounts))
+            self._down[group] = outcome
+            await self.pipeline.process(FetchResult(), [self._health(
+                group, outcome, started, accounts, FetchResult())])
+            return [Row(self.platform, a.name, None, None, failure=outcome) for a in accounts]
+        if group in self._down:
+            log.info("source recovered", platform=self.platform, group=group,
+                     was=self._down.pop(group))
+        outcome = "partial" if result.failures else "ok"
+        health = self._health(group, outcome, started, accounts, result)
+        return await self.pipeline.process(result, [health])
+
+    def _health(self, group: str, outcome: str, started: float, accounts: Sequence[Account],
+                result: FetchResult) -> Point:
+        rl = result.rate_limit
+        return poll_point(
+            platform=self.platform, group=group, outcome=outcome, time=self.clock.now(),
+            accounts=len(accounts), observations=len(result.observations),
+            failures=len(result.failures), requests=result.requests,
+            duration_ms=int((time.monotonic() - started) * 1000),
+            ratelimit_remaining=rl.remaining if rl else None,
+        )

@@ -1,0 +1,290 @@
+"""Settings (TOML file + FOLLOWERWATCH_* environment) and the watchlist; invalid input → ConfigError."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from followerwatch.configbase import Duration, PlatformConfig, RuleDefaults, StrictModel
+from followerwatch.errors import ConfigError
+from followerwatch.models import Account
+from followerwatch.notify import NotifierConfig
+from followerwatch.sources import REGISTRY
+
+ENV_PREFIX = "FOLLOWERWATCH_"
+_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
+_LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_RESERVED_TAGS = {"platform", "account", "time"}
+
+
+class InfluxConfig(StrictModel):
+    """Where points go: `v1` is the /write + /query path (1.x, 2.x, 3 Core); `v2` is influxdb-client."""
+
+    transport: Literal["v1", "v2"] = "v1"
+    url: str = "http://127.0.0.1:8086"
+    database: str = "followerwatch"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    org: str | None = None
+    bucket: str | None = None
+    precision: Literal["s", "ms"] = "s"
+    create_database: bool = False
+    timeout: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class ServiceConfig(StrictModel):
+    """Process-wide settings."""
+
+    data_dir: Path = Path("data")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    shutdown_timeout: Duration = 8.0
+
+
+class WatchEntry(RuleDefaults):
+    """One account on the watchlist."""
+
+    platform: str
+    handle: str
+    name: str | None = None
+    id: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("platform")
+    @classmethod
+    def _known_platform(cls, value: str) -> str:
+        if value not in REGISTRY:
+            raise ValueError(f"unknown platform {value!r}; known: {', '.join(sorted(REGISTRY))}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NAME.match(value):
+            raise ValueError("must be 1-100 characters with no control characters")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, val in value.items():
+            if not _LABEL_KEY.match(key) or key in _RESERVED_TAGS:
+                raise ValueError(f"label key {key!r} must be an identifier and not {_RESERVED_TAGS}")
+            if not _NAME.match(val):
+                raise ValueError(f"label {key!r} must be 1-100 characters, no control characters")
+        return value
+
+
+def _platforms_model() -> type[StrictModel]:
+    fields: dict[str, Any] = {
+        key: (spec.config_model | None, None) for key, spec in REGISTRY.items()
+    }
+    return create_model("Platforms", __base__=StrictModel, **fields)
+
+
+Platforms = _platforms_model()
+
+
+class Settings(BaseSettings):
+    """The whole configuration; see the README for every key."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    service: ServiceConfig = ServiceConfig()
+    influxdb: InfluxConfig = InfluxConfig()
+    platforms: Platforms = Platforms()  # type: ignore[valid-type]
+    notifiers: list[Annotated[NotifierConfig, Field(discriminator="type")]] = Field(
+        default_factory=lambda: [{"type": "log"}]  # type: ignore[list-item]
+    )
+    watchlist: Path | None = None
+    watch: list[WatchEntry] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file is passed as init data; the environment overrides it.
+        return (env_settings, init_settings)
+
+    def platform(self, key: str) -> PlatformConfig:
+        """The config of one platform, defaults when the file has no section for it."""
+        value = getattr(self.platforms, key)
+        return value if value is not None else REGISTRY[key].config_model()
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the config, for log redaction."""
+        out = [self.platform(key) for key in REGISTRY]
+        values = [s for cfg in out for s in cfg.secrets()]
+        for secret in (self.influxdb.password, self.influxdb.token):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        for notifier in self.notifiers:
+            values.extend(notifier.secrets())
+        return values
+
+
+class Config:
+    """Loaded settings plus the resolved watchlist."""
+
+    def __init__(self, settings: Settings, accounts: list[Account], rules: dict[
+            tuple[str, str], RuleDefaults], path: Path | None) -> None:
+        self.settings = settings
+        self.accounts = accounts
+        self.rules = rules
+        self.path = path
+
+    def accounts_for(self, platform: str) -> list[Account]:
+        """The watched accounts of one platform, in watchlist order."""
+        return [a for a in self.accounts if a.platform == platform]
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _one_line(exc: ValidationError, where: str, data: dict[str, Any] | None = None) -> ConfigError:
+    errors = exc.errors(include_input=False, include_url=False)
+    first = errors[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = _loc(loc) or "(top level)"
+    env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
+    if env_name in os.environ:
+        where = f"environment {env_name}"
+    context = ""
+    if data is not None and len(loc) >= 2 and loc[0] == "watch" and isinstance(loc[1], int):
+        entries = data.get("watch") or []
+        if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
+            entry = entries[loc[1]]
+            context = f" ({entry.get('platform', '?')}/{entry.get('handle', '?')})"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    msg = first["msg"].replace("\n", " ")
+    return ConfigError(f"{where}: {key}{context}: {msg}{more}")
+
+
+def _accounts(settings: Settings, where: str) -> tuple[list[Account], dict[
+        tuple[str, str], RuleDefaults]]:
+    accounts: list[Account] = []
+    rules: dict[tuple[str, str], RuleDefaults] = {}
+    seen_handles: dict[tuple[str, str], int] = {}
+    for index, entry in enumerate(settings.watch):
+        spec = REGISTRY[entry.platform]
+        key = f"watch[{index}] ({entry.platform}/{entry.handle})"
+        if not spec.handle_pattern.match(entry.handle):
+            raise ConfigError(
+                f"{where}: {key}.handle: not a valid {spec.title} handle "
+                f"(must match {spec.handle_pattern.pattern})"
+            )
+        name = entry.name or entry.handle
+        handle_key = (entry.platform, entry.handle.lower())
+        if handle_key in seen_handles or (entry.platform, name) in rules:
+            raise ConfigError(f"{where}: {key}: duplicate of an earlier entry on {entry.platform}")
+        seen_handles[handle_key] = index
+        defaults = settings.platform(entry.platform).defaults
+        rules[(entry.platform, name)] = RuleDefaults(
+            below=entry.below if entry.below is not None else defaults.below,
+            above=entry.above if entry.above is not None else defaults.above,
+            hysteresis=entry.hysteresis if entry.hysteresis is not None else defaults.hysteresis,
+        )
+        accounts.append(Account(
+            platform=entry.platform, handle=entry.handle, name=name, platform_id=entry.id,
+            labels=tuple(sorted(entry.labels.items())),
+        ))
+    return accounts, rules
+
+
+def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read, validate and resolve the config file (and its watchlist file); raise ConfigError."""
+    data: dict[str, Any] = _read_toml(path) if path is not None else {}
+    data.update(overrides or {})
+    where = str(path) if path is not None else "config"
+    base_dir = path.parent if path is not None else Path.cwd()
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise _one_line(exc, where, data) from None
+    watch_where = where
+    if settings.watchlist is not None:
+        wl_path = settings.watchlist if settings.watchlist.is_absolute() else base_dir / settings.watchlist
+        wl_data = _read_toml(wl_path)
+        unknown = set(wl_data) - {"watch"}
+        if unknown:
+            raise ConfigError(f"{wl_path}: {sorted(unknown)[0]}: unknown key (only [[watch]] here)")
+        if settings.watch:
+            raise ConfigError(f"{where}: watch: set either watch entries or watchlist, not both")
+        try:
+            settings = settings.model_copy(update={"watch": [
+                WatchEntry.model_validate(e) for e in wl_data.get("watch", [])]})
+        except ValidationError as exc:
+            err = _one_line(exc, str(wl_path))
+            raise ConfigError(str(err)) from None
+        watch_where = str(wl_path)
+    settings = _resolve_paths(settings, base_dir)
+    accounts, rules = _accounts(settings, watch_where)
+    return Config(settings, accounts, rules, path)
+
+
+def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
+    """Relative paths in the file are relative to the file, not to the working directory."""
+    service = settings.service
+    if not service.data_dir.is_absolute():
+        service = service.model_copy(update={"data_dir": base_dir / service.data_dir})
+    platforms = {}
+    for key in REGISTRY:
+        cfg = getattr(settings.platforms, key)
+        if cfg is not None and cfg.replay is not None and not cfg.replay.file.is_absolute():
+            replay = cfg.replay.model_copy(update={"file": base_dir / cfg.replay.file})
+            cfg = cfg.model_copy(update={"replay": replay})
+        platforms[key] = cfg
+    return settings.model_copy(update={
+        "service": service, "platforms": settings.platforms.model_copy(update=platforms)})
+
+
+def config_path_from_env(explicit: Path | None) -> Path | None:
+    """The --config path, else FOLLOWERWATCH_CONFIG, else ./followerwatch.toml if it exists."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if env:
+        return Path(env)
+    default = Path("followerwatch.toml")
+    return default if default.exists() else None

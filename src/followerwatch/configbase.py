@@ -1,0 +1,111 @@
+"""Building blocks shared by every config model: strictness, `VAR`/`VAR_FILE` secrets, durations."""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic_core import PydanticCustomError
+
+from followerwatch.durations import parse_duration
+
+
+def _duration(value: object) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise PydanticCustomError("duration", str(exc)) from None
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+def _is_secret(annotation: Any) -> bool:
+    if annotation is SecretStr:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return SecretStr in typing.get_args(annotation)
+    return False
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; every secret field `x` may instead be given as `x_file`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, info in cls.model_fields.items():
+            if not _is_secret(info.annotation):
+                continue
+            file_key = f"{name}_file"
+            path = data.pop(file_key, None)
+            if path in (None, ""):
+                continue
+            if data.get(name) not in (None, ""):
+                raise PydanticCustomError(
+                    "secret_conflict",
+                    "{name} and {file_key} are both set; set only one",
+                    {"name": name, "file_key": file_key},
+                )
+            try:
+                data[name] = Path(str(path)).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise PydanticCustomError(
+                    "secret_file",
+                    "{file_key}: cannot read {path}: {reason}",
+                    {"file_key": file_key, "path": str(path), "reason": exc.strerror or "error"},
+                ) from None
+        return data
+
+
+class RuleDefaults(StrictModel):
+    """Threshold rules; on a watch entry they override the platform's defaults."""
+
+    below: list[int] | None = None
+    above: list[int] | None = None
+    hysteresis: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_to_list(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            for key in ("below", "above"):
+                if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
+                    data[key] = [data[key]]
+        return data
+
+
+class ReplayConfig(StrictModel):
+    """Serve a platform's accounts from a CSV (`timestamp,platform,account,followers`)."""
+
+    file: Path
+    speed: float = Field(default=0.0, ge=0.0)
+
+
+class PlatformConfig(StrictModel):
+    """Settings every platform has: polling cadence, batch size, rule defaults, optional replay."""
+
+    interval: Duration = 300.0
+    jitter: Duration = 0.0
+    batch_size: int | None = Field(default=None, ge=1)
+    defaults: RuleDefaults = RuleDefaults()
+    replay: ReplayConfig | None = None
+
+    def secrets(self) -> list[str]:
+        """Every secret value this config holds, for log redaction."""
+        out = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and value.get_secret_value():
+                out.append(value.get_secret_value())
+        return out

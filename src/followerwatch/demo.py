@@ -1,0 +1,164 @@
+"""`followerwatch demo`: an illustrative April 2009 replay through the real pipeline and InfluxDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import tempfile
+from contextlib import ExitStack
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from followerwatch.config import load_config
+from followerwatch.influxd import TempInfluxd, free_port
+from followerwatch.sources.replay import read_replay
+from followerwatch.store.influx_v1 import InfluxV1Store
+
+DATABASE = "followerwatch_demo"
+REPLAY = "april2009.csv"
+
+
+def replay_file() -> Path:
+    """The packaged replay CSV."""
+    return Path(str(resources.files("followerwatch") / "data" / REPLAY))
+
+
+def demo_settings(influx_url: str, data_dir: Path, seconds: float, webhook_url: str) -> dict[
+        str, Any]:
+    """The demo's config, exactly as a user would write it in TOML."""
+    rows = read_replay(replay_file(), "x")
+    times = [t for series in rows.values() for t, _ in series]
+    span = (max(times) - min(times)).total_seconds()
+    return {
+        "service": {"data_dir": str(data_dir), "log_format": "console"},
+        "influxdb": {"url": influx_url, "database": DATABASE, "create_database": True},
+        "platforms": {"x": {"interval": 0.25, "replay": {
+            "file": str(replay_file()), "speed": span / max(seconds, 1.0)}}},
+        "notifiers": [{"type": "log"}, {"type": "webhook", "url": webhook_url, "retries": 2}],
+        "watch": [
+            {"platform": "x", "handle": "aplusk", "below": 1_000_000, "above": 1_000_000,
+             "hysteresis": 1_000, "labels": {"story": "unfollow-day"}},
+            {"platform": "x", "handle": "cnnbrk", "below": 1_000_000, "above": 1_000_000,
+             "hysteresis": 1_000},
+        ],
+    }
+
+
+class Receiver:
+    """A minimal local webhook receiver so the demo shows real HTTP delivery."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.port = free_port()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.decode("latin-1").split("\r\n"):
+            if line.lower().startswith("content-length:"):
+                length = int(line.split(":", 1)[1])
+        body = await reader.readexactly(length)
+        self.received.append(json.loads(body))
+        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    async def start(self) -> asyncio.Server:
+        """Listen on 127.0.0.1:port."""
+        return await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+
+async def _run(settings: dict[str, Any], receiver: Receiver) -> None:
+    from followerwatch.app import App
+    from followerwatch.service import serve
+    from followerwatch.sources.replay import ReplaySource
+
+    config = load_config(None, settings)
+    server = await receiver.start()
+    try:
+        async with App(config) as app:
+            source = app.sources["x"]
+            assert isinstance(source, ReplaySource)
+            await serve(app, until=lambda: source.exhausted, check_every=0.1)
+            await app.pipeline.deliver()
+    finally:
+        server.close()
+
+
+async def _summary(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        store = InfluxV1Store(client, url=url, database=DATABASE)
+        points = await store.query(
+            "SELECT first(followers), max(followers), last(followers), count(followers)"
+            " FROM followers GROUP BY account")
+        events = await store.query(
+            "SELECT kind, value, threshold FROM followerwatch_events GROUP BY account")
+    return points, events
+
+
+def run_demo(console: Console, *, influx_url: str | None, spawn_dir: Path | None, seconds: float,
+             keep_running: bool) -> int:
+    """Run the demo end to end; returns the exit code."""
+    console.rule("followerwatch demo: April 2009")
+    console.print("[bold]The replay numbers are illustrative, not historical records.[/] The shape "
+                  "follows the story: @aplusk beats @cnnbrk to 1,000,000 followers, then an "
+                  "\"Unfollow Day\" drags him back under.")
+    with ExitStack() as stack:
+        if spawn_dir is not None:
+            spawn_dir.mkdir(parents=True, exist_ok=True)
+            influxd = stack.enter_context(TempInfluxd(directory=spawn_dir))
+            influx_url = influxd.url
+            console.print(f"Started a throwaway influxd at {influx_url} (data in {spawn_dir})")
+        assert influx_url is not None
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-demo-")))
+        receiver = Receiver()
+        webhook = f"http://127.0.0.1:{receiver.port}/alerts"
+        settings = demo_settings(influx_url, data_dir, seconds, webhook)
+        asyncio.run(_run(settings, receiver))
+        points, events = asyncio.run(_summary(influx_url))
+        _print_summary(console, points, events, receiver)
+        console.print(
+            f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
+            f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "
+            f"2009-04-29 and query: SELECT last(followers) FROM followers WHERE $timeFilter "
+            f"GROUP BY time($__interval), account")
+        if keep_running and spawn_dir is not None:
+            console.print("influxd stays up; press Ctrl-C to stop it.")
+            try:
+                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            except KeyboardInterrupt:
+                pass
+    ok = len(events) > 0 and all(s["values"] for s in points) and receiver.received
+    return 0 if ok else 1
+
+
+def _print_summary(console: Console, points: list[dict[str, Any]], events: list[dict[str, Any]],
+                   receiver: Receiver) -> None:
+    table = Table(title="Summary (read back from InfluxDB)")
+    for col in ("account", "first", "peak", "last", "points", "alerts"):
+        table.add_column(col, justify="left" if col == "account" else "right")
+    alerts: dict[str, int] = {}
+    for series in events:
+        alerts[series["tags"]["account"]] = len(series["values"])
+    for series in points:
+        _, first, peak, last, count = series["values"][0]
+        account = series["tags"]["account"]
+        table.add_row(f"@{account}", f"{first:,}", f"{peak:,}", f"{last:,}", f"{count:,}",
+                      str(alerts.get(account, 0)))
+    console.print(table)
+    for series in events:
+        for _, kind, value, threshold in series["values"]:
+            console.print(f"  event  @{series['tags']['account']}  {kind}  {threshold:,}  "
+                          f"(at {value:,})")
+    console.print(f"Webhook receiver got {len(receiver.received)} alert(s): "
+                  + ", ".join(f"{p['event']['account']} {p['event']['kind']}"
+                              for p in receiver.received))
+
+

@@ -1,0 +1,51 @@
+"""Human durations ("90s", "5m", "1h30m", 300) to seconds, and back."""
+
+from __future__ import annotations
+
+import re
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like "90s", "5m", "1h30m"; raises ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 60, '90s', '5m' or '1h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().replace(" ", "")
+        if not text:
+            raise ValueError("expected a duration like 60, '90s', '5m' or '1h'")
+        pos, seconds = 0, 0.0
+        for match in _PART.finditer(text):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT[match.group(2)]
+            pos = match.end()
+        if pos != len(text):
+            try:
+                seconds = float(text)
+            except ValueError:
+                raise ValueError(
+                    "expected a duration like 60, '90s', '5m' or '1h'"
+                ) from None
+    else:
+        raise ValueError("expected a duration like 60, '90s', '5m' or '1h'")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: 45s, 5m, 1h 30m, 2d 4h."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{seconds:g}s" if seconds < 1 else f"{s}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+    return " ".join(parts[:2])

@@ -1,0 +1,112 @@
+"""Frozen values that flow through the pipeline: accounts, observations, failures, events, points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One watched account: `name` is the stable `account` tag, `handle` what the platform knows."""
+
+    platform: str
+    handle: str
+    name: str
+    platform_id: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The identity used for state: (platform, name)."""
+        return (self.platform, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """A successful reading of one account at one poll time (UTC, timezone-aware)."""
+
+    account: Account
+    time: datetime
+    followers: int
+    following: int | None = None
+    posts: int | None = None
+    platform_id: str | None = None
+    handle: str | None = None
+
+
+class FailureKind(StrEnum):
+    """Why one account in an otherwise answered batch has no observation."""
+
+    NOT_FOUND = "not_found"
+    SUSPENDED = "suspended"
+    FORBIDDEN = "forbidden"
+    HIDDEN = "hidden"
+    NOT_RETURNED = "not_returned"
+    MALFORMED = "malformed"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A per-account failure inside a batch; never read as a count of zero."""
+
+    account: Account
+    time: datetime
+    kind: FailureKind
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """What the platform said about the caller's remaining budget after a request."""
+
+    limit: int | None
+    remaining: int | None
+    reset_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """What a source returns for one batch."""
+
+    observations: tuple[Observation, ...] = ()
+    failures: tuple[Failure, ...] = ()
+    requests: int = 0
+    rate_limit: RateLimit | None = None
+
+
+class EventKind(StrEnum):
+    """What happened; the `kind` tag of `followerwatch_events`."""
+
+    DROPPED_BELOW = "dropped_below"
+    CROSSED_ABOVE = "crossed_above"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An immutable alert-worthy record produced by a rule."""
+
+    id: str
+    time: datetime
+    platform: str
+    account: str
+    rule: str
+    kind: EventKind
+    value: int
+    threshold: int
+    message: str
+
+
+FieldValue = int | float | str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One InfluxDB point; ints are written as integers (`i` suffix)."""
+
+    measurement: str
+    tags: tuple[tuple[str, str], ...]
+    fields: tuple[tuple[str, FieldValue], ...]
+    time: datetime
+    extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)

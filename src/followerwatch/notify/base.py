@@ -1,0 +1,37 @@
+"""The Notifier protocol and the documented webhook payload."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+from followerwatch.models import Event
+
+PAYLOAD_VERSION = 1
+
+
+class Notifier(Protocol):
+    """Delivers one event; raises DeliveryError(permanent=…) on failure."""
+
+    key: ClassVar[str]
+    name: str
+
+    async def send(self, event: Event) -> None: ...
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """The public JSON payload of an event (documented in the README; change only on purpose)."""
+    return {
+        "version": PAYLOAD_VERSION,
+        "source": "followerwatch",
+        "event": {
+            "id": event.id,
+            "time": event.time.isoformat().replace("+00:00", "Z"),
+            "platform": event.platform,
+            "account": event.account,
+            "rule": event.rule,
+            "kind": str(event.kind),
+            "value": event.value,
+            "threshold": event.threshold,
+            "message": event.message,
+        },
+    }

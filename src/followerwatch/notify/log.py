@@ -1,0 +1,37 @@
+"""The `log` notifier: each event as one structured log line."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import structlog
+
+from followerwatch.configbase import StrictModel
+from followerwatch.models import Event
+
+
+class LogConfig(StrictModel):
+    """`[[notifiers]] type = "log"`."""
+
+    type: Literal["log"] = "log"
+    name: str = "log"
+
+    def secrets(self) -> list[str]:
+        """No secrets."""
+        return []
+
+
+class LogNotifier:
+    """Writes alerts to the structured log."""
+
+    key: ClassVar[str] = "log"
+
+    def __init__(self, config: LogConfig) -> None:
+        self.name = config.name
+        self._log = structlog.get_logger("followerwatch.alert")
+
+    async def send(self, event: Event) -> None:
+        self._log.warning(
+            event.message, alert=str(event.kind), platform=event.platform, account=event.account,
+            rule=event.rule, value=event.value, threshold=event.threshold, event_id=event.id,
+        )

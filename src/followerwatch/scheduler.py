@@ -1,0 +1,67 @@
+"""APScheduler wiring: one job per batch group; no overlap, coalesced, no silent misfire skips."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from followerwatch.app import Group
+
+log = structlog.get_logger("followerwatch.scheduler")
+
+
+class PollScheduler:
+    """Runs `poll(group)` for every group at its interval and tracks what is in flight."""
+
+    def __init__(self, groups: Sequence[Group], poll: Callable[[Group], Awaitable[object]],
+                 now: Callable[[], datetime]) -> None:
+        self._groups = list(groups)
+        self._poll = poll
+        self._now = now
+        self._inflight: set[asyncio.Task[object]] = set()
+        self._scheduler = AsyncIOScheduler()
+
+    def start(self) -> None:
+        """Schedule every group; the first poll of each starts at once."""
+        for group in self._groups:
+            self._scheduler.add_job(
+                self._run, IntervalTrigger(seconds=group.interval, jitter=group.jitter or None),
+                args=[group], id=group.job_id, name=group.job_id, next_run_time=self._now(),
+                max_instances=1, coalesce=True,
+                # None: a late run still runs (the 1 s default silently skips it).
+                misfire_grace_time=None,
+            )
+        self._scheduler.start()
+
+    async def _run(self, group: Group) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._inflight.add(task)  # type: ignore[arg-type]
+        try:
+            await self._poll(group)
+        except Exception:
+            log.exception("poll failed unexpectedly", group=group.job_id)
+        finally:
+            if task is not None:
+                self._inflight.discard(task)  # type: ignore[arg-type]
+
+    @property
+    def busy(self) -> bool:
+        """Whether a poll is running now."""
+        return bool(self._inflight)
+
+    async def stop(self, timeout: float) -> bool:
+        """Stop scheduling and let in-flight polls finish their write; False if they timed out."""
+        self._scheduler.shutdown(wait=False)
+        pending = set(self._inflight)
+        if not pending:
+            return True
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        for task in still:
+            task.cancel()
+        return not still

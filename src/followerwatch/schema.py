@@ -1,0 +1,51 @@
+"""The InfluxDB schema contract (documented in the README): values → points."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from followerwatch.models import Event, FieldValue, Observation, Point
+
+FOLLOWERS = "followers"
+EVENTS = "followerwatch_events"
+POLLS = "followerwatch_polls"
+
+
+def observation_point(obs: Observation) -> Point:
+    """`followers`: tags platform, account (+ labels); integer fields followers[, following, posts]."""
+    account = obs.account
+    tags = (("platform", account.platform), ("account", account.name), *account.labels)
+    fields: list[tuple[str, FieldValue]] = [("followers", obs.followers)]
+    if obs.following is not None:
+        fields.append(("following", obs.following))
+    if obs.posts is not None:
+        fields.append(("posts", obs.posts))
+    return Point(FOLLOWERS, tags, tuple(fields), obs.time)
+
+
+def event_point(event: Event) -> Point:
+    """`followerwatch_events`: tags platform, account, rule, kind; fields message, value, threshold."""
+    return Point(
+        EVENTS,
+        (("platform", event.platform), ("account", event.account), ("rule", event.rule),
+         ("kind", str(event.kind))),
+        (("message", event.message), ("value", event.value), ("threshold", event.threshold),
+         ("id", event.id)),
+        event.time,
+    )
+
+
+def poll_point(
+    *, platform: str, group: str, outcome: str, time: datetime, accounts: int, observations: int,
+    failures: int, requests: int, duration_ms: int, ratelimit_remaining: int | None,
+) -> Point:
+    """`followerwatch_polls`: one point per batch poll, for the service-health dashboard."""
+    fields: list[tuple[str, FieldValue]] = [
+        ("accounts", accounts), ("observations", observations), ("failures", failures),
+        ("requests", requests), ("duration_ms", duration_ms),
+    ]
+    if ratelimit_remaining is not None:
+        fields.append(("ratelimit_remaining", ratelimit_remaining))
+    return Point(
+        POLLS, (("platform", platform), ("group", group), ("outcome", outcome)), tuple(fields), time
+    )

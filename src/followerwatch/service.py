@@ -1,0 +1,46 @@
+"""The long-running service: scheduler + signals + orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+import structlog
+
+from followerwatch.app import App
+from followerwatch.errors import StoreError
+from followerwatch.scheduler import PollScheduler
+
+log = structlog.get_logger("followerwatch.service")
+
+
+async def serve(app: App, *, until: Callable[[], bool] | None = None,
+                check_every: float = 0.2) -> bool:
+    """Poll on schedule until SIGINT/SIGTERM (or `until()` is true); True if shutdown was clean."""
+    try:
+        await app.prepare()
+    except StoreError as exc:
+        log.warning("could not create the database", error=str(exc))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    scheduler = PollScheduler(app.groups, app.poll_group, app.clock.now)
+    scheduler.start()
+    log.info("followerwatch started", groups=len(app.groups),
+             accounts=sum(len(g.accounts) for g in app.groups))
+    try:
+        while not stop.is_set():
+            if until is not None and until() and not scheduler.busy:
+                break
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=check_every)
+            except TimeoutError:
+                pass
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    clean = await scheduler.stop(app.config.settings.service.shutdown_timeout)
+    log.info("followerwatch stopped", clean=clean, backlog=app.pipeline.backlog)
+    return clean

@@ -1,0 +1,38 @@
+"""The explicit source registry: platform key → its module's Source class, Config model and builder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from re import Pattern
+from typing import Any
+
+import httpx
+
+from followerwatch.clock import Clock
+from followerwatch.configbase import PlatformConfig
+from followerwatch.sources import x
+from followerwatch.sources.base import Source
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What the rest of the service needs to know about one platform."""
+
+    key: str
+    title: str
+    config_model: type[PlatformConfig]
+    build: Callable[[Any, httpx.AsyncClient, Clock], Source]
+    batch_max: int
+    handle_pattern: Pattern[str]
+    rate_limit_ceiling: tuple[int, float] | None
+    handle_prefix: str = "@"
+
+
+REGISTRY: dict[str, SourceSpec] = {
+    spec.key: spec
+    for spec in (
+        SourceSpec("x", "X", x.XConfig, x.build, x.XSource.batch_max, x.XSource.handle_pattern,
+                   x.XSource.rate_limit_ceiling),
+    )
+}
