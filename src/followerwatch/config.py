@@ -172,6 +172,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
+def _safe(text: object) -> str:
+    """User text fit for a one-line message: control characters escaped, length capped."""
+    out = str(text).encode("unicode_escape").decode("ascii")
+    return out if len(out) <= 60 else out[:57] + "..."
+
+
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -195,7 +201,7 @@ def _one_line(exc: ValidationError, where: str, data: dict[str, Any] | None = No
         entries = data.get("watch") or []
         if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
             entry = entries[loc[1]]
-            context = f" ({entry.get('platform', '?')}/{entry.get('handle', '?')})"
+            context = f" ({_safe(entry.get('platform', '?'))}/{_safe(entry.get('handle', '?'))})"
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     msg = first["msg"].replace("\n", " ")
     return ConfigError(f"{where}: {key}{context}: {msg}{more}")
@@ -208,7 +214,7 @@ def _accounts(settings: Settings, where: str) -> tuple[list[Account], dict[
     seen_handles: dict[tuple[str, str], int] = {}
     for index, entry in enumerate(settings.watch):
         spec = REGISTRY[entry.platform]
-        key = f"watch[{index}] ({entry.platform}/{entry.handle})"
+        key = f"watch[{index}] ({entry.platform}/{_safe(entry.handle)})"
         if not spec.handle_pattern.match(entry.handle):
             raise ConfigError(
                 f"{where}: {key}.handle: not a valid {spec.title} handle "
