@@ -1,0 +1,159 @@
+"""Per-credential rate limiting and parsers for the rate-limit header formats platforms use.
+
+Every parser takes raw header text and returns None for anything it cannot read: a garbled header
+must never fail a fetch that otherwise succeeded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+
+from followerwatch.clock import Clock
+from followerwatch.errors import RateLimitedError
+from followerwatch.models import RateLimit
+
+SAFETY_MARGIN = 1.0
+"""Seconds added to every wait: reset stamps are whole seconds and clocks drift."""
+
+ResetParser = Callable[[str | None], datetime | None]
+
+# Plain decimals only: int() and float() also take "1_000", "nan", "inf" and "1e9".
+_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+
+
+class RateLimiter:
+    """The last known budget of one credential, and the wait it implies before the next request."""
+
+    def __init__(self) -> None:
+        self._state: RateLimit | None = None
+
+    @property
+    def state(self) -> RateLimit | None:
+        """The last budget reported by the platform, if any."""
+        return self._state
+
+    def update(self, rl: RateLimit) -> None:
+        """Record what the platform said after a request."""
+        self._state = rl
+
+    def delay(self, now: datetime) -> float:
+        """Seconds to wait before the next request may be sent (0 when free to send)."""
+        state = self._state
+        if state is None or state.remaining != 0 or state.reset_at is None:
+            return 0.0
+        seconds = (state.reset_at - now).total_seconds()
+        return seconds + SAFETY_MARGIN if seconds > 0 else 0.0
+
+    async def wait(self, clock: Clock, max_wait: float) -> None:
+        """Sleep until the budget resets; raise RateLimitedError if that is more than max_wait."""
+        seconds = self.delay(clock.now())
+        if seconds <= 0:
+            return
+        state = self._state
+        reset_at = state.reset_at if state is not None else None
+        if seconds > max_wait:
+            raise RateLimitedError(
+                f"rate limit exhausted for {seconds:.0f} s (more than {max_wait:.0f} s)",
+                retry_at=reset_at,
+            )
+        await clock.sleep(seconds)
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header value looked up case-insensitively, for plain dicts as well as httpx.Headers."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lowered:
+            return val
+    return None
+
+
+def parse_count(value: str | None) -> int | None:
+    """A non-negative header count; Reddit sends floats such as "598.0", so those are floored."""
+    number = _seconds(value)
+    return None if number is None else math.floor(number)
+
+
+def _seconds(value: str | None) -> float | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if not _DECIMAL.match(text):
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def reset_from_epoch(value: str | None) -> datetime | None:
+    """A reset given as Unix epoch seconds (X, GitHub, Bluesky, Twitch)."""
+    number = _seconds(value)
+    if number is None:
+        return None
+    try:
+        return datetime.fromtimestamp(number, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def reset_from_seconds(value: str | None, now: datetime) -> datetime | None:
+    """A reset given as seconds from now (Reddit, Telegram's retry_after)."""
+    number = _seconds(value)
+    if number is None:
+        return None
+    try:
+        return now + timedelta(seconds=number)
+    except OverflowError:
+        return None
+
+
+def reset_from_iso(value: str | None) -> datetime | None:
+    """A reset given as an ISO-8601 timestamp (Mastodon); a zone-less stamp is read as UTC."""
+    if value is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
+    """A `Retry-After` value: delay seconds or an HTTP-date."""
+    if value is None:
+        return None
+    seconds = reset_from_seconds(value, now)
+    if seconds is not None:
+        return seconds
+    try:
+        stamp = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if stamp.tzinfo is None:
+        return stamp.replace(tzinfo=UTC)
+    return stamp.astimezone(UTC)
+
+
+def parse_rate_limit(
+    headers: Mapping[str, str], prefix: str, reset: ResetParser
+) -> RateLimit | None:
+    """`{prefix}limit`, `{prefix}remaining` and `{prefix}reset`, the reset read by `reset`."""
+    limit = parse_count(header(headers, f"{prefix}limit"))
+    remaining = parse_count(header(headers, f"{prefix}remaining"))
+    reset_at = reset(header(headers, f"{prefix}reset"))
+    if limit is None and remaining is None and reset_at is None:
+        return None
+    return RateLimit(limit=limit, remaining=remaining, reset_at=reset_at)
+
+
+def parse_epoch_reset(headers: Mapping[str, str], prefix: str) -> RateLimit | None:
+    """Rate-limit headers whose reset is epoch seconds, e.g. prefix `x-rate-limit-` on X."""
+    return parse_rate_limit(headers, prefix, reset_from_epoch)
