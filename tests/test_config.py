@@ -79,7 +79,7 @@ def test_secret_from_file(tmp_path: Path) -> None:
 
 def test_separate_watchlist_file(tmp_path: Path) -> None:
     write(tmp_path, '[[watch]]\nplatform = "x"\nhandle = "bad handle"\n', "watch.toml")
-    main = GOOD.split("[[watch]]")[0] + 'watchlist = "watch.toml"\n'
+    main = 'watchlist = "watch.toml"\n' + GOOD.split("[[watch]]")[0]
     with pytest.raises(ConfigError) as exc:
         load_config(write(tmp_path, main))
     assert str(exc.value).startswith(f"{tmp_path / 'watch.toml'}: watch[0] (x/bad handle).handle")

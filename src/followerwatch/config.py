@@ -15,6 +15,7 @@ from followerwatch.configbase import Duration, PlatformConfig, RuleDefaults, Str
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
 from followerwatch.notify import NotifierConfig
+from followerwatch.notify.log import LogConfig
 from followerwatch.sources import REGISTRY
 
 ENV_PREFIX = "FOLLOWERWATCH_"
@@ -90,6 +91,10 @@ class WatchEntry(RuleDefaults):
         return value
 
 
+def _default_notifiers() -> list[NotifierConfig]:
+    return [LogConfig()]
+
+
 def _platforms_model() -> type[StrictModel]:
     fields: dict[str, Any] = {
         key: (spec.config_model | None, None) for key, spec in REGISTRY.items()
@@ -111,7 +116,7 @@ class Settings(BaseSettings):
     influxdb: InfluxConfig = InfluxConfig()
     platforms: Platforms = Platforms()  # type: ignore[valid-type]
     notifiers: list[Annotated[NotifierConfig, Field(discriminator="type")]] = Field(
-        default_factory=lambda: [{"type": "log"}]  # type: ignore[list-item]
+        default_factory=_default_notifiers
     )
     watchlist: Path | None = None
     watch: list[WatchEntry] = Field(default_factory=list)
@@ -196,15 +201,16 @@ def _one_line(exc: ValidationError, where: str, data: dict[str, Any] | None = No
     env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
     if env_name in os.environ:
         where = f"environment {env_name}"
-    context = ""
     if data is not None and len(loc) >= 2 and loc[0] == "watch" and isinstance(loc[1], int):
         entries = data.get("watch") or []
         if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
             entry = entries[loc[1]]
-            context = f" ({_safe(entry.get('platform', '?'))}/{_safe(entry.get('handle', '?'))})"
+            head = (f"watch[{loc[1]}] ({_safe(entry.get('platform', '?'))}/"
+                    f"{_safe(entry.get('handle', '?'))})")
+            key = head + (f".{_loc(loc[2:])}" if len(loc) > 2 else "")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     msg = first["msg"].replace("\n", " ")
-    return ConfigError(f"{where}: {key}{context}: {msg}{more}")
+    return ConfigError(f"{where}: {key}: {msg}{more}")
 
 
 def _accounts(settings: Settings, where: str) -> tuple[list[Account], dict[
@@ -261,11 +267,17 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
             settings = settings.model_copy(update={"watch": [
                 WatchEntry.model_validate(e) for e in wl_data.get("watch", [])]})
         except ValidationError as exc:
-            err = _one_line(exc, str(wl_path))
+            err = _one_line(exc, str(wl_path), wl_data)
             raise ConfigError(str(err)) from None
         watch_where = str(wl_path)
     settings = _resolve_paths(settings, base_dir)
     accounts, rules = _accounts(settings, watch_where)
+    for key in sorted({a.platform for a in accounts}):
+        pcfg = settings.platform(key)
+        for secret in pcfg.required_secrets if pcfg.replay is None else ():
+            if getattr(pcfg, secret) is None:
+                raise ConfigError(f"{where}: platforms.{key}.{secret}: required to watch {key} "
+                                  f"accounts (set {secret} or {secret}_file)")
     return Config(settings, accounts, rules, path)
 
 
@@ -274,15 +286,16 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     service = settings.service
     if not service.data_dir.is_absolute():
         service = service.model_copy(update={"data_dir": base_dir / service.data_dir})
-    platforms = {}
+    platforms: dict[str, Any] = {}
     for key in REGISTRY:
         cfg = getattr(settings.platforms, key)
         if cfg is not None and cfg.replay is not None and not cfg.replay.file.is_absolute():
             replay = cfg.replay.model_copy(update={"file": base_dir / cfg.replay.file})
             cfg = cfg.model_copy(update={"replay": replay})
         platforms[key] = cfg
+    current: Any = settings.platforms
     return settings.model_copy(update={
-        "service": service, "platforms": settings.platforms.model_copy(update=platforms)})
+        "service": service, "platforms": current.model_copy(update=platforms)})
 
 
 def config_path_from_env(explicit: Path | None) -> Path | None:

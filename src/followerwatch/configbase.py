@@ -5,7 +5,7 @@ from __future__ import annotations
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
 from pydantic_core import PydanticCustomError
@@ -100,6 +100,9 @@ class PlatformConfig(StrictModel):
     batch_size: int | None = Field(default=None, ge=1)
     defaults: RuleDefaults = RuleDefaults()
     replay: ReplayConfig | None = None
+
+    # Secrets without which the platform cannot be polled (checked only if it has accounts).
+    required_secrets: ClassVar[tuple[str, ...]] = ()
 
     def secrets(self) -> list[str]:
         """Every secret value this config holds, for log redaction."""

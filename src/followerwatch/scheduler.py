@@ -41,14 +41,14 @@ class PollScheduler:
     async def _run(self, group: Group) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._inflight.add(task)  # type: ignore[arg-type]
+            self._inflight.add(task)
         try:
             await self._poll(group)
         except Exception:
             log.exception("poll failed unexpectedly", group=group.job_id)
         finally:
             if task is not None:
-                self._inflight.discard(task)  # type: ignore[arg-type]
+                self._inflight.discard(task)
 
     @property
     def busy(self) -> bool:

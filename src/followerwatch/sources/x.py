@@ -47,6 +47,8 @@ Outcome = Observation | Failure
 class XConfig(PlatformConfig):
     """`[platforms.x]`: the app bearer token, and another API host for proxies or tests."""
 
+    required_secrets: ClassVar[tuple[str, ...]] = ("bearer_token",)
+
     bearer_token: SecretStr | None = None
     base_url: str = "https://api.x.com"
     max_wait: Duration = 900.0

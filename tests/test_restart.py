@@ -1,0 +1,139 @@
+"""The real `followerwatch run` process, stopped and restarted between polls against a fake X."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fakes.fake_x import TOKEN, FakeX, make_user
+from pytest_httpserver import HTTPServer
+
+from followerwatch.clock import SystemClock
+from followerwatch.store.influx_v1 import InfluxV1Store
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Service:
+    """`followerwatch run` as a child process."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "followerwatch", "run", "--config", str(self.config)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def stop(self) -> str:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=15)
+        assert self.proc.returncode == 0, out
+        return out
+
+
+@pytest.fixture
+def service(tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer) -> Iterator[
+        tuple[Service, FakeX]]:
+    fake = FakeX(httpserver, SystemClock())
+    user = make_user(1)
+    user["username"] = "aplusk"
+    user["public_metrics"]["followers_count"] = 1_000_100
+    fake.add(user)
+    httpserver.expect_request("/hook", method="POST").respond_with_data("", status=204)
+    config = tmp_path / "fw.toml"
+    config.write_text(f"""
+[service]
+data_dir = "data"
+log_format = "json"
+
+[influxdb]
+url = "{influx_db[0]}"
+database = "{influx_db[1]}"
+
+[platforms.x]
+bearer_token = "{TOKEN}"
+base_url = "{fake.base_url}"
+interval = "0.3s"
+
+[[notifiers]]
+type = "webhook"
+url = "{httpserver.url_for('/hook')}"
+
+[[watch]]
+platform = "x"
+handle = "aplusk"
+below = 1_000_000
+""")
+    svc = Service(config)
+    yield svc, fake
+    if svc.proc is not None and svc.proc.poll() is None:
+        svc.proc.kill()
+
+
+def set_followers(fake: FakeX, count: int) -> None:
+    fake.users["aplusk"]["public_metrics"]["followers_count"] = count
+
+
+def alerts(httpserver: HTTPServer) -> list[int]:
+    return [json.loads(req.get_data())["event"]["value"] for req, _ in httpserver.log
+            if req.path == "/hook"]
+
+
+async def test_restart_neither_repeats_nor_misses_an_event(
+    service: tuple[Service, FakeX], httpserver: HTTPServer, influx_db: tuple[str, str],
+) -> None:
+    svc, fake = service
+    polls = lambda: len(fake.seen)  # noqa: E731
+
+    svc.start()
+    wait_for(lambda: polls() >= 2, "two polls")
+    set_followers(fake, 999_990)
+    wait_for(lambda: alerts(httpserver) == [999_990], "the first alert")
+    svc.stop()
+
+    # Still below after the restart: no repeated event.
+    set_followers(fake, 999_995)
+    svc.start()
+    start = polls()
+    wait_for(lambda: polls() >= start + 3, "three polls after restart")
+    set_followers(fake, 1_000_020)
+    start = polls()
+    wait_for(lambda: polls() >= start + 2, "the re-arming polls")
+    svc.stop()
+    assert alerts(httpserver) == [999_990]
+
+    # The crossing happens while the service is down: the first poll after restart reports it.
+    set_followers(fake, 999_980)
+    start = polls()
+    svc.start()
+    wait_for(lambda: len(alerts(httpserver)) == 2, "the missed crossing")
+    first_poll_after = polls() - start
+    output = svc.stop()
+    assert alerts(httpserver) == [999_990, 999_980]
+    assert first_poll_after >= 1
+    assert "Traceback" not in output and TOKEN not in output
+
+    async with httpx.AsyncClient() as client:
+        store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
+        series = await store.query("SELECT value FROM followerwatch_events")
+    assert [row[1] for row in series[0]["values"]] == [999_990, 999_980]
