@@ -18,7 +18,7 @@ from followerwatch.notify import build_notifier
 from followerwatch.pipeline import Pipeline, Row
 from followerwatch.rules.threshold import Threshold, thresholds
 from followerwatch.sources import REGISTRY
-from followerwatch.sources.base import Source
+from followerwatch.sources.base import Source, SourceContext
 from followerwatch.sources.replay import ReplaySource
 from followerwatch.state import StateDB
 from followerwatch.store.base import Store
@@ -31,7 +31,7 @@ class Group:
     """A batch of one platform's accounts, polled by one scheduler job."""
 
     platform: str
-    index: int
+    name: str
     accounts: tuple[Account, ...]
     interval: float
     jitter: float
@@ -39,7 +39,7 @@ class Group:
     @property
     def job_id(self) -> str:
         """The scheduler job id."""
-        return f"{self.platform}:{self.index}"
+        return f"{self.platform}:{self.name}"
 
 
 def build_store(cfg: InfluxConfig, client: httpx.AsyncClient) -> Store:
@@ -64,11 +64,17 @@ def plan_groups(config: Config) -> list[Group]:
             continue
         pcfg = config.settings.platform(key)
         size = min(pcfg.batch_size or spec.batch_max, spec.batch_max)
+        by_key: dict[str, list[Account]] = {}
+        for account in accounts:
+            part = spec.group_key(account) if spec.group_key and pcfg.replay is None else ""
+            by_key.setdefault(part, []).append(account)
         if pcfg.replay is not None:
             size = len(accounts)
-        for i in range(math.ceil(len(accounts) / size)):
-            groups.append(Group(key, i, tuple(accounts[i * size:(i + 1) * size]),
-                                pcfg.interval, pcfg.jitter))
+        for part, members in by_key.items():
+            for i in range(math.ceil(len(members) / size)):
+                name = f"{part}:{i}" if part else str(i)
+                groups.append(Group(key, name, tuple(members[i * size:(i + 1) * size]),
+                                    pcfg.interval, pcfg.jitter))
     return groups
 
 
@@ -102,7 +108,9 @@ class App:
         pcfg = self.config.settings.platform(platform)
         if pcfg.replay is not None:
             return ReplaySource(pcfg.replay.file, platform, self.clock, pcfg.replay.speed)
-        return REGISTRY[platform].build(pcfg, self.client, self.clock)
+        state_dir = self.config.settings.service.data_dir / "sources" / platform
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return REGISTRY[platform].build(pcfg, SourceContext(self.client, self.clock, state_dir))
 
     async def prepare(self) -> None:
         """Create the database when asked to (1.x only)."""
@@ -112,7 +120,7 @@ class App:
 
     async def poll_group(self, group: Group) -> list[Row]:
         """Poll one batch group now."""
-        return await self.collectors[group.platform].poll(group.accounts, str(group.index))
+        return await self.collectors[group.platform].poll(group.accounts, group.name)
 
     async def poll_once(self) -> list[Row]:
         """One poll of every group, in order."""

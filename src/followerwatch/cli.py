@@ -168,7 +168,7 @@ def demo(
         print("followerwatch: demo needs exactly one of --influx-url or --spawn-influxd",
               file=sys.stderr)
         raise typer.Exit(2)
-    logs.configure("info", "console" if sys.stdout.isatty() else "auto", sys.stdout)
+    logs.configure("info", "console", sys.stdout)
     code = run_demo(out, influx_url=influx_url, spawn_dir=spawn_influxd, seconds=seconds,
                     keep_running=keep_running)
     raise typer.Exit(code)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -32,6 +33,7 @@ class Collector:
     async def poll(self, accounts: Sequence[Account], group: str = "0") -> list[Row]:
         """One poll of one batch group; never raises for source failures."""
         started = time.monotonic()
+        accounts = self._with_known_ids(accounts)
         try:
             result = await self.source.fetch(accounts)
         except SourceError as exc:
@@ -49,6 +51,12 @@ class Collector:
         outcome = "partial" if result.failures else "ok"
         health = self._health(group, outcome, started, accounts, result)
         return await self.pipeline.process(result, [health])
+
+    def _with_known_ids(self, accounts: Sequence[Account]) -> list[Account]:
+        """Fill in the stable ids learnt on earlier polls, so renamed handles still resolve."""
+        known = self.pipeline.state.platform_ids(self.platform)
+        return [a if a.platform_id or a.name not in known
+                else dataclasses.replace(a, platform_id=known[a.name]) for a in accounts]
 
     def _health(self, group: str, outcome: str, started: float, accounts: Sequence[Account],
                 result: FetchResult) -> Point:

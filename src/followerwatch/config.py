@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from followerwatch.configbase import Duration, PlatformConfig, RuleDefaults, StrictModel
+from followerwatch.configbase import Duration, HttpUrl, PlatformConfig, RuleDefaults, StrictModel
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
 from followerwatch.notify import NotifierConfig
@@ -28,7 +28,7 @@ class InfluxConfig(StrictModel):
     """Where points go: `v1` is the /write + /query path (1.x, 2.x, 3 Core); `v2` is influxdb-client."""
 
     transport: Literal["v1", "v2"] = "v1"
-    url: str = "http://127.0.0.1:8086"
+    url: HttpUrl = "http://127.0.0.1:8086"
     database: str = "followerwatch"
     retention_policy: str | None = None
     username: str | None = None
@@ -39,13 +39,6 @@ class InfluxConfig(StrictModel):
     precision: Literal["s", "ms"] = "s"
     create_database: bool = False
     timeout: Duration = 10.0
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
 
 
 class ServiceConfig(StrictModel):

@@ -80,6 +80,14 @@ class StateDB:
             return None
         return LastSeen(row[0], datetime.fromisoformat(row[1]), row[2], row[3])
 
+    def platform_ids(self, platform: str) -> dict[str, str]:
+        """The stable platform ids learnt for a platform's accounts, by account name."""
+        rows = self._db.execute(
+            "SELECT account, platform_id FROM accounts WHERE platform=? AND platform_id IS NOT NULL",
+            (platform,),
+        )
+        return dict(rows.fetchall())
+
     def rule_states(self, platform: str, account: str) -> dict[str, str]:
         """Serialised rule states of an account, by rule name."""
         rows = self._db.execute(
@@ -93,7 +101,10 @@ class StateDB:
         with self._tx():
             for ch in changes:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO accounts VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO accounts VALUES (?,?,?,?,?,?) ON CONFLICT (platform, account) DO"
+                    " UPDATE SET followers=excluded.followers, time=excluded.time,"
+                    " platform_id=COALESCE(excluded.platform_id, platform_id),"
+                    " handle=COALESCE(excluded.handle, handle)",
                     (ch.platform, ch.account, ch.last.followers, _ts(ch.last.time),
                      ch.last.platform_id, ch.last.handle),
                 )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import httpx
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 
-from followerwatch.configbase import Duration, StrictModel
+from followerwatch.configbase import Duration, HttpUrl, StrictModel
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event
 from followerwatch.notify.base import event_payload
@@ -18,18 +18,11 @@ class WebhookConfig(StrictModel):
 
     type: Literal["webhook"]
     name: str = "webhook"
-    url: str
+    url: HttpUrl
     timeout: Duration = 10.0
     retries: int = Field(default=3, ge=0, le=10)
     bearer_token: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        return value
 
     def secrets(self) -> list[str]:
         """The bearer token, if any."""

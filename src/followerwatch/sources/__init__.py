@@ -7,12 +7,10 @@ from dataclasses import dataclass
 from re import Pattern
 from typing import Any
 
-import httpx
-
-from followerwatch.clock import Clock
 from followerwatch.configbase import PlatformConfig
+from followerwatch.models import Account
 from followerwatch.sources import x
-from followerwatch.sources.base import Source
+from followerwatch.sources.base import Source, SourceContext
 
 
 @dataclass(frozen=True)
@@ -22,11 +20,13 @@ class SourceSpec:
     key: str
     title: str
     config_model: type[PlatformConfig]
-    build: Callable[[Any, httpx.AsyncClient, Clock], Source]
+    build: Callable[[Any, SourceContext], Source]
     batch_max: int
     handle_pattern: Pattern[str]
+    # (requests, per seconds) the platform allows one credential; None when it publishes none.
     rate_limit_ceiling: tuple[int, float] | None
-    handle_prefix: str = "@"
+    # Accounts that must be fetched apart (e.g. each Mastodon instance) get different keys.
+    group_key: Callable[[Account], str] | None = None
 
 
 REGISTRY: dict[str, SourceSpec] = {

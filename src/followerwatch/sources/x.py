@@ -9,10 +9,10 @@ from datetime import datetime
 from typing import Any, ClassVar, NoReturn
 
 import httpx
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, PlatformConfig
+from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import (
     AuthError,
     ConfigError,
@@ -29,6 +29,7 @@ from followerwatch.models import (
     Observation,
     RateLimit,
 )
+from followerwatch.sources.base import SourceContext
 from followerwatch.ratelimit import RateLimiter, parse_epoch_reset, parse_retry_after
 
 BY_USERNAMES = "/2/users/by"
@@ -50,24 +51,17 @@ class XConfig(PlatformConfig):
     required_secrets: ClassVar[tuple[str, ...]] = ("bearer_token",)
 
     bearer_token: SecretStr | None = None
-    base_url: str = "https://api.x.com"
+    base_url: HttpUrl = "https://api.x.com"
     max_wait: Duration = 900.0
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
 
-
-def build(config: XConfig, client: httpx.AsyncClient, clock: Clock) -> XSource:
+def build(config: XConfig, ctx: SourceContext) -> XSource:
     """The X source for one configured credential."""
     token = config.bearer_token.get_secret_value() if config.bearer_token else ""
     if not token:
         raise ConfigError("platforms.x.bearer_token (or bearer_token_file) is required to watch X")
     return XSource(
-        client, bearer_token=token, clock=clock, base_url=config.base_url, max_wait=config.max_wait
+        ctx.client, bearer_token=token, clock=ctx.clock, base_url=config.base_url, max_wait=config.max_wait
     )
 
 
