@@ -34,6 +34,8 @@ class Observation:
     posts: int | None = None
     platform_id: str | None = None
     handle: str | None = None
+    # The granularity of `followers` when the platform rounds it (YouTube: 3 significant figures).
+    resolution: int | None = None
 
 
 class FailureKind(StrEnum):
@@ -41,6 +43,7 @@ class FailureKind(StrEnum):
 
     NOT_FOUND = "not_found"
     SUSPENDED = "suspended"
+    DEACTIVATED = "deactivated"
     FORBIDDEN = "forbidden"
     HIDDEN = "hidden"
     NOT_RETURNED = "not_returned"

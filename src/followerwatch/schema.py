@@ -20,6 +20,8 @@ def observation_point(obs: Observation) -> Point:
         fields.append(("following", obs.following))
     if obs.posts is not None:
         fields.append(("posts", obs.posts))
+    if obs.resolution is not None:
+        fields.append(("resolution", obs.resolution))
     return Point(FOLLOWERS, tags, tuple(fields), obs.time)
 
 

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from fakes import common
+from fakes.common import json_response
 from followerwatch.clock import Clock
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 TOKEN = "AAAAAAAAAAAAAAAAAAAAAtest%2Fbearer%2Btoken"
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "x"
 _USERNAME = re.compile(r"^[A-Za-z0-9_]{1,15}$")
 _ID = re.compile(r"^[0-9]{1,19}$")
 _WINDOW = 900
@@ -25,14 +24,7 @@ _WINDOW = 900
 
 def load(name: str) -> Any:
     """A response body from tests/fixtures/x."""
-    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
-
-
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    """A JSON answer as X sends it."""
-    return Response(
-        json.dumps(body), status=status, headers=headers, content_type="application/json"
-    )
+    return common.load("x", name)
 
 
 def make_user(i: int) -> dict[str, Any]:

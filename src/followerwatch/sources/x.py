@@ -27,18 +27,16 @@ from followerwatch.models import (
     FailureKind,
     FetchResult,
     Observation,
-    RateLimit,
 )
 from followerwatch.sources.base import SourceContext
-from followerwatch.ratelimit import RateLimiter, parse_epoch_reset, parse_retry_after
+from followerwatch.sources.common import Requester, Tally, chunks, json_object
+from followerwatch.ratelimit import parse_epoch_reset
 
 BY_USERNAMES = "/2/users/by"
 BY_IDS = "/2/users"
 USER_FIELDS = "public_metrics"
 _RATE_PREFIX = "x-rate-limit-"
 _ID = re.compile(r"^[0-9]{1,20}$")
-# A 429 is retried after its reset; more than this many in a row means the reset stamps are wrong.
-_MAX_ATTEMPTS = 3
 # Outcomes that a rename explains, so the stored id is worth asking about.
 _RERESOLVE = frozenset({FailureKind.NOT_FOUND, FailureKind.NOT_RETURNED})
 
@@ -61,7 +59,11 @@ def build(config: XConfig, ctx: SourceContext) -> XSource:
     if not token:
         raise ConfigError("platforms.x.bearer_token (or bearer_token_file) is required to watch X")
     return XSource(
-        ctx.client, bearer_token=token, clock=ctx.clock, base_url=config.base_url, max_wait=config.max_wait
+        ctx.client,
+        bearer_token=token,
+        clock=ctx.clock,
+        base_url=config.base_url,
+        max_wait=config.max_wait,
     )
 
 
@@ -86,13 +88,14 @@ class XSource:
         self._headers = {"Authorization": f"Bearer {bearer_token}"}
         self._clock = clock
         self._base = base_url.rstrip("/")
-        self._max_wait = max_wait
-        # X budgets each lookup endpoint separately.
-        self._limiters = {BY_USERNAMES: RateLimiter(), BY_IDS: RateLimiter()}
+        # X budgets each lookup endpoint separately: the path is the limiter bucket.
+        self._requester = Requester(
+            client, clock, "X", lambda h, _: parse_epoch_reset(h, _RATE_PREFIX), max_wait
+        )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""
-        tally = _Tally()
+        tally = Tally()
         order = list(dict.fromkeys(accounts))
         results: dict[Account, Outcome] = {}
         valid: list[Account] = []
@@ -104,7 +107,7 @@ class XSource:
                 results[account] = Failure(
                     account, self._clock.now(), FailureKind.NOT_FOUND, "not a valid X username"
                 )
-        for chunk in _chunks(valid, lambda a: a.handle.lower(), self.batch_max):
+        for chunk in chunks(valid, lambda a: a.handle.lower(), self.batch_max):
             names: dict[str, str] = {}
             for account in chunk:
                 names.setdefault(account.handle.lower(), account.handle)
@@ -120,7 +123,7 @@ class XSource:
             rate_limit=tally.rate_limit,
         )
 
-    async def _reresolve(self, results: dict[Account, Outcome], tally: _Tally) -> None:
+    async def _reresolve(self, results: dict[Account, Outcome], tally: Tally) -> None:
         """Ask by stored id about accounts whose handle failed: a renamed user answers there."""
         stale = {
             a: outcome
@@ -130,7 +133,7 @@ class XSource:
             and a.platform_id is not None
             and _ID.match(a.platform_id)
         }
-        for chunk in _chunks(list(stale), lambda a: a.platform_id or "", self.batch_max):
+        for chunk in chunks(list(stale), lambda a: a.platform_id or "", self.batch_max):
             ids = ",".join(dict.fromkeys(a.platform_id or "" for a in chunk))
             try:
                 response, received = await self._get(
@@ -151,71 +154,21 @@ class XSource:
                     results[account] = outcome
 
     async def _get(
-        self, path: str, params: Mapping[str, str], tally: _Tally
+        self, path: str, params: Mapping[str, str], tally: Tally
     ) -> tuple[httpx.Response, datetime]:
         """One successful (200) response and the time it arrived; waits out 429s within max_wait."""
-        limiter = self._limiters[path]
-        for _ in range(_MAX_ATTEMPTS):
-            await limiter.wait(self._clock, self._max_wait)
-            tally.requests += 1
-            try:
-                response = await self._client.get(
-                    self._base + path, params=params, headers=self._headers
-                )
-            except httpx.HTTPError as exc:
-                raise TransientError(f"X request failed: {type(exc).__name__}: {exc}") from exc
-            received = self._clock.now()
-            rl = parse_epoch_reset(response.headers, _RATE_PREFIX)
-            if rl is not None:
-                limiter.update(rl)
-                tally.rate_limit = rl
-            if response.status_code == 200:
-                return response, received
-            problem = _problem(response)
-            if response.status_code != 429 or _usage_capped(problem):
-                _raise_for(response.status_code, problem)
-            reset_at = rl.reset_at if rl is not None else None
-            if reset_at is None:
-                reset_at = parse_retry_after(response.headers.get("retry-after"), received)
-            if reset_at is None or reset_at <= received:
-                # Without a future reset, retrying now would only spend another request.
-                raise RateLimitedError("X answered 429 without a usable reset time", retry_at=None)
-            limiter.update(RateLimit(rl.limit if rl is not None else None, 0, reset_at))
-        state = limiter.state
-        raise RateLimitedError(
-            f"X still answered 429 after {_MAX_ATTEMPTS} attempts",
-            retry_at=state.reset_at if state is not None else None,
+        response, received = await self._requester.send(
+            "GET",
+            self._base + path,
+            tally,
+            bucket=path,
+            params=params,
+            headers=self._headers,
+            is_rate_limited=lambda r: r.status_code == 429 and not _usage_capped(json_object(r)),
         )
-
-
-class _Tally:
-    """What one fetch spent, for FetchResult."""
-
-    __slots__ = ("rate_limit", "requests")
-
-    def __init__(self) -> None:
-        self.requests = 0
-        self.rate_limit: RateLimit | None = None
-
-
-def _chunks(
-    accounts: Sequence[Account], key: Callable[[Account], str], size: int
-) -> list[list[Account]]:
-    """Accounts in groups of at most `size` distinct keys, so duplicates share one slot."""
-    groups: dict[str, list[Account]] = {}
-    for account in accounts:
-        groups.setdefault(key(account), []).append(account)
-    keys = list(groups)
-    return [[a for k in keys[i : i + size] for a in groups[k]] for i in range(0, len(keys), size)]
-
-
-def _problem(response: httpx.Response) -> dict[str, Any]:
-    """The JSON error body of a non-200 answer, or {} when it has none."""
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+        if response.status_code != 200:
+            _raise_for(response.status_code, json_object(response))
+        return response, received
 
 
 def _usage_capped(problem: Mapping[str, Any]) -> bool:

@@ -1,0 +1,123 @@
+"""What every HTTP source shares: the limiter-aware request loop, JSON bodies, chunking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from followerwatch.clock import Clock
+from followerwatch.errors import RateLimitedError, TransientError
+from followerwatch.models import Account, RateLimit
+from followerwatch.ratelimit import RateLimiter, parse_retry_after
+
+# A count lookup never needs more; a bigger body is an error page or an attack.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_ATTEMPTS = 3
+
+RateParser = Callable[[httpx.Headers, datetime], RateLimit | None]
+
+
+@dataclass
+class Tally:
+    """What one fetch spent, for FetchResult."""
+
+    requests: int = 0
+    rate_limit: RateLimit | None = None
+
+
+@dataclass
+class Requester:
+    """Sends requests for one credential: waits on its limiter, retries 429s after the reset."""
+
+    client: httpx.AsyncClient
+    clock: Clock
+    platform: str
+    parse_rate: RateParser
+    max_wait: float = 900.0
+    limiters: dict[str, RateLimiter] = field(default_factory=dict)
+
+    def limiter(self, bucket: str) -> RateLimiter:
+        """The limiter of one rate-limit bucket (an endpoint, or "" for the whole credential)."""
+        return self.limiters.setdefault(bucket, RateLimiter())
+
+    async def send(
+        self, method: str, url: str, tally: Tally, *, bucket: str = "",
+        is_rate_limited: Callable[[httpx.Response], bool] = lambda r: r.status_code == 429,
+        **kwargs: Any,
+    ) -> tuple[httpx.Response, datetime]:
+        """The first answer that is not a rate limit, and when it arrived; raises typed errors."""
+        limiter = self.limiter(bucket)
+        for _ in range(MAX_ATTEMPTS):
+            await limiter.wait(self.clock, self.max_wait)
+            tally.requests += 1
+            try:
+                response = await self.client.request(method, url, **kwargs)
+            except httpx.HTTPError as exc:
+                raise TransientError(f"{self.platform} request failed: {type(exc).__name__}") from None
+            received = self.clock.now()
+            if len(response.content) > MAX_BODY_BYTES:
+                raise TransientError(f"{self.platform} answered with an oversized body")
+            rl = self.parse_rate(response.headers, received)
+            if rl is not None:
+                limiter.update(rl)
+                tally.rate_limit = rl
+            if not is_rate_limited(response):
+                return response, received
+            reset_at = parse_retry_after(response.headers.get("retry-after"), received)
+            if reset_at is None and rl is not None:
+                reset_at = rl.reset_at
+            if reset_at is None or reset_at <= received:
+                # Without a future reset, retrying now would only spend another request.
+                raise RateLimitedError(
+                    f"{self.platform} rate limit hit (HTTP {response.status_code}) without a "
+                    "usable reset time", retry_at=None)
+            limiter.update(RateLimit(rl.limit if rl is not None else None, 0, reset_at))
+        state = limiter.state
+        raise RateLimitedError(
+            f"{self.platform} still rate-limited after {MAX_ATTEMPTS} attempts",
+            retry_at=state.reset_at if state is not None else None,
+        )
+
+
+def json_body(response: httpx.Response, platform: str) -> Any:
+    """The parsed JSON of a response; a TransientError for anything that is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        raise TransientError(
+            f"{platform} answered HTTP {response.status_code} with a body that is not JSON"
+        ) from None
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of an error answer, or {} when it has none."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def chunks(accounts: Sequence[Account], key: Callable[[Account], str], size: int) -> list[
+        list[Account]]:
+    """Accounts in groups of at most `size` distinct keys, so duplicates share one slot."""
+    groups: dict[str, list[Account]] = {}
+    for account in accounts:
+        groups.setdefault(key(account), []).append(account)
+    keys = list(groups)
+    return [[a for k in keys[i:i + size] for a in groups[k]] for i in range(0, len(keys), size)]
+
+
+def count(value: Any) -> int | None:
+    """A non-negative integer count from JSON (int, or a decimal string), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value >= 0 else None
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
