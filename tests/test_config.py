@@ -50,7 +50,9 @@ def write(tmp_path: Path, text: str, name: str = "fw.toml") -> Path:
 def test_good_config_resolves_accounts_rules_and_paths(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, GOOD))
     assert [(a.handle, a.name) for a in config.accounts] == [
-        ("aplusk", "aplusk"), ("cnnbrk", "CNN Breaking")]
+        ("aplusk", "aplusk"),
+        ("cnnbrk", "CNN Breaking"),
+    ]
     assert config.accounts[1].labels == (("team", "news"),)
     aplusk = config.rules[("x", "aplusk")]
     assert (aplusk.below, aplusk.above, aplusk.hysteresis) == ([1_000_000], None, 50)
@@ -87,28 +89,48 @@ def test_separate_watchlist_file(tmp_path: Path) -> None:
 
 def cli(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "followerwatch", *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=60, check=False,
+        [sys.executable, "-m", "followerwatch", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+        check=False,
     )
 
 
 BAD = [
-    ("unknown key", GOOD.replace('database = "fw"', 'database = "fw"\ndatabse = "typo"'),
-     "influxdb.databse", "Extra inputs are not permitted"),
-    ("wrong type", GOOD.replace('interval = "5m"', "interval = true"),
-     "platforms.x.interval", "duration"),
-    ("invalid handle", GOOD.replace('handle = "aplusk"', 'handle = "ap lusk\\nx"'),
-     "watch[0]", "not a valid X handle"),
-    ("duplicate", GOOD.replace('handle = "cnnbrk"', 'handle = "APLUSK"'),
-     "watch[1]", "duplicate"),
-    ("negative hysteresis", GOOD.replace("hysteresis = 50", "hysteresis = -1"),
-     "watch[0] (x/aplusk).hysteresis", "greater than or equal to 0"),
+    (
+        "unknown key",
+        GOOD.replace('database = "fw"', 'database = "fw"\ndatabse = "typo"'),
+        "influxdb.databse",
+        "Extra inputs are not permitted",
+    ),
+    (
+        "wrong type",
+        GOOD.replace('interval = "5m"', "interval = true"),
+        "platforms.x.interval",
+        "duration",
+    ),
+    (
+        "invalid handle",
+        GOOD.replace('handle = "aplusk"', 'handle = "ap lusk\\nx"'),
+        "watch[0]",
+        "not a valid X handle",
+    ),
+    ("duplicate", GOOD.replace('handle = "cnnbrk"', 'handle = "APLUSK"'), "watch[1]", "duplicate"),
+    (
+        "negative hysteresis",
+        GOOD.replace("hysteresis = 50", "hysteresis = -1"),
+        "watch[0] (x/aplusk).hysteresis",
+        "greater than or equal to 0",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("case", "text", "key", "problem"), BAD, ids=[b[0] for b in BAD])
-def test_bad_config_exits_2_with_one_line(tmp_path: Path, case: str, text: str, key: str,
-                                          problem: str) -> None:
+def test_bad_config_exits_2_with_one_line(
+    tmp_path: Path, case: str, text: str, key: str, problem: str
+) -> None:
     path = write(tmp_path, text)
     result = cli(["check", "--config", str(path)])
     assert result.returncode == 2, result.stderr
@@ -122,8 +144,10 @@ def test_var_and_var_file_both_set_exits_2_without_echoing_the_secret(tmp_path: 
     token = tmp_path / "token"
     token.write_text("file-secret-999")
     path = write(tmp_path, GOOD)
-    result = cli(["check", "--config", str(path)],
-                 env={"FOLLOWERWATCH_PLATFORMS__X__BEARER_TOKEN_FILE": str(token)})
+    result = cli(
+        ["check", "--config", str(path)],
+        env={"FOLLOWERWATCH_PLATFORMS__X__BEARER_TOKEN_FILE": str(token)},
+    )
     assert result.returncode == 2
     line = result.stderr.strip()
     assert "\n" not in line

@@ -26,24 +26,36 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 def replay_csv(tmp_path: Path, counts: list[int]) -> Path:
     path = tmp_path / "replay.csv"
     lines = ["timestamp,platform,account,followers"]
-    lines += [f"{(T0 + timedelta(minutes=i)).isoformat()},x,aplusk,{c}" for i, c in enumerate(counts)]
+    lines += [
+        f"{(T0 + timedelta(minutes=i)).isoformat()},x,aplusk,{c}" for i, c in enumerate(counts)
+    ]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def make_config(tmp_path: Path, influx: tuple[str, str], webhook: str, hysteresis: int | None,
-                counts: list[int] = COUNTS, interval: float = 60.0) -> Config:
+def make_config(
+    tmp_path: Path,
+    influx: tuple[str, str],
+    webhook: str,
+    hysteresis: int | None,
+    counts: list[int] = COUNTS,
+    interval: float = 60.0,
+) -> Config:
     watch: dict[str, Any] = {"platform": "x", "handle": "aplusk", "below": 1_000_000}
     if hysteresis is not None:
         watch["hysteresis"] = hysteresis
-    return load_config(None, {
-        "service": {"data_dir": str(tmp_path / "data")},
-        "influxdb": {"url": influx[0], "database": influx[1]},
-        "platforms": {"x": {"interval": interval,
-                            "replay": {"file": str(replay_csv(tmp_path, counts))}}},
-        "notifiers": [{"type": "log"}, {"type": "webhook", "url": webhook, "retries": 2}],
-        "watch": [watch],
-    })
+    return load_config(
+        None,
+        {
+            "service": {"data_dir": str(tmp_path / "data")},
+            "influxdb": {"url": influx[0], "database": influx[1]},
+            "platforms": {
+                "x": {"interval": interval, "replay": {"file": str(replay_csv(tmp_path, counts))}}
+            },
+            "notifiers": [{"type": "log"}, {"type": "webhook", "url": webhook, "retries": 2}],
+            "watch": [watch],
+        },
+    )
 
 
 def received(httpserver: HTTPServer) -> list[dict[str, Any]]:
@@ -54,14 +66,18 @@ async def stored_events(influx: tuple[str, str]) -> list[list[Any]]:
     async with httpx.AsyncClient() as client:
         store = InfluxV1Store(client, url=influx[0], database=influx[1])
         series = await store.query(
-            'SELECT "kind", "rule", "value", "threshold", "message", "id" FROM followerwatch_events')
+            'SELECT "kind", "rule", "value", "threshold", "message", "id" FROM followerwatch_events'
+        )
     return [row for s in series for row in s["values"]]
 
 
 @pytest.mark.parametrize(("hysteresis", "expected"), [(None, [999_990, 999_980]), (50, [999_990])])
 async def test_replay_threshold_events_reach_webhook_and_influx(
-    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer,
-    hysteresis: int | None, expected: list[int],
+    tmp_path: Path,
+    influx_db: tuple[str, str],
+    httpserver: HTTPServer,
+    hysteresis: int | None,
+    expected: list[int],
 ) -> None:
     httpserver.expect_request("/hook", method="POST").respond_with_data("", status=204)
     config = make_config(tmp_path, influx_db, httpserver.url_for("/hook"), hysteresis)
@@ -74,14 +90,20 @@ async def test_replay_threshold_events_reach_webhook_and_influx(
     first = payloads[0]
     assert first["version"] == 1 and first["source"] == "followerwatch"
     assert first["event"] == {
-        "id": first["event"]["id"], "time": "2026-03-01T12:02:00Z", "platform": "x",
-        "account": "aplusk", "rule": "below:1000000", "kind": "dropped_below",
-        "value": 999_990, "threshold": 1_000_000,
+        "id": first["event"]["id"],
+        "time": "2026-03-01T12:02:00Z",
+        "platform": "x",
+        "account": "aplusk",
+        "rule": "below:1000000",
+        "kind": "dropped_below",
+        "value": 999_990,
+        "threshold": 1_000_000,
         "message": "@aplusk on x dropped below 1,000,000 followers: now 999,990",
     }
     rows = await stored_events(influx_db)
     assert [(r[1], r[2], r[3], r[4]) for r in rows] == [
-        ("dropped_below", "below:1000000", v, 1_000_000) for v in expected]
+        ("dropped_below", "below:1000000", v, 1_000_000) for v in expected
+    ]
     assert [r[6] for r in rows] == [p["event"]["id"] for p in payloads]
 
     async with httpx.AsyncClient() as client:
@@ -90,8 +112,9 @@ async def test_replay_threshold_events_reach_webhook_and_influx(
     assert [v[1] for v in series[0]["values"]] == COUNTS
 
 
-async def test_scheduler_drives_the_replay(tmp_path: Path, influx_db: tuple[str, str],
-                                           httpserver: HTTPServer) -> None:
+async def test_scheduler_drives_the_replay(
+    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer
+) -> None:
     httpserver.expect_request("/hook", method="POST").respond_with_data("", status=204)
     config = make_config(tmp_path, influx_db, httpserver.url_for("/hook"), None, interval=0.05)
     async with App(config) as app:
@@ -101,8 +124,9 @@ async def test_scheduler_drives_the_replay(tmp_path: Path, influx_db: tuple[str,
     assert [p["event"]["value"] for p in received(httpserver)] == [999_990, 999_980]
 
 
-async def test_webhook_retries_5xx_but_not_4xx(tmp_path: Path, influx_db: tuple[str, str],
-                                               httpserver: HTTPServer) -> None:
+async def test_webhook_retries_5xx_but_not_4xx(
+    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer
+) -> None:
     answers = iter([503, 502, 204, 400])
 
     def handler(request: Request) -> Response:
@@ -118,11 +142,16 @@ async def test_webhook_retries_5xx_but_not_4xx(tmp_path: Path, influx_db: tuple[
     # First event: 503, 502, then 204 (two backoff sleeps). Second event: 400, not retried.
     assert len(httpserver.log) == 4
     assert clock.sleeps == [0.5, 1.0]
-    assert counts == {"delivered": 3, "failed": 1}  # log ×2 + webhook ×1 delivered; webhook ×1 failed
+    assert counts == {
+        "delivered": 3,
+        "failed": 1,
+    }  # log ×2 + webhook ×1 delivered; webhook ×1 failed
 
 
 async def test_receiver_down_keeps_alert_pending_until_it_returns(
-    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer,
+    tmp_path: Path,
+    influx_db: tuple[str, str],
+    httpserver: HTTPServer,
 ) -> None:
     up = {"ok": False}
 
@@ -142,8 +171,9 @@ async def test_receiver_down_keeps_alert_pending_until_it_returns(
     assert statuses == [503, 503, 503, 204]
 
 
-async def test_dry_run_changes_nothing(tmp_path: Path, influx_db: tuple[str, str],
-                                       httpserver: HTTPServer) -> None:
+async def test_dry_run_changes_nothing(
+    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer
+) -> None:
     config = make_config(tmp_path, influx_db, httpserver.url_for("/hook"), None)
     async with App(config, dry_run=True) as app:
         rows = []

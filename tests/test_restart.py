@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fakes.fake_x import TOKEN, FakeX, make_user
 from pytest_httpserver import HTTPServer
 
+from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
 from followerwatch.store.influx_v1 import InfluxV1Store
 
@@ -39,7 +39,9 @@ class Service:
     def start(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "followerwatch", "run", "--config", str(self.config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
@@ -52,8 +54,9 @@ class Service:
 
 
 @pytest.fixture
-def service(tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer) -> Iterator[
-        tuple[Service, FakeX]]:
+def service(
+    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer
+) -> Iterator[tuple[Service, FakeX]]:
     fake = FakeX(httpserver, SystemClock())
     user = make_user(1)
     user["username"] = "aplusk"
@@ -77,7 +80,7 @@ interval = "0.3s"
 
 [[notifiers]]
 type = "webhook"
-url = "{httpserver.url_for('/hook')}"
+url = "{httpserver.url_for("/hook")}"
 
 [[watch]]
 platform = "x"
@@ -95,12 +98,17 @@ def set_followers(fake: FakeX, count: int) -> None:
 
 
 def alerts(httpserver: HTTPServer) -> list[int]:
-    return [json.loads(req.get_data())["event"]["value"] for req, _ in httpserver.log
-            if req.path == "/hook"]
+    return [
+        json.loads(req.get_data())["event"]["value"]
+        for req, _ in httpserver.log
+        if req.path == "/hook"
+    ]
 
 
 async def test_restart_neither_repeats_nor_misses_an_event(
-    service: tuple[Service, FakeX], httpserver: HTTPServer, influx_db: tuple[str, str],
+    service: tuple[Service, FakeX],
+    httpserver: HTTPServer,
+    influx_db: tuple[str, str],
 ) -> None:
     svc, fake = service
     polls = lambda: len(fake.seen)  # noqa: E731

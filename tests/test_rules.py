@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -34,7 +35,9 @@ SEQUENCE = [1_000_100, 1_000_010, 999_990, 999_995, 1_000_020, 999_980]
 
 def test_below_without_hysteresis_fires_on_each_crossing() -> None:
     assert run(Threshold("below", 1_000_000), SEQUENCE) == [
-        (999_990, EventKind.DROPPED_BELOW), (999_980, EventKind.DROPPED_BELOW)]
+        (999_990, EventKind.DROPPED_BELOW),
+        (999_980, EventKind.DROPPED_BELOW),
+    ]
 
 
 def test_below_with_hysteresis_fires_once() -> None:
@@ -48,7 +51,9 @@ def test_first_observation_only_sets_state() -> None:
 
 def test_above_fires_when_reaching_the_line() -> None:
     assert run(Threshold("above", 1_000_000), [999_999, 1_000_000, 999_999, 1_000_001]) == [
-        (1_000_000, EventKind.CROSSED_ABOVE), (1_000_001, EventKind.CROSSED_ABOVE)]
+        (1_000_000, EventKind.CROSSED_ABOVE),
+        (1_000_001, EventKind.CROSSED_ABOVE),
+    ]
 
 
 def test_event_message_and_id_are_deterministic() -> None:
@@ -71,16 +76,18 @@ def test_state_round_trips_and_garbage_is_unknown() -> None:
 @given(st.lists(st.integers(min_value=990, max_value=1010), min_size=1, max_size=60))
 def test_without_hysteresis_events_equal_downward_crossings(counts: list[int]) -> None:
     line = 1000
-    expected = sum(1 for a, b in zip(counts, counts[1:], strict=False) if a >= line > b)
+    expected = sum(1 for a, b in itertools.pairwise(counts) if a >= line > b)
     assert len(run(Threshold("below", line), counts)) == expected
 
 
-@given(st.lists(st.integers(min_value=900, max_value=1100), min_size=1, max_size=60),
-       st.integers(min_value=0, max_value=80))
+@given(
+    st.lists(st.integers(min_value=900, max_value=1100), min_size=1, max_size=60),
+    st.integers(min_value=0, max_value=80),
+)
 def test_hysteresis_never_fires_more_than_without(counts: list[int], hyst: int) -> None:
     plain = fire_indices(Threshold("below", 1000), counts)
     damped = fire_indices(Threshold("below", 1000, hyst), counts)
     assert set(damped) <= set(plain)
     # Between two events the count must have climbed back to line + hysteresis.
-    for i, j in zip(damped, damped[1:], strict=False):
+    for i, j in itertools.pairwise(damped):
         assert max(counts[i:j]) >= 1000 + hyst

@@ -46,12 +46,23 @@ def build_store(cfg: InfluxConfig, client: httpx.AsyncClient) -> Store:
     """The configured InfluxDB transport."""
     token = cfg.token.get_secret_value() if cfg.token else None
     if cfg.transport == "v2":
-        return InfluxV2Store(url=cfg.url, org=cfg.org or "", bucket=cfg.bucket or cfg.database,
-                             token=token or "", precision=cfg.precision, timeout_s=cfg.timeout)
+        return InfluxV2Store(
+            url=cfg.url,
+            org=cfg.org or "",
+            bucket=cfg.bucket or cfg.database,
+            token=token or "",
+            precision=cfg.precision,
+            timeout_s=cfg.timeout,
+        )
     return InfluxV1Store(
-        client, url=cfg.url, database=cfg.database, username=cfg.username,
-        password=cfg.password.get_secret_value() if cfg.password else None, token=token,
-        precision=cfg.precision, retention_policy=cfg.retention_policy,
+        client,
+        url=cfg.url,
+        database=cfg.database,
+        username=cfg.username,
+        password=cfg.password.get_secret_value() if cfg.password else None,
+        token=token,
+        precision=cfg.precision,
+        retention_policy=cfg.retention_policy,
     )
 
 
@@ -73,17 +84,30 @@ def plan_groups(config: Config) -> list[Group]:
         for part, members in by_key.items():
             for i in range(math.ceil(len(members) / size)):
                 name = f"{part}:{i}" if part else str(i)
-                groups.append(Group(key, name, tuple(members[i * size:(i + 1) * size]),
-                                    pcfg.interval, pcfg.jitter))
+                groups.append(
+                    Group(
+                        key,
+                        name,
+                        tuple(members[i * size : (i + 1) * size]),
+                        pcfg.interval,
+                        pcfg.jitter,
+                    )
+                )
     return groups
 
 
 class App:
     """Everything a running followerwatch holds; an async context manager."""
 
-    def __init__(self, config: Config, *, clock: Clock | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None, dry_run: bool = False,
-                 store: Store | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        dry_run: bool = False,
+        store: Store | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.client = build_client(transport)
@@ -94,8 +118,14 @@ class App:
         rules: dict[tuple[str, str], Sequence[Threshold]] = {
             key: thresholds(r.below, r.above, r.hysteresis) for key, r in config.rules.items()
         }
-        self.pipeline = Pipeline(state=self.state, store=self.store, notifiers=self.notifiers,
-                                 rules=rules, clock=self.clock, dry_run=dry_run)
+        self.pipeline = Pipeline(
+            state=self.state,
+            store=self.store,
+            notifiers=self.notifiers,
+            rules=rules,
+            clock=self.clock,
+            dry_run=dry_run,
+        )
         self.groups = plan_groups(config)
         self.sources: dict[str, Source] = {}
         self.collectors: dict[str, Collector] = {}
@@ -106,10 +136,17 @@ class App:
 
     def _build_source(self, platform: str) -> Source:
         pcfg = self.config.settings.platform(platform)
-        if pcfg.replay is not None:
-            return ReplaySource(pcfg.replay.file, platform, self.clock, pcfg.replay.speed)
         state_dir = self.config.settings.service.data_dir / "sources" / platform
         state_dir.mkdir(parents=True, exist_ok=True)
+        if pcfg.replay is not None:
+            return ReplaySource(
+                pcfg.replay.file,
+                platform,
+                self.clock,
+                pcfg.replay.speed,
+                position_file=state_dir / "replay-position.json",
+                save_position=not self.pipeline.dry_run,
+            )
         return REGISTRY[platform].build(pcfg, SourceContext(self.client, self.clock, state_dir))
 
     async def prepare(self) -> None:
@@ -132,8 +169,12 @@ class App:
     async def __aenter__(self) -> App:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.store.close()
         await self.client.aclose()
         self.state.close()

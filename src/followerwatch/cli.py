@@ -1,4 +1,4 @@
-"""The `followerwatch` command: run, poll, check, demo. Exit codes: 0 ok, 1 check failed, 2 bad config."""
+"""The `followerwatch` command. Exit codes: 0 ok, 1 a check failed, 2 bad config."""
 
 from __future__ import annotations
 
@@ -20,12 +20,21 @@ from followerwatch.sources import REGISTRY
 
 app = typer.Typer(
     help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
 )
 out = Console()
-ConfigOpt = Annotated[Path | None, typer.Option(
-    "--config", "-c", envvar="FOLLOWERWATCH_CONFIG", show_envvar=True,
-    help="Config TOML (default: ./followerwatch.toml).")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar="FOLLOWERWATCH_CONFIG",
+        show_envvar=True,
+        help="Config TOML (default: ./followerwatch.toml).",
+    ),
+]
 
 
 def _load(path: Path | None) -> Config:
@@ -59,8 +68,12 @@ def run(config: ConfigOpt = None) -> None:
 @app.command()
 def poll(
     config: ConfigOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Fetch and evaluate only: write and "
-                                          "alert nothing, change no state.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Fetch and evaluate only: write and alert nothing, change no state."
+        ),
+    ] = False,
 ) -> None:
     """Poll every account once now, print a table, write the points and evaluate the rules."""
     from followerwatch.app import App
@@ -79,14 +92,20 @@ def poll(
 def print_rows(rows: list[Row], title: str) -> None:
     """The poll table."""
     table = Table(title=title)
-    for col, justify in (("platform", "left"), ("account", "left"), ("followers", "right"),
-                         ("change", "right"), ("events / status", "left")):
+    for col, justify in (
+        ("platform", "left"),
+        ("account", "left"),
+        ("followers", "right"),
+        ("change", "right"),
+        ("events / status", "left"),
+    ):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         change = "" if r.change is None else f"{r.change:+,}"
         note = r.failure or "; ".join(e.message for e in r.events)
-        table.add_row(r.platform, r.account, "" if r.followers is None else f"{r.followers:,}",
-                      change, note)
+        table.add_row(
+            r.platform, r.account, "" if r.followers is None else f"{r.followers:,}", change, note
+        )
     out.print(table)
 
 
@@ -119,8 +138,14 @@ def check(config: ConfigOpt = None) -> None:
         ok = False
         out.print(f"[red]✗[/] InfluxDB: {problem}")
     table = Table(title="Polling plan")
-    for col in ("platform", "accounts", "requests/cycle", "interval", "rate-limit ceiling",
-                "use of ceiling"):
+    for col in (
+        "platform",
+        "accounts",
+        "requests/cycle",
+        "interval",
+        "rate-limit ceiling",
+        "use of ceiling",
+    ):
         table.add_column(col)
     groups = plan_groups(cfg)
     for key, spec in REGISTRY.items():
@@ -142,35 +167,50 @@ def check(config: ConfigOpt = None) -> None:
             if share > 1:
                 ok = False
                 use = f"[red]{share:.0%} (over the limit)[/]"
-        table.add_row(key, str(len(accounts)), str(requests), format_duration(pcfg.interval),
-                      ceiling, use)
+        table.add_row(
+            key, str(len(accounts)), str(requests), format_duration(pcfg.interval), ceiling, use
+        )
     out.print(table)
     if cfg.accounts_for("x") and cfg.settings.platform("x").replay is None:
         n = len(cfg.accounts_for("x"))
-        out.print(f"X bills $0.010 per user read, each user once per UTC day: about "
-                  f"${n * 0.01:,.2f}/day for {n} accounts, whatever the interval.")
+        out.print(
+            f"X bills $0.010 per user read, each user once per UTC day: about "
+            f"${n * 0.01:,.2f}/day for {n} accounts, whatever the interval."
+        )
     raise typer.Exit(0 if ok else 1)
 
 
 @app.command()
 def demo(
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB (v1 API).")] = None,
-    spawn_influxd: Annotated[Path | None, typer.Option(
-        help="Start a throwaway influxd with its data in this folder.")] = None,
+    spawn_influxd: Annotated[
+        Path | None, typer.Option(help="Start a throwaway influxd with its data in this folder.")
+    ] = None,
     seconds: Annotated[float, typer.Option(help="How long the replay takes.")] = 20.0,
-    keep_running: Annotated[bool, typer.Option(help="Leave the spawned influxd up at the end "
-                                               "until Ctrl-C, to explore the data.")] = False,
+    keep_running: Annotated[
+        bool,
+        typer.Option(
+            help="Leave the spawned influxd up at the end until Ctrl-C, to explore the data."
+        ),
+    ] = False,
 ) -> None:
     """Replay April 2009 (@aplusk vs @cnnbrk, then an Unfollow Day) through the real pipeline."""
     from followerwatch.demo import run_demo
 
     if (influx_url is None) == (spawn_influxd is None):
-        print("followerwatch: demo needs exactly one of --influx-url or --spawn-influxd",
-              file=sys.stderr)
+        print(
+            "followerwatch: demo needs exactly one of --influx-url or --spawn-influxd",
+            file=sys.stderr,
+        )
         raise typer.Exit(2)
     logs.configure("info", "console", sys.stdout)
-    code = run_demo(out, influx_url=influx_url, spawn_dir=spawn_influxd, seconds=seconds,
-                    keep_running=keep_running)
+    code = run_demo(
+        out,
+        influx_url=influx_url,
+        spawn_dir=spawn_influxd,
+        seconds=seconds,
+        keep_running=keep_running,
+    )
     raise typer.Exit(code)
 
 
@@ -183,5 +223,3 @@ def version() -> None:
 def main() -> None:
     """Console-script entry point."""
     app()
-
-

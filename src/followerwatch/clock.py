@@ -26,7 +26,7 @@ class SystemClock:
 
 
 class ManualClock:
-    """A clock that only moves when told to, or when something sleeps on it; for tests and replays."""
+    """A clock that moves only when told to or slept on; for tests and replays."""
 
     def __init__(self, start: datetime) -> None:
         self._now = start

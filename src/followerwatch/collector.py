@@ -39,15 +39,23 @@ class Collector:
         except SourceError as exc:
             outcome = next((v for k, v in _OUTCOME.items() if isinstance(exc, k)), "error")
             if group not in self._down:
-                log.error("source down", platform=self.platform, group=group, outcome=outcome,
-                          error=str(exc), accounts=len(accounts))
+                log.error(
+                    "source down",
+                    platform=self.platform,
+                    group=group,
+                    outcome=outcome,
+                    error=str(exc),
+                    accounts=len(accounts),
+                )
             self._down[group] = outcome
-            await self.pipeline.process(FetchResult(), [self._health(
-                group, outcome, started, accounts, FetchResult())])
+            await self.pipeline.process(
+                FetchResult(), [self._health(group, outcome, started, accounts, FetchResult())]
+            )
             return [Row(self.platform, a.name, None, None, failure=outcome) for a in accounts]
         if group in self._down:
-            log.info("source recovered", platform=self.platform, group=group,
-                     was=self._down.pop(group))
+            log.info(
+                "source recovered", platform=self.platform, group=group, was=self._down.pop(group)
+            )
         outcome = "partial" if result.failures else "ok"
         health = self._health(group, outcome, started, accounts, result)
         return await self.pipeline.process(result, [health])
@@ -55,16 +63,31 @@ class Collector:
     def _with_known_ids(self, accounts: Sequence[Account]) -> list[Account]:
         """Fill in the stable ids learnt on earlier polls, so renamed handles still resolve."""
         known = self.pipeline.state.platform_ids(self.platform)
-        return [a if a.platform_id or a.name not in known
-                else dataclasses.replace(a, platform_id=known[a.name]) for a in accounts]
+        return [
+            a
+            if a.platform_id or a.name not in known
+            else dataclasses.replace(a, platform_id=known[a.name])
+            for a in accounts
+        ]
 
-    def _health(self, group: str, outcome: str, started: float, accounts: Sequence[Account],
-                result: FetchResult) -> Point:
+    def _health(
+        self,
+        group: str,
+        outcome: str,
+        started: float,
+        accounts: Sequence[Account],
+        result: FetchResult,
+    ) -> Point:
         rl = result.rate_limit
         return poll_point(
-            platform=self.platform, group=group, outcome=outcome, time=self.clock.now(),
-            accounts=len(accounts), observations=len(result.observations),
-            failures=len(result.failures), requests=result.requests,
+            platform=self.platform,
+            group=group,
+            outcome=outcome,
+            time=self.clock.now(),
+            accounts=len(accounts),
+            observations=len(result.observations),
+            failures=len(result.failures),
+            requests=result.requests,
             duration_ms=int((time.monotonic() - started) * 1000),
             ratelimit_remaining=rl.remaining if rl else None,
         )

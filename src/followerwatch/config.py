@@ -1,4 +1,4 @@
-"""Settings (TOML file + FOLLOWERWATCH_* environment) and the watchlist; invalid input → ConfigError."""
+"""Settings (TOML file + FOLLOWERWATCH_* environment) and the watchlist; bad input → ConfigError."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ _RESERVED_TAGS = {"platform", "account", "time"}
 
 
 class InfluxConfig(StrictModel):
-    """Where points go: `v1` is the /write + /query path (1.x, 2.x, 3 Core); `v2` is influxdb-client."""
+    """Where points go: `v1` is /write + /query (1.x, 2.x, 3 Core); `v2` is influxdb-client."""
 
     transport: Literal["v1", "v2"] = "v1"
     url: HttpUrl = "http://127.0.0.1:8086"
@@ -78,7 +78,9 @@ class WatchEntry(RuleDefaults):
     def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
         for key, val in value.items():
             if not _LABEL_KEY.match(key) or key in _RESERVED_TAGS:
-                raise ValueError(f"label key {key!r} must be an identifier and not {_RESERVED_TAGS}")
+                raise ValueError(
+                    f"label key {key!r} must be an identifier and not {_RESERVED_TAGS}"
+                )
             if not _NAME.match(val):
                 raise ValueError(f"label {key!r} must be 1-100 characters, no control characters")
         return value
@@ -146,8 +148,13 @@ class Settings(BaseSettings):
 class Config:
     """Loaded settings plus the resolved watchlist."""
 
-    def __init__(self, settings: Settings, accounts: list[Account], rules: dict[
-            tuple[str, str], RuleDefaults], path: Path | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        accounts: list[Account],
+        rules: dict[tuple[str, str], RuleDefaults],
+        path: Path | None,
+    ) -> None:
         self.settings = settings
         self.accounts = accounts
         self.rules = rules
@@ -198,16 +205,19 @@ def _one_line(exc: ValidationError, where: str, data: dict[str, Any] | None = No
         entries = data.get("watch") or []
         if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
             entry = entries[loc[1]]
-            head = (f"watch[{loc[1]}] ({_safe(entry.get('platform', '?'))}/"
-                    f"{_safe(entry.get('handle', '?'))})")
+            head = (
+                f"watch[{loc[1]}] ({_safe(entry.get('platform', '?'))}/"
+                f"{_safe(entry.get('handle', '?'))})"
+            )
             key = head + (f".{_loc(loc[2:])}" if len(loc) > 2 else "")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     msg = first["msg"].replace("\n", " ")
     return ConfigError(f"{where}: {key}: {msg}{more}")
 
 
-def _accounts(settings: Settings, where: str) -> tuple[list[Account], dict[
-        tuple[str, str], RuleDefaults]]:
+def _accounts(
+    settings: Settings, where: str
+) -> tuple[list[Account], dict[tuple[str, str], RuleDefaults]]:
     accounts: list[Account] = []
     rules: dict[tuple[str, str], RuleDefaults] = {}
     seen_handles: dict[tuple[str, str], int] = {}
@@ -230,10 +240,15 @@ def _accounts(settings: Settings, where: str) -> tuple[list[Account], dict[
             above=entry.above if entry.above is not None else defaults.above,
             hysteresis=entry.hysteresis if entry.hysteresis is not None else defaults.hysteresis,
         )
-        accounts.append(Account(
-            platform=entry.platform, handle=entry.handle, name=name, platform_id=entry.id,
-            labels=tuple(sorted(entry.labels.items())),
-        ))
+        accounts.append(
+            Account(
+                platform=entry.platform,
+                handle=entry.handle,
+                name=name,
+                platform_id=entry.id,
+                labels=tuple(sorted(entry.labels.items())),
+            )
+        )
     return accounts, rules
 
 
@@ -249,7 +264,11 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         raise _one_line(exc, where, data) from None
     watch_where = where
     if settings.watchlist is not None:
-        wl_path = settings.watchlist if settings.watchlist.is_absolute() else base_dir / settings.watchlist
+        wl_path = (
+            settings.watchlist
+            if settings.watchlist.is_absolute()
+            else base_dir / settings.watchlist
+        )
         wl_data = _read_toml(wl_path)
         unknown = set(wl_data) - {"watch"}
         if unknown:
@@ -257,8 +276,9 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         if settings.watch:
             raise ConfigError(f"{where}: watch: set either watch entries or watchlist, not both")
         try:
-            settings = settings.model_copy(update={"watch": [
-                WatchEntry.model_validate(e) for e in wl_data.get("watch", [])]})
+            settings = settings.model_copy(
+                update={"watch": [WatchEntry.model_validate(e) for e in wl_data.get("watch", [])]}
+            )
         except ValidationError as exc:
             err = _one_line(exc, str(wl_path), wl_data)
             raise ConfigError(str(err)) from None
@@ -269,8 +289,10 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         pcfg = settings.platform(key)
         for secret in pcfg.required_secrets if pcfg.replay is None else ():
             if getattr(pcfg, secret) is None:
-                raise ConfigError(f"{where}: platforms.{key}.{secret}: required to watch {key} "
-                                  f"accounts (set {secret} or {secret}_file)")
+                raise ConfigError(
+                    f"{where}: platforms.{key}.{secret}: required to watch {key} "
+                    f"accounts (set {secret} or {secret}_file)"
+                )
     return Config(settings, accounts, rules, path)
 
 
@@ -287,8 +309,9 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
             cfg = cfg.model_copy(update={"replay": replay})
         platforms[key] = cfg
     current: Any = settings.platforms
-    return settings.model_copy(update={
-        "service": service, "platforms": current.model_copy(update=platforms)})
+    return settings.model_copy(
+        update={"service": service, "platforms": current.model_copy(update=platforms)}
+    )
 
 
 def config_path_from_env(explicit: Path | None) -> Path | None:

@@ -1,4 +1,4 @@
-"""`followerwatch demo`: an illustrative April 2009 replay through the real pipeline and InfluxDB."""
+"""`followerwatch demo`: an illustrative April 2009 replay through the real pipeline."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 import tempfile
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,9 @@ def replay_file() -> Path:
     return Path(str(resources.files("followerwatch") / "data" / REPLAY))
 
 
-def demo_settings(influx_url: str, data_dir: Path, seconds: float, webhook_url: str) -> dict[
-        str, Any]:
+def demo_settings(
+    influx_url: str, data_dir: Path, seconds: float, webhook_url: str
+) -> dict[str, Any]:
     """The demo's config, exactly as a user would write it in TOML."""
     rows = read_replay(replay_file(), "x")
     times = [t for series in rows.values() for t, _ in series]
@@ -37,14 +38,29 @@ def demo_settings(influx_url: str, data_dir: Path, seconds: float, webhook_url: 
     return {
         "service": {"data_dir": str(data_dir), "log_format": "console"},
         "influxdb": {"url": influx_url, "database": DATABASE, "create_database": True},
-        "platforms": {"x": {"interval": 0.25, "replay": {
-            "file": str(replay_file()), "speed": span / max(seconds, 1.0)}}},
+        "platforms": {
+            "x": {
+                "interval": 0.25,
+                "replay": {"file": str(replay_file()), "speed": span / max(seconds, 1.0)},
+            }
+        },
         "notifiers": [{"type": "log"}, {"type": "webhook", "url": webhook_url, "retries": 2}],
         "watch": [
-            {"platform": "x", "handle": "aplusk", "below": 1_000_000, "above": 1_000_000,
-             "hysteresis": 1_000, "labels": {"story": "unfollow-day"}},
-            {"platform": "x", "handle": "cnnbrk", "below": 1_000_000, "above": 1_000_000,
-             "hysteresis": 1_000},
+            {
+                "platform": "x",
+                "handle": "aplusk",
+                "below": 1_000_000,
+                "above": 1_000_000,
+                "hysteresis": 1_000,
+                "labels": {"story": "unfollow-day"},
+            },
+            {
+                "platform": "x",
+                "handle": "cnnbrk",
+                "below": 1_000_000,
+                "above": 1_000_000,
+                "hysteresis": 1_000,
+            },
         ],
     }
 
@@ -97,19 +113,29 @@ async def _summary(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
         store = InfluxV1Store(client, url=url, database=DATABASE)
         points = await store.query(
             "SELECT first(followers), max(followers), last(followers), count(followers)"
-            " FROM followers GROUP BY account")
+            " FROM followers GROUP BY account"
+        )
         events = await store.query(
-            "SELECT kind, value, threshold FROM followerwatch_events GROUP BY account")
+            "SELECT kind, value, threshold FROM followerwatch_events GROUP BY account"
+        )
     return points, events
 
 
-def run_demo(console: Console, *, influx_url: str | None, spawn_dir: Path | None, seconds: float,
-             keep_running: bool) -> int:
+def run_demo(
+    console: Console,
+    *,
+    influx_url: str | None,
+    spawn_dir: Path | None,
+    seconds: float,
+    keep_running: bool,
+) -> int:
     """Run the demo end to end; returns the exit code."""
     console.rule("followerwatch demo: April 2009")
-    console.print("[bold]The replay numbers are illustrative, not historical records.[/] The shape "
-                  "follows the story: @aplusk beats @cnnbrk to 1,000,000 followers, then an "
-                  "\"Unfollow Day\" drags him back under.")
+    console.print(
+        "[bold]The replay numbers are illustrative, not historical records.[/] The shape "
+        "follows the story: @aplusk beats @cnnbrk to 1,000,000 followers, then an "
+        '"Unfollow Day" drags him back under.'
+    )
     with ExitStack() as stack:
         if spawn_dir is not None:
             spawn_dir.mkdir(parents=True, exist_ok=True)
@@ -128,19 +154,19 @@ def run_demo(console: Console, *, influx_url: str | None, spawn_dir: Path | None
             f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
             f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "
             f"2009-04-29 and query: SELECT last(followers) FROM followers WHERE $timeFilter "
-            f"GROUP BY time($__interval), account")
+            f"GROUP BY time($__interval), account"
+        )
         if keep_running and spawn_dir is not None:
             console.print("influxd stays up; press Ctrl-C to stop it.")
-            try:
+            with suppress(KeyboardInterrupt):
                 signal.sigwait({signal.SIGINT, signal.SIGTERM})
-            except KeyboardInterrupt:
-                pass
     ok = len(events) > 0 and all(s["values"] for s in points) and receiver.received
     return 0 if ok else 1
 
 
-def _print_summary(console: Console, points: list[dict[str, Any]], events: list[dict[str, Any]],
-                   receiver: Receiver) -> None:
+def _print_summary(
+    console: Console, points: list[dict[str, Any]], events: list[dict[str, Any]], receiver: Receiver
+) -> None:
     table = Table(title="Summary (read back from InfluxDB)")
     for col in ("account", "first", "peak", "last", "points", "alerts"):
         table.add_column(col, justify="left" if col == "account" else "right")
@@ -150,15 +176,21 @@ def _print_summary(console: Console, points: list[dict[str, Any]], events: list[
     for series in points:
         _, first, peak, last, count = series["values"][0]
         account = series["tags"]["account"]
-        table.add_row(f"@{account}", f"{first:,}", f"{peak:,}", f"{last:,}", f"{count:,}",
-                      str(alerts.get(account, 0)))
+        table.add_row(
+            f"@{account}",
+            f"{first:,}",
+            f"{peak:,}",
+            f"{last:,}",
+            f"{count:,}",
+            str(alerts.get(account, 0)),
+        )
     console.print(table)
     for series in events:
         for _, kind, value, threshold in series["values"]:
-            console.print(f"  event  @{series['tags']['account']}  {kind}  {threshold:,}  "
-                          f"(at {value:,})")
-    console.print(f"Webhook receiver got {len(receiver.received)} alert(s): "
-                  + ", ".join(f"{p['event']['account']} {p['event']['kind']}"
-                              for p in receiver.received))
-
-
+            console.print(
+                f"  event  @{series['tags']['account']}  {kind}  {threshold:,}  (at {value:,})"
+            )
+    console.print(
+        f"Webhook receiver got {len(receiver.received)} alert(s): "
+        + ", ".join(f"{p['event']['account']} {p['event']['kind']}" for p in receiver.received)
+    )

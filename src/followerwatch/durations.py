@@ -28,9 +28,7 @@ def parse_duration(value: object) -> float:
             try:
                 seconds = float(text)
             except ValueError:
-                raise ValueError(
-                    "expected a duration like 60, '90s', '5m' or '1h'"
-                ) from None
+                raise ValueError("expected a duration like 60, '90s', '5m' or '1h'") from None
     else:
         raise ValueError("expected a duration like 60, '90s', '5m' or '1h'")
     if seconds < 0:
@@ -40,7 +38,7 @@ def parse_duration(value: object) -> float:
 
 def format_duration(seconds: float) -> str:
     """A short human form: 45s, 5m, 1h 30m, 2d 4h."""
-    s = int(round(seconds))
+    s = round(seconds)
     if s < 60:
         return f"{seconds:g}s" if seconds < 1 else f"{s}s"
     parts = []

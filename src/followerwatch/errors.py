@@ -1,15 +1,15 @@
 """The error tree.
 
-    FollowerwatchError
-    ├── ConfigError                 invalid configuration (CLI exits 2)
-    ├── SourceError                 a whole batch failed; raised by sources, handled by the collector
-    │   ├── AuthError               credentials refused (401/403); do not retry in a loop
-    │   ├── RateLimitedError        over the platform's limit; `retry_at` says when to try again
-    │   ├── NotFoundError           the endpoint or the single requested account does not exist
-    │   └── TransientError          network errors, 5xx, malformed bodies: retry next cycle
-    ├── StoreError                  InfluxDB write/query failed
-    │   └── StoreAuthError          InfluxDB refused the credentials
-    └── DeliveryError               a notifier could not deliver; `permanent` means do not retry
+FollowerwatchError
+├── ConfigError                 invalid configuration (CLI exits 2)
+├── SourceError                 a whole batch failed; raised by sources, handled by the collector
+│   ├── AuthError               credentials refused (401/403); do not retry in a loop
+│   ├── RateLimitedError        over the platform's limit; `retry_at` says when to try again
+│   ├── NotFoundError           the endpoint or the single requested account does not exist
+│   └── TransientError          network errors, 5xx, malformed bodies: retry next cycle
+├── StoreError                  InfluxDB write/query failed
+│   └── StoreAuthError          InfluxDB refused the credentials
+└── DeliveryError               a notifier could not deliver; `permanent` means do not retry
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Frozen values that flow through the pipeline: accounts, observations, failures, events, points."""
+"""Frozen values that flow through the pipeline: accounts, observations, failures, events."""
 
 from __future__ import annotations
 

@@ -36,9 +36,15 @@ class Pipeline:
     """Applies rules against stored state, writes points, and drains the alert outbox."""
 
     def __init__(
-        self, *, state: StateDB, store: Store | None, notifiers: Sequence[Notifier],
-        rules: Mapping[tuple[str, str], Sequence[Threshold]], clock: Clock,
-        dry_run: bool = False, max_backlog: int = 100_000,
+        self,
+        *,
+        state: StateDB,
+        store: Store | None,
+        notifiers: Sequence[Notifier],
+        rules: Mapping[tuple[str, str], Sequence[Threshold]],
+        clock: Clock,
+        dry_run: bool = False,
+        max_backlog: int = 100_000,
     ) -> None:
         self.state = state
         self.store = store
@@ -100,8 +106,11 @@ class Pipeline:
             for _ in range(overflow):
                 self._backlog.popleft()
             self.dropped_points += overflow
-            log.error("backlog full, oldest points dropped", dropped=overflow,
-                      dropped_total=self.dropped_points)
+            log.error(
+                "backlog full, oldest points dropped",
+                dropped=overflow,
+                dropped_total=self.dropped_points,
+            )
         try:
             if self._backlog:
                 batch = list(self._backlog)
@@ -115,13 +124,19 @@ class Pipeline:
         except StoreError as exc:
             if not exc.retryable and exc.status in (400, 422):
                 # A point the server rejects will never be accepted: do not wedge the queue on it.
-                log.error("influxdb rejected points; dropping them", error=str(exc),
-                          points=len(self._backlog))
+                log.error(
+                    "influxdb rejected points; dropping them",
+                    error=str(exc),
+                    points=len(self._backlog),
+                )
                 self.dropped_points += len(self._backlog)
                 self._backlog.clear()
                 return
-            log.warning("influxdb write failed; will retry next cycle", error=str(exc),
-                        backlog=len(self._backlog))
+            log.warning(
+                "influxdb write failed; will retry next cycle",
+                error=str(exc),
+                backlog=len(self._backlog),
+            )
 
     @property
     def backlog(self) -> int:
@@ -142,15 +157,23 @@ class Pipeline:
                 await notifier.send(event)
             except DeliveryError as exc:
                 if exc.permanent:
-                    log.error("alert delivery failed permanently", notifier=notifier.name,
-                              event_id=event.id, error=str(exc))
+                    log.error(
+                        "alert delivery failed permanently",
+                        notifier=notifier.name,
+                        event_id=event.id,
+                        error=str(exc),
+                    )
                     self.state.mark_delivery(event.id, notifier.name, "failed", str(exc))
                     return True
                 if attempt < retries:
                     await self.clock.sleep(min(30.0, 0.5 * 2**attempt))
                     continue
-                log.warning("alert delivery failed; will retry", notifier=notifier.name,
-                            event_id=event.id, error=str(exc))
+                log.warning(
+                    "alert delivery failed; will retry",
+                    notifier=notifier.name,
+                    event_id=event.id,
+                    error=str(exc),
+                )
                 self.state.mark_delivery(event.id, notifier.name, "pending", str(exc))
                 return False
             self.state.mark_delivery(event.id, notifier.name, "delivered", None)

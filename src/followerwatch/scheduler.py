@@ -18,8 +18,12 @@ log = structlog.get_logger("followerwatch.scheduler")
 class PollScheduler:
     """Runs `poll(group)` for every group at its interval and tracks what is in flight."""
 
-    def __init__(self, groups: Sequence[Group], poll: Callable[[Group], Awaitable[object]],
-                 now: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        groups: Sequence[Group],
+        poll: Callable[[Group], Awaitable[object]],
+        now: Callable[[], datetime],
+    ) -> None:
         self._groups = list(groups)
         self._poll = poll
         self._now = now
@@ -30,9 +34,14 @@ class PollScheduler:
         """Schedule every group; the first poll of each starts at once."""
         for group in self._groups:
             self._scheduler.add_job(
-                self._run, IntervalTrigger(seconds=group.interval, jitter=group.jitter or None),
-                args=[group], id=group.job_id, name=group.job_id, next_run_time=self._now(),
-                max_instances=1, coalesce=True,
+                self._run,
+                IntervalTrigger(seconds=group.interval, jitter=group.jitter or None),
+                args=[group],
+                id=group.job_id,
+                name=group.job_id,
+                next_run_time=self._now(),
+                max_instances=1,
+                coalesce=True,
                 # None: a late run still runs (the 1 s default silently skips it).
                 misfire_grace_time=None,
             )

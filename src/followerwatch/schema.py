@@ -12,7 +12,7 @@ POLLS = "followerwatch_polls"
 
 
 def observation_point(obs: Observation) -> Point:
-    """`followers`: tags platform, account (+ labels); integer fields followers[, following, posts]."""
+    """`followers`: tags platform, account (+ labels); integer followers[, following, posts]."""
     account = obs.account
     tags = (("platform", account.platform), ("account", account.name), *account.labels)
     fields: list[tuple[str, FieldValue]] = [("followers", obs.followers)]
@@ -26,25 +26,45 @@ def observation_point(obs: Observation) -> Point:
 
 
 def event_point(event: Event) -> Point:
-    """`followerwatch_events`: tags platform, account, rule, kind; fields message, value, threshold."""
+    """`followerwatch_events`: tags platform, account, rule, kind; message, value, threshold."""
     return Point(
         EVENTS,
-        (("platform", event.platform), ("account", event.account), ("rule", event.rule),
-         ("kind", str(event.kind))),
-        (("message", event.message), ("value", event.value), ("threshold", event.threshold),
-         ("id", event.id)),
+        (
+            ("platform", event.platform),
+            ("account", event.account),
+            ("rule", event.rule),
+            ("kind", str(event.kind)),
+        ),
+        (
+            ("message", event.message),
+            ("value", event.value),
+            ("threshold", event.threshold),
+            ("id", event.id),
+        ),
         event.time,
     )
 
 
 def poll_point(
-    *, platform: str, group: str, outcome: str, time: datetime, accounts: int, observations: int,
-    failures: int, requests: int, duration_ms: int, ratelimit_remaining: int | None,
+    *,
+    platform: str,
+    group: str,
+    outcome: str,
+    time: datetime,
+    accounts: int,
+    observations: int,
+    failures: int,
+    requests: int,
+    duration_ms: int,
+    ratelimit_remaining: int | None,
 ) -> Point:
     """`followerwatch_polls`: one point per batch poll, for the service-health dashboard."""
     fields: list[tuple[str, FieldValue]] = [
-        ("accounts", accounts), ("observations", observations), ("failures", failures),
-        ("requests", requests), ("duration_ms", duration_ms),
+        ("accounts", accounts),
+        ("observations", observations),
+        ("failures", failures),
+        ("requests", requests),
+        ("duration_ms", duration_ms),
     ]
     if ratelimit_remaining is not None:
         fields.append(("ratelimit_remaining", ratelimit_remaining))

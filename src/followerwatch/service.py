@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 
@@ -15,8 +16,9 @@ from followerwatch.scheduler import PollScheduler
 log = structlog.get_logger("followerwatch.service")
 
 
-async def serve(app: App, *, until: Callable[[], bool] | None = None,
-                check_every: float = 0.2) -> bool:
+async def serve(
+    app: App, *, until: Callable[[], bool] | None = None, check_every: float = 0.2
+) -> bool:
     """Poll on schedule until SIGINT/SIGTERM (or `until()` is true); True if shutdown was clean."""
     try:
         await app.prepare()
@@ -28,16 +30,17 @@ async def serve(app: App, *, until: Callable[[], bool] | None = None,
         loop.add_signal_handler(sig, stop.set)
     scheduler = PollScheduler(app.groups, app.poll_group, app.clock.now)
     scheduler.start()
-    log.info("followerwatch started", groups=len(app.groups),
-             accounts=sum(len(g.accounts) for g in app.groups))
+    log.info(
+        "followerwatch started",
+        groups=len(app.groups),
+        accounts=sum(len(g.accounts) for g in app.groups),
+    )
     try:
         while not stop.is_set():
             if until is not None and until() and not scheduler.busy:
                 break
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=check_every)
-            except TimeoutError:
-                pass
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

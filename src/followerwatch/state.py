@@ -73,7 +73,8 @@ class StateDB:
     def last_seen(self, platform: str, account: str) -> LastSeen | None:
         """The last stored count of an account, if any."""
         row = self._db.execute(
-            "SELECT followers, time, platform_id, handle FROM accounts WHERE platform=? AND account=?",
+            "SELECT followers, time, platform_id, handle FROM accounts"
+            " WHERE platform=? AND account=?",
             (platform, account),
         ).fetchone()
         if row is None:
@@ -83,7 +84,8 @@ class StateDB:
     def platform_ids(self, platform: str) -> dict[str, str]:
         """The stable platform ids learnt for a platform's accounts, by account name."""
         rows = self._db.execute(
-            "SELECT account, platform_id FROM accounts WHERE platform=? AND platform_id IS NOT NULL",
+            "SELECT account, platform_id FROM accounts"
+            " WHERE platform=? AND platform_id IS NOT NULL",
             (platform,),
         )
         return dict(rows.fetchall())
@@ -96,7 +98,7 @@ class StateDB:
         return dict(rows.fetchall())
 
     def commit(self, changes: Sequence[Change], notifiers: Iterable[str]) -> None:
-        """Store new counts, rule states and events, and queue a delivery per notifier, atomically."""
+        """Store counts, rule states and events, and queue a delivery per notifier, atomically."""
         names = list(notifiers)
         with self._tx():
             for ch in changes:
@@ -105,8 +107,14 @@ class StateDB:
                     " UPDATE SET followers=excluded.followers, time=excluded.time,"
                     " platform_id=COALESCE(excluded.platform_id, platform_id),"
                     " handle=COALESCE(excluded.handle, handle)",
-                    (ch.platform, ch.account, ch.last.followers, _ts(ch.last.time),
-                     ch.last.platform_id, ch.last.handle),
+                    (
+                        ch.platform,
+                        ch.account,
+                        ch.last.followers,
+                        _ts(ch.last.time),
+                        ch.last.platform_id,
+                        ch.last.handle,
+                    ),
                 )
                 self._db.executemany(
                     "INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)",
@@ -114,10 +122,20 @@ class StateDB:
                 )
                 for ev in ch.events:
                     cur = self._db.execute(
-                        "INSERT OR IGNORE INTO events (id, time, platform, account, rule, kind, value,"
+                        "INSERT OR IGNORE INTO events (id, time, platform, account, rule, kind,"
+                        " value,"
                         " threshold, message) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (ev.id, _ts(ev.time), ev.platform, ev.account, ev.rule, str(ev.kind),
-                         ev.value, ev.threshold, ev.message),
+                        (
+                            ev.id,
+                            _ts(ev.time),
+                            ev.platform,
+                            ev.account,
+                            ev.rule,
+                            str(ev.kind),
+                            ev.value,
+                            ev.threshold,
+                            ev.message,
+                        ),
                     )
                     if cur.rowcount:
                         self._db.executemany(
@@ -129,7 +147,8 @@ class StateDB:
         """Events not yet confirmed in InfluxDB, oldest first."""
         rows = self._db.execute(
             "SELECT id, time, platform, account, rule, kind, value, threshold, message FROM events"
-            " WHERE stored=0 ORDER BY seq LIMIT ?", (limit,),
+            " WHERE stored=0 ORDER BY seq LIMIT ?",
+            (limit,),
         ).fetchall()
         return [_event(r) for r in rows]
 
@@ -143,7 +162,8 @@ class StateDB:
         rows = self._db.execute(
             "SELECT e.id, e.time, e.platform, e.account, e.rule, e.kind, e.value, e.threshold,"
             " e.message FROM deliveries d JOIN events e ON e.id = d.event_id"
-            " WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq LIMIT ?", (notifier, limit),
+            " WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq LIMIT ?",
+            (notifier, limit),
         ).fetchall()
         return [_event(r) for r in rows]
 
@@ -152,14 +172,16 @@ class StateDB:
         with self._tx():
             self._db.execute(
                 "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?"
-                " WHERE event_id=? AND notifier=?", (status, error, event_id, notifier),
+                " WHERE event_id=? AND notifier=?",
+                (status, error, event_id, notifier),
             )
 
     def events(self, limit: int = 100) -> list[Event]:
         """The most recent events, newest last."""
         rows = self._db.execute(
             "SELECT id, time, platform, account, rule, kind, value, threshold, message FROM events"
-            " ORDER BY seq DESC LIMIT ?", (limit,),
+            " ORDER BY seq DESC LIMIT ?",
+            (limit,),
         ).fetchall()
         return [_event(r) for r in reversed(rows)]
 
@@ -185,7 +207,13 @@ class _Tx:
 
 def _event(row: tuple[object, ...]) -> Event:
     return Event(
-        id=str(row[0]), time=datetime.fromisoformat(str(row[1])), platform=str(row[2]),
-        account=str(row[3]), rule=str(row[4]), kind=EventKind(str(row[5])),
-        value=int(str(row[6])), threshold=int(str(row[7])), message=str(row[8]),
+        id=str(row[0]),
+        time=datetime.fromisoformat(str(row[1])),
+        platform=str(row[2]),
+        account=str(row[3]),
+        rule=str(row[4]),
+        kind=EventKind(str(row[5])),
+        value=int(str(row[6])),
+        threshold=int(str(row[7])),
+        message=str(row[8]),
     )

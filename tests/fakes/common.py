@@ -18,5 +18,6 @@ def load(platform: str, name: str) -> Any:
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     """A JSON answer with the given status and headers."""
-    return Response(json.dumps(body), status=status, headers=headers,
-                    content_type="application/json")
+    return Response(
+        json.dumps(body), status=status, headers=headers, content_type="application/json"
+    )

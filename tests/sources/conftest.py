@@ -7,9 +7,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fakes.fake_x import START, TOKEN, FakeX
 from pytest_httpserver import HTTPServer
 
+from fakes.fake_x import START, TOKEN, FakeX
 from followerwatch.clock import ManualClock
 from followerwatch.sources.x import XSource
 

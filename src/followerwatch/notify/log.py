@@ -32,7 +32,13 @@ class LogNotifier:
 
     async def send(self, event: Event) -> None:
         self._log.warning(
-            event.message, alert=str(event.kind), platform=event.platform, account=event.account,
-            rule=event.rule, value=event.value, threshold=event.threshold,
-            at=event.time.isoformat().replace("+00:00", "Z"), event_id=event.id,
+            event.message,
+            alert=str(event.kind),
+            platform=event.platform,
+            account=event.account,
+            rule=event.rule,
+            value=event.value,
+            threshold=event.threshold,
+            at=event.time.isoformat().replace("+00:00", "Z"),
+            event_id=event.id,
         )

@@ -46,7 +46,9 @@ class WebhookNotifier:
             headers["Authorization"] = f"Bearer {self._config.bearer_token.get_secret_value()}"
         try:
             response = await self._client.post(
-                self._config.url, json=event_payload(event), headers=headers,
+                self._config.url,
+                json=event_payload(event),
+                headers=headers,
                 timeout=self._config.timeout,
             )
         except httpx.HTTPError as exc:

@@ -59,7 +59,7 @@ class ThresholdState:
 def evaluate(
     rule: Threshold, state: ThresholdState | None, obs: Observation
 ) -> tuple[ThresholdState, Event | None]:
-    """(previous state, observation) → (new state, event or None); the first observation only arms."""
+    """(previous state, observation) → (new state, event or None); a first observation only arms."""
     count = obs.followers
     if state is None:
         return ThresholdState(armed=not rule.past(count)), None
@@ -76,20 +76,29 @@ def _event(rule: Threshold, obs: Observation) -> Event:
     verb = "dropped below" if rule.direction == "below" else "crossed above"
     handle = obs.handle or account.handle
     who = f"@{handle}" if account.name == handle else f"{account.name} (@{handle})"
-    message = (
-        f"{who} on {account.platform} {verb} {rule.value:,} followers: now {obs.followers:,}"
-    )
+    message = f"{who} on {account.platform} {verb} {rule.value:,} followers: now {obs.followers:,}"
     # Deterministic id: re-evaluating the same observation can never mint a second event.
-    event_id = str(uuid.uuid5(_EVENT_NS, f"{account.platform}|{account.name}|{rule.name}|"
-                                         f"{obs.time.isoformat()}"))
+    event_id = str(
+        uuid.uuid5(
+            _EVENT_NS, f"{account.platform}|{account.name}|{rule.name}|{obs.time.isoformat()}"
+        )
+    )
     return Event(
-        id=event_id, time=obs.time, platform=account.platform, account=account.name,
-        rule=rule.name, kind=kind, value=obs.followers, threshold=rule.value, message=message,
+        id=event_id,
+        time=obs.time,
+        platform=account.platform,
+        account=account.name,
+        rule=rule.name,
+        kind=kind,
+        value=obs.followers,
+        threshold=rule.value,
+        message=message,
     )
 
 
-def thresholds(below: list[int] | None, above: list[int] | None, hysteresis: int | None) -> list[
-        Threshold]:
+def thresholds(
+    below: list[int] | None, above: list[int] | None, hysteresis: int | None
+) -> list[Threshold]:
     """The rules of one account from its resolved config."""
     hyst = hysteresis or 0
     rules = [Threshold("below", v, hyst) for v in below or []]

@@ -1,4 +1,4 @@
-"""The explicit source registry: platform key → its module's Source class, Config model and builder."""
+"""The explicit source registry: platform key → its module's Config model and builder."""
 
 from __future__ import annotations
 
@@ -32,7 +32,14 @@ class SourceSpec:
 REGISTRY: dict[str, SourceSpec] = {
     spec.key: spec
     for spec in (
-        SourceSpec("x", "X", x.XConfig, x.build, x.XSource.batch_max, x.XSource.handle_pattern,
-                   x.XSource.rate_limit_ceiling),
+        SourceSpec(
+            "x",
+            "X",
+            x.XConfig,
+            x.build,
+            x.XSource.batch_max,
+            x.XSource.handle_pattern,
+            x.XSource.rate_limit_ceiling,
+        ),
     )
 }

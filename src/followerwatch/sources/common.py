@@ -45,7 +45,12 @@ class Requester:
         return self.limiters.setdefault(bucket, RateLimiter())
 
     async def send(
-        self, method: str, url: str, tally: Tally, *, bucket: str = "",
+        self,
+        method: str,
+        url: str,
+        tally: Tally,
+        *,
+        bucket: str = "",
         is_rate_limited: Callable[[httpx.Response], bool] = lambda r: r.status_code == 429,
         **kwargs: Any,
     ) -> tuple[httpx.Response, datetime]:
@@ -57,7 +62,9 @@ class Requester:
             try:
                 response = await self.client.request(method, url, **kwargs)
             except httpx.HTTPError as exc:
-                raise TransientError(f"{self.platform} request failed: {type(exc).__name__}") from None
+                raise TransientError(
+                    f"{self.platform} request failed: {type(exc).__name__}"
+                ) from None
             received = self.clock.now()
             if len(response.content) > MAX_BODY_BYTES:
                 raise TransientError(f"{self.platform} answered with an oversized body")
@@ -74,7 +81,9 @@ class Requester:
                 # Without a future reset, retrying now would only spend another request.
                 raise RateLimitedError(
                     f"{self.platform} rate limit hit (HTTP {response.status_code}) without a "
-                    "usable reset time", retry_at=None)
+                    "usable reset time",
+                    retry_at=None,
+                )
             limiter.update(RateLimit(rl.limit if rl is not None else None, 0, reset_at))
         state = limiter.state
         raise RateLimitedError(
@@ -102,14 +111,15 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def chunks(accounts: Sequence[Account], key: Callable[[Account], str], size: int) -> list[
-        list[Account]]:
+def chunks(
+    accounts: Sequence[Account], key: Callable[[Account], str], size: int
+) -> list[list[Account]]:
     """Accounts in groups of at most `size` distinct keys, so duplicates share one slot."""
     groups: dict[str, list[Account]] = {}
     for account in accounts:
         groups.setdefault(key(account), []).append(account)
     keys = list(groups)
-    return [[a for k in keys[i:i + size] for a in groups[k]] for i in range(0, len(keys), size)]
+    return [[a for k in keys[i : i + size] for a in groups[k]] for i in range(0, len(keys), size)]
 
 
 def count(value: Any) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,12 +20,14 @@ def _parse_time(text: str) -> datetime:
 
 
 def read_replay(path: Path, platform: str) -> dict[str, list[tuple[datetime, int]]]:
-    """Rows of one platform by account, sorted by time; bad rows raise ConfigError naming the line."""
+    """Rows of one platform by account, sorted by time; a bad row raises ConfigError (its line)."""
     rows: dict[str, list[tuple[datetime, int]]] = {}
     try:
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            missing = {"timestamp", "platform", "account", "followers"} - set(reader.fieldnames or [])
+            missing = {"timestamp", "platform", "account", "followers"} - set(
+                reader.fieldnames or []
+            )
             if missing:
                 raise ConfigError(f"{path}: header lacks {', '.join(sorted(missing))}")
             for line, row in enumerate(reader, start=2):
@@ -50,12 +53,23 @@ class ReplaySource:
     key: ClassVar[str] = "replay"
     batch_max: ClassVar[int] = 10_000
 
-    def __init__(self, path: Path, platform: str, clock: Clock, speed: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        platform: str,
+        clock: Clock,
+        speed: float = 0.0,
+        position_file: Path | None = None,
+        save_position: bool = True,
+    ) -> None:
         self.platform = platform
         self.clock = clock
         self.speed = speed
         self._rows = read_replay(path, platform)
-        self._pos: dict[str, int] = {}
+        # Step mode resumes where the last process stopped, so `poll` walks through the file.
+        self._position_file = position_file if speed == 0 else None
+        self._pos: dict[str, int] = self._load_position()
+        self._save = save_position
         self._start = min((s[0][0] for s in self._rows.values() if s), default=None)
         self._wall_start: datetime | None = None
 
@@ -82,7 +96,25 @@ class ReplaySource:
             end = pos + 1 if cursor is None else pos
             while cursor is not None and end < len(series) and series[end][0] <= cursor:
                 end += 1
-            for when, count in series[pos:min(end, len(series))]:
+            for when, count in series[pos : min(end, len(series))]:
                 out.append(Observation(account, when, count, handle=account.handle))
             self._pos[key] = min(end, len(series))
+        self._save_position()
         return FetchResult(observations=tuple(out), requests=0)
+
+    def _load_position(self) -> dict[str, int]:
+        if self._position_file is None or not self._position_file.exists():
+            return {}
+        try:
+            data = json.loads(self._position_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return (
+            {k: v for k, v in data.items() if isinstance(v, int)} if isinstance(data, dict) else {}
+        )
+
+    def _save_position(self) -> None:
+        if self._position_file is not None and self._save:
+            tmp = self._position_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self._pos))
+            tmp.replace(self._position_file)

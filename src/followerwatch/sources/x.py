@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, NoReturn
 
@@ -28,9 +28,9 @@ from followerwatch.models import (
     FetchResult,
     Observation,
 )
+from followerwatch.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import Requester, Tally, chunks, json_object
-from followerwatch.ratelimit import parse_epoch_reset
 
 BY_USERNAMES = "/2/users/by"
 BY_IDS = "/2/users"

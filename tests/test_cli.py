@@ -1,0 +1,112 @@
+"""The `followerwatch` command as a user runs it: check, poll, --help."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from followerwatch.influxd import free_port
+from followerwatch.store.influx_v1 import InfluxV1Store
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "followerwatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def config(tmp_path: Path, url: str, db: str, interval: str = "5m", extra: str = "") -> Path:
+    replay = tmp_path / "replay.csv"
+    replay.write_text(
+        "timestamp,platform,account,followers\n"
+        "2026-01-01T00:00:00Z,x,aplusk,1000100\n"
+        "2026-01-01T00:05:00Z,x,aplusk,999990\n"
+    )
+    path = tmp_path / "fw.toml"
+    path.write_text(f"""
+[service]
+data_dir = "data"
+log_format = "json"
+
+[influxdb]
+url = "{url}"
+database = "{db}"
+
+[platforms.x]
+bearer_token = "secret-token-abc"
+interval = "{interval}"
+{extra}
+
+[[watch]]
+platform = "x"
+handle = "aplusk"
+below = 1_000_000
+""")
+    return path
+
+
+def test_check_passes_and_prints_the_plan(tmp_path: Path, influx_db: tuple[str, str]) -> None:
+    result = cli("check", "--config", str(config(tmp_path, *influx_db)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "InfluxDB reachable" in result.stdout
+    plan = next(line for line in result.stdout.splitlines() if line.strip().startswith("│ x"))
+    assert "300 / 15m" in plan and "5m" in plan and "1%" in plan
+    assert "$0.01/day for 1 accounts" in result.stdout
+    assert "secret-token-abc" not in result.stdout + result.stderr
+
+
+def test_check_fails_when_influx_is_unreachable(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = cli("check", "--config", str(config(tmp_path, url, "fw")))
+    assert result.returncode == 1
+    assert "✗ InfluxDB" in result.stdout
+
+
+def test_check_fails_when_the_plan_exceeds_the_rate_limit(
+    tmp_path: Path, influx_db: tuple[str, str]
+) -> None:
+    result = cli("check", "--config", str(config(tmp_path, *influx_db, interval="1s")))
+    assert result.returncode == 1
+    assert "over the limit" in result.stdout
+
+
+def test_poll_prints_a_table_and_writes(tmp_path: Path, influx_db: tuple[str, str]) -> None:
+    replay = 'replay = { file = "replay.csv" }'
+    path = config(tmp_path, *influx_db, extra=replay)
+    dry = cli("poll", "--dry-run", "--config", str(path))
+    assert dry.returncode == 0 and "dry run" in dry.stdout and "1,000,100" in dry.stdout
+    first = cli("poll", "--config", str(path))
+    assert first.returncode == 0 and "1,000,100" in first.stdout
+    second = cli("poll", "--config", str(path))
+    assert "999,990" in second.stdout and "-110" in second.stdout
+    assert "dropped below 1,000,000" in second.stdout
+
+    async def read() -> list[list[object]]:
+        async with httpx.AsyncClient() as client:
+            store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
+            series = await store.query("SELECT followers FROM followers")
+        return series[0]["values"] if series else []
+
+    import asyncio
+
+    # The dry run wrote nothing: the first real poll stored the first row, the second the next.
+    assert [row[1] for row in asyncio.run(read())] == [1_000_100, 999_990]
+
+
+def test_help_explains_every_command() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("run", "poll", "check", "demo"):
+        assert command in result.stdout
+    poll_help = cli("poll", "--help").stdout
+    assert "--dry-run" in poll_help and "FOLLOWERWATCH_CONFIG" in poll_help
