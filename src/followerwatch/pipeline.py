@@ -19,6 +19,9 @@ from followerwatch.store.base import Store
 
 log = structlog.get_logger("followerwatch.pipeline")
 
+# A count that falls to exactly 0 from at least this much is held until the next polls agree.
+SUSPECT_FROM = 100
+
 
 @dataclass(frozen=True, slots=True)
 class Row:
@@ -45,6 +48,8 @@ class Pipeline:
         clock: Clock,
         dry_run: bool = False,
         max_backlog: int = 100_000,
+        suspect_zero: frozenset[str] = frozenset(),
+        confirm_polls: int = 2,
     ) -> None:
         self.state = state
         self.store = store
@@ -55,18 +60,47 @@ class Pipeline:
         self._backlog: deque[Point] = deque()
         self._max_backlog = max_backlog
         self.dropped_points = 0
+        self.suspect_zero = suspect_zero
+        self.confirm_polls = confirm_polls
+        self._held: dict[tuple[str, str], list[Observation]] = {}
 
     async def process(self, result: FetchResult, extra_points: Sequence[Point] = ()) -> list[Row]:
         """Handle one batch's result end to end; returns a row per observation and failure."""
-        changes, rows = self._apply_rules(result.observations)
-        rows += [_failure_row(f) for f in result.failures]
+        observations, held = self._screen(result.observations)
+        changes, rows = self._apply_rules(observations)
+        rows += held + [_failure_row(f) for f in result.failures]
         if self.dry_run:
             return rows
         self.state.commit(changes, [n.name for n in self.notifiers])
-        points = [observation_point(o) for o in result.observations]
+        points = [observation_point(o) for o in observations]
         await self.write([*points, *extra_points])
         await self.deliver()
         return rows
+
+    def _screen(self, observations: Sequence[Observation]) -> tuple[list[Observation], list[Row]]:
+        """Hold a fall to exactly 0 on platforms where 0 can mean "not computed yet"."""
+        out: list[Observation] = []
+        rows: list[Row] = []
+        for obs in sorted(observations, key=lambda o: o.time):
+            key = obs.account.key
+            held = self._held.pop(key, [])
+            if obs.followers == 0 and obs.account.platform in self.suspect_zero:
+                last = self.state.last_seen(*key)
+                suspect = last is not None and last.followers >= SUSPECT_FROM
+                if suspect and len(held) + 1 < self.confirm_polls:
+                    self._held[key] = [*held, obs]
+                    rows.append(Row(key[0], key[1], 0, None, failure="held: suspect drop to 0"))
+                    continue
+                out.extend(held)  # confirmed by the polls since: the zeros were real
+            elif held:
+                log.info(
+                    "suspect drop to 0 not confirmed; discarded",
+                    platform=key[0],
+                    account=key[1],
+                    held=len(held),
+                )
+            out.append(obs)
+        return out, rows
 
     def _apply_rules(self, observations: Sequence[Observation]) -> tuple[list[Change], list[Row]]:
         changes: dict[tuple[str, str], Change] = {}
@@ -91,6 +125,19 @@ class Pipeline:
                 states[rule.name] = new.dumps()
                 if event is not None:
                     new_events.append(event)
+            if (
+                last is not None
+                and last.handle
+                and obs.handle
+                and (last.handle.lower() != obs.handle.lower())
+            ):
+                log.info(
+                    "account renamed",
+                    platform=key[0],
+                    account=key[1],
+                    old=last.handle,
+                    new=obs.handle,
+                )
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
             changes[key] = Change(key[0], key[1], seen, states, (*events, *new_events))
             rows.append(Row(key[0], key[1], obs.followers, change, tuple(new_events)))

@@ -27,6 +27,8 @@ class SourceSpec:
     rate_limit_ceiling: tuple[int, float] | None
     # Accounts that must be fetched apart (e.g. each Mastodon instance) get different keys.
     group_key: Callable[[Account], str] | None = None
+    # The platform reports 0 while a count is not computed: a fall to 0 must be confirmed.
+    suspect_zero: bool = False
 
 
 REGISTRY: dict[str, SourceSpec] = {

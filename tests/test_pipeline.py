@@ -1,0 +1,61 @@
+"""The pipeline on its own: suspect zeros, repeated readings, and what reaches InfluxDB."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from followerwatch.clock import ManualClock
+from followerwatch.models import Account, FetchResult, Observation
+from followerwatch.pipeline import Pipeline
+from followerwatch.rules.threshold import Threshold
+from followerwatch.state import StateDB
+from followerwatch.store.influx_v1 import InfluxV1Store
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+ALICE = Account("x", "alice", "alice")
+
+
+def obs(minute: int, followers: int) -> FetchResult:
+    return FetchResult(observations=(Observation(ALICE, T0 + timedelta(minutes=minute), followers),))
+
+
+async def test_a_fall_to_zero_is_held_until_confirmed(
+    tmp_path: Path, influx_db: tuple[str, str]
+) -> None:
+    async with httpx.AsyncClient() as client:
+        store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
+        state = StateDB(tmp_path / "state.sqlite3")
+        pipeline = Pipeline(
+            state=state, store=store, notifiers=[], clock=ManualClock(T0),
+            rules={ALICE.key: [Threshold("below", 1000)]}, suspect_zero=frozenset({"x"}),
+        )
+        await pipeline.process(obs(0, 5000))
+        held = await pipeline.process(obs(1, 0))
+        assert held[0].failure == "held: suspect drop to 0"
+        assert state.last_seen(*ALICE.key).followers == 5000  # type: ignore[union-attr]
+        await pipeline.process(obs(2, 5001))  # the zero was an artefact: discarded
+        await pipeline.process(obs(3, 0))
+        rows = await pipeline.process(obs(4, 0))  # confirmed: both zeros count
+        assert [r.followers for r in rows] == [0, 0]
+        assert [len(r.events) for r in rows] == [1, 0]
+        series = await store.query("SELECT followers FROM followers")
+        state.close()
+    assert [v[1] for v in series[0]["values"]] == [5000, 5001, 0, 0]
+
+
+async def test_an_older_or_repeated_reading_is_stored_but_never_alerts_again(
+    tmp_path: Path,
+) -> None:
+    state = StateDB(tmp_path / "state.sqlite3")
+    pipeline = Pipeline(state=state, store=None, notifiers=[], clock=ManualClock(T0),
+                        rules={ALICE.key: [Threshold("below", 1000)]})
+    await pipeline.process(obs(0, 1500))
+    first = await pipeline.process(obs(1, 900))
+    again = await pipeline.process(obs(1, 900))
+    older = await pipeline.process(obs(0, 800))
+    assert [len(r.events) for r in (*first, *again, *older)] == [1, 0, 0]
+    assert state.last_seen(*ALICE.key).followers == 900  # type: ignore[union-attr]
+    state.close()
