@@ -19,7 +19,8 @@ ALICE = Account("x", "alice", "alice")
 
 
 def obs(minute: int, followers: int) -> FetchResult:
-    return FetchResult(observations=(Observation(ALICE, T0 + timedelta(minutes=minute), followers),))
+    reading = Observation(ALICE, T0 + timedelta(minutes=minute), followers)
+    return FetchResult(observations=(reading,))
 
 
 async def test_a_fall_to_zero_is_held_until_confirmed(

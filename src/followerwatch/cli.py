@@ -16,7 +16,7 @@ from followerwatch.config import Config, config_path_from_env, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, StoreError
 from followerwatch.pipeline import Row
-from followerwatch.sources import REGISTRY
+from followerwatch.plan import PlanRow
 
 app = typer.Typer(
     help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
@@ -112,8 +112,9 @@ def print_rows(rows: list[Row], title: str) -> None:
 @app.command()
 def check(config: ConfigOpt = None) -> None:
     """Validate config and watchlist, check InfluxDB, and print the polling plan per platform."""
-    from followerwatch.app import build_store, plan_groups
+    from followerwatch.app import build_store
     from followerwatch.http import build_client
+    from followerwatch.plan import build_plan
 
     cfg = _load(config)
     ok = True
@@ -137,47 +138,56 @@ def check(config: ConfigOpt = None) -> None:
     else:
         ok = False
         out.print(f"[red]✗[/] InfluxDB: {problem}")
+    ok = print_plan(build_plan(cfg)) and ok
+    raise typer.Exit(0 if ok else 1)
+
+
+def print_plan(rows: list[PlanRow]) -> bool:
+    """The polling-plan table; False when an interval is shorter than a ceiling allows."""
+    ok = True
     table = Table(title="Polling plan")
     for col in (
         "platform",
         "accounts",
         "requests/cycle",
         "interval",
-        "rate-limit ceiling",
+        "ceiling",
+        "shortest interval",
         "use of ceiling",
+        "cost/day",
     ):
         table.add_column(col)
-    groups = plan_groups(cfg)
-    for key, spec in REGISTRY.items():
-        accounts = cfg.accounts_for(key)
-        if not accounts:
-            continue
-        pcfg = cfg.settings.platform(key)
-        requests = sum(1 for g in groups if g.platform == key)
-        ceiling, use = "-", "-"
-        if pcfg.replay is not None:
+    for row in rows:
+        ceiling, shortest, use = "-", "-", "-"
+        if row.replay:
             ceiling = "replay (no requests)"
-            requests = 0
-        elif spec.rate_limit_ceiling is not None:
-            limit, window = spec.rate_limit_ceiling
-            per_window = requests * max(1.0, window / max(pcfg.interval, 1e-9))
-            share = per_window / limit
-            ceiling = f"{limit} / {format_duration(window)}"
+        elif row.ceiling is not None and row.min_interval is not None:
+            ceiling = f"{row.ceiling[0]:,} / {format_duration(row.ceiling[1])}"
+            shortest = format_duration(row.min_interval)
+            share = row.share or 0.0
             use = f"{share:.0%}"
             if share > 1:
                 ok = False
-                use = f"[red]{share:.0%} (over the limit)[/]"
+                use = f"[red]{share:.0%} (over the limit: interval < {shortest})[/]"
+        cost = f"${row.usd_per_day:,.2f}" if row.usd_per_day is not None else "-"
+        name = f"{row.platform} ({row.scope})" if row.scope else row.platform
         table.add_row(
-            key, str(len(accounts)), str(requests), format_duration(pcfg.interval), ceiling, use
+            name,
+            str(row.accounts),
+            str(row.requests_per_cycle),
+            format_duration(row.interval),
+            ceiling,
+            shortest,
+            use,
+            cost,
         )
     out.print(table)
-    if cfg.accounts_for("x") and cfg.settings.platform("x").replay is None:
-        n = len(cfg.accounts_for("x"))
+    if any(r.usd_per_day for r in rows):
         out.print(
-            f"X bills $0.010 per user read, each user once per UTC day: about "
-            f"${n * 0.01:,.2f}/day for {n} accounts, whatever the interval."
+            "X bills $0.010 per user read and each user once per UTC day, so polling more "
+            "often than daily costs nothing extra."
         )
-    raise typer.Exit(0 if ok else 1)
+    return ok
 
 
 @app.command()

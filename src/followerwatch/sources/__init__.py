@@ -29,6 +29,8 @@ class SourceSpec:
     group_key: Callable[[Account], str] | None = None
     # The platform reports 0 while a count is not computed: a fall to 0 must be confirmed.
     suspect_zero: bool = False
+    # Count requests one batch of N accounts costs, when not 1 (e.g. one call per account).
+    requests_per_batch: Callable[[int], int] | None = None
 
 
 REGISTRY: dict[str, SourceSpec] = {
