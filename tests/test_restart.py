@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -145,3 +146,43 @@ async def test_restart_neither_repeats_nor_misses_an_event(
         store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
         series = await store.query("SELECT value FROM followerwatch_events")
     assert [row[1] for row in series[0]["values"]] == [999_990, 999_980]
+
+
+async def test_sigterm_during_a_poll_finishes_the_write_and_exits_0(
+    service: tuple[Service, FakeX],
+    httpserver: HTTPServer,
+    influx_db: tuple[str, str],
+) -> None:
+    svc, fake = service
+    slow = {"on": False}
+    started = threading.Event()
+    answer = fake._by_usernames  # noqa: SLF001 - wrap the fake's own handler with a delay
+
+    def delayed(request):  # type: ignore[no-untyped-def]
+        if slow["on"]:
+            slow["on"] = False
+            started.set()
+            time.sleep(1.5)
+        return answer(request)
+
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/2/users/by").respond_with_handler(delayed)
+    httpserver.expect_request("/hook", method="POST").respond_with_data("", status=204)
+    svc.start()
+    wait_for(lambda: len(fake.seen) >= 1, "the first poll")
+    time.sleep(0.5)
+    set_followers(fake, 1_000_222)
+    slow["on"] = True
+    assert started.wait(10), "the slow poll never started"
+    assert svc.proc is not None
+    svc.proc.send_signal(signal.SIGTERM)  # while the server is still answering
+    sent_at = time.monotonic()
+    out, _ = svc.proc.communicate(timeout=15)
+    assert svc.proc.returncode == 0, out
+    assert '"clean": true' in out
+    assert time.monotonic() - sent_at >= 1.0, out  # it waited for the answer instead of dying
+
+    async with httpx.AsyncClient() as client:
+        store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
+        series = await store.query("SELECT last(followers) FROM followers")
+    assert series[0]["values"][0][1] == 1_000_222

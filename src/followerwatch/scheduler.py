@@ -66,11 +66,13 @@ class PollScheduler:
 
     async def stop(self, timeout: float) -> bool:
         """Stop scheduling and let in-flight polls finish their write; False if they timed out."""
-        self._scheduler.shutdown(wait=False)
+        # Pause first: shutting the scheduler down cancels the tasks of running coroutine jobs.
+        self._scheduler.pause()
         pending = set(self._inflight)
-        if not pending:
-            return True
-        _, still = await asyncio.wait(pending, timeout=timeout)
-        for task in still:
-            task.cancel()
+        still: set[asyncio.Task[object]] = set()
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=timeout)
+            for task in still:
+                task.cancel()
+        self._scheduler.shutdown(wait=False)
         return not still
