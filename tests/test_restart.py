@@ -6,8 +6,8 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -156,7 +156,7 @@ async def test_sigterm_during_a_poll_finishes_the_write_and_exits_0(
     svc, fake = service
     slow = {"on": False}
     started = threading.Event()
-    answer = fake._by_usernames  # noqa: SLF001 - wrap the fake's own handler with a delay
+    answer = fake._by_usernames
 
     def delayed(request):  # type: ignore[no-untyped-def]
         if slow["on"]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +19,32 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ATTEMPTS = 3
 
 RateParser = Callable[[httpx.Headers, datetime], RateLimit | None]
+# When a rate-limited answer may be retried: (response, parsed budget, arrival, attempt from 0).
+RetryTime = Callable[[httpx.Response, RateLimit | None, datetime, int], datetime | None]
+BACKOFF_FIRST = 60.0
+
+
+def retry_after_or_reset(
+    response: httpx.Response, rl: RateLimit | None, received: datetime, attempt: int
+) -> datetime | None:
+    """The default RetryTime: `Retry-After`, else the reset the rate-limit headers gave."""
+    reset_at = parse_retry_after(response.headers.get("retry-after"), received)
+    if reset_at is None and rl is not None:
+        reset_at = rl.reset_at
+    return reset_at
+
+
+def retry_after_reset_or_backoff(
+    response: httpx.Response, rl: RateLimit | None, received: datetime, attempt: int
+) -> datetime:
+    """`Retry-After`; else the reset if the budget is spent; else 60 s, doubling per attempt."""
+    reset_at = parse_retry_after(response.headers.get("retry-after"), received)
+    if reset_at is not None:
+        return reset_at
+    if rl is not None and rl.remaining == 0 and rl.reset_at is not None and rl.reset_at > received:
+        return rl.reset_at
+    # A limit with budget left (a secondary or per-minute limit) names no reset: back off instead.
+    return received + timedelta(seconds=BACKOFF_FIRST * 2**attempt)
 
 
 @dataclass
@@ -52,12 +78,19 @@ class Requester:
         *,
         bucket: str = "",
         is_rate_limited: Callable[[httpx.Response], bool] = lambda r: r.status_code == 429,
+        retry_time: RetryTime = retry_after_or_reset,
+        before_send: Callable[[], None] | None = None,
         **kwargs: Any,
     ) -> tuple[httpx.Response, datetime]:
-        """The first answer that is not a rate limit, and when it arrived; raises typed errors."""
+        """The first answer that is not a rate limit, and when it arrived; raises typed errors.
+
+        `before_send` runs before every attempt and may raise to stop it (e.g. a quota ledger).
+        """
         limiter = self.limiter(bucket)
-        for _ in range(MAX_ATTEMPTS):
+        for attempt in range(MAX_ATTEMPTS):
             await limiter.wait(self.clock, self.max_wait)
+            if before_send is not None:
+                before_send()
             tally.requests += 1
             try:
                 response = await self.client.request(method, url, **kwargs)
@@ -74,9 +107,7 @@ class Requester:
                 tally.rate_limit = rl
             if not is_rate_limited(response):
                 return response, received
-            reset_at = parse_retry_after(response.headers.get("retry-after"), received)
-            if reset_at is None and rl is not None:
-                reset_at = rl.reset_at
+            reset_at = retry_time(response, rl, received, attempt)
             if reset_at is None or reset_at <= received:
                 # Without a future reset, retrying now would only spend another request.
                 raise RateLimitedError(
