@@ -9,19 +9,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from followerwatch.models import Account, EventKind, Observation
-from followerwatch.rules.threshold import Threshold, ThresholdState, evaluate
+from followerwatch.rules.base import Reading, dump_state, load_state
+from followerwatch.rules.threshold import Threshold, ThresholdState
 
 ACCOUNT = Account("x", "aplusk", "aplusk")
 T0 = datetime(2009, 4, 17, tzinfo=UTC)
 
 
+def reading(minute: int, count: int) -> Reading:
+    obs = Observation(ACCOUNT, T0 + timedelta(minutes=minute), count)
+    return Reading(ACCOUNT, obs.time, obs, None, None)
+
+
 def fire_indices(rule: Threshold, counts: list[int]) -> list[int]:
-    state: ThresholdState | None = None
+    state: str | None = None
     fired = []
     for i, count in enumerate(counts):
-        state, event = evaluate(rule, state, Observation(ACCOUNT, T0 + timedelta(minutes=i), count))
-        if event is not None:
-            fired.append(i)
+        state, events = rule.evaluate(state, reading(i, count))
+        fired += [i for e in events if e.status == "firing"]
     return fired
 
 
@@ -58,19 +63,19 @@ def test_above_fires_when_reaching_the_line() -> None:
 
 def test_event_message_and_id_are_deterministic() -> None:
     rule = Threshold("below", 1_000_000)
-    obs = Observation(ACCOUNT, T0, 999_990)
-    _, first = evaluate(rule, ThresholdState(armed=True), obs)
-    _, again = evaluate(rule, ThresholdState(armed=True), obs)
-    assert first is not None and again is not None
+    armed = dump_state(ThresholdState(armed=True))
+    _, [first] = rule.evaluate(armed, reading(0, 999_990))
+    _, [again] = rule.evaluate(armed, reading(0, 999_990))
     assert first.id == again.id
     assert first.message == "@aplusk on x dropped below 1,000,000 followers: now 999,990"
     assert (first.rule, first.threshold) == ("below:1000000", 1_000_000)
 
 
 def test_state_round_trips_and_garbage_is_unknown() -> None:
-    assert ThresholdState.loads(ThresholdState(armed=False).dumps()) == ThresholdState(armed=False)
-    assert ThresholdState.loads("not json") is None
-    assert ThresholdState.loads('{"x": 1}') is None
+    state = ThresholdState(armed=False, streak=2, active=True)
+    assert load_state(ThresholdState, dump_state(state)) == state
+    assert load_state(ThresholdState, "not json") is None
+    assert load_state(ThresholdState, '{"x": 1}') is None
 
 
 @given(st.lists(st.integers(min_value=990, max_value=1010), min_size=1, max_size=60))

@@ -15,8 +15,11 @@ from followerwatch.config import Config, InfluxConfig
 from followerwatch.http import build_client
 from followerwatch.models import Account
 from followerwatch.notify import build_notifier
+from followerwatch.outbox import Outbox
 from followerwatch.pipeline import Pipeline, Row
-from followerwatch.rules.threshold import Threshold, thresholds
+from followerwatch.routing import make_router
+from followerwatch.rules import build_rules
+from followerwatch.rules.base import Rule
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
 from followerwatch.sources.replay import ReplaySource
@@ -24,6 +27,7 @@ from followerwatch.state import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.influx_v2 import InfluxV2Store
+from followerwatch.writer import Writer
 
 
 @dataclass(frozen=True)
@@ -115,16 +119,28 @@ class App:
         self.store = store or build_store(settings.influxdb, self.client)
         self.state = StateDB(settings.service.data_dir / "state.sqlite3")
         self.notifiers = [build_notifier(n, self.client) for n in settings.notifiers]
-        rules: dict[tuple[str, str], Sequence[Threshold]] = {
-            key: thresholds(r.below, r.above, r.hysteresis) for key, r in config.rules.items()
+        rules: dict[tuple[str, str], Sequence[Rule]] = {
+            key: build_rules(r) for key, r in config.rules.items()
         }
+        alerts = settings.alerts
+        self.outbox = Outbox(
+            self.state,
+            self.notifiers,
+            self.clock,
+            backoff_initial=alerts.backoff_initial,
+            backoff_max=alerts.backoff_max,
+        )
+        self.writer = Writer(self.store, self.state)
         self.pipeline = Pipeline(
             state=self.state,
-            store=self.store,
-            notifiers=self.notifiers,
+            writer=self.writer,
+            outbox=self.outbox,
             rules=rules,
             clock=self.clock,
+            route=make_router(alerts, [n.name for n in self.notifiers]),
+            repeat={k: r.repeat for k, r in config.rules.items() if r.repeat},
             dry_run=dry_run,
+            suspect_zero=frozenset(k for k, s in REGISTRY.items() if s.suspect_zero),
         )
         self.groups = plan_groups(config)
         self.sources: dict[str, Source] = {}

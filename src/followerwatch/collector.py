@@ -49,7 +49,9 @@ class Collector:
                 )
             self._down[group] = outcome
             await self.pipeline.process(
-                FetchResult(), [self._health(group, outcome, started, accounts, FetchResult())]
+                FetchResult(),
+                [self._health(group, outcome, started, accounts, FetchResult())],
+                polled=accounts,
             )
             return [Row(self.platform, a.name, None, None, failure=outcome) for a in accounts]
         if group in self._down:
@@ -58,7 +60,7 @@ class Collector:
             )
         outcome = "partial" if result.failures else "ok"
         health = self._health(group, outcome, started, accounts, result)
-        return await self.pipeline.process(result, [health])
+        return await self.pipeline.process(result, [health], polled=accounts)
 
     def _with_known_ids(self, accounts: Sequence[Account]) -> list[Account]:
         """Fill in the stable ids learnt on earlier polls, so renamed handles still resolve."""

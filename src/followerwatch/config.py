@@ -8,7 +8,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from followerwatch.configbase import Duration, HttpUrl, PlatformConfig, RuleDefaults, StrictModel
@@ -16,6 +24,7 @@ from followerwatch.errors import ConfigError
 from followerwatch.models import Account
 from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
+from followerwatch.routing import AlertsConfig
 from followerwatch.sources import REGISTRY
 
 ENV_PREFIX = "FOLLOWERWATCH_"
@@ -113,8 +122,24 @@ class Settings(BaseSettings):
     notifiers: list[Annotated[NotifierConfig, Field(discriminator="type")]] = Field(
         default_factory=_default_notifiers
     )
+    alerts: AlertsConfig = AlertsConfig()
     watchlist: Path | None = None
     watch: list[WatchEntry] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _notifier_names(self) -> Settings:
+        names = [n.name for n in self.notifiers]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise PydanticCustomError(
+                "notifier_name", "two notifiers are named {name!r}; give each a distinct name",
+                {"name": duplicate})
+        unknown = self.alerts.unknown_notifier(names)
+        if unknown is not None:
+            raise PydanticCustomError(
+                "notifier_name", "alerts refers to notifier {name!r}, which is not configured",
+                {"name": unknown})
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -235,11 +260,7 @@ def _accounts(
             raise ConfigError(f"{where}: {key}: duplicate of an earlier entry on {entry.platform}")
         seen_handles[handle_key] = index
         defaults = settings.platform(entry.platform).defaults
-        rules[(entry.platform, name)] = RuleDefaults(
-            below=entry.below if entry.below is not None else defaults.below,
-            above=entry.above if entry.above is not None else defaults.above,
-            hysteresis=entry.hysteresis if entry.hysteresis is not None else defaults.hysteresis,
-        )
+        rules[(entry.platform, name)] = entry.merged_over(defaults)
         accounts.append(
             Account(
                 platform=entry.platform,

@@ -77,22 +77,75 @@ class StrictModel(BaseModel):
         return data
 
 
+class MilestoneConfig(StrictModel):
+    """A ladder (`every`) or a list (`levels`); `down` also announces falling back below one."""
+
+    every: int | None = Field(default=None, ge=1)
+    levels: list[int] = Field(default_factory=list)
+    down: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> MilestoneConfig:
+        if (self.every is None) == (not self.levels):
+            raise PydanticCustomError("milestones", "set exactly one of every or levels")
+        return self
+
+
+class ChangeConfig(StrictModel):
+    """A change within `window`: exactly one of drop, rise, drop_pct, rise_pct."""
+
+    window: Duration
+    drop: int | None = Field(default=None, ge=1)
+    rise: int | None = Field(default=None, ge=1)
+    drop_pct: float | None = Field(default=None, gt=0, le=100)
+    rise_pct: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ChangeConfig:
+        given = [v for v in (self.drop, self.rise, self.drop_pct, self.rise_pct) if v is not None]
+        if len(given) != 1:
+            raise PydanticCustomError("change", "set exactly one of drop, rise, drop_pct, rise_pct")
+        if self.window <= 0:
+            raise PydanticCustomError("change", "window must be longer than 0")
+        return self
+
+
 class RuleDefaults(StrictModel):
-    """Threshold rules; on a watch entry they override the platform's defaults."""
+    """Alert rules; on a watch entry they override the platform's `defaults`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     below: list[int] | None = None
     above: list[int] | None = None
     hysteresis: int | None = Field(default=None, ge=0)
+    for_polls: int | None = Field(default=None, ge=1, alias="for")
+    resolved: bool | None = None
+    repeat: Duration | None = None
+    milestones: MilestoneConfig | None = None
+    changes: list[ChangeConfig] | None = None
+    stale: Duration | None = None
+    frozen: Duration | None = None
+    lifecycle: bool | None = None
 
     @model_validator(mode="before")
     @classmethod
-    def _single_to_list(cls, data: Any) -> Any:
+    def _shorthands(cls, data: Any) -> Any:
         if isinstance(data, dict):
             data = dict(data)
             for key in ("below", "above"):
                 if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
                     data[key] = [data[key]]
+            milestones = data.get("milestones")
+            if isinstance(milestones, int) and not isinstance(milestones, bool):
+                data["milestones"] = {"every": milestones}
+            elif isinstance(milestones, list):
+                data["milestones"] = {"levels": milestones}
         return data
+
+    def merged_over(self, defaults: RuleDefaults) -> RuleDefaults:
+        """These rules with anything they leave unset taken from `defaults`."""
+        own = {k: getattr(self, k) for k in self.model_fields_set if k in RuleDefaults.model_fields}
+        return RuleDefaults.model_validate({**defaults.model_dump(exclude_unset=True), **own})
 
 
 class ReplayConfig(StrictModel):

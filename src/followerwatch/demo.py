@@ -101,7 +101,7 @@ async def _run(settings: dict[str, Any], receiver: Receiver) -> None:
             source = app.sources["x"]
             assert isinstance(source, ReplaySource)
             await serve(app, until=lambda: source.exhausted, check_every=0.1)
-            await app.pipeline.deliver()
+            await app.outbox.drain(timeout=10)
     finally:
         server.close()
 

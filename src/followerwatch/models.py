@@ -84,6 +84,40 @@ class EventKind(StrEnum):
 
     DROPPED_BELOW = "dropped_below"
     CROSSED_ABOVE = "crossed_above"
+    BACK_ABOVE = "back_above"
+    BACK_BELOW = "back_below"
+    MILESTONE = "milestone"
+    MILESTONE_DOWN = "milestone_down"
+    WINDOW_DROP = "window_drop"
+    WINDOW_RISE = "window_rise"
+    WINDOW_CLEARED = "window_cleared"
+    STALE = "stale"
+    STALE_RECOVERED = "stale_recovered"
+    FROZEN = "frozen"
+    UNFROZEN = "unfrozen"
+    NOT_FOUND = "not_found"
+    SUSPENDED = "suspended"
+    DEACTIVATED = "deactivated"
+    COUNT_HIDDEN = "count_hidden"
+    REAPPEARED = "reappeared"
+    RENAMED = "renamed"
+    TEST = "test"
+
+
+class EventStatus(StrEnum):
+    """`firing` opens a condition, `resolved` closes it, `once` stands alone (a milestone)."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    ONCE = "once"
+
+
+class Severity(StrEnum):
+    """How loud an event is; routes and Alertmanager use it."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +133,9 @@ class Event:
     value: int
     threshold: int
     message: str
+    severity: Severity = Severity.WARNING
+    status: EventStatus = EventStatus.ONCE
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 FieldValue = int | float | str | bool

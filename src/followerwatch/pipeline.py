@@ -1,21 +1,21 @@
-"""Observations → (store, rules → events → outbox → notifiers): the one place they meet."""
+"""Observations → (store, rules → events → outbox): the one place they meet."""
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import structlog
 
 from followerwatch.clock import Clock
-from followerwatch.errors import DeliveryError, StoreError
-from followerwatch.models import Event, Failure, FetchResult, Observation, Point
-from followerwatch.notify.base import Notifier
-from followerwatch.rules.threshold import Threshold, ThresholdState, evaluate
-from followerwatch.schema import event_point, observation_point
+from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
+from followerwatch.outbox import Outbox
+from followerwatch.rules.base import Previous, Reading, Rule, longest_history
+from followerwatch.schema import observation_point
 from followerwatch.state import Change, LastSeen, StateDB
-from followerwatch.store.base import Store
+from followerwatch.writer import Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
 
@@ -36,45 +36,55 @@ class Row:
 
 
 class Pipeline:
-    """Applies rules against stored state, writes points, and drains the alert outbox."""
+    """Applies rules against stored state, writes points, and hands events to the outbox."""
 
     def __init__(
         self,
         *,
         state: StateDB,
-        store: Store | None,
-        notifiers: Sequence[Notifier],
-        rules: Mapping[tuple[str, str], Sequence[Threshold]],
+        writer: Writer | None,
+        outbox: Outbox | None,
+        rules: Mapping[tuple[str, str], Sequence[Rule]],
         clock: Clock,
+        route: Callable[[Event], Iterable[str]],
+        repeat: Mapping[tuple[str, str], float] | None = None,
         dry_run: bool = False,
-        max_backlog: int = 100_000,
         suspect_zero: frozenset[str] = frozenset(),
         confirm_polls: int = 2,
     ) -> None:
         self.state = state
-        self.store = store
-        self.notifiers = list(notifiers)
+        self.writer = writer
+        self.outbox = outbox
         self.rules = rules
         self.clock = clock
+        self.route = route
+        self.repeat = repeat or {}
         self.dry_run = dry_run
-        self._backlog: deque[Point] = deque()
-        self._max_backlog = max_backlog
-        self.dropped_points = 0
         self.suspect_zero = suspect_zero
         self.confirm_polls = confirm_polls
         self._held: dict[tuple[str, str], list[Observation]] = {}
+        self._keep = {key: longest_history(r) for key, r in rules.items()}
 
-    async def process(self, result: FetchResult, extra_points: Sequence[Point] = ()) -> list[Row]:
-        """Handle one batch's result end to end; returns a row per observation and failure."""
+    async def process(
+        self,
+        result: FetchResult,
+        extra_points: Sequence[Point] = (),
+        polled: Sequence[Account] = (),
+    ) -> list[Row]:
+        """Handle one batch end to end; `polled` lets rules see accounts that got no count."""
         observations, held = self._screen(result.observations)
-        changes, rows = self._apply_rules(observations)
+        changes, rows = self._evaluate(observations)
+        changes += self._absent(polled, observations, result.failures, held)
         rows += held + [_failure_row(f) for f in result.failures]
         if self.dry_run:
             return rows
-        self.state.commit(changes, [n.name for n in self.notifiers])
-        points = [observation_point(o) for o in observations]
-        await self.write([*points, *extra_points])
-        await self.deliver()
+        self.state.commit(changes, self.route, self._keep)
+        self.state.add_events(self._repeats(), self.route)
+        if self.writer is not None:
+            await self.writer.write([*(observation_point(o) for o in observations), *extra_points])
+        if self.outbox is not None:
+            await self.outbox.deliver_due()
+            self.outbox.kick()
         return rows
 
     def _screen(self, observations: Sequence[Observation]) -> tuple[list[Observation], list[Row]]:
@@ -102,130 +112,109 @@ class Pipeline:
             out.append(obs)
         return out, rows
 
-    def _apply_rules(self, observations: Sequence[Observation]) -> tuple[list[Change], list[Row]]:
+    def _evaluate(self, observations: Sequence[Observation]) -> tuple[list[Change], list[Row]]:
         changes: dict[tuple[str, str], Change] = {}
         rows: list[Row] = []
-        for obs in sorted(observations, key=lambda o: o.time):
+        for obs in observations:
             key = obs.account.key
             prev = changes.get(key)
             last = prev.last if prev else self.state.last_seen(*key)
-            raw = prev.rule_states if prev else self.state.rule_states(*key)
-            change = obs.followers - last.followers if last else None
             if last is not None and obs.time <= last.time:
                 # Already seen (a replayed or repeated reading): store it, never re-alert on it.
                 rows.append(Row(key[0], key[1], obs.followers, 0))
                 continue
-            states = dict(raw)
-            events: list[Event] = list(prev.events) if prev else []
-            new_events: list[Event] = []
-            for rule in self.rules.get(key, ()):
-                # A rule with no stored state sees this as the account's first observation.
-                old = ThresholdState.loads(raw.get(rule.name)) if last is not None else None
-                new, event = evaluate(rule, old, obs)
-                states[rule.name] = new.dumps()
-                if event is not None:
-                    new_events.append(event)
-            if (
-                last is not None
-                and last.handle
-                and obs.handle
-                and (last.handle.lower() != obs.handle.lower())
-            ):
-                log.info(
-                    "account renamed",
-                    platform=key[0],
-                    account=key[1],
-                    old=last.handle,
-                    new=obs.handle,
-                )
+            states = prev.rule_states if prev else self.state.rule_states(*key)
+            history = self._history(key, obs, prev)
+            reading = Reading(obs.account, obs.time, obs, None, _previous(last), tuple(history))
+            new_states, events, closed = self._run_rules(key, reading, states, first=last is None)
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
-            changes[key] = Change(key[0], key[1], seen, states, (*events, *new_events))
-            rows.append(Row(key[0], key[1], obs.followers, change, tuple(new_events)))
+            older = prev.events if prev else ()
+            closed = (*prev.closed, *closed) if prev else closed
+            changes[key] = Change(key[0], key[1], seen, new_states, (*older, *events), closed)
+            change = obs.followers - last.followers if last else None
+            rows.append(Row(key[0], key[1], obs.followers, change, tuple(events)))
         return list(changes.values()), rows
 
-    async def write(self, points: Sequence[Point]) -> None:
-        """Write points (after any backlog), then any events InfluxDB has not confirmed yet."""
-        if self.store is None:
-            return
-        self._backlog.extend(points)
-        overflow = len(self._backlog) - self._max_backlog
-        if overflow > 0:
-            for _ in range(overflow):
-                self._backlog.popleft()
-            self.dropped_points += overflow
-            log.error(
-                "backlog full, oldest points dropped",
-                dropped=overflow,
-                dropped_total=self.dropped_points,
+    def _history(
+        self, key: tuple[str, str], obs: Observation, prev: Change | None
+    ) -> list[tuple[datetime, int]]:
+        keep = self._keep.get(key, 0.0)
+        if not keep:
+            return []
+        since = obs.time - timedelta(seconds=keep)
+        stored = self.state.history(*key, since)
+        if prev is not None and prev.last is not None:
+            stored.append((prev.last.time, prev.last.followers))  # not committed yet
+        return stored
+
+    def _absent(
+        self,
+        polled: Sequence[Account],
+        observations: Sequence[Observation],
+        failures: Sequence[Failure],
+        held: Sequence[Row],
+    ) -> list[Change]:
+        """Rules for accounts this poll gave no count for (stale, lifecycle)."""
+        seen = {o.account.key for o in observations} | {(r.platform, r.account) for r in held}
+        failed = {f.account.key: f for f in failures}
+        accounts = {a.key: a for a in polled} | {f.account.key: f.account for f in failures}
+        now = self.clock.now()
+        changes = []
+        for key, account in accounts.items():
+            if key in seen:
+                continue
+            failure = failed.get(key)
+            last = self.state.last_seen(*key)
+            reading = Reading(
+                account, now, None, failure.kind if failure else None, _previous(last)
             )
-        try:
-            if self._backlog:
-                batch = list(self._backlog)
-                await self.store.write(batch)
-                for _ in batch:
-                    self._backlog.popleft()
-            events = self.state.unstored_events()
-            if events:
-                await self.store.write([event_point(e) for e in events])
-                self.state.mark_stored(e.id for e in events)
-        except StoreError as exc:
-            if not exc.retryable and exc.status in (400, 422):
-                # A point the server rejects will never be accepted: do not wedge the queue on it.
-                log.error(
-                    "influxdb rejected points; dropping them",
-                    error=str(exc),
-                    points=len(self._backlog),
-                )
-                self.dropped_points += len(self._backlog)
-                self._backlog.clear()
-                return
-            log.warning(
-                "influxdb write failed; will retry next cycle",
-                error=str(exc),
-                backlog=len(self._backlog),
+            states, events, closed = self._run_rules(
+                key, reading, self.state.rule_states(*key), first=False
             )
+            changes.append(Change(key[0], key[1], None, states, tuple(events), closed))
+        return changes
 
-    @property
-    def backlog(self) -> int:
-        """Points waiting for InfluxDB."""
-        return len(self._backlog)
+    def _run_rules(
+        self, key: tuple[str, str], reading: Reading, states: Mapping[str, str], *, first: bool
+    ) -> tuple[dict[str, str], list[Event], tuple[str, ...]]:
+        """New states, events, and the rules whose open condition just closed."""
+        new_states = dict(states)
+        events: list[Event] = []
+        closed: list[str] = []
+        for rule in self.rules.get(key, ()):
+            # A rule with no stored state treats this as the account's first reading.
+            old = None if first else states.get(rule.name)
+            state, fired = rule.evaluate(old, reading)
+            if state is not None:
+                new_states[rule.name] = state
+            if rule.active(old) and not rule.active(state):
+                closed.append(rule.name)
+            events += fired
+        return new_states, events, tuple(closed)
 
-    async def deliver(self) -> None:
-        """Send every pending delivery; retry transient failures with backoff, then leave them."""
-        for notifier in self.notifiers:
-            for event in self.state.pending_deliveries(notifier.name):
-                if not await self._deliver_one(notifier, event):
-                    break  # the channel is down: keep order, try again next cycle
+    def _repeats(self) -> list[Event]:
+        """Re-announce conditions still active past their account's `repeat` interval."""
+        if not self.repeat:
+            return []
+        now = self.clock.now()
+        out = []
+        for event, last_sent in self.state.active():
+            every = self.repeat.get((event.platform, event.account))
+            if not every or now.timestamp() - last_sent < every:
+                continue
+            again = replace(
+                event,
+                id=str(uuid.uuid5(uuid.UUID(event.id), now.isoformat())),
+                time=now,
+                message=f"still: {event.message}",
+            )
+            self.state.touch_active(event, now.timestamp())
+            out.append(again)
+        return out
 
-    async def _deliver_one(self, notifier: Notifier, event: Event) -> bool:
-        retries = int(getattr(notifier, "retries", 0))
-        for attempt in range(retries + 1):
-            try:
-                await notifier.send(event)
-            except DeliveryError as exc:
-                if exc.permanent:
-                    log.error(
-                        "alert delivery failed permanently",
-                        notifier=notifier.name,
-                        event_id=event.id,
-                        error=str(exc),
-                    )
-                    self.state.mark_delivery(event.id, notifier.name, "failed", str(exc))
-                    return True
-                if attempt < retries:
-                    await self.clock.sleep(min(30.0, 0.5 * 2**attempt))
-                    continue
-                log.warning(
-                    "alert delivery failed; will retry",
-                    notifier=notifier.name,
-                    event_id=event.id,
-                    error=str(exc),
-                )
-                self.state.mark_delivery(event.id, notifier.name, "pending", str(exc))
-                return False
-            self.state.mark_delivery(event.id, notifier.name, "delivered", None)
-            return True
-        return False
+
+def _previous(last: LastSeen | None) -> Previous | None:
+    return None if last is None else Previous(last.followers, last.time, last.handle)
 
 
 def _failure_row(failure: Failure) -> Row:

@@ -45,5 +45,5 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     clean = await scheduler.stop(app.config.settings.service.shutdown_timeout)
-    log.info("followerwatch stopped", clean=clean, backlog=app.pipeline.backlog)
+    log.info("followerwatch stopped", clean=clean, backlog=app.writer.backlog)
     return clean

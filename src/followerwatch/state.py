@@ -1,20 +1,24 @@
-"""Local SQLite state: last counts, rule state and the event outbox, in one WAL-mode file."""
+"""Local SQLite state: last counts, history, rule state, active conditions and the alert outbox."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from followerwatch.models import Event, EventKind
+from followerwatch.models import Event, EventKind, EventStatus, Severity
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     platform TEXT NOT NULL, account TEXT NOT NULL, followers INTEGER NOT NULL,
     time TEXT NOT NULL, platform_id TEXT, handle TEXT,
     PRIMARY KEY (platform, account));
+CREATE TABLE IF NOT EXISTS history (
+    platform TEXT NOT NULL, account TEXT NOT NULL, time REAL NOT NULL, followers INTEGER NOT NULL,
+    PRIMARY KEY (platform, account, time)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rule_state (
     platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, state TEXT NOT NULL,
     PRIMARY KEY (platform, account, rule));
@@ -22,17 +26,25 @@ CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
     platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
     value INTEGER NOT NULL, threshold INTEGER NOT NULL, message TEXT NOT NULL,
+    severity TEXT NOT NULL, status TEXT NOT NULL, labels TEXT NOT NULL,
     stored INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS deliveries (
     event_id TEXT NOT NULL, notifier TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT,
     PRIMARY KEY (event_id, notifier));
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (notifier, status);
+CREATE TABLE IF NOT EXISTS active (
+    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, event_id TEXT NOT NULL,
+    last_sent REAL NOT NULL, PRIMARY KEY (platform, account, rule));
 """
+_EVENT_COLS = (
+    "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels"
+)
 
 
 @dataclass(frozen=True, slots=True)
 class LastSeen:
-    """The last count stored for an account."""
+    """The last stored count of an account."""
 
     followers: int
     time: datetime
@@ -42,13 +54,23 @@ class LastSeen:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """Everything one observation changes, committed atomically."""
+    """Everything one account's poll changes, committed atomically."""
 
     platform: str
     account: str
-    last: LastSeen
+    last: LastSeen | None
     rule_states: dict[str, str]
     events: tuple[Event, ...]
+    closed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One pending delivery of one event to one notifier."""
+
+    event: Event
+    attempts: int
+    next_attempt: float
 
 
 def _ts(value: datetime) -> str:
@@ -97,58 +119,126 @@ class StateDB:
         )
         return dict(rows.fetchall())
 
-    def commit(self, changes: Sequence[Change], notifiers: Iterable[str]) -> None:
-        """Store counts, rule states and events, and queue a delivery per notifier, atomically."""
-        names = list(notifiers)
+    def history(self, platform: str, account: str, since: datetime) -> list[tuple[datetime, int]]:
+        """Stored counts of an account from `since` on, oldest first."""
+        rows = self._db.execute(
+            "SELECT time, followers FROM history WHERE platform=? AND account=? AND time>=?"
+            " ORDER BY time",
+            (platform, account, since.timestamp()),
+        )
+        return [(datetime.fromtimestamp(t, UTC), c) for t, c in rows.fetchall()]
+
+    def commit(
+        self,
+        changes: Sequence[Change],
+        route: Callable[[Event], Iterable[str]],
+        keep_history: dict[tuple[str, str], float] | None = None,
+    ) -> None:
+        """Store counts, history, rule states and events; queue routed deliveries; atomically."""
+        keep = keep_history or {}
         with self._tx():
             for ch in changes:
-                self._db.execute(
-                    "INSERT INTO accounts VALUES (?,?,?,?,?,?) ON CONFLICT (platform, account) DO"
-                    " UPDATE SET followers=excluded.followers, time=excluded.time,"
-                    " platform_id=COALESCE(excluded.platform_id, platform_id),"
-                    " handle=COALESCE(excluded.handle, handle)",
-                    (
-                        ch.platform,
-                        ch.account,
-                        ch.last.followers,
-                        _ts(ch.last.time),
-                        ch.last.platform_id,
-                        ch.last.handle,
-                    ),
-                )
+                if ch.last is not None:
+                    self._store_count(ch, keep.get((ch.platform, ch.account), 0.0))
                 self._db.executemany(
                     "INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)",
                     [(ch.platform, ch.account, rule, st) for rule, st in ch.rule_states.items()],
                 )
+                self._db.executemany(
+                    "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
+                    [(ch.platform, ch.account, rule) for rule in ch.closed],
+                )
                 for ev in ch.events:
-                    cur = self._db.execute(
-                        "INSERT OR IGNORE INTO events (id, time, platform, account, rule, kind,"
-                        " value,"
-                        " threshold, message) VALUES (?,?,?,?,?,?,?,?,?)",
-                        (
-                            ev.id,
-                            _ts(ev.time),
-                            ev.platform,
-                            ev.account,
-                            ev.rule,
-                            str(ev.kind),
-                            ev.value,
-                            ev.threshold,
-                            ev.message,
-                        ),
-                    )
-                    if cur.rowcount:
-                        self._db.executemany(
-                            "INSERT OR IGNORE INTO deliveries (event_id, notifier) VALUES (?,?)",
-                            [(ev.id, n) for n in names],
-                        )
+                    self._insert_event(ev, route(ev))
+
+    def _store_count(self, ch: Change, keep_seconds: float) -> None:
+        assert ch.last is not None
+        self._db.execute(
+            "INSERT INTO accounts VALUES (?,?,?,?,?,?) ON CONFLICT (platform, account) DO"
+            " UPDATE SET followers=excluded.followers, time=excluded.time,"
+            " platform_id=COALESCE(excluded.platform_id, platform_id),"
+            " handle=COALESCE(excluded.handle, handle)",
+            (
+                ch.platform,
+                ch.account,
+                ch.last.followers,
+                _ts(ch.last.time),
+                ch.last.platform_id,
+                ch.last.handle,
+            ),
+        )
+        if keep_seconds > 0:
+            t = ch.last.time.timestamp()
+            self._db.execute(
+                "INSERT OR REPLACE INTO history VALUES (?,?,?,?)",
+                (ch.platform, ch.account, t, ch.last.followers),
+            )
+            self._db.execute(
+                "DELETE FROM history WHERE platform=? AND account=? AND time<?",
+                (ch.platform, ch.account, t - keep_seconds),
+            )
+
+    def _insert_event(self, ev: Event, notifiers: Iterable[str]) -> None:
+        cur = self._db.execute(
+            f"INSERT OR IGNORE INTO events ({_EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                ev.id,
+                _ts(ev.time),
+                ev.platform,
+                ev.account,
+                ev.rule,
+                str(ev.kind),
+                ev.value,
+                ev.threshold,
+                ev.message,
+                str(ev.severity),
+                str(ev.status),
+                json.dumps(ev.labels),
+            ),
+        )
+        if not cur.rowcount:
+            return  # already stored: its deliveries were queued the first time
+        self._db.executemany(
+            "INSERT OR IGNORE INTO deliveries (event_id, notifier) VALUES (?,?)",
+            [(ev.id, n) for n in notifiers],
+        )
+        if ev.status == EventStatus.FIRING:
+            self._db.execute(
+                "INSERT OR REPLACE INTO active VALUES (?,?,?,?,?)",
+                (ev.platform, ev.account, ev.rule, ev.id, ev.time.timestamp()),
+            )
+        elif ev.status == EventStatus.RESOLVED:
+            self._db.execute(
+                "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
+                (ev.platform, ev.account, ev.rule),
+            )
+
+    def add_events(self, events: Sequence[Event], route: Callable[[Event], Iterable[str]]) -> None:
+        """Store events that no rule state goes with (repeats, test alerts)."""
+        with self._tx():
+            for ev in events:
+                self._insert_event(ev, route(ev))
+
+    def active(self) -> list[tuple[Event, float]]:
+        """Conditions still firing: their opening event and when they were last sent."""
+        rows = self._db.execute(
+            f"SELECT {', '.join('e.' + c.strip() for c in _EVENT_COLS.split(','))}, a.last_sent"
+            " FROM active a JOIN events e ON e.id = a.event_id ORDER BY e.seq"
+        ).fetchall()
+        return [(_event(r[:-1]), float(r[-1])) for r in rows]
+
+    def touch_active(self, event: Event, sent: float) -> None:
+        """Record that an active condition was announced again."""
+        with self._tx():
+            self._db.execute(
+                "UPDATE active SET last_sent=? WHERE platform=? AND account=? AND rule=?",
+                (sent, event.platform, event.account, event.rule),
+            )
 
     def unstored_events(self, limit: int = 1000) -> list[Event]:
         """Events not yet confirmed in InfluxDB, oldest first."""
         rows = self._db.execute(
-            "SELECT id, time, platform, account, rule, kind, value, threshold, message FROM events"
-            " WHERE stored=0 ORDER BY seq LIMIT ?",
-            (limit,),
+            f"SELECT {_EVENT_COLS} FROM events WHERE stored=0 ORDER BY seq LIMIT ?", (limit,)
         ).fetchall()
         return [_event(r) for r in rows]
 
@@ -157,33 +247,47 @@ class StateDB:
         with self._tx():
             self._db.executemany("UPDATE events SET stored=1 WHERE id=?", [(i,) for i in event_ids])
 
-    def pending_deliveries(self, notifier: str, limit: int = 500) -> list[Event]:
-        """Events still to be delivered by one notifier, oldest first."""
+    def pending(self, notifier: str, limit: int = 500) -> list[Delivery]:
+        """Deliveries still to be made by one notifier, oldest event first."""
+        cols = ", ".join("e." + c.strip() for c in _EVENT_COLS.split(","))
         rows = self._db.execute(
-            "SELECT e.id, e.time, e.platform, e.account, e.rule, e.kind, e.value, e.threshold,"
-            " e.message FROM deliveries d JOIN events e ON e.id = d.event_id"
-            " WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq LIMIT ?",
+            f"SELECT {cols}, d.attempts, d.next_attempt FROM deliveries d JOIN events e"
+            " ON e.id = d.event_id WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq"
+            " LIMIT ?",
             (notifier, limit),
         ).fetchall()
-        return [_event(r) for r in rows]
+        return [Delivery(_event(r[:-2]), int(r[-2]), float(r[-1])) for r in rows]
 
-    def mark_delivery(self, event_id: str, notifier: str, status: str, error: str | None) -> None:
-        """Record one delivery attempt's outcome ('delivered', 'failed' or still 'pending')."""
+    def mark_delivery(
+        self,
+        event_id: str,
+        notifier: str,
+        status: str,
+        error: str | None,
+        next_attempt: float = 0.0,
+    ) -> None:
+        """Record one attempt: 'delivered', 'failed', or still 'pending' until `next_attempt`."""
         with self._tx():
             self._db.execute(
-                "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?"
+                "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_attempt=?"
                 " WHERE event_id=? AND notifier=?",
-                (status, error, event_id, notifier),
+                (status, error, next_attempt, event_id, notifier),
             )
 
-    def events(self, limit: int = 100) -> list[Event]:
-        """The most recent events, newest last."""
+    def events(self, limit: int = 100) -> list[tuple[Event, dict[str, str]]]:
+        """The most recent events (newest last) with each notifier's delivery status."""
         rows = self._db.execute(
-            "SELECT id, time, platform, account, rule, kind, value, threshold, message FROM events"
-            " ORDER BY seq DESC LIMIT ?",
-            (limit,),
+            f"SELECT {_EVENT_COLS} FROM events ORDER BY seq DESC LIMIT ?", (limit,)
         ).fetchall()
-        return [_event(r) for r in reversed(rows)]
+        out = []
+        for row in reversed(rows):
+            status = dict(
+                self._db.execute(
+                    "SELECT notifier, status FROM deliveries WHERE event_id=?", (row[0],)
+                ).fetchall()
+            )
+            out.append((_event(row), status))
+        return out
 
     def delivery_counts(self) -> dict[str, int]:
         """How many deliveries are in each status."""
@@ -205,7 +309,8 @@ class _Tx:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
-def _event(row: tuple[object, ...]) -> Event:
+def _event(row: Sequence[object]) -> Event:
+    labels = json.loads(str(row[11]))
     return Event(
         id=str(row[0]),
         time=datetime.fromisoformat(str(row[1])),
@@ -216,4 +321,7 @@ def _event(row: tuple[object, ...]) -> Event:
         value=int(str(row[6])),
         threshold=int(str(row[7])),
         message=str(row[8]),
+        severity=Severity(str(row[9])),
+        status=EventStatus(str(row[10])),
+        labels=tuple((str(k), str(v)) for k, v in labels),
     )

@@ -33,5 +33,8 @@ def event_payload(event: Event) -> dict[str, Any]:
             "value": event.value,
             "threshold": event.threshold,
             "message": event.message,
+            "severity": str(event.severity),
+            "status": str(event.status),
+            "labels": dict(event.labels),
         },
     }

@@ -1,55 +1,80 @@
-"""The `webhook` notifier: POST the documented JSON payload."""
+"""The `webhook` notifier: POST the documented JSON payload, signed with HMAC-SHA256."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from typing import ClassVar, Literal
 
 import httpx
 from pydantic import Field, SecretStr
 
+from followerwatch.clock import Clock, SystemClock
 from followerwatch.configbase import Duration, HttpUrl, StrictModel
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event
 from followerwatch.notify.base import event_payload
 
+SIGNATURE_HEADER = "X-Followerwatch-Signature"
+TIMESTAMP_HEADER = "X-Followerwatch-Timestamp"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
 
 class WebhookConfig(StrictModel):
-    """`[[notifiers]] type = "webhook"`; `bearer_token` (or `bearer_token_file`) is optional."""
+    """`[[notifiers]] type = "webhook"`; optional `secret` signs, `bearer_token` authenticates."""
 
     type: Literal["webhook"]
     name: str = "webhook"
     url: HttpUrl
     timeout: Duration = 10.0
-    retries: int = Field(default=3, ge=0, le=10)
+    secret: SecretStr | None = None
     bearer_token: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
 
     def secrets(self) -> list[str]:
-        """The bearer token, if any."""
-        return [self.bearer_token.get_secret_value()] if self.bearer_token else []
+        """The signing secret and bearer token, if any."""
+        return [s.get_secret_value() for s in (self.secret, self.bearer_token) if s is not None]
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The signature header value: "sha256=" + hex HMAC-SHA256 of `timestamp.body`."""
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
 
 
 class WebhookNotifier:
-    """POSTs each event as JSON; 5xx and network errors are retryable, 4xx are permanent."""
+    """POSTs each event; 5xx, 429 and network errors are retryable, other 4xx are permanent."""
 
     key: ClassVar[str] = "webhook"
 
-    def __init__(self, config: WebhookConfig, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: WebhookConfig, client: httpx.AsyncClient, clock: Clock | None = None
+    ) -> None:
         self.name = config.name
-        self.retries = config.retries
         self._config = config
         self._client = client
+        self._clock = clock or SystemClock()
 
     async def send(self, event: Event) -> None:
-        headers = {"Content-Type": "application/json", **self._config.headers}
+        """Deliver one event."""
+        body = json.dumps(event_payload(event), separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: event.id,
+            **self._config.headers,
+        }
         if self._config.bearer_token is not None:
             headers["Authorization"] = f"Bearer {self._config.bearer_token.get_secret_value()}"
+        if self._config.secret is not None:
+            timestamp = str(int(self._clock.now().timestamp()))
+            headers[TIMESTAMP_HEADER] = timestamp
+            headers[SIGNATURE_HEADER] = sign(
+                self._config.secret.get_secret_value(), timestamp, body
+            )
         try:
             response = await self._client.post(
-                self._config.url,
-                json=event_payload(event),
-                headers=headers,
-                timeout=self._config.timeout,
+                self._config.url, content=body, headers=headers, timeout=self._config.timeout
             )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"webhook {self.name}: {type(exc).__name__}") from None

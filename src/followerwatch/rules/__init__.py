@@ -1,0 +1,36 @@
+"""Alert rules: pure functions of (previous state, reading) → (new state, events)."""
+
+from __future__ import annotations
+
+from followerwatch.configbase import RuleDefaults
+from followerwatch.rules.base import Rule
+from followerwatch.rules.health import Frozen, Stale
+from followerwatch.rules.lifecycle import Lifecycle
+from followerwatch.rules.milestone import Milestones
+from followerwatch.rules.threshold import Threshold
+from followerwatch.rules.window import WindowChange
+
+
+def build_rules(cfg: RuleDefaults) -> list[Rule]:
+    """The rules of one account from its resolved config."""
+    hyst = cfg.hysteresis or 0
+    for_polls, resolved = cfg.for_polls or 1, bool(cfg.resolved)
+    rules: list[Rule] = [Threshold("below", v, hyst, for_polls, resolved) for v in cfg.below or []]
+    rules += [Threshold("above", v, hyst, for_polls, resolved) for v in cfg.above or []]
+    if cfg.milestones is not None:
+        m = cfg.milestones
+        rules.append(Milestones(m.every, tuple(sorted(m.levels)), m.down, hyst))
+    for c in cfg.changes or []:
+        amount = c.drop if c.drop is not None else c.rise
+        percent = c.drop_pct if c.drop_pct is not None else c.rise_pct
+        if c.drop is not None or c.drop_pct is not None:
+            rules.append(WindowChange("drop", c.window, amount, percent))
+        else:
+            rules.append(WindowChange("rise", c.window, amount, percent))
+    if cfg.stale:
+        rules.append(Stale(cfg.stale))
+    if cfg.frozen:
+        rules.append(Frozen(cfg.frozen))
+    if cfg.lifecycle is not False:
+        rules.append(Lifecycle())
+    return rules

@@ -1,15 +1,21 @@
-"""`below` / `above` thresholds: pure, edge-triggered, with optional hysteresis."""
+"""`below` / `above` thresholds: edge-triggered, with `for`, hysteresis and optional resolution."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from followerwatch.models import Event, EventKind, Observation
+from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.rules.base import Reading, dump_state, load_state, make_event, rounding_note, who
 
-_EVENT_NS = uuid.UUID("5f0c6c2e-4c55-4a57-9b0a-6f6c6c6f7772")
+
+@dataclass(frozen=True, slots=True)
+class ThresholdState:
+    """`armed`: the next qualifying crossing fires; `streak`: consecutive polls past the line."""
+
+    armed: bool
+    streak: int = 0
+    active: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +25,18 @@ class Threshold:
     direction: Literal["below", "above"]
     value: int
     hysteresis: int = 0
+    for_polls: int = 1
+    resolved: bool = False
 
     @property
     def name(self) -> str:
         """The rule's stable name, the `rule` tag: e.g. "below:1000000"."""
         return f"{self.direction}:{self.value}"
+
+    @property
+    def history_seconds(self) -> float:
+        """Thresholds need no history."""
+        return 0.0
 
     def past(self, count: int) -> bool:
         """Whether a count is on the alerting side of the line."""
@@ -35,72 +48,57 @@ class Threshold:
             return count >= self.value + self.hysteresis
         return count < self.value - self.hysteresis
 
+    def step(self, state: ThresholdState | None, count: int) -> tuple[ThresholdState, str | None]:
+        """The state machine alone: the new state and "fire", "resolve" or None."""
+        past = self.past(count)
+        if state is None:
+            return ThresholdState(armed=not past, streak=int(past)), None
+        streak = state.streak + 1 if past else 0
+        if state.armed and past and streak >= self.for_polls:
+            return ThresholdState(armed=False, streak=streak, active=True), "fire"
+        if not state.armed and self.rearms(count):
+            resolve = "resolve" if state.active and self.resolved else None
+            return ThresholdState(armed=True, streak=streak), resolve
+        return ThresholdState(state.armed, streak, state.active), None
 
-@dataclass(frozen=True, slots=True)
-class ThresholdState:
-    """`armed` means the next crossing fires."""
+    def active(self, state: str | None) -> bool:
+        """Whether the stored state is an open condition."""
+        st = load_state(ThresholdState, state)
+        return st is not None and st.active
 
-    armed: bool
+    def evaluate(self, state: str | None, reading: Reading) -> tuple[str | None, list[Event]]:
+        """(state, reading) → (state, events); readings without a count change nothing."""
+        obs = reading.obs
+        if obs is None:
+            return state, []
+        new, action = self.step(load_state(ThresholdState, state), obs.followers)
+        events = [self._event(reading, action)] if action else []
+        return dump_state(new), events
 
-    def dumps(self) -> str:
-        """Serialise for the state database."""
-        return json.dumps({"armed": self.armed})
-
-    @classmethod
-    def loads(cls, text: str | None) -> ThresholdState | None:
-        """Parse what dumps wrote; None (unknown) for anything else."""
-        try:
-            data = json.loads(text) if text else None
-        except ValueError:
-            return None
-        return cls(armed=data["armed"]) if isinstance(data, dict) and "armed" in data else None
-
-
-def evaluate(
-    rule: Threshold, state: ThresholdState | None, obs: Observation
-) -> tuple[ThresholdState, Event | None]:
-    """(previous state, observation) → (new state, event or None); a first observation only arms."""
-    count = obs.followers
-    if state is None:
-        return ThresholdState(armed=not rule.past(count)), None
-    if state.armed and rule.past(count):
-        return ThresholdState(armed=False), _event(rule, obs)
-    if not state.armed and rule.rearms(count):
-        return ThresholdState(armed=True), None
-    return state, None
-
-
-def _event(rule: Threshold, obs: Observation) -> Event:
-    account = obs.account
-    kind = EventKind.DROPPED_BELOW if rule.direction == "below" else EventKind.CROSSED_ABOVE
-    verb = "dropped below" if rule.direction == "below" else "crossed above"
-    handle = obs.handle or account.handle
-    who = f"@{handle}" if account.name == handle else f"{account.name} (@{handle})"
-    message = f"{who} on {account.platform} {verb} {rule.value:,} followers: now {obs.followers:,}"
-    # Deterministic id: re-evaluating the same observation can never mint a second event.
-    event_id = str(
-        uuid.uuid5(
-            _EVENT_NS, f"{account.platform}|{account.name}|{rule.name}|{obs.time.isoformat()}"
+    def _event(self, reading: Reading, action: str) -> Event:
+        assert reading.obs is not None
+        obs = reading.obs
+        below = self.direction == "below"
+        if action == "fire":
+            kind = EventKind.DROPPED_BELOW if below else EventKind.CROSSED_ABOVE
+            verb = "dropped below" if below else "crossed above"
+            severity = Severity.WARNING if below else Severity.INFO
+            status = EventStatus.FIRING
+        else:
+            kind = EventKind.BACK_ABOVE if below else EventKind.BACK_BELOW
+            verb = "is back above" if below else "is back below"
+            severity, status = Severity.INFO, EventStatus.RESOLVED
+        message = (
+            f"{who(reading.account, obs.handle)} on {reading.account.platform} {verb} "
+            f"{self.value:,} followers: now {obs.followers:,}{rounding_note(obs)}"
         )
-    )
-    return Event(
-        id=event_id,
-        time=obs.time,
-        platform=account.platform,
-        account=account.name,
-        rule=rule.name,
-        kind=kind,
-        value=obs.followers,
-        threshold=rule.value,
-        message=message,
-    )
-
-
-def thresholds(
-    below: list[int] | None, above: list[int] | None, hysteresis: int | None
-) -> list[Threshold]:
-    """The rules of one account from its resolved config."""
-    hyst = hysteresis or 0
-    rules = [Threshold("below", v, hyst) for v in below or []]
-    rules += [Threshold("above", v, hyst) for v in above or []]
-    return rules
+        return make_event(
+            self.name,
+            kind,
+            reading,
+            value=obs.followers,
+            threshold=self.value,
+            message=message,
+            severity=severity,
+            status=status,
+        )

@@ -9,7 +9,7 @@ from typing import Any
 
 from followerwatch.configbase import PlatformConfig
 from followerwatch.models import Account
-from followerwatch.sources import x
+from followerwatch.sources import bluesky, github, mastodon, x, youtube
 from followerwatch.sources.base import Source, SourceContext
 
 
@@ -36,14 +36,19 @@ class SourceSpec:
 REGISTRY: dict[str, SourceSpec] = {
     spec.key: spec
     for spec in (
-        SourceSpec(
-            "x",
-            "X",
-            x.XConfig,
-            x.build,
-            x.XSource.batch_max,
-            x.XSource.handle_pattern,
-            x.XSource.rate_limit_ceiling,
-        ),
+        SourceSpec("x", "X", x.XConfig, x.build, x.XSource.batch_max, x.XSource.handle_pattern,
+                   x.XSource.rate_limit_ceiling),
+        SourceSpec("mastodon", "Mastodon", mastodon.MastodonConfig, mastodon.build,
+                   mastodon.MastodonSource.batch_max, mastodon.MastodonSource.handle_pattern,
+                   mastodon.MastodonSource.rate_limit_ceiling, group_key=mastodon.group_key),
+        SourceSpec("bluesky", "Bluesky", bluesky.BlueskyConfig, bluesky.build,
+                   bluesky.BlueskySource.batch_max, bluesky.BlueskySource.handle_pattern,
+                   bluesky.BlueskySource.rate_limit_ceiling, suspect_zero=True),
+        SourceSpec("youtube", "YouTube", youtube.YouTubeConfig, youtube.build,
+                   youtube.YouTubeSource.batch_max, youtube.YouTubeSource.handle_pattern,
+                   youtube.YouTubeSource.rate_limit_ceiling),
+        SourceSpec("github", "GitHub", github.GitHubConfig, github.build,
+                   github.GitHubSource.batch_max, github.GitHubSource.handle_pattern,
+                   github.GitHubSource.rate_limit_ceiling),
     )
 }

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from followerwatch.clock import Clock
-from followerwatch.errors import RateLimitedError, TransientError
-from followerwatch.models import Account, RateLimit
+from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
+from followerwatch.models import Account, Failure, FailureKind, Observation, RateLimit
 from followerwatch.ratelimit import RateLimiter, parse_retry_after
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
@@ -162,3 +162,38 @@ def count(value: Any) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit():
         return int(value)
     return None
+
+
+CallT = TypeVar("CallT")
+
+
+async def each_call(
+    calls: Sequence[CallT],
+    accounts_of: Callable[[CallT], Sequence[Account]],
+    ask: Callable[[CallT], Awaitable[Mapping[Account, Observation | Failure]]],
+    clock: Clock,
+) -> dict[Account, Observation | Failure]:
+    """Every call's outcomes; a failed call costs only its own accounts (as NOT_RETURNED).
+
+    AuthError always propagates, and so does the first error when no call answered at all.
+    """
+    out: dict[Account, Observation | Failure] = {}
+    answered = False
+    first_error: SourceError | None = None
+    for call in calls:
+        try:
+            outcomes = await ask(call)
+        except AuthError:
+            raise
+        except SourceError as exc:
+            # Answers other calls already paid for (quota, rate budget) must not be thrown away.
+            first_error = first_error or exc
+            now = clock.now()
+            for account in accounts_of(call):
+                out[account] = Failure(account, now, FailureKind.NOT_RETURNED, str(exc)[:200])
+            continue
+        answered = True
+        out.update(outcomes)
+    if first_error is not None and not answered:
+        raise first_error
+    return out

@@ -1,0 +1,126 @@
+"""What every rule shares: the Reading it sees, the Rule protocol, event and state helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from followerwatch.models import (
+    Account,
+    Event,
+    EventKind,
+    EventStatus,
+    FailureKind,
+    Observation,
+    Severity,
+)
+
+_EVENT_NS = uuid.UUID("5f0c6c2e-4c55-4a57-9b0a-6f6c6c6f7772")
+S = TypeVar("S")
+
+
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """The last stored reading of an account."""
+
+    followers: int
+    time: datetime
+    handle: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """Everything a rule may look at for one account in one poll (rules stay pure)."""
+
+    account: Account
+    now: datetime
+    obs: Observation | None
+    failure: FailureKind | None
+    last: Previous | None
+    # Stored counts (oldest first) within the longest window any rule of the account needs.
+    history: tuple[tuple[datetime, int], ...] = ()
+
+
+class Rule(Protocol):
+    """A pure function (state, reading) → (state, events); state is an opaque JSON string."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def history_seconds(self) -> float: ...
+
+    def evaluate(self, state: str | None, reading: Reading) -> tuple[str | None, list[Event]]: ...
+
+    def active(self, state: str | None) -> bool:
+        """Whether the state holds an open (firing) condition; repeats stop when it closes."""
+        ...
+
+
+def dump_state(state: Any) -> str:
+    """Serialise a rule's dataclass state."""
+    return json.dumps(dataclasses.asdict(state), sort_keys=True)
+
+
+def load_state(cls: type[S], text: str | None) -> S | None:
+    """Parse dump_state's output; None (no state) for anything else, e.g. after a rule changed."""
+    if not text:
+        return None
+    try:
+        return cls(**json.loads(text))
+    except (TypeError, ValueError):
+        return None
+
+
+def who(account: Account, handle: str | None = None) -> str:
+    """How messages name an account: "@handle", or "name (@handle)" when they differ."""
+    handle = handle or account.handle
+    return f"@{handle}" if account.name == handle else f"{account.name} (@{handle})"
+
+
+def rounding_note(obs: Observation | None) -> str:
+    """ " (rounded to 1,000s)" for platforms that round counts."""
+    if obs is None or not obs.resolution or obs.resolution <= 1:
+        return ""
+    return f" (the platform rounds this count down to {obs.resolution:,}s)"
+
+
+def make_event(
+    rule: str,
+    kind: EventKind,
+    reading: Reading,
+    *,
+    value: int,
+    threshold: int,
+    message: str,
+    severity: Severity,
+    status: EventStatus,
+) -> Event:
+    """An event with a deterministic id: re-evaluating the same reading never mints another."""
+    account = reading.account
+    time = reading.obs.time if reading.obs is not None else reading.now
+    key = f"{account.platform}|{account.name}|{rule}|{kind}|{time.isoformat()}"
+    return Event(
+        id=str(uuid.uuid5(_EVENT_NS, key)),
+        time=time,
+        platform=account.platform,
+        account=account.name,
+        rule=rule,
+        kind=kind,
+        value=value,
+        threshold=threshold,
+        message=message,
+        severity=severity,
+        status=status,
+        labels=account.labels,
+    )
+
+
+def longest_history(rules: Sequence[Rule]) -> float:
+    """How much history (seconds) an account's rules need."""
+    return max((r.history_seconds for r in rules), default=0.0)

@@ -1,0 +1,285 @@
+"""Bluesky (public AppView): `getProfiles` in batches of 25, keyed on the DID once it is known."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar, NoReturn
+
+import httpx
+
+from followerwatch.clock import Clock
+from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.errors import (
+    AuthError,
+    NotFoundError,
+    RateLimitedError,
+    SourceError,
+    TransientError,
+)
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
+from followerwatch.ratelimit import parse_rate_limit, reset_from_epoch, reset_from_seconds
+from followerwatch.sources.base import SourceContext
+from followerwatch.sources.common import Requester, Tally, chunks, json_body, json_object
+
+PROFILES = "/xrpc/app.bsky.actor.getProfiles"
+PROFILE = "/xrpc/app.bsky.actor.getProfile"
+INVALID_HANDLE = "handle.invalid"
+_RATE_PREFIX = "ratelimit-"
+_DID = r"did:(?:plc:[a-z2-7]{24}|web:[A-Za-z0-9.-]+(?:%3[Aa][0-9]{1,5})?)"
+# atproto handle syntax, minus the TLDs it reserves (a handle there can never resolve).
+_HANDLE = (
+    r"(?=.{1,253}$)(?!.*\.(?:alt|arpa|example|internal|invalid|local|localhost|onion)$)"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+)
+DID = re.compile(rf"^{_DID}$")
+HANDLE = re.compile(rf"^(?:{_DID}|{_HANDLE})$")
+# Below this, a "reset" cannot be an epoch stamp of this century: read it as seconds from now.
+_EPOCH_FLOOR = 1_000_000_000
+_FOLLOW_UP_KINDS = {
+    "AccountTakedown": FailureKind.SUSPENDED,
+    "AccountDeactivated": FailureKind.DEACTIVATED,
+}
+
+Outcome = Observation | Failure
+
+
+class BlueskyConfig(PlatformConfig):
+    """`[platforms.bluesky]`: the AppView to ask (the public, unauthenticated one by default)."""
+
+    base_url: HttpUrl = "https://public.api.bsky.app"
+    max_wait: Duration = 300.0
+
+
+def build(config: BlueskyConfig, ctx: SourceContext) -> BlueskySource:
+    """The Bluesky source for the configured AppView."""
+    return BlueskySource(
+        ctx.client, clock=ctx.clock, base_url=config.base_url, max_wait=config.max_wait
+    )
+
+
+def _parse_rate(headers: httpx.Headers, now: datetime) -> RateLimit | None:
+    def reset(value: str | None) -> datetime | None:
+        stamp = reset_from_epoch(value)
+        if stamp is not None and stamp.timestamp() < _EPOCH_FLOOR:
+            # The IETF draft's form; a proxy in front of a self-hosted AppView may send it.
+            return reset_from_seconds(value, now)
+        return stamp
+
+    return parse_rate_limit(headers, _RATE_PREFIX, reset)
+
+
+def actor(account: Account) -> str:
+    """What to ask the AppView for: the stored DID when there is one, else the handle."""
+    if account.platform_id is not None and DID.match(account.platform_id):
+        return account.platform_id
+    return account.handle if DID.match(account.handle) else account.handle.lower()
+
+
+class BlueskySource:
+    """Counts from `getProfiles`; accounts it leaves out get one `getProfile` each to say why."""
+
+    key: ClassVar[str] = "bluesky"
+    batch_max: ClassVar[int] = 25
+    handle_pattern: ClassVar[re.Pattern[str]] = HANDLE
+    # No published AppView figure; the RateLimit-* headers, when sent, are what the limiter obeys.
+    rate_limit_ceiling: ClassVar[tuple[int, float] | None] = None
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        clock: Clock,
+        base_url: str = "https://public.api.bsky.app",
+        max_wait: float = 300.0,
+    ) -> None:
+        self._clock = clock
+        self._base = base_url.rstrip("/")
+        self._requester = Requester(client, clock, "Bluesky", _parse_rate, max_wait)
+
+    async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
+        """Look up every account; per-account problems become Failures, batch problems raise."""
+        tally = Tally()
+        order = list(dict.fromkeys(accounts))
+        results: dict[Account, Outcome] = {}
+        valid: list[Account] = []
+        for account in order:
+            if HANDLE.match(account.handle):
+                valid.append(account)
+            else:
+                # The AppView rejects the whole batch with a 400 for one such actor.
+                results[account] = Failure(
+                    account, self._clock.now(), FailureKind.NOT_FOUND, "not a Bluesky handle or DID"
+                )
+        omitted: list[Account] = []
+        for chunk in chunks(valid, actor, self.batch_max):
+            params = [("actors", a) for a in dict.fromkeys(actor(a) for a in chunk)]
+            response, received = await self._get(PROFILES, params, tally)
+            found = _match(chunk, _profiles(response), received)
+            results.update(found)
+            omitted += [a for a in chunk if a not in found]
+        await self._explain(omitted, results, tally)
+        outcomes = [results[a] for a in order]
+        return FetchResult(
+            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
+            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
+            requests=tally.requests,
+            rate_limit=tally.rate_limit,
+        )
+
+    async def _explain(
+        self, omitted: list[Account], results: dict[Account, Outcome], tally: Tally
+    ) -> None:
+        """Ask `getProfile` about each left-out account: missing, taken down or deactivated."""
+        answers: dict[str, Outcome] = {}
+        limited: RateLimitedError | None = None
+        for account in omitted:
+            name = actor(account)
+            if name in answers:
+                results[account] = _for(account, answers[name])
+                continue
+            if limited is not None:
+                results[account] = _not_returned(account, self._clock.now(), limited)
+                continue
+            try:
+                answers[name] = await self._profile(account, name, tally)
+            except AuthError:
+                raise
+            except SourceError as exc:
+                # The batch already answered; a failed second opinion leaves it unexplained.
+                results[account] = _not_returned(account, self._clock.now(), exc)
+                limited = exc if isinstance(exc, RateLimitedError) else None
+                continue
+            results[account] = answers[name]
+
+    async def _profile(self, account: Account, name: str, tally: Tally) -> Outcome:
+        response, received = await self._requester.send(
+            "GET", self._base + PROFILE, tally, params={"actor": name}
+        )
+        if response.status_code == 400:
+            problem = json_object(response)
+            error, message = _text(problem.get("error")), _text(problem.get("message"))
+            detail = f"{error}: {message}" if message else error
+            kind = _FOLLOW_UP_KINDS.get(error)
+            if kind is None and error == "InvalidRequest" and "not found" in message.lower():
+                kind = FailureKind.NOT_FOUND
+            return Failure(
+                account, received, kind or FailureKind.NOT_RETURNED, detail or "HTTP 400"
+            )
+        if response.status_code != 200:
+            _raise_for(response)
+        body = json_body(response, "Bluesky")
+        if not isinstance(body, dict):
+            return Failure(account, received, FailureKind.MALFORMED, "profile is not an object")
+        if body.get("did") != name and name.startswith("did:"):
+            return Failure(account, received, FailureKind.MALFORMED, "profile of another DID")
+        return _outcome(account, body, received)
+
+    async def _get(
+        self, path: str, params: list[tuple[str, str]], tally: Tally
+    ) -> tuple[httpx.Response, datetime]:
+        response, received = await self._requester.send(
+            "GET", self._base + path, tally, params=params
+        )
+        if response.status_code != 200:
+            _raise_for(response)
+        return response, received
+
+
+def _text(value: Any) -> str:
+    return value[:200] if isinstance(value, str) else ""
+
+
+def _raise_for(response: httpx.Response) -> NoReturn:
+    """XRPC errors are `{"error", "message"}`, server-written and free of anything we sent."""
+    status = response.status_code
+    problem = json_object(response)
+    reason = _text(problem.get("message")) or _text(problem.get("error"))
+    suffix = f": {reason}" if reason else ""
+    if status in (401, 403):
+        raise AuthError(f"Bluesky AppView refused the request (HTTP {status}){suffix}")
+    if status == 404:
+        raise NotFoundError(f"Bluesky AppView has no such method (HTTP 404){suffix}")
+    raise TransientError(f"Bluesky answered HTTP {status}{suffix}")
+
+
+def _not_returned(account: Account, when: datetime, exc: SourceError) -> Failure:
+    return Failure(
+        account, when, FailureKind.NOT_RETURNED, f"left out of getProfiles; getProfile: {exc}"[:300]
+    )
+
+
+def _for(account: Account, outcome: Outcome) -> Outcome:
+    """Another account's answer for the same actor, re-addressed (duplicates share one request)."""
+    return dataclasses.replace(outcome, account=account)
+
+
+def _profiles(response: httpx.Response) -> list[Any]:
+    body = json_body(response, "Bluesky")
+    profiles = body.get("profiles") if isinstance(body, dict) else None
+    if not isinstance(profiles, list):
+        raise TransientError("Bluesky answered getProfiles without a `profiles` list")
+    return profiles
+
+
+def _match(
+    accounts: Sequence[Account], profiles: list[Any], when: datetime
+) -> dict[Account, Outcome]:
+    """Pair accounts with profiles: by DID when asked by DID, else by (lowercased) handle."""
+    by_did: dict[str, Mapping[str, Any]] = {}
+    by_handle: dict[str, Mapping[str, Any]] = {}
+    for raw in profiles:
+        if not isinstance(raw, dict):
+            continue
+        did, handle = raw.get("did"), raw.get("handle")
+        if isinstance(did, str):
+            by_did.setdefault(did, raw)
+        if isinstance(handle, str) and handle != INVALID_HANDLE:
+            by_handle.setdefault(handle.lower(), raw)
+    out: dict[Account, Outcome] = {}
+    for account in accounts:
+        name = actor(account)
+        raw = by_did.get(name) if name.startswith("did:") else by_handle.get(name)
+        if raw is not None:
+            out[account] = _outcome(account, raw, when)
+    return out
+
+
+def _outcome(account: Account, raw: Mapping[str, Any], when: datetime) -> Outcome:
+    """A profileViewDetailed read into an Observation; a count of 0 is what the AppView says."""
+    did = raw.get("did")
+    if not isinstance(did, str) or not DID.match(did):
+        return Failure(account, when, FailureKind.MALFORMED, "profile without a valid did")
+    try:
+        followers = _count(raw, "followersCount")
+        following = _count(raw, "followsCount")
+        posts = _count(raw, "postsCount")
+    except ValueError as exc:
+        return Failure(account, when, FailureKind.MALFORMED, str(exc))
+    if followers is None:
+        return Failure(account, when, FailureKind.MALFORMED, "profile without followersCount")
+    handle = raw.get("handle")
+    # An unverified handle is no name at all; the DID keeps the account polled.
+    known = isinstance(handle, str) and handle != INVALID_HANDLE and HANDLE.match(handle)
+    return Observation(
+        account=account,
+        time=when,
+        followers=followers,
+        following=following,
+        posts=posts,
+        platform_id=did,
+        handle=handle if known and isinstance(handle, str) else None,
+    )
+
+
+def _count(raw: Mapping[str, Any], name: str) -> int | None:
+    """A count that is absent (None), or a non-negative int; anything else is malformed."""
+    value = raw.get(name)
+    if value is None:
+        return None
+    # bool is an int subclass, and True must not read as one follower.
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{name} is {value!r}, not a count")
+    return value
