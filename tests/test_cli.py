@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+from pytest_httpserver import HTTPServer
 
 from followerwatch.influxd import free_port
 from followerwatch.store.influx_v1 import InfluxV1Store
@@ -110,3 +112,35 @@ def test_help_explains_every_command() -> None:
         assert command in result.stdout
     poll_help = cli("poll", "--help").stdout
     assert "--dry-run" in poll_help and "FOLLOWERWATCH_CONFIG" in poll_help
+
+
+def test_events_lists_delivery_status_and_test_alert_reports_each_notifier(
+    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/ok", method="POST").respond_with_data("", status=204)
+    httpserver.expect_request("/broken", method="POST").respond_with_data("", status=500)
+    notifiers = f"""
+[[notifiers]]
+type = "webhook"
+name = "good"
+url = "{httpserver.url_for("/ok")}"
+
+[[notifiers]]
+type = "webhook"
+name = "bad"
+url = "{httpserver.url_for("/broken")}"
+"""
+    path = config(tmp_path, *influx_db, extra='replay = { file = "replay.csv" }')
+    path.write_text(path.read_text().replace("[[watch]]", notifiers + "\n[[watch]]"))
+    cli("poll", "--config", str(path))
+    cli("poll", "--config", str(path))
+    listed = cli("events", "--config", str(path))
+    assert listed.returncode == 0
+    row = next(line for line in listed.stdout.splitlines() if "dropped_below" in line)
+    assert "bad: pending" in row and "good: delivered" in row
+
+    result = cli("test-alert", "--config", str(path))
+    assert result.returncode == 1
+    assert "✓ good" in result.stdout and "✗ bad: webhook bad: HTTP 500" in result.stdout
+    tests = [json.loads(r.get_data()) for r, _ in httpserver.log if r.path == "/ok"]
+    assert tests[-1]["event"]["kind"] == "test"

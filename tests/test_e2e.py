@@ -99,7 +99,9 @@ async def test_replay_threshold_events_reach_webhook_and_influx(
         "value": 999_990,
         "threshold": 1_000_000,
         "message": "@aplusk on x dropped below 1,000,000 followers: now 999,990",
-        "severity": "warning", "status": "firing", "labels": {},
+        "severity": "warning",
+        "status": "firing",
+        "labels": {},
     }
     rows = await stored_events(influx_db)
     assert [(r[1], r[2], r[3], r[4]) for r in rows] == [
@@ -145,11 +147,16 @@ async def test_webhook_retries_5xx_with_backoff_but_not_4xx(
     assert len(httpserver.log) == 4
     assert len(clock.sleeps) == 2
     assert 0.5 <= clock.sleeps[0] <= 1.0 and 1.0 <= clock.sleeps[1] <= 2.0
-    assert counts == {"delivered": 3, "failed": 1}  # log x2 + webhook x1 delivered; webhook x1 failed
+    assert counts == {
+        "delivered": 3,
+        "failed": 1,
+    }  # log x2 + webhook x1 delivered; webhook x1 failed
 
 
 async def test_receiver_down_for_a_while_gets_the_alert_once_it_recovers(
-    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer,
+    tmp_path: Path,
+    influx_db: tuple[str, str],
+    httpserver: HTTPServer,
 ) -> None:
     up = {"ok": False}
 

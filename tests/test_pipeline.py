@@ -31,8 +31,12 @@ async def test_a_fall_to_zero_is_held_until_confirmed(
         store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
         state = StateDB(tmp_path / "state.sqlite3")
         pipeline = Pipeline(
-            state=state, writer=Writer(store, state), outbox=None, clock=ManualClock(T0),
-            route=lambda e: [], rules={ALICE.key: [Threshold("below", 1000)]},
+            state=state,
+            writer=Writer(store, state),
+            outbox=None,
+            clock=ManualClock(T0),
+            route=lambda e: [],
+            rules={ALICE.key: [Threshold("below", 1000)]},
             suspect_zero=frozenset({"x"}),
         )
         await pipeline.process(obs(0, 5000))
@@ -53,8 +57,14 @@ async def test_an_older_or_repeated_reading_is_stored_but_never_alerts_again(
     tmp_path: Path,
 ) -> None:
     state = StateDB(tmp_path / "state.sqlite3")
-    pipeline = Pipeline(state=state, writer=None, outbox=None, clock=ManualClock(T0),
-                        route=lambda e: [], rules={ALICE.key: [Threshold("below", 1000)]})
+    pipeline = Pipeline(
+        state=state,
+        writer=None,
+        outbox=None,
+        clock=ManualClock(T0),
+        route=lambda e: [],
+        rules={ALICE.key: [Threshold("below", 1000)]},
+    )
     await pipeline.process(obs(0, 1500))
     first = await pipeline.process(obs(1, 900))
     again = await pipeline.process(obs(1, 900))

@@ -15,9 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 from pytest_httpserver import HTTPServer
+from werkzeug import Response
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
+from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 
@@ -186,3 +188,47 @@ async def test_sigterm_during_a_poll_finishes_the_write_and_exits_0(
         store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
         series = await store.query("SELECT last(followers) FROM followers")
     assert series[0]["values"][0][1] == 1_000_222
+
+
+async def test_sigkill_between_storing_and_delivering_an_event_loses_nothing(
+    service: tuple[Service, FakeX],
+    httpserver: HTTPServer,
+    tmp_path: Path,
+) -> None:
+    svc, fake = service
+    hang = threading.Event()
+    hung = threading.Event()
+
+    def receiver(request):  # type: ignore[no-untyped-def]
+        if not hang.is_set():
+            hang.set()
+            hung.set()
+            time.sleep(3)  # the service is killed while it waits for this answer
+            return Response("", status=503)
+        return Response("", status=204)
+
+    httpserver.clear_all_handlers()
+    httpserver.expect_request("/2/users/by").respond_with_handler(fake._by_usernames)
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(receiver)
+    svc.start()
+    wait_for(lambda: len(fake.seen) >= 1, "the first poll")
+    set_followers(fake, 999_000)
+    assert hung.wait(20), "the alert was never sent"
+    assert svc.proc is not None
+    svc.proc.kill()  # SIGKILL: no chance to record anything
+    svc.proc.wait(10)
+
+    state = StateDB(tmp_path / "data" / "state.sqlite3")
+    [(event, deliveries)] = state.events()
+    state.close()
+    assert deliveries == {"webhook": "pending"}
+
+    svc.start()
+    wait_for(lambda: len(alerts(httpserver)) >= 2, "redelivery after the restart")
+    svc.stop()
+    hooks = [(req, resp) for req, resp in httpserver.log if req.path == "/hook"]
+    assert [resp.status_code for _, resp in hooks] == [503, 204]
+    assert {json.loads(req.get_data())["event"]["id"] for req, _ in hooks} == {event.id}
+    state = StateDB(tmp_path / "data" / "state.sqlite3")
+    assert state.events()[0][1] == {"webhook": "delivered"}
+    state.close()

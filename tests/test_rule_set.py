@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -44,23 +44,39 @@ class Harness:
         self.state = StateDB(self.path)
         repeat = {self.account.key: self.cfg.repeat} if self.cfg.repeat else {}
         self.pipeline = Pipeline(
-            state=self.state, writer=None, outbox=None, clock=self.clock, route=lambda e: [],
-            rules={self.account.key: build_rules(self.cfg)}, repeat=repeat,
+            state=self.state,
+            writer=None,
+            outbox=None,
+            clock=self.clock,
+            route=lambda e: [],
+            rules={self.account.key: build_rules(self.cfg)},
+            repeat=repeat,
         )
 
     def restart(self) -> None:
         self.state.close()
         self._open()
 
-    async def step(self, count: int | None, every: float = 60.0, failure: FailureKind | None = None,
-                   resolution: int | None = None, handle: str | None = None) -> list[Event]:
+    async def step(
+        self,
+        count: int | None,
+        every: float = 60.0,
+        failure: FailureKind | None = None,
+        resolution: int | None = None,
+        handle: str | None = None,
+    ) -> list[Event]:
         self.clock.advance(every)
         if count is None:
             failures = (Failure(self.account, self.clock.now(), failure),) if failure else ()
             result = FetchResult(failures=failures)
         else:
-            obs = Observation(self.account, self.clock.now(), count, resolution=resolution,
-                              handle=handle or self.account.handle)
+            obs = Observation(
+                self.account,
+                self.clock.now(),
+                count,
+                resolution=resolution,
+                handle=handle or self.account.handle,
+            )
             result = FetchResult(observations=(obs,))
         rows = await self.pipeline.process(result, polled=[self.account])
         before = len(self.events)
@@ -110,7 +126,9 @@ async def test_milestones_skipped_in_one_poll_give_one_event_naming_the_highest(
     assert len(h.events) == 1
     await run(h, [1_198_000, 1_200_000])  # fell back past it, then rose again
     assert [(e.kind, e.threshold) for e in h.events[1:]] == [
-        (EventKind.MILESTONE_DOWN, 1_200_000), (EventKind.MILESTONE, 1_200_000)]
+        (EventKind.MILESTONE_DOWN, 1_200_000),
+        (EventKind.MILESTONE, 1_200_000),
+    ]
 
 
 async def test_milestone_list(tmp_path: Path) -> None:
@@ -124,7 +142,9 @@ async def test_window_drop_uses_local_history(tmp_path: Path) -> None:
     counts = [1_000_000] * 6 + [996_000, 992_000, 989_000, 989_500, 995_000, 1_001_000]
     await run(h, counts, every=600)  # a poll every 10 min
     assert [(e.kind, e.value) for e in h.events] == [
-        (EventKind.WINDOW_DROP, 989_000), (EventKind.WINDOW_CLEARED, 995_000)]
+        (EventKind.WINDOW_DROP, 989_000),
+        (EventKind.WINDOW_CLEARED, 995_000),
+    ]
     assert "lost 11,000 followers (-1.1%) within 1h" in h.events[0].message
 
 
@@ -157,7 +177,9 @@ async def test_lifecycle_events_fire_once_per_change(tmp_path: Path) -> None:
     await h.step(500)
     await h.step(None, failure=FailureKind.SUSPENDED)
     await h.step(None, failure=FailureKind.SUSPENDED)
-    await h.step(None, failure=FailureKind.NOT_RETURNED)  # a missing answer is not a lifecycle change
+    await h.step(
+        None, failure=FailureKind.NOT_RETURNED
+    )  # a missing answer is not a lifecycle change
     await h.step(510)
     await h.step(520, handle="ashton")
     assert h.kinds() == [EventKind.SUSPENDED, EventKind.REAPPEARED, EventKind.RENAMED]
@@ -186,11 +208,14 @@ async def test_repeat_interval_survives_a_restart(tmp_path: Path) -> None:
     assert len(h.events) == 2
 
 
-@pytest.mark.parametrize(("bad", "problem"), [
-    ({"milestones": {"every": 10, "levels": [1]}}, "exactly one of every or levels"),
-    ({"changes": [{"window": "1h"}]}, "exactly one of drop"),
-    ({"for": 0}, "greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ({"milestones": {"every": 10, "levels": [1]}}, "exactly one of every or levels"),
+        ({"changes": [{"window": "1h"}]}, "exactly one of drop"),
+        ({"for": 0}, "greater than or equal to 1"),
+    ],
+)
 def test_bad_rule_config_is_rejected(bad: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         RuleDefaults.model_validate(bad)

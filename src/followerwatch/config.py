@@ -12,9 +12,9 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
-    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -126,20 +126,33 @@ class Settings(BaseSettings):
     watchlist: Path | None = None
     watch: list[WatchEntry] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _notifier_names(self) -> Settings:
-        names = [n.name for n in self.notifiers]
+    @field_validator("notifiers")
+    @classmethod
+    def _unique_names(cls, value: list[NotifierConfig]) -> list[NotifierConfig]:
+        names = [n.name for n in value]
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
             raise PydanticCustomError(
-                "notifier_name", "two notifiers are named {name!r}; give each a distinct name",
-                {"name": duplicate})
-        unknown = self.alerts.unknown_notifier(names)
+                "notifier_name",
+                "two notifiers are named '{name}'; give each a distinct name",
+                {"name": duplicate},
+            )
+        return value
+
+    @field_validator("alerts")
+    @classmethod
+    def _known_notifiers(cls, value: AlertsConfig, info: ValidationInfo) -> AlertsConfig:
+        notifiers = info.data.get("notifiers")
+        if notifiers is None:
+            return value  # the notifiers themselves are invalid; that error is reported
+        unknown = value.unknown_notifier([n.name for n in notifiers])
         if unknown is not None:
             raise PydanticCustomError(
-                "notifier_name", "alerts refers to notifier {name!r}, which is not configured",
-                {"name": unknown})
-        return self
+                "notifier_name",
+                "refers to notifier '{name}', which is not configured",
+                {"name": unknown},
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(

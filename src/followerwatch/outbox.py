@@ -38,6 +38,8 @@ class Outbox:
         self._rng = rng or random.Random()
         self._kick = asyncio.Event()
         self._refreshed: dict[str, float] = {}
+        # The poll jobs and the background loop both deliver; one at a time, or events go twice.
+        self._lock = asyncio.Lock()
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after `attempts` failed tries: exponential, capped, with jitter."""
@@ -50,6 +52,10 @@ class Outbox:
 
     async def deliver_due(self) -> int:
         """One attempt at every due delivery, in order per notifier; returns how many were sent."""
+        async with self._lock:
+            return await self._deliver_due()
+
+    async def _deliver_due(self) -> int:
         sent = 0
         now = self.clock.now().timestamp()
         for notifier in self.notifiers:

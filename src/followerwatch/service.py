@@ -29,6 +29,9 @@ async def serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     scheduler = PollScheduler(app.groups, app.poll_group, app.clock.now)
+    outbox_stop = asyncio.Event()
+    # Deliveries left pending by a previous run (or a crash) resume at once.
+    outbox = asyncio.create_task(app.outbox.run(outbox_stop))
     scheduler.start()
     log.info(
         "followerwatch started",
@@ -45,5 +48,10 @@ async def serve(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     clean = await scheduler.stop(app.config.settings.service.shutdown_timeout)
+    outbox_stop.set()
+    try:
+        await asyncio.wait_for(outbox, timeout=app.config.settings.service.shutdown_timeout)
+    except TimeoutError:
+        clean = False
     log.info("followerwatch stopped", clean=clean, backlog=app.writer.backlog)
     return clean
