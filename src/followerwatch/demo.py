@@ -44,7 +44,7 @@ def demo_settings(
                 "replay": {"file": str(replay_file()), "speed": span / max(seconds, 1.0)},
             }
         },
-        "notifiers": [{"type": "log"}, {"type": "webhook", "url": webhook_url, "retries": 2}],
+        "notifiers": [{"type": "log"}, {"type": "webhook", "url": webhook_url}],
         "watch": [
             {
                 "platform": "x",
