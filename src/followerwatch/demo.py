@@ -53,6 +53,8 @@ def demo_settings(
                 "above": 1_000_000,
                 "hysteresis": 1_000,
                 "labels": {"story": "unfollow-day"},
+                # How many unfollowed: announce losing 15,000 within a day.
+                "changes": [{"drop": 15_000, "window": "24h"}],
             },
             {
                 "platform": "x",
@@ -106,6 +108,19 @@ async def _run(settings: dict[str, Any], receiver: Receiver) -> None:
         server.close()
 
 
+async def _reachable(url: str) -> str | None:
+    import httpx
+
+    from followerwatch.errors import StoreError
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        try:
+            await InfluxV1Store(client, url=url, database=DATABASE).create_database()
+        except StoreError as exc:
+            return str(exc)
+    return None
+
+
 async def _summary(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     import httpx
 
@@ -143,6 +158,10 @@ def run_demo(
             influx_url = influxd.url
             console.print(f"Started a throwaway influxd at {influx_url} (data in {spawn_dir})")
         assert influx_url is not None
+        problem = asyncio.run(_reachable(influx_url))
+        if problem is not None:
+            console.print(f"[red]InfluxDB is not usable:[/] {problem}")
+            return 1
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-demo-")))
         receiver = Receiver()
         webhook = f"http://127.0.0.1:{receiver.port}/alerts"

@@ -124,28 +124,35 @@ class Pipeline:
                 rows.append(Row(key[0], key[1], obs.followers, 0))
                 continue
             states = prev.rule_states if prev else self.state.rule_states(*key)
-            history = self._history(key, obs, prev)
+            batch = prev.history if prev else ()
+            history = self._history(key, obs, batch)
             reading = Reading(obs.account, obs.time, obs, None, _previous(last), tuple(history))
             new_states, events, closed = self._run_rules(key, reading, states, first=last is None)
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
             older = prev.events if prev else ()
             closed = (*prev.closed, *closed) if prev else closed
-            changes[key] = Change(key[0], key[1], seen, new_states, (*older, *events), closed)
+            changes[key] = Change(
+                key[0],
+                key[1],
+                seen,
+                new_states,
+                (*older, *events),
+                closed,
+                (*batch, (obs.time, obs.followers)),
+            )
             change = obs.followers - last.followers if last else None
             rows.append(Row(key[0], key[1], obs.followers, change, tuple(events)))
         return list(changes.values()), rows
 
     def _history(
-        self, key: tuple[str, str], obs: Observation, prev: Change | None
+        self, key: tuple[str, str], obs: Observation, batch: Sequence[tuple[datetime, int]]
     ) -> list[tuple[datetime, int]]:
+        """Stored readings within the rules' longest window, plus this batch's uncommitted ones."""
         keep = self._keep.get(key, 0.0)
         if not keep:
             return []
         since = obs.time - timedelta(seconds=keep)
-        stored = self.state.history(*key, since)
-        if prev is not None and prev.last is not None:
-            stored.append((prev.last.time, prev.last.followers))  # not committed yet
-        return stored
+        return self.state.history(*key, since) + [r for r in batch if r[0] >= since]
 
     def _absent(
         self,

@@ -62,6 +62,8 @@ class Change:
     rule_states: dict[str, str]
     events: tuple[Event, ...]
     closed: tuple[str, ...] = ()
+    # Every (time, count) read in this batch, for the history window rules use.
+    history: tuple[tuple[datetime, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +171,9 @@ class StateDB:
         )
         if keep_seconds > 0:
             t = ch.last.time.timestamp()
-            self._db.execute(
+            self._db.executemany(
                 "INSERT OR REPLACE INTO history VALUES (?,?,?,?)",
-                (ch.platform, ch.account, t, ch.last.followers),
+                [(ch.platform, ch.account, when.timestamp(), n) for when, n in ch.history],
             )
             self._db.execute(
                 "DELETE FROM history WHERE platform=? AND account=? AND time<?",
