@@ -9,7 +9,7 @@ from typing import Any
 
 from followerwatch.configbase import PlatformConfig
 from followerwatch.models import Account
-from followerwatch.sources import bluesky, github, mastodon, x, youtube
+from followerwatch.sources import bluesky, github, http_json, mastodon, reddit, twitch, x, youtube
 from followerwatch.sources.base import Source, SourceContext
 
 
@@ -82,6 +82,34 @@ REGISTRY: dict[str, SourceSpec] = {
             github.GitHubSource.batch_max,
             github.GitHubSource.handle_pattern,
             github.GitHubSource.rate_limit_ceiling,
+        ),
+        SourceSpec(
+            "twitch",
+            "Twitch",
+            twitch.TwitchConfig,
+            twitch.build,
+            twitch.TwitchSource.batch_max,
+            twitch.TwitchSource.handle_pattern,
+            twitch.TwitchSource.rate_limit_ceiling,
+            requests_per_batch=twitch.requests_per_batch,
+        ),
+        SourceSpec(
+            "reddit",
+            "Reddit",
+            reddit.RedditConfig,
+            reddit.build,
+            reddit.RedditSource.batch_max,
+            reddit.RedditSource.handle_pattern,
+            reddit.RedditSource.rate_limit_ceiling,
+        ),
+        SourceSpec(
+            "http_json",
+            "Generic JSON",
+            http_json.HttpJsonConfig,
+            http_json.build,
+            http_json.HttpJsonSource.batch_max,
+            http_json.HttpJsonSource.handle_pattern,
+            http_json.HttpJsonSource.rate_limit_ceiling,
         ),
     )
 }

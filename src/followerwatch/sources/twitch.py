@@ -1,0 +1,302 @@
+"""Twitch (Helix): users looked up 100 at a time, then one follower total per channel.
+
+Requests per poll of N accounts: ⌈N / 100⌉ `helix/users` lookups (by stored id when known, so a
+renamed login is followed and a deleted or suspended channel is never read as zero followers)
+plus N `channels/followers` calls, because that endpoint takes one broadcaster per call (see
+`requests_per_batch`); plus an app-token fetch when the token is missing or about to expire.
+Twitch documents a user token for `channels/followers`; the app token is tried first, and once
+it is refused there the configured `user_token` is used for that endpoint from then on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar, Literal, NoReturn
+
+import httpx
+from pydantic import SecretStr
+
+from followerwatch.clock import Clock
+from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.errors import AuthError, ConfigError, NotFoundError, TransientError
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
+from followerwatch.ratelimit import parse_epoch_reset
+from followerwatch.sources.base import SourceContext
+from followerwatch.sources.common import Requester, Tally, chunks, each_call, json_object
+from followerwatch.sources.oauth import ClientCredentials, server_message
+
+USERS = "/helix/users"
+FOLLOWERS = "/helix/channels/followers"
+TOKEN = "/oauth2/token"
+_RATE_PREFIX = "ratelimit-"
+_ID = re.compile(r"^[0-9]{1,20}$")
+
+Outcome = Observation | Failure
+Credential = Literal["app", "user"]
+
+
+class TwitchConfig(PlatformConfig):
+    """`[platforms.twitch]`: the app's client id and secret, an optional user token, API hosts."""
+
+    required_secrets: ClassVar[tuple[str, ...]] = ("client_secret",)
+
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    # Only used if channels/followers refuses the app token (Twitch documents a user token there).
+    user_token: SecretStr | None = None
+    id_url: HttpUrl = "https://id.twitch.tv"
+    api_url: HttpUrl = "https://api.twitch.tv"
+    max_wait: Duration = 120.0
+
+
+def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
+    """The Twitch source for one configured app."""
+    secret = config.client_secret.get_secret_value() if config.client_secret else ""
+    if not config.client_id or not secret:
+        raise ConfigError(
+            "platforms.twitch.client_id and client_secret (or client_secret_file) are required "
+            "to watch Twitch"
+        )
+    user = config.user_token.get_secret_value() if config.user_token else None
+    return TwitchSource(
+        ctx.client,
+        client_id=config.client_id,
+        client_secret=secret,
+        user_token=user or None,
+        clock=ctx.clock,
+        id_url=config.id_url,
+        api_url=config.api_url,
+        max_wait=config.max_wait,
+    )
+
+
+def requests_per_batch(accounts: int) -> int:
+    """Requests one batch costs the planner: one users lookup plus one total per channel."""
+    return accounts + 1
+
+
+def _by_id(account: Account) -> str | None:
+    """The stored numeric id, if there is a usable one."""
+    pid = account.platform_id
+    return pid if pid is not None and _ID.match(pid) else None
+
+
+def _lookup_key(account: Account) -> str:
+    uid = _by_id(account)
+    return f"id:{uid}" if uid is not None else f"login:{account.handle.lower()}"
+
+
+class TwitchSource:
+    """Follower totals from Helix; one instance per app, since it holds that app's budget."""
+
+    key: ClassVar[str] = "twitch"
+    # The users lookup takes 100; follower totals cost one request per account on top.
+    batch_max: ClassVar[int] = 100
+    handle_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9_]{1,25}$")
+    rate_limit_ceiling: ClassVar[tuple[int, float]] = (800, 60)
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        client_id: str,
+        client_secret: str,
+        clock: Clock,
+        user_token: str | None = None,
+        id_url: str = "https://id.twitch.tv",
+        api_url: str = "https://api.twitch.tv",
+        max_wait: float = 120.0,
+    ) -> None:
+        self._client_id = client_id
+        self._user_token = user_token
+        self._clock = clock
+        self._api = api_url.rstrip("/")
+        self._secrets = tuple(s for s in (client_secret, user_token) if s)
+        # Twitch budgets each token separately, so "app" and "user" are separate limiter buckets.
+        self._requester = Requester(
+            client, clock, "Twitch", lambda h, _: parse_epoch_reset(h, _RATE_PREFIX), max_wait
+        )
+        self._app = ClientCredentials(
+            self._requester,
+            clock,
+            id_url.rstrip("/") + TOKEN,
+            platform="Twitch",
+            data={
+                "client_id": client_id,
+                "client_secret": client_secret,
+                "grant_type": "client_credentials",
+            },
+            secrets=self._secrets,
+        )
+        # Set once channels/followers has refused the app token; then the user token is used there.
+        self._followers_need_user = False
+
+    async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
+        """Resolve every account, then read each found channel's follower total."""
+        tally = Tally()
+        order = list(dict.fromkeys(accounts))
+        results: dict[Account, Outcome] = {}
+        valid: list[Account] = []
+        for account in order:
+            if _by_id(account) is not None or self.handle_pattern.match(account.handle):
+                valid.append(account)
+            else:
+                # Helix rejects the whole lookup with a 400 for one malformed login.
+                results[account] = Failure(
+                    account, self._clock.now(), FailureKind.NOT_FOUND, "not a valid Twitch login"
+                )
+        users: dict[Account, tuple[str, str]] = {}
+
+        async def lookup(chunk: Sequence[Account]) -> dict[Account, Outcome]:
+            params: list[tuple[str, str]] = []
+            for key in dict.fromkeys(_lookup_key(a) for a in chunk):
+                kind, _, value = key.partition(":")
+                params.append((kind, value))
+            response, received = await self._helix(USERS, params, tally)
+            found = _match_users(chunk, _users(response), received)
+            users.update((a, f) for a, f in found.items() if not isinstance(f, Failure))
+            return {a: f for a, f in found.items() if isinstance(f, Failure)}
+
+        lookups = chunks(valid, _lookup_key, self.batch_max)
+        results.update(await each_call(lookups, lambda c: c, lookup, self._clock))
+        channels: dict[str, list[Account]] = {}
+        for account, (uid, _) in users.items():
+            channels.setdefault(uid, []).append(account)
+
+        async def read_total(uid: str) -> dict[Account, Outcome]:
+            return await self._total(uid, {a: users[a][1] for a in channels[uid]}, tally)
+
+        # One call per channel, so one failing channel costs only its own accounts.
+        results.update(
+            await each_call(list(channels), channels.__getitem__, read_total, self._clock)
+        )
+        outcomes = [results[a] for a in order]
+        return FetchResult(
+            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
+            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
+            requests=tally.requests,
+            rate_limit=tally.rate_limit,
+        )
+
+    async def _total(
+        self, uid: str, logins: Mapping[Account, str], tally: Tally
+    ) -> dict[Account, Outcome]:
+        """The follower total of one channel, for every account that resolved to it."""
+        params = [("broadcaster_id", uid), ("first", "1")]
+        response, received = await self._helix(FOLLOWERS, params, tally)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        total = body.get("total") if isinstance(body, dict) else None
+        # bool is an int subclass, and True must not read as one follower.
+        if type(total) is not int or total < 0:
+            detail = f"channels/followers `total` is {total!r}, not a count"[:200]
+            return {a: Failure(a, received, FailureKind.MALFORMED, detail) for a in logins}
+        return {
+            account: Observation(
+                account=account, time=received, followers=total, platform_id=uid, handle=login
+            )
+            for account, login in logins.items()
+        }
+
+    async def _helix(
+        self, path: str, params: Sequence[tuple[str, str]], tally: Tally
+    ) -> tuple[httpx.Response, datetime]:
+        """A 200 answer; a refused app token is renewed once, then a user token is tried."""
+        followers = path == FOLLOWERS
+        credential: Credential = "user" if followers and self._followers_need_user else "app"
+        renewed = False
+        while True:
+            if credential == "user":
+                token = self._user_token or ""
+            else:
+                token = await self._app.token(tally)
+            response, received = await self._requester.send(
+                "GET",
+                self._api + path,
+                tally,
+                bucket=credential,
+                params=list(params),
+                headers={"Authorization": f"Bearer {token}", "Client-Id": self._client_id},
+            )
+            if response.status_code == 200:
+                return response, received
+            detail = server_message(json_object(response), (*self._secrets, token))
+            if response.status_code != 401:
+                _raise_for(path, response.status_code, detail)
+            if credential == "app" and not renewed:
+                # The token may have been revoked or expired early: ask for a new one, once.
+                self._app.invalidate()
+                renewed = True
+                continue
+            if credential == "app" and followers:
+                if self._user_token is None:
+                    raise AuthError(
+                        f"Twitch refused the app access token on channels/followers (HTTP 401: "
+                        f"{detail}); set platforms.twitch.user_token"
+                    )
+                self._followers_need_user = True
+                credential = "user"
+                continue
+            which = "configured user_token" if credential == "user" else "app access token"
+            raise AuthError(f"Twitch refused the {which} (HTTP 401: {detail})")
+
+
+def _raise_for(path: str, status: int, detail: str) -> NoReturn:
+    suffix = f": {detail}" if detail else ""
+    if status == 403:
+        raise AuthError(f"Twitch refused the request to {path} (HTTP 403){suffix}")
+    if status == 404:
+        raise NotFoundError(f"Twitch has no endpoint {path} (HTTP 404){suffix}")
+    raise TransientError(f"Twitch answered HTTP {status} on {path}{suffix}")
+
+
+def _users(response: httpx.Response) -> list[Any]:
+    """`data` of a users answer; anything else about its shape is a TransientError."""
+    try:
+        payload = response.json()
+    except ValueError:
+        raise TransientError("Twitch answered helix/users with a body that is not JSON") from None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        raise TransientError("Twitch answered helix/users without a `data` list")
+    return data
+
+
+def _match_users(
+    accounts: Sequence[Account], data: Sequence[Any], when: datetime
+) -> dict[Account, tuple[str, str] | Failure]:
+    """Each account's (id, current login), or why it has none; omitted users are not found."""
+    by_id: dict[str, dict[str, Any]] = {}
+    by_login: dict[str, dict[str, Any]] = {}
+    for raw in data:
+        if not isinstance(raw, dict):
+            continue
+        uid, login = raw.get("id"), raw.get("login")
+        if isinstance(uid, str):
+            by_id[uid] = raw
+        if isinstance(login, str):
+            by_login[login.lower()] = raw
+    out: dict[Account, tuple[str, str] | Failure] = {}
+    for account in accounts:
+        uid = _by_id(account)
+        raw = by_id.get(uid) if uid is not None else by_login.get(account.handle.lower())
+        if raw is None:
+            detail = (
+                f"no Twitch user with id {uid} (deleted or suspended)"
+                if uid is not None
+                else f"no Twitch user with login {account.handle}"
+            )
+            out[account] = Failure(account, when, FailureKind.NOT_FOUND, detail)
+            continue
+        got_id, login = raw.get("id"), raw.get("login")
+        if not isinstance(got_id, str) or not _ID.match(got_id) or not isinstance(login, str):
+            out[account] = Failure(
+                account, when, FailureKind.MALFORMED, "user object without a string id and login"
+            )
+            continue
+        out[account] = (got_id, login)
+    return out
