@@ -13,6 +13,7 @@ from followerwatch.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
+from followerwatch.store.spool import Spool
 from followerwatch.writer import Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -32,7 +33,7 @@ async def test_a_fall_to_zero_is_held_until_confirmed(
         state = StateDB(tmp_path / "state.sqlite3")
         pipeline = Pipeline(
             state=state,
-            writer=Writer(store, state),
+            writer=Writer(store, state, Spool(tmp_path / "spool.sqlite3"), ManualClock(T0)),
             outbox=None,
             clock=ManualClock(T0),
             route=lambda e: [],

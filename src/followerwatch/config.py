@@ -57,6 +57,8 @@ class ServiceConfig(StrictModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     shutdown_timeout: Duration = 8.0
+    # Points waiting for InfluxDB; past this the oldest are dropped (and counted).
+    spool_cap: int = Field(default=5_000_000, ge=1000)
 
 
 class WatchEntry(RuleDefaults):

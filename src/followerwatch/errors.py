@@ -56,6 +56,8 @@ class StoreError(FollowerwatchError):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        # Seconds the server asked us to wait (503/429 `Retry-After`), when it said.
+        self.retry_after: float | None = None
 
 
 class StoreAuthError(StoreError):

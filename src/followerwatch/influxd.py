@@ -158,6 +158,24 @@ class TempInfluxd:
         atexit.register(self.stop)
         return self
 
+    def suspend(self) -> None:
+        """Stop the server but keep its data and port: an outage, for chaos tests."""
+        if self._proc is None or self._port is None:
+            raise InfluxdError("influxd is not running")
+        self._suspended_port: int | None = self._port
+        self._terminate_current()
+
+    def resume(self) -> None:
+        """Start a suspended server again on the same port with the same data."""
+        port = getattr(self, "_suspended_port", None)
+        if port is None:
+            raise InfluxdError("influxd was not suspended")
+        rpc_port = free_port()
+        self._launch(port, rpc_port)
+        self._wait_ready(port)
+        self._port = port
+        self._suspended_port = None
+
     def stop(self) -> None:
         """Terminate the server (SIGTERM, then SIGKILL after stop_timeout_s); idempotent."""
         atexit.unregister(self.stop)

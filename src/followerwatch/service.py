@@ -32,6 +32,8 @@ async def serve(
     outbox_stop = asyncio.Event()
     # Deliveries left pending by a previous run (or a crash) resume at once.
     outbox = asyncio.create_task(app.outbox.run(outbox_stop))
+    # A spooled backlog drains between polls too, oldest first.
+    flusher = asyncio.create_task(app.writer.run(outbox_stop))
     scheduler.start()
     log.info(
         "followerwatch started",
@@ -50,8 +52,19 @@ async def serve(
     clean = await scheduler.stop(app.config.settings.service.shutdown_timeout)
     outbox_stop.set()
     try:
-        await asyncio.wait_for(outbox, timeout=app.config.settings.service.shutdown_timeout)
+        await asyncio.wait_for(
+            asyncio.gather(outbox, flusher), timeout=app.config.settings.service.shutdown_timeout
+        )
     except TimeoutError:
         clean = False
-    log.info("followerwatch stopped", clean=clean, backlog=app.writer.backlog)
+    counts = app.writer.counts()
+    log.info(
+        "followerwatch stopped",
+        clean=clean,
+        spooled=counts.spooled,
+        added=counts.added,
+        written=counts.written,
+        dropped=counts.dropped,
+        dead_lettered=counts.dead_lettered,
+    )
     return clean

@@ -1,70 +1,185 @@
-"""Points → InfluxDB, with a bounded in-memory backlog while it is unreachable."""
+"""Points → durable spool → InfluxDB, with every write error classified and handled."""
 
 from __future__ import annotations
 
-from collections import deque
+import asyncio
+import contextlib
+import random
 from collections.abc import Sequence
 
 import structlog
 
-from followerwatch.errors import StoreError
+from followerwatch.clock import Clock
+from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Point
 from followerwatch.schema import event_point
 from followerwatch.state import StateDB
 from followerwatch.store.base import Store
+from followerwatch.store.lineprotocol import encode
+from followerwatch.store.spool import Spool, SpoolCounts
 
 log = structlog.get_logger("followerwatch.writer")
 
+BATCH_LINES = 5_000
+BATCH_BYTES = 2_000_000
+AUTH_RECHECK = 60.0
+
 
 class Writer:
-    """Writes points oldest first, then any events InfluxDB has not confirmed yet."""
+    """Spools every point before InfluxDB and removes it only after a 2xx answer."""
 
-    def __init__(self, store: Store, state: StateDB, max_backlog: int = 100_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        state: StateDB,
+        spool: Spool,
+        clock: Clock,
+        *,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        rng: random.Random | None = None,
+    ) -> None:
         self.store = store
         self.state = state
-        self._backlog: deque[Point] = deque()
-        self._max_backlog = max_backlog
-        self.dropped = 0
+        self.spool = spool
+        self.clock = clock
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._rng = rng or random.Random()
+        self._lock = asyncio.Lock()
+        self._failures = 0
+        self._next_attempt = 0.0
+        self.auth_failed = False
+        self.rejected = 0  # points that could not even be encoded
 
     @property
     def backlog(self) -> int:
-        """Points waiting for InfluxDB."""
-        return len(self._backlog)
+        """Lines waiting for InfluxDB."""
+        return self.spool.size()
+
+    def counts(self) -> SpoolCounts:
+        """The spool's ledger."""
+        return self.spool.counts()
+
+    @property
+    def healthy(self) -> bool:
+        """False while InfluxDB refuses the credentials or keeps failing."""
+        return not self.auth_failed and self._failures == 0
 
     async def write(self, points: Sequence[Point]) -> None:
-        """Queue `points` behind the backlog and try to write everything; never raises."""
-        self._backlog.extend(points)
-        overflow = len(self._backlog) - self._max_backlog
-        if overflow > 0:
-            for _ in range(overflow):
-                self._backlog.popleft()
-            self.dropped += overflow
+        """Spool the points (durably), then try to drain the spool; never raises."""
+        lines = []
+        for point in points:
+            try:
+                lines.append(encode(point, self.store.precision))
+            except ValueError as exc:
+                # Validation runs at config load, so this is a bug; keep going without the point.
+                self.rejected += 1
+                log.error("point cannot be encoded; skipped", error=str(exc))
+        dropped = self.spool.add(lines)
+        if dropped:
             log.error(
-                "backlog full, oldest points dropped", dropped=overflow, dropped_total=self.dropped
+                "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
             )
-        try:
-            if self._backlog:
-                batch = list(self._backlog)
-                await self.store.write(batch)
-                for _ in batch:
-                    self._backlog.popleft()
-            events = self.state.unstored_events()
-            if events:
-                await self.store.write([event_point(e) for e in events])
-                self.state.mark_stored(e.id for e in events)
-        except StoreError as exc:
-            if not exc.retryable and exc.status in (400, 422):
-                # A point the server rejects will never be accepted: do not wedge the queue on it.
-                log.error(
-                    "influxdb rejected points; dropping them",
-                    error=str(exc),
-                    points=len(self._backlog),
-                )
-                self.dropped += len(self._backlog)
-                self._backlog.clear()
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write spooled lines oldest first until empty, an error, or a backoff in force."""
+        async with self._lock:
+            self._spool_events()
+            if self.clock.now().timestamp() < self._next_attempt:
                 return
+            while batch := self.spool.peek(BATCH_LINES, BATCH_BYTES):
+                try:
+                    await self._write(batch)
+                except StoreError as exc:
+                    self._failed(exc)
+                    return
+                self._recovered()
+
+    def _spool_events(self) -> None:
+        # Events live in the state database first; spool their points, then mark them.
+        events = self.state.unstored_events()
+        if events:
+            self.spool.add([encode(event_point(e), self.store.precision) for e in events])
+            self.state.mark_stored(e.id for e in events)
+
+    async def _write(self, batch: list[tuple[int, str]]) -> None:
+        """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else."""
+        try:
+            await self.store.write_lines([line for _, line in batch])
+        except StoreError as exc:
+            if exc.status == 413 and len(batch) > 1:
+                half = len(batch) // 2
+                await self._write(batch[:half])
+                await self._write(batch[half:])
+                return
+            if exc.status in (400, 422) and not isinstance(exc, StoreAuthError):
+                # Good lines in a partial write are stored; rewriting them is idempotent.
+                if len(batch) == 1:
+                    log.error(
+                        "influxdb rejected a point; moved to the dead-letter file",
+                        error=str(exc),
+                        file=str(self.spool.dead_letter_path),
+                    )
+                    self.spool.dead_letter(batch, str(exc))
+                    return
+                half = len(batch) // 2
+                await self._write(batch[:half])
+                await self._write(batch[half:])
+                return
+            raise
+        self.spool.ack([seq for seq, _ in batch])
+
+    def _failed(self, exc: StoreError) -> None:
+        now = self.clock.now().timestamp()
+        if isinstance(exc, StoreAuthError):
+            if not self.auth_failed:
+                log.error(
+                    "influxdb refused the credentials; spooling until they work",
+                    error=str(exc),
+                    **self._ledger(),
+                )
+            self.auth_failed = True
+            self._next_attempt = now + AUTH_RECHECK
+            return
+        self._failures += 1
+        wait = min(self.backoff_max, self.backoff_initial * 2.0 ** (self._failures - 1))
+        wait *= self._rng.uniform(0.5, 1.0)
+        if exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        self._next_attempt = now + wait
+        if self._failures == 1:
             log.warning(
-                "influxdb write failed; will retry next cycle",
+                "influxdb write failed; spooling and retrying",
                 error=str(exc),
-                backlog=len(self._backlog),
+                retry_in_s=round(wait, 1),
+                **self._ledger(),
             )
+
+    def _recovered(self) -> None:
+        if self.auth_failed or self._failures:
+            log.info("influxdb writes work again", **self._ledger())
+        self.auth_failed = False
+        self._failures = 0
+        self._next_attempt = 0.0
+
+    def _ledger(self) -> dict[str, int]:
+        c = self.spool.counts()
+        return {
+            "added": c.added,
+            "written": c.written,
+            "dropped": c.dropped,
+            "dead_lettered": c.dead_lettered,
+            "spooled": c.spooled,
+        }
+
+    async def run(self, stop: asyncio.Event, every: float = 1.0) -> None:
+        """Drain the spool in the background (so a backlog empties between polls)."""
+        while not stop.is_set():
+            try:
+                await self.flush()
+            except Exception:  # the loop must outlive any one failure
+                log.exception("writer loop error")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)

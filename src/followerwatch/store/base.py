@@ -11,7 +11,11 @@ from followerwatch.models import Point
 class Store(Protocol):
     """A point sink with a reachability check."""
 
+    precision: str
+
     async def write(self, points: Sequence[Point]) -> None: ...
+
+    async def write_lines(self, lines: Sequence[str]) -> None: ...
 
     async def check(self) -> None: ...
 

@@ -91,6 +91,15 @@ def error_for_status(status: int, what: str, detail: str) -> StoreError:
     return StoreError(message, status=status, retryable=False)
 
 
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` header in its seconds form; None otherwise."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86_400 else None
+
+
 def chunk_lines(
     lines: Sequence[str], max_lines: int, max_chars: int = _MAX_BATCH_CHARS
 ) -> Iterator[str]:
@@ -154,9 +163,12 @@ class InfluxV1Store:
 
     async def write(self, points: Sequence[Point]) -> None:
         """Write points in chunks; if one fails, earlier ones stay written (replays overwrite)."""
-        if not points:
+        await self.write_lines(encode_points(points, self.precision))
+
+    async def write_lines(self, lines: Sequence[str]) -> None:
+        """Write already-encoded line protocol (at this store's precision) in chunks."""
+        if not lines:
             return
-        lines = encode_points(points, self.precision)
         params = {"db": self.database, "precision": V1_PRECISION[self.precision]}
         if self.retention_policy:
             params["rp"] = self.retention_policy
@@ -171,11 +183,13 @@ class InfluxV1Store:
                 headers=headers,
             )
             if response.status_code // 100 != 2:
-                raise error_for_status(
+                error = error_for_status(
                     response.status_code,
                     f"write to {self.display_url} (db {self.database!r})",
                     server_error_text(response),
                 )
+                error.retry_after = retry_after_seconds(response.headers.get("retry-after"))
+                raise error
 
     async def query(self, influxql: str, *, epoch: str | None = "s") -> list[dict[str, Any]]:
         """Run InfluxQL on the database; return all series as {name, tags, columns, values}."""

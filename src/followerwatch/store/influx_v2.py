@@ -81,9 +81,12 @@ class InfluxV2Store:
 
     async def write(self, points: Sequence[Point]) -> None:
         """Write points in chunks; if one fails, earlier ones stay written (replays overwrite)."""
-        if not points:
+        await self.write_lines(encode_points(points, self.precision))
+
+    async def write_lines(self, lines: Sequence[str]) -> None:
+        """Write already-encoded line protocol (at this store's precision) in chunks."""
+        if not lines:
             return
-        lines = encode_points(points, self.precision)
         for body in chunk_lines(lines, self.max_batch_lines):
             await asyncio.to_thread(self._call, self._write_body, body.encode("utf-8"))
 
@@ -130,7 +133,11 @@ class InfluxV2Store:
             status = getattr(exc, "status", None)
             if not isinstance(status, int):
                 raise StoreError(f"{self._what}: {_error_text(exc)}", retryable=True) from exc
-            raise error_for_status(status, self._what, _error_text(exc)) from exc
+            error = error_for_status(status, self._what, _error_text(exc))
+            # influxdb-client already parses `Retry-After` (503, and 429 on Cloud).
+            retry_after = getattr(exc, "retry_after", None)
+            error.retry_after = float(retry_after) if isinstance(retry_after, int | float) else None
+            raise error from exc
         except (Urllib3Error, OSError) as exc:
             # urllib3 messages name the host and path, never the Authorization header.
             reason = " ".join(str(exc).split())[:_MAX_ERROR_CHARS]

@@ -1,0 +1,178 @@
+"""The `apprise` notifier: each event to any of Apprise's services (ntfy, Telegram, e-mail, …).
+
+Apprise sends with its own HTTP stack (requests, in worker threads), not the shared httpx client,
+and reports only success or failure: it cannot tell a rejected credential from an outage, so
+every failure is retried. Per-URL timeouts are Apprise URL parameters (`cto`, `rto`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from followerwatch.configbase import StrictModel
+from followerwatch.errors import DeliveryError
+from followerwatch.models import Event, EventStatus, Severity
+
+if TYPE_CHECKING:
+    import apprise as apprise_lib
+
+DEFAULT_TITLE = "followerwatch: {account} on {platform} ({kind})"
+_APPRISE_LOGGER = "apprise"
+_CHATTY_LOGGERS = (_APPRISE_LOGGER, "urllib3")
+_TITLE_FIELDS = (
+    "id",
+    "time",
+    "platform",
+    "account",
+    "rule",
+    "kind",
+    "value",
+    "threshold",
+    "message",
+    "severity",
+    "status",
+)
+
+
+@contextlib.contextmanager
+def _apprise_silenced() -> Iterator[None]:
+    """Mute Apprise entirely: it logs a URL it cannot parse at ERROR, credentials and all."""
+    logger = logging.getLogger(_APPRISE_LOGGER)
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _title_values(event: Event) -> dict[str, object]:
+    return {
+        "id": event.id,
+        "time": event.time.isoformat().replace("+00:00", "Z"),
+        "platform": event.platform,
+        "account": event.account,
+        "rule": event.rule,
+        "kind": str(event.kind),
+        "value": event.value,
+        "threshold": event.threshold,
+        "message": event.message,
+        "severity": str(event.severity),
+        "status": str(event.status),
+    }
+
+
+class AppriseConfig(StrictModel):
+    """`[[notifiers]] type = "apprise"`; `urls` (or `urls_file`, one a line) are secret."""
+
+    type: Literal["apprise"]
+    name: str = "apprise"
+    urls: list[SecretStr] = Field(min_length=1)
+    title: str = DEFAULT_TITLE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_urls_file(cls, data: Any) -> Any:
+        # StrictModel's `x_file` covers single secrets; this is its list form.
+        if not isinstance(data, dict) or data.get("urls_file") in (None, ""):
+            return data
+        data = dict(data)
+        path = str(data.pop("urls_file"))
+        if data.get("urls"):
+            raise PydanticCustomError(
+                "secret_conflict", "urls and urls_file are both set; set only one"
+            )
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise PydanticCustomError(
+                "secret_file",
+                "urls_file: cannot read {path}: {reason}",
+                {"path": path, "reason": exc.strerror or "error"},
+            ) from None
+        data["urls"] = [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+        return data
+
+    @field_validator("urls")
+    @classmethod
+    def _valid_urls(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # Imported here: Apprise takes ~0.1 s to import, and most setups never use it.
+        import apprise as apprise_lib
+
+        with _apprise_silenced():
+            for index, url in enumerate(value):
+                if apprise_lib.Apprise.instantiate(url.get_secret_value()) is None:
+                    # The URL itself stays out of the message: it may hold credentials.
+                    raise PydanticCustomError(
+                        "apprise_url",
+                        "urls[{index}] is not a valid Apprise URL (unknown scheme or missing "
+                        "parts)",
+                        {"index": index},
+                    )
+        return value
+
+    @field_validator("title")
+    @classmethod
+    def _valid_title(cls, value: str) -> str:
+        sample = {name: 0 if name in ("value", "threshold") else "x" for name in _TITLE_FIELDS}
+        try:
+            value.format(**sample)
+        except KeyError as exc:
+            raise PydanticCustomError(
+                "title",
+                "title uses unknown field {field}; known: {known}",
+                {"field": str(exc), "known": ", ".join(_TITLE_FIELDS)},
+            ) from None
+        except (ValueError, IndexError) as exc:
+            raise PydanticCustomError(
+                "title", "invalid title template: {reason}", {"reason": str(exc)}
+            ) from None
+        return value
+
+    def secrets(self) -> list[str]:
+        """Every URL: Apprise URLs carry tokens and passwords."""
+        return [url.get_secret_value() for url in self.urls]
+
+
+def notify_type(event: Event) -> str:
+    """Apprise's notification type: success for a resolution, else by severity."""
+    if event.status is EventStatus.RESOLVED:
+        return "success"
+    return {Severity.CRITICAL: "failure", Severity.WARNING: "warning"}.get(event.severity, "info")
+
+
+class AppriseNotifier:
+    """Sends each event to every configured Apprise URL; any failure is a retryable error."""
+
+    key: ClassVar[str] = "apprise"
+
+    def __init__(self, config: AppriseConfig) -> None:
+        import apprise as apprise_lib
+
+        self.name = config.name
+        self._config = config
+        # Below WARNING, Apprise logs URL paths and headers, and urllib3 (under requests) logs
+        # request lines: many services keep their tokens in exactly those places.
+        for name in _CHATTY_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+        self._apprise: apprise_lib.Apprise = apprise_lib.Apprise()
+        with _apprise_silenced():
+            for url in config.urls:
+                self._apprise.add(url.get_secret_value())
+
+    async def send(self, event: Event) -> None:
+        """Deliver one event to every URL: the message as body, the `title` template as title."""
+        title = self._config.title.format(**_title_values(event))
+        result = await self._apprise.async_notify(
+            body=event.message, title=title, notify_type=notify_type(event)
+        )
+        if not bool(result):
+            raise DeliveryError(f"apprise {self.name}: delivery to at least one URL failed")

@@ -1,0 +1,121 @@
+"""The durable spool: encoded points wait here (SQLite, WAL) until InfluxDB answers 2xx."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO counters VALUES ('added', 0), ('written', 0), ('dropped', 0),
+    ('dead_lettered', 0);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolCounts:
+    """The spool's ledger: `added == written + dropped + dead_lettered + spooled` always holds."""
+
+    added: int
+    written: int
+    dropped: int
+    dead_lettered: int
+    spooled: int
+
+    @property
+    def balanced(self) -> bool:
+        """Whether the invariant holds."""
+        return self.added == self.written + self.dropped + self.dead_lettered + self.spooled
+
+
+class Spool:
+    """A FIFO of line-protocol lines that survives crashes; capped, dropping the oldest."""
+
+    def __init__(self, path: Path, cap: int = 5_000_000) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.dead_letter_path = path.with_name("dead-letter.jsonl")
+        self.cap = cap
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def add(self, lines: Sequence[str]) -> int:
+        """Append lines durably; returns how many of the oldest were dropped to fit the cap."""
+        if not lines:
+            return 0
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT INTO spool (line) VALUES (?)", [(ln,) for ln in lines])
+            self._bump("added", len(lines))
+            overflow = self.size() - self.cap
+            if overflow > 0:
+                self._db.execute(
+                    "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)",
+                    (overflow,),
+                )
+                self._bump("dropped", overflow)
+            return max(0, overflow)
+
+    def peek(self, max_lines: int, max_bytes: int = 2_000_000) -> list[tuple[int, str]]:
+        """The oldest lines, at most `max_lines` and about `max_bytes`."""
+        out: list[tuple[int, str]] = []
+        size = 0
+        for seq, line in self._db.execute(
+            "SELECT seq, line FROM spool ORDER BY seq LIMIT ?", (max_lines,)
+        ):
+            if out and size + len(line) > max_bytes:
+                break
+            out.append((seq, line))
+            size += len(line) + 1
+        return out
+
+    def ack(self, seqs: Sequence[int]) -> None:
+        """These lines are in InfluxDB: remove them."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            removed = self._delete(seqs)
+            self._bump("written", removed)
+
+    def dead_letter(self, rejected: Sequence[tuple[int, str]], reason: str) -> None:
+        """InfluxDB will never take these lines: move them to the dead-letter file, with why."""
+        when = datetime.now(UTC).isoformat()
+        with self.dead_letter_path.open("a", encoding="utf-8") as fh:
+            for _, line in rejected:
+                fh.write(json.dumps({"time": when, "reason": reason, "line": line}) + "\n")
+            fh.flush()
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._bump("dead_lettered", self._delete([seq for seq, _ in rejected]))
+
+    def size(self) -> int:
+        """Lines waiting."""
+        return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
+
+    def counts(self) -> SpoolCounts:
+        """The ledger."""
+        values = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
+        return SpoolCounts(
+            values["added"],
+            values["written"],
+            values["dropped"],
+            values["dead_lettered"],
+            self.size(),
+        )
+
+    def _delete(self, seqs: Sequence[int]) -> int:
+        cur = self._db.executemany("DELETE FROM spool WHERE seq=?", [(s,) for s in seqs])
+        return max(0, cur.rowcount)
+
+    def _bump(self, name: str, by: int) -> None:
+        self._db.execute("UPDATE counters SET value = value + ? WHERE name=?", (by, name))
