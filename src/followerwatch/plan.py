@@ -57,7 +57,8 @@ def build_plan(config: Config) -> list[PlanRow]:
         for group in (g for g in groups if g.platform == key):
             scope = group.name.rsplit(":", 1)[0] if ":" in group.name else ""
             accounts, requests = scopes.setdefault(scope, [0, 0])
-            cost = spec.requests_per_batch(len(group.accounts)) if spec.requests_per_batch else 1
+            size = len(group.accounts)
+            cost = spec.requests_per_batch(pcfg, size) if spec.requests_per_batch else 1
             scopes[scope] = [accounts + len(group.accounts), requests + cost]
         for scope, (accounts, requests) in scopes.items():
             rows.append(
@@ -67,7 +68,7 @@ def build_plan(config: Config) -> list[PlanRow]:
                     accounts,
                     0 if pcfg.replay else requests,
                     pcfg.interval,
-                    spec.rate_limit_ceiling,
+                    spec.ceiling_for(pcfg) if spec.ceiling_for else spec.rate_limit_ceiling,
                     pcfg.replay is not None,
                 )
             )

@@ -29,8 +29,10 @@ class SourceSpec:
     group_key: Callable[[Account], str] | None = None
     # The platform reports 0 while a count is not computed: a fall to 0 must be confirmed.
     suspect_zero: bool = False
-    # Count requests one batch of N accounts costs, when not 1 (e.g. one call per account).
-    requests_per_batch: Callable[[int], int] | None = None
+    # Count requests one batch of N accounts costs under a config, when not 1.
+    requests_per_batch: Callable[[Any, int], int] | None = None
+    # The ceiling under a config, when it depends on it (a token, a quota).
+    ceiling_for: Callable[[Any], tuple[int, float] | None] | None = None
 
 
 REGISTRY: dict[str, SourceSpec] = {
@@ -73,6 +75,7 @@ REGISTRY: dict[str, SourceSpec] = {
             youtube.YouTubeSource.batch_max,
             youtube.YouTubeSource.handle_pattern,
             youtube.YouTubeSource.rate_limit_ceiling,
+            ceiling_for=youtube.ceiling_for,
         ),
         SourceSpec(
             "github",
@@ -82,6 +85,8 @@ REGISTRY: dict[str, SourceSpec] = {
             github.GitHubSource.batch_max,
             github.GitHubSource.handle_pattern,
             github.GitHubSource.rate_limit_ceiling,
+            requests_per_batch=github.requests_per_batch,
+            ceiling_for=github.ceiling_for,
         ),
         SourceSpec(
             "twitch",
@@ -101,6 +106,7 @@ REGISTRY: dict[str, SourceSpec] = {
             reddit.RedditSource.batch_max,
             reddit.RedditSource.handle_pattern,
             reddit.RedditSource.rate_limit_ceiling,
+            ceiling_for=reddit.ceiling_for,
         ),
         SourceSpec(
             "http_json",

@@ -405,3 +405,13 @@ def _counts(
 def _count(value: Any) -> int | None:
     # bool is an int subclass, and True must not read as one follower.
     return value if type(value) is int and value >= 0 else None
+
+
+def requests_per_batch(config: GitHubConfig, accounts: int) -> int:
+    """GraphQL takes a batch in one request; anonymous REST needs one per account."""
+    return 1 if config.token is not None else accounts
+
+
+def ceiling_for(config: GitHubConfig) -> tuple[int, float]:
+    """5,000 requests an hour with a token, 60 without."""
+    return (5_000, 3_600.0) if config.token is not None else (60, 3_600.0)

@@ -362,3 +362,8 @@ def _outcome(account: Account, item: Mapping[str, Any], when: datetime) -> Outco
         platform_id=name,
         handle=display if isinstance(display, str) else None,
     )
+
+
+def ceiling_for(config: RedditConfig) -> tuple[int, float]:
+    """100 requests a minute with OAuth, about 10 on the public pages."""
+    return (100, 60.0) if config.client_id else (10, 60.0)

@@ -72,7 +72,7 @@ def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
     )
 
 
-def requests_per_batch(accounts: int) -> int:
+def requests_per_batch(config: TwitchConfig, accounts: int) -> int:
     """Requests one batch costs the planner: one users lookup plus one total per channel."""
     return accounts + 1
 

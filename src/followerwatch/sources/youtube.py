@@ -411,3 +411,8 @@ def resolution(subscribers: int) -> int:
     if subscribers < 1_000:
         return 1
     return int(10 ** (len(str(subscribers)) - 3))
+
+
+def ceiling_for(config: YouTubeConfig) -> tuple[int, float]:
+    """The planner's ceiling: the project's daily quota, one unit per call."""
+    return (config.daily_quota, 86_400.0)
