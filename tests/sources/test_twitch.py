@@ -442,7 +442,8 @@ async def test_every_total_failing_is_a_batch_error(fake, make) -> None:
 
 
 def test_planner_cost_is_one_lookup_plus_one_total_per_channel() -> None:
-    assert [requests_per_batch(n) for n in (1, 100)] == [2, 101]
+    config = TwitchConfig(client_id="c", client_secret="s")  # type: ignore[arg-type]
+    assert [requests_per_batch(config, n) for n in (1, 100)] == [2, 101]
 
 
 @pytest.mark.parametrize(
