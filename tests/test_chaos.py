@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fakes.fake_x import TOKEN, FakeX, make_user
 from pytest_httpserver import HTTPServer
 
+from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
 from followerwatch.influxd import TempInfluxd
 
