@@ -17,7 +17,7 @@ from followerwatch.app import App
 from followerwatch.clock import ManualClock
 from followerwatch.config import load_config
 from followerwatch.influxd import TempInfluxd
-from followerwatch.models import Point
+from followerwatch.models import Event, EventKind, Point
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
@@ -90,6 +90,12 @@ async def test_outage_spools_everything_and_drains_oldest_first(
             await app.poll_once()
     assert await count(own_influxd.url) == 90
     assert await count(own_influxd.url, "followerwatch_polls") >= 1
+    async with httpx.AsyncClient() as client:
+        ledger = await InfluxV1Store(client, url=own_influxd.url, database=DB).query(
+            "SELECT last(added), last(written), last(spooled) FROM followerwatch_spool"
+        )
+    added, written, spooled = ledger[0]["values"][0][1:]
+    assert added >= 90 and written + spooled == added  # nothing dropped in this run
 
 
 def gateway(httpserver: HTTPServer, upstream: str, rule: object) -> list[int]:
@@ -124,7 +130,17 @@ def make_writer(
     client = httpx.AsyncClient()
     store = InfluxV1Store(client, url=url, database=DB)
     state = StateDB(tmp_path / "state.sqlite3")
-    return Writer(store, state, Spool(tmp_path / "spool.sqlite3", cap=cap), clock), client
+    raised: list[Event] = []
+    writer = Writer(
+        store,
+        state,
+        Spool(tmp_path / "spool.sqlite3", cap=cap),
+        clock,
+        raise_event=raised.append,
+        health_every=None,
+    )
+    writer.raised = raised  # type: ignore[attr-defined]
+    return writer, client
 
 
 async def test_413_splits_the_batch(
@@ -171,6 +187,8 @@ async def test_bad_credentials_stop_writing_keep_spooling_and_resume(
     await writer.flush()
     await client.aclose()
     assert not writer.auth_failed and writer.backlog == 0 and statuses[-1] == 204
+    kinds = [e.kind for e in writer.raised]  # type: ignore[attr-defined]
+    assert kinds == [EventKind.INFLUXDB_AUTH, EventKind.INFLUXDB_OK]  # one each, not one per try
 
 
 async def test_503_retry_after_is_honoured(
@@ -206,5 +224,7 @@ async def test_cap_drops_the_oldest_and_counts_exactly(tmp_path: Path) -> None:
     counts = writer.counts()
     assert (counts.added, counts.dropped, counts.spooled, counts.written) == (130, 30, 100, 0)
     assert counts.balanced
+    [overflow] = writer.raised  # type: ignore[attr-defined]
+    assert overflow.kind == EventKind.SPOOL_OVERFLOW and overflow.value == 30
     oldest = writer.spool.peek(1)[0][1]
     assert oldest.endswith(str(int((T0 + timedelta(minutes=30)).timestamp())))

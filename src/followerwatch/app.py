@@ -134,14 +134,21 @@ class App:
             backoff_max=alerts.backoff_max,
         )
         self.spool = Spool(settings.service.data_dir / "spool.sqlite3", settings.service.spool_cap)
-        self.writer = Writer(self.store, self.state, self.spool, self.clock)
+        route = make_router(alerts, [n.name for n in self.notifiers])
+        self.writer = Writer(
+            self.store,
+            self.state,
+            self.spool,
+            self.clock,
+            raise_event=lambda e: self.state.add_events([e], route),
+        )
         self.pipeline = Pipeline(
             state=self.state,
             writer=self.writer,
             outbox=self.outbox,
             rules=rules,
             clock=self.clock,
-            route=make_router(alerts, [n.name for n in self.notifiers]),
+            route=route,
             repeat={k: r.repeat for k, r in config.rules.items() if r.repeat},
             dry_run=dry_run,
             suspect_zero=frozenset(k for k, s in REGISTRY.items() if s.suspect_zero),

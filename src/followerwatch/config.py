@@ -26,11 +26,22 @@ from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
 from followerwatch.routing import AlertsConfig
 from followerwatch.sources import REGISTRY
+from followerwatch.store.lineprotocol import escape_key
 
 ENV_PREFIX = "FOLLOWERWATCH_"
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _RESERVED_TAGS = {"platform", "account", "time"}
+
+
+def _storable(value: str, what: str = "the name") -> None:
+    """Reject at load what InfluxDB could not store as a tag (or could be injected through it)."""
+    if not _NAME.match(value):
+        raise ValueError(f"{what} must be 1-100 characters with no control characters")
+    try:
+        escape_key("tag value", value)
+    except ValueError as exc:
+        raise ValueError(f"{what} cannot be an InfluxDB tag value: {exc}") from None
 
 
 class InfluxConfig(StrictModel):
@@ -80,8 +91,8 @@ class WatchEntry(RuleDefaults):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, value: str | None) -> str | None:
-        if value is not None and not _NAME.match(value):
-            raise ValueError("must be 1-100 characters with no control characters")
+        if value is not None:
+            _storable(value)
         return value
 
     @field_validator("labels")
@@ -92,8 +103,7 @@ class WatchEntry(RuleDefaults):
                 raise ValueError(
                     f"label key {key!r} must be an identifier and not {_RESERVED_TAGS}"
                 )
-            if not _NAME.match(val):
-                raise ValueError(f"label {key!r} must be 1-100 characters, no control characters")
+            _storable(val, f"label {key!r}")
         return value
 
 

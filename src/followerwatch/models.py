@@ -102,6 +102,9 @@ class EventKind(StrEnum):
     REAPPEARED = "reappeared"
     RENAMED = "renamed"
     TEST = "test"
+    INFLUXDB_AUTH = "influxdb_auth"
+    INFLUXDB_OK = "influxdb_ok"
+    SPOOL_OVERFLOW = "spool_overflow"
 
 
 class EventStatus(StrEnum):

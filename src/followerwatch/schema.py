@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from followerwatch.models import Event, FieldValue, Observation, Point
+from followerwatch.store.spool import SpoolCounts
 
 FOLLOWERS = "followers"
 EVENTS = "followerwatch_events"
 POLLS = "followerwatch_polls"
+SPOOL = "followerwatch_spool"
 
 
 def observation_point(obs: Observation) -> Point:
@@ -70,4 +72,20 @@ def poll_point(
         fields.append(("ratelimit_remaining", ratelimit_remaining))
     return Point(
         POLLS, (("platform", platform), ("group", group), ("outcome", outcome)), tuple(fields), time
+    )
+
+
+def spool_point(counts: SpoolCounts, time: datetime) -> Point:
+    """`followerwatch_spool`: the spool ledger (added, written, dropped, dead_lettered, spooled)."""
+    return Point(
+        SPOOL,
+        (("host", "followerwatch"),),
+        (
+            ("added", counts.added),
+            ("written", counts.written),
+            ("dropped", counts.dropped),
+            ("dead_lettered", counts.dead_lettered),
+            ("spooled", counts.spooled),
+        ),
+        time,
     )

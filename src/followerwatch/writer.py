@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 
 import structlog
 
 from followerwatch.clock import Clock
 from followerwatch.errors import StoreAuthError, StoreError
-from followerwatch.models import Point
-from followerwatch.schema import event_point
+from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
+from followerwatch.schema import event_point, spool_point
 from followerwatch.state import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.lineprotocol import encode
@@ -23,6 +24,7 @@ log = structlog.get_logger("followerwatch.writer")
 BATCH_LINES = 5_000
 BATCH_BYTES = 2_000_000
 AUTH_RECHECK = 60.0
+HEALTH_EVERY = 10.0
 
 
 class Writer:
@@ -38,8 +40,13 @@ class Writer:
         backoff_initial: float = 1.0,
         backoff_max: float = 60.0,
         rng: random.Random | None = None,
+        raise_event: Callable[[Event], None] | None = None,
+        health_every: float | None = HEALTH_EVERY,
     ) -> None:
         self.store = store
+        self._raise_event = raise_event
+        self._last_health = 0.0
+        self._health_every = health_every
         self.state = state
         self.spool = spool
         self.clock = clock
@@ -76,10 +83,23 @@ class Writer:
                 # Validation runs at config load, so this is a bug; keep going without the point.
                 self.rejected += 1
                 log.error("point cannot be encoded; skipped", error=str(exc))
+        now = self.clock.now()
+        every = self._health_every
+        if every is not None and now.timestamp() - self._last_health >= every:
+            # The ledger itself, for the service-health dashboard (spooled like any point).
+            self._last_health = now.timestamp()
+            lines.append(encode(spool_point(self.spool.counts(), now), self.store.precision))
         dropped = self.spool.add(lines)
         if dropped:
             log.error(
                 "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
+            )
+            self._event(
+                EventKind.SPOOL_OVERFLOW,
+                EventStatus.ONCE,
+                Severity.CRITICAL,
+                f"followerwatch spool full: dropped the {dropped:,} oldest points",
+                dropped,
             )
         await self.flush()
 
@@ -135,6 +155,13 @@ class Writer:
         now = self.clock.now().timestamp()
         if isinstance(exc, StoreAuthError):
             if not self.auth_failed:
+                self._event(
+                    EventKind.INFLUXDB_AUTH,
+                    EventStatus.FIRING,
+                    Severity.CRITICAL,
+                    f"InfluxDB refused followerwatch's credentials; spooling: {exc}",
+                    0,
+                )
                 log.error(
                     "influxdb refused the credentials; spooling until they work",
                     error=str(exc),
@@ -158,11 +185,42 @@ class Writer:
             )
 
     def _recovered(self) -> None:
+        if self.auth_failed:
+            self._event(
+                EventKind.INFLUXDB_OK,
+                EventStatus.RESOLVED,
+                Severity.INFO,
+                "InfluxDB accepts followerwatch's writes again",
+                self.spool.size(),
+            )
         if self.auth_failed or self._failures:
             log.info("influxdb writes work again", **self._ledger())
         self.auth_failed = False
         self._failures = 0
         self._next_attempt = 0.0
+
+    def _event(
+        self, kind: EventKind, status: EventStatus, severity: Severity, message: str, value: int
+    ) -> None:
+        """An operational event, through the same outbox and routes as account events."""
+        if self._raise_event is None:
+            return
+        now = self.clock.now()
+        self._raise_event(
+            Event(
+                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"followerwatch:{kind}:{now.isoformat()}")),
+                time=now,
+                platform="followerwatch",
+                account="service",
+                rule="influxdb",
+                kind=kind,
+                value=value,
+                threshold=0,
+                message=message,
+                severity=severity,
+                status=status,
+            )
+        )
 
     def _ledger(self) -> dict[str, int]:
         c = self.spool.counts()
