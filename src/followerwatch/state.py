@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.sqlite import open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -83,12 +84,8 @@ class StateDB:
     """The service's durable memory; single-process, synchronous (local SQLite is fast)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(path, _SCHEMA)
 
     def close(self) -> None:
         """Close the database."""

@@ -19,6 +19,7 @@ from pydantic_core import PydanticCustomError
 from followerwatch.configbase import StrictModel
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event, EventStatus, Severity
+from followerwatch.notify.base import event_fields
 
 if TYPE_CHECKING:
     import apprise as apprise_lib
@@ -51,22 +52,6 @@ def _apprise_silenced() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(previous)
-
-
-def _title_values(event: Event) -> dict[str, object]:
-    return {
-        "id": event.id,
-        "time": event.time.isoformat().replace("+00:00", "Z"),
-        "platform": event.platform,
-        "account": event.account,
-        "rule": event.rule,
-        "kind": str(event.kind),
-        "value": event.value,
-        "threshold": event.threshold,
-        "message": event.message,
-        "severity": str(event.severity),
-        "status": str(event.status),
-    }
 
 
 class AppriseConfig(StrictModel):
@@ -170,7 +155,7 @@ class AppriseNotifier:
 
     async def send(self, event: Event) -> None:
         """Deliver one event to every URL: the message as body, the `title` template as title."""
-        title = self._config.title.format(**_title_values(event))
+        title = self._config.title.format(**event_fields(event))
         result = await self._apprise.async_notify(
             body=event.message, title=title, notify_type=notify_type(event)
         )

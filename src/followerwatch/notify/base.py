@@ -18,23 +18,24 @@ class Notifier(Protocol):
     async def send(self, event: Event) -> None: ...
 
 
+def event_fields(event: Event) -> dict[str, Any]:
+    """An event as JSON-ready fields: the `event` object of the webhook payload."""
+    return {
+        "id": event.id,
+        "time": event.time.isoformat().replace("+00:00", "Z"),
+        "platform": event.platform,
+        "account": event.account,
+        "rule": event.rule,
+        "kind": str(event.kind),
+        "value": event.value,
+        "threshold": event.threshold,
+        "message": event.message,
+        "severity": str(event.severity),
+        "status": str(event.status),
+        "labels": dict(event.labels),
+    }
+
+
 def event_payload(event: Event) -> dict[str, Any]:
     """The public JSON payload of an event (documented in the README; change only on purpose)."""
-    return {
-        "version": PAYLOAD_VERSION,
-        "source": "followerwatch",
-        "event": {
-            "id": event.id,
-            "time": event.time.isoformat().replace("+00:00", "Z"),
-            "platform": event.platform,
-            "account": event.account,
-            "rule": event.rule,
-            "kind": str(event.kind),
-            "value": event.value,
-            "threshold": event.threshold,
-            "message": event.message,
-            "severity": str(event.severity),
-            "status": str(event.status),
-            "labels": dict(event.labels),
-        },
-    }
+    return {"version": PAYLOAD_VERSION, "source": "followerwatch", "event": event_fields(event)}

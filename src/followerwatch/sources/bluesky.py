@@ -22,7 +22,15 @@ from followerwatch.errors import (
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
 from followerwatch.ratelimit import parse_rate_limit, reset_from_epoch, reset_from_seconds
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, chunks, json_body, json_object
+from followerwatch.sources.common import (
+    Requester,
+    Tally,
+    assemble,
+    chunks,
+    json_body,
+    json_object,
+    strict_count,
+)
 
 PROFILES = "/xrpc/app.bsky.actor.getProfiles"
 PROFILE = "/xrpc/app.bsky.actor.getProfile"
@@ -121,13 +129,7 @@ class BlueskySource:
             results.update(found)
             omitted += [a for a in chunk if a not in found]
         await self._explain(omitted, results, tally)
-        outcomes = [results[a] for a in order]
-        return FetchResult(
-            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
-            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
-            requests=tally.requests,
-            rate_limit=tally.rate_limit,
-        )
+        return assemble(order, results, tally)
 
     async def _explain(
         self, omitted: list[Account], results: dict[Account, Outcome], tally: Tally
@@ -253,9 +255,9 @@ def _outcome(account: Account, raw: Mapping[str, Any], when: datetime) -> Outcom
     if not isinstance(did, str) or not DID.match(did):
         return Failure(account, when, FailureKind.MALFORMED, "profile without a valid did")
     try:
-        followers = _count(raw, "followersCount")
-        following = _count(raw, "followsCount")
-        posts = _count(raw, "postsCount")
+        followers = strict_count(raw, "followersCount")
+        following = strict_count(raw, "followsCount")
+        posts = strict_count(raw, "postsCount")
     except ValueError as exc:
         return Failure(account, when, FailureKind.MALFORMED, str(exc))
     if followers is None:
@@ -272,14 +274,3 @@ def _outcome(account: Account, raw: Mapping[str, Any], when: datetime) -> Outcom
         platform_id=did,
         handle=handle if known and isinstance(handle, str) else None,
     )
-
-
-def _count(raw: Mapping[str, Any], name: str) -> int | None:
-    """A count that is absent (None), or a non-negative int; anything else is malformed."""
-    value = raw.get(name)
-    if value is None:
-        return None
-    # bool is an int subclass, and True must not read as one follower.
-    if type(value) is not int or value < 0:
-        raise ValueError(f"{name} is {value!r}, not a count")
-    return value

@@ -11,7 +11,7 @@ import httpx
 
 from followerwatch.clock import Clock
 from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, Observation, RateLimit
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
 from followerwatch.ratelimit import RateLimiter, parse_retry_after
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
@@ -197,3 +197,27 @@ async def each_call(
     if first_error is not None and not answered:
         raise first_error
     return out
+
+
+def assemble(
+    order: Sequence[Account], results: Mapping[Account, Observation | Failure], tally: Tally
+) -> FetchResult:
+    """The FetchResult of a fetch: every requested account's outcome, in request order."""
+    outcomes = [results[a] for a in order]
+    return FetchResult(
+        observations=tuple(o for o in outcomes if isinstance(o, Observation)),
+        failures=tuple(o for o in outcomes if isinstance(o, Failure)),
+        requests=tally.requests,
+        rate_limit=tally.rate_limit,
+    )
+
+
+def strict_count(raw: Mapping[str, Any], name: str, label: str | None = None) -> int | None:
+    """A JSON count that is absent (None) or a non-negative int; anything else raises ValueError."""
+    value = raw.get(name)
+    if value is None:
+        return None
+    # bool is an int subclass, and True must not read as one follower.
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{label or name} is {value!r}, not a count")
+    return value

@@ -29,6 +29,7 @@ from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     Requester,
     Tally,
+    assemble,
     chunks,
     each_call,
     json_body,
@@ -147,13 +148,7 @@ class GitHubSource:
             ask = partial(self._graphql_batch, tally=tally)
             results.update(await each_call(groups, lambda g: g, ask, self._clock))
             await self._second_opinion(valid, results, tally)
-        outcomes = [results[a] for a in order]
-        return FetchResult(
-            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
-            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
-            requests=tally.requests,
-            rate_limit=tally.rate_limit,
-        )
+        return assemble(order, results, tally)
 
     async def _second_opinion(
         self, valid: Sequence[Account], results: dict[Account, Outcome], tally: Tally

@@ -31,7 +31,7 @@ from followerwatch.ratelimit import (
     reset_from_seconds,
 )
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, count, each_call
+from followerwatch.sources.common import Requester, Tally, assemble, count, each_call
 
 DEFAULT_HANDLE_PATTERN = r"^[A-Za-z0-9_.@-]{1,100}$"
 _URL = re.compile(r"^https?://[^\s/]+")
@@ -250,13 +250,7 @@ class HttpJsonSource:
 
         # With several accounts, one failing request costs only its own account.
         results = await each_call(order, lambda a: [a], ask, self._clock)
-        outcomes = [results[a] for a in order]
-        return FetchResult(
-            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
-            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
-            requests=tally.requests,
-            rate_limit=tally.rate_limit,
-        )
+        return assemble(order, results, tally)
 
     async def _one(self, account: Account, tally: Tally) -> Outcome:
         by_id = self._id_url is not None and bool(account.platform_id)

@@ -30,7 +30,7 @@ from followerwatch.errors import (
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
 from followerwatch.ratelimit import header, parse_count, reset_from_seconds
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, chunks, each_call, json_object
+from followerwatch.sources.common import Requester, Tally, assemble, chunks, each_call, json_object
 from followerwatch.sources.oauth import ClientCredentials, server_message
 
 DEFAULT_USER_AGENT = f"followerwatch:{__version__} (by /u/<configure me>)"
@@ -201,13 +201,7 @@ class RedditSource:
         # the `about` follow-up, so one 5xx never turns into a hundred more requests.
         results.update(await each_call(calls, lambda c: c[0], ask, self._clock))
         await self._classify_missing(omitted, results, tally)
-        outcomes = [results[a] for a in order]
-        return FetchResult(
-            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
-            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
-            requests=tally.requests,
-            rate_limit=tally.rate_limit,
-        )
+        return assemble(order, results, tally)
 
     async def _classify_missing(
         self, omitted: Sequence[Account], results: dict[Account, Outcome], tally: Tally

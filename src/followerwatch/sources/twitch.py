@@ -24,7 +24,7 @@ from followerwatch.errors import AuthError, ConfigError, NotFoundError, Transien
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
 from followerwatch.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, chunks, each_call, json_object
+from followerwatch.sources.common import Requester, Tally, assemble, chunks, each_call, json_object
 from followerwatch.sources.oauth import ClientCredentials, server_message
 
 USERS = "/helix/users"
@@ -172,13 +172,7 @@ class TwitchSource:
         results.update(
             await each_call(list(channels), channels.__getitem__, read_total, self._clock)
         )
-        outcomes = [results[a] for a in order]
-        return FetchResult(
-            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
-            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
-            requests=tally.requests,
-            rate_limit=tally.rate_limit,
-        )
+        return assemble(order, results, tally)
 
     async def _total(
         self, uid: str, logins: Mapping[Account, str], tally: Tally

@@ -30,7 +30,14 @@ from followerwatch.models import (
 )
 from followerwatch.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, chunks, json_object
+from followerwatch.sources.common import (
+    Requester,
+    Tally,
+    assemble,
+    chunks,
+    json_object,
+    strict_count,
+)
 
 BY_USERNAMES = "/2/users/by"
 BY_IDS = "/2/users"
@@ -115,13 +122,7 @@ class XSource:
             response, received = await self._get(BY_USERNAMES, params, tally)
             results.update(_match(chunk, _body(response), received, by_ids=False))
         await self._reresolve(results, tally)
-        outcomes = [results[a] for a in order]
-        return FetchResult(
-            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
-            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
-            requests=tally.requests,
-            rate_limit=tally.rate_limit,
-        )
+        return assemble(order, results, tally)
 
     async def _reresolve(self, results: dict[Account, Outcome], tally: Tally) -> None:
         """Ask by stored id about accounts whose handle failed: a renamed user answers there."""
@@ -299,23 +300,16 @@ def _counts(raw: Mapping[str, Any]) -> tuple[int, int | None, int | None]:
     metrics = raw.get("public_metrics")
     if not isinstance(metrics, dict):
         raise ValueError("user object without public_metrics")
-    followers = _metric(metrics, "followers_count")
+    followers = strict_count(metrics, "followers_count", "public_metrics.followers_count")
     if followers is None:
         raise ValueError("public_metrics without followers_count")
-    posts = _metric(metrics, "post_count")
-    tweets = _metric(metrics, "tweet_count")
-    return followers, _metric(metrics, "following_count"), posts if posts is not None else tweets
-
-
-def _metric(metrics: Mapping[str, Any], name: str) -> int | None:
-    """A count that is absent (None), or a non-negative int; anything else is malformed."""
-    value = metrics.get(name)
-    if value is None:
-        return None
-    # bool is an int subclass, and True must not read as one follower.
-    if type(value) is not int or value < 0:
-        raise ValueError(f"public_metrics.{name} is {value!r}, not a count")
-    return value
+    posts = strict_count(metrics, "post_count", "public_metrics.post_count")
+    tweets = strict_count(metrics, "tweet_count", "public_metrics.tweet_count")
+    return (
+        followers,
+        strict_count(metrics, "following_count", "public_metrics.following_count"),
+        posts if posts is not None else tweets,
+    )
 
 
 def _classify(entry: Mapping[str, Any]) -> tuple[FailureKind, str]:

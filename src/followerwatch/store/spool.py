@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from followerwatch.sqlite import open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
@@ -37,14 +38,10 @@ class Spool:
     """A FIFO of line-protocol lines that survives crashes; capped, dropping the oldest."""
 
     def __init__(self, path: Path, cap: int = 5_000_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.dead_letter_path = path.with_name("dead-letter.jsonl")
         self.cap = cap
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_db(path, _SCHEMA)
 
     def close(self) -> None:
         """Close the database."""
