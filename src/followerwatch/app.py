@@ -27,6 +27,7 @@ from followerwatch.state import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
+from followerwatch.thresholds import threshold_lines
 from followerwatch.writer import Writer
 
 
@@ -152,6 +153,7 @@ class App:
             repeat={k: r.repeat for k, r in config.rules.items() if r.repeat},
             dry_run=dry_run,
             suspect_zero=frozenset(k for k, s in REGISTRY.items() if s.suspect_zero),
+            thresholds=threshold_lines(config),
         )
         self.groups = plan_groups(config)
         self.sources: dict[str, Source] = {}

@@ -15,6 +15,7 @@ from followerwatch.outbox import Outbox
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.schema import observation_point
 from followerwatch.state import Change, LastSeen, StateDB
+from followerwatch.thresholds import Lines, observation_threshold_points
 from followerwatch.writer import Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
@@ -51,6 +52,7 @@ class Pipeline:
         dry_run: bool = False,
         suspect_zero: frozenset[str] = frozenset(),
         confirm_polls: int = 2,
+        thresholds: Lines | None = None,
     ) -> None:
         self.state = state
         self.writer = writer
@@ -61,6 +63,8 @@ class Pipeline:
         self.repeat = repeat or {}
         self.dry_run = dry_run
         self.suspect_zero = suspect_zero
+        # Each account's threshold lines, written beside its counts for the dashboards.
+        self.thresholds: Lines = thresholds or {}
         self.confirm_polls = confirm_polls
         self._held: dict[tuple[str, str], list[Observation]] = {}
         self._keep = {key: longest_history(r) for key, r in rules.items()}
@@ -81,7 +85,11 @@ class Pipeline:
         self.state.commit(changes, self.route, self._keep)
         self.state.add_events(self._repeats(), self.route)
         if self.writer is not None:
-            await self.writer.write([*(observation_point(o) for o in observations), *extra_points])
+            await self.writer.write([
+                *(observation_point(o) for o in observations),
+                *observation_threshold_points(self.thresholds, observations),
+                *extra_points,
+            ])
         if self.outbox is not None:
             await self.outbox.deliver_due()
             self.outbox.kick()

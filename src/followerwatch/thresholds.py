@@ -1,0 +1,90 @@
+"""`followerwatch_thresholds`: each account's configured threshold lines as points (for Grafana).
+
+The Account dashboard draws these as lines next to the follower count, and the Overview shows the
+distance to each account's nearest line, so the lines always come from the watchlist and never
+from hand edits in Grafana. Schema (documented in the README):
+
+- tags: `platform`, `account` (as on `followers`), `rule` (the rule's name, e.g. "below:1000000",
+  the same string as the `rule` tag of `followerwatch_events`) and `direction` (`below`/`above`);
+- fields: `value` (integer, the line) and, on points written next to an observation,
+  `distance` (integer, followers − value: positive above the line, negative below it);
+- time: the observation's time (or the time given).
+
+InfluxQL cannot join two measurements, which is why `distance` is stored rather than computed
+in the dashboard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+
+from followerwatch.config import Config
+from followerwatch.models import Account, FieldValue, Observation, Point
+
+THRESHOLDS = "followerwatch_thresholds"
+
+# (platform, account name) → the account's lines as (direction, value), below first, in order.
+Lines = Mapping[tuple[str, str], Sequence[tuple[str, int]]]
+
+
+def threshold_lines(config: Config) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
+    """Every watched account's resolved `below` and `above` lines (its own or its platform's)."""
+    out: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}
+    for account in config.accounts:
+        rules = config.rules.get(account.key)
+        if rules is None:
+            continue
+        lines = [("below", v) for v in rules.below or ()]
+        lines += [("above", v) for v in rules.above or ()]
+        if lines:
+            out[account.key] = tuple(dict.fromkeys(lines))
+    return out
+
+
+def threshold_point(
+    platform: str,
+    account: str,
+    direction: str,
+    value: int,
+    time: datetime,
+    followers: int | None = None,
+) -> Point:
+    """One line of one account; with `followers`, also its signed `distance` from the line."""
+    fields: list[tuple[str, FieldValue]] = [("value", value)]
+    if followers is not None:
+        fields.append(("distance", followers - value))
+    tags = (
+        ("platform", platform),
+        ("account", account),
+        ("rule", f"{direction}:{value}"),
+        ("direction", direction),
+    )
+    return Point(THRESHOLDS, tags, tuple(fields), time)
+
+
+def threshold_points(
+    config: Config, time: datetime, accounts: Iterable[Account] | None = None
+) -> list[Point]:
+    """The lines of every watched account (or of `accounts`) at `time`, field `value` only."""
+    lines = threshold_lines(config)
+    keys = list(lines) if accounts is None else [a.key for a in accounts]
+    return [
+        threshold_point(platform, name, direction, value, time)
+        for platform, name in keys
+        for direction, value in lines.get((platform, name), ())
+    ]
+
+
+def observation_threshold_points(lines: Lines, observations: Iterable[Observation]) -> list[Point]:
+    """For each observation, its account's lines at the observation's time, with `distance`.
+
+    Written next to the observations' own points, they keep each line drawn wherever the count
+    is, and give the Overview the distance to the nearest line.
+    """
+    return [
+        threshold_point(key[0], key[1], direction, value, obs.time, obs.followers)
+        for obs in observations
+        for key in (obs.account.key,)
+        for direction, value in lines.get(key, ())
+    ]
