@@ -13,15 +13,18 @@ def test_plan_per_platform_and_credential() -> None:
     watch += [{"platform": "twitch", "handle": f"streamer{i}"} for i in range(5)]
     watch += [{"platform": "mastodon", "handle": f"u{i}@a.example"} for i in range(3)]
     watch += [{"platform": "mastodon", "handle": "solo@b.example"}]
-    config = load_config(None, {
-        "platforms": {
-            "x": {"bearer_token": "t", "interval": "1m"},
-            "youtube": {"api_key": "k", "daily_quota": 500, "interval": "5m"},
-            "github": {"interval": "15m"},
-            "twitch": {"client_id": "c", "client_secret": "s", "interval": "1m"},
+    config = load_config(
+        None,
+        {
+            "platforms": {
+                "x": {"bearer_token": "t", "interval": "1m"},
+                "youtube": {"api_key": "k", "daily_quota": 500, "interval": "5m"},
+                "github": {"interval": "15m"},
+                "twitch": {"client_id": "c", "client_secret": "s", "interval": "1m"},
+            },
+            "watch": watch,
         },
-        "watch": watch,
-    })
+    )
     rows = {(r.platform, r.scope): r for r in build_plan(config)}
     x = rows[("x", "")]
     assert (x.accounts, x.requests_per_cycle) == (250, 3)  # ⌈250 / 100⌉, never one per account

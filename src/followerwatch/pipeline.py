@@ -85,11 +85,13 @@ class Pipeline:
         self.state.commit(changes, self.route, self._keep)
         self.state.add_events(self._repeats(), self.route)
         if self.writer is not None:
-            await self.writer.write([
-                *(observation_point(o) for o in observations),
-                *observation_threshold_points(self.thresholds, observations),
-                *extra_points,
-            ])
+            await self.writer.write(
+                [
+                    *(observation_point(o) for o in observations),
+                    *observation_threshold_points(self.thresholds, observations),
+                    *extra_points,
+                ]
+            )
         if self.outbox is not None:
             await self.outbox.deliver_due()
             self.outbox.kick()
