@@ -818,11 +818,29 @@ def service_health() -> Json:
         description="Polls, counts stored, failed accounts and API requests in the time range.",
         transformations=[{"id": "organize", "options": {"excludeByName": {"Time": True}}}],
     )
+    queues = timeseries(
+        7,
+        "Queued: points waiting for InfluxDB, alerts waiting for delivery",
+        grid(0, 24, 24, 8),
+        [
+            target(
+                "A",
+                'SELECT last("spooled") AS "points waiting", last("alerts_pending") AS'
+                ' "alerts waiting" FROM "followerwatch_spool" WHERE $timeFilter'
+                " GROUP BY time($__interval) fill(previous)",
+                alias="$col",
+            )
+        ],
+        description=(
+            "The durable spool's backlog (grows while InfluxDB is down, drains oldest first) "
+            "and alert deliveries still pending in the outbox."
+        ),
+    )
     return dashboard(
         "followerwatch-service-health",
         "followerwatch: Service health",
         "Polls and failures by platform and outcome, latency, rate-limit headroom, freshness.",
-        [polls, failures, latency, headroom, last_ok, totals],
+        [polls, failures, latency, headroom, last_ok, totals, queues],
         [platform_variable(measurement="followerwatch_polls")],
         time_from="now-24h",
     )

@@ -520,3 +520,13 @@ def test_scenario_wrote_what_it_says(scenario: Scenario) -> None:
     assert [v for _, v in scenario.counts[USER1]] == [
         github_count(c) for c in range(CYCLES) if c != OUTAGE_CYCLE
     ]
+
+
+def test_health_queues_show_the_spool_and_the_outbox(scenario: Scenario) -> None:
+    board = load("service-health")
+    result = run(grafana(scenario), board, 7)["A"][0]
+    [series] = result.series
+    assert series["columns"] == ["time", "points waiting", "alerts waiting"]
+    rows = [r for r in series["values"] if r[1] is not None]
+    assert rows, "the writer records its ledger while it writes"
+    assert all(r[1] >= 0 and r[2] >= 0 for r in rows)

@@ -75,7 +75,7 @@ def poll_point(
     )
 
 
-def spool_point(counts: SpoolCounts, time: datetime) -> Point:
+def spool_point(counts: SpoolCounts, time: datetime, alerts_pending: int = 0) -> Point:
     """`followerwatch_spool`: the spool ledger (added, written, dropped, dead_lettered, spooled)."""
     return Point(
         SPOOL,
@@ -86,6 +86,7 @@ def spool_point(counts: SpoolCounts, time: datetime) -> Point:
             ("dropped", counts.dropped),
             ("dead_lettered", counts.dead_lettered),
             ("spooled", counts.spooled),
+            ("alerts_pending", alerts_pending),
         ),
         time,
     )

@@ -88,7 +88,9 @@ class Writer:
         if every is not None and now.timestamp() - self._last_health >= every:
             # The ledger itself, for the service-health dashboard (spooled like any point).
             self._last_health = now.timestamp()
-            lines.append(encode(spool_point(self.spool.counts(), now), self.store.precision))
+            pending = self.state.delivery_counts().get("pending", 0)
+            health = spool_point(self.spool.counts(), now, pending)
+            lines.append(encode(health, self.store.precision))
         dropped = self.spool.add(lines)
         if dropped:
             log.error(
