@@ -64,7 +64,9 @@ class Collector:
 
     def _with_known_ids(self, accounts: Sequence[Account]) -> list[Account]:
         """Fill in the stable ids learnt on earlier polls, so renamed handles still resolve."""
-        known = self.pipeline.state.platform_ids(self.platform)
+        # Only this batch's names: reading every id of the platform per batch is quadratic.
+        missing = [a.name for a in accounts if not a.platform_id]
+        known = self.pipeline.state.platform_ids_of(self.platform, missing) if missing else {}
         return [
             a
             if a.platform_id or a.name not in known

@@ -105,6 +105,9 @@ class EventKind(StrEnum):
     INFLUXDB_AUTH = "influxdb_auth"
     INFLUXDB_OK = "influxdb_ok"
     SPOOL_OVERFLOW = "spool_overflow"
+    CAMPAIGN_STARTED = "campaign_started"
+    CAMPAIGN_ENDED = "campaign_ended"
+    CAMPAIGN_REPORT = "campaign_report"
 
 
 class EventStatus(StrEnum):

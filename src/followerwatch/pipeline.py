@@ -76,9 +76,13 @@ class Pipeline:
         polled: Sequence[Account] = (),
     ) -> list[Row]:
         """Handle one batch end to end; `polled` lets rules see accounts that got no count."""
-        observations, held = self._screen(result.observations)
-        changes, rows = self._evaluate(observations)
-        changes += self._absent(polled, observations, result.failures, held)
+        # Every stored count and rule state this batch needs, read in a few queries up front.
+        keys = [o.account.key for o in result.observations]
+        keys += [a.key for a in polled] + [f.account.key for f in result.failures]
+        known = _Known(self.state, keys)
+        observations, held = self._screen(result.observations, known)
+        changes, rows = self._evaluate(observations, known)
+        changes += self._absent(polled, observations, result.failures, held, known)
         rows += held + [_failure_row(f) for f in result.failures]
         if self.dry_run:
             return rows
@@ -97,15 +101,18 @@ class Pipeline:
             self.outbox.kick()
         return rows
 
-    def _screen(self, observations: Sequence[Observation]) -> tuple[list[Observation], list[Row]]:
+    def _screen(
+        self, observations: Sequence[Observation], known: _Known | None = None
+    ) -> tuple[list[Observation], list[Row]]:
         """Hold a fall to exactly 0 on platforms where 0 can mean "not computed yet"."""
+        known = known or _Known(self.state)
         out: list[Observation] = []
         rows: list[Row] = []
         for obs in sorted(observations, key=lambda o: o.time):
             key = obs.account.key
             held = self._held.pop(key, [])
             if obs.followers == 0 and obs.account.platform in self.suspect_zero:
-                last = self.state.last_seen(*key)
+                last = known.last_seen(key)
                 suspect = last is not None and last.followers >= SUSPECT_FROM
                 if suspect and len(held) + 1 < self.confirm_polls:
                     self._held[key] = [*held, obs]
@@ -122,18 +129,21 @@ class Pipeline:
             out.append(obs)
         return out, rows
 
-    def _evaluate(self, observations: Sequence[Observation]) -> tuple[list[Change], list[Row]]:
+    def _evaluate(
+        self, observations: Sequence[Observation], known: _Known | None = None
+    ) -> tuple[list[Change], list[Row]]:
+        known = known or _Known(self.state)
         changes: dict[tuple[str, str], Change] = {}
         rows: list[Row] = []
         for obs in observations:
             key = obs.account.key
             prev = changes.get(key)
-            last = prev.last if prev else self.state.last_seen(*key)
+            last = prev.last if prev else known.last_seen(key)
             if last is not None and obs.time <= last.time:
                 # Already seen (a replayed or repeated reading): store it, never re-alert on it.
                 rows.append(Row(key[0], key[1], obs.followers, 0))
                 continue
-            states = prev.rule_states if prev else self.state.rule_states(*key)
+            states = prev.rule_states if prev else known.rule_states(key)
             batch = prev.history if prev else ()
             history = self._history(key, obs, batch)
             reading = Reading(obs.account, obs.time, obs, None, _previous(last), tuple(history))
@@ -170,8 +180,10 @@ class Pipeline:
         observations: Sequence[Observation],
         failures: Sequence[Failure],
         held: Sequence[Row],
+        known: _Known | None = None,
     ) -> list[Change]:
         """Rules for accounts this poll gave no count for (stale, lifecycle)."""
+        known = known or _Known(self.state)
         seen = {o.account.key for o in observations} | {(r.platform, r.account) for r in held}
         failed = {f.account.key: f for f in failures}
         accounts = {a.key: a for a in polled} | {f.account.key: f.account for f in failures}
@@ -181,12 +193,12 @@ class Pipeline:
             if key in seen:
                 continue
             failure = failed.get(key)
-            last = self.state.last_seen(*key)
+            last = known.last_seen(key)
             reading = Reading(
                 account, now, None, failure.kind if failure else None, _previous(last)
             )
             states, events, closed = self._run_rules(
-                key, reading, self.state.rule_states(*key), first=False
+                key, reading, known.rule_states(key), first=False
             )
             changes.append(Change(key[0], key[1], None, states, tuple(events), closed))
         return changes
@@ -228,6 +240,26 @@ class Pipeline:
             self.state.touch_active(event, now.timestamp())
             out.append(again)
         return out
+
+
+class _Known:
+    """Stored counts and rule states, prefetched for a batch's keys (else read one by one)."""
+
+    def __init__(self, state: StateDB, keys: Iterable[tuple[str, str]] | None = None) -> None:
+        self._state = state
+        self._keys: frozenset[tuple[str, str]] = frozenset(keys or ())
+        self._last = state.last_seen_many(self._keys) if self._keys else {}
+        self._states = state.rule_states_many(self._keys) if self._keys else {}
+
+    def last_seen(self, key: tuple[str, str]) -> LastSeen | None:
+        if key in self._keys:
+            return self._last.get(key)
+        return self._state.last_seen(*key)
+
+    def rule_states(self, key: tuple[str, str]) -> dict[str, str]:
+        if key in self._keys:
+            return dict(self._states.get(key, {}))
+        return self._state.rule_states(*key)
 
 
 def _previous(last: LastSeen | None) -> Previous | None:

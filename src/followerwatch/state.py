@@ -111,12 +111,64 @@ class StateDB:
         )
         return dict(rows.fetchall())
 
+    def platform_ids_of(self, platform: str, accounts: Iterable[str]) -> dict[str, str]:
+        """The stable platform ids learnt for these accounts of a platform, by account name."""
+        out: dict[str, str] = {}
+        for part in _parts(list(dict.fromkeys(accounts))):
+            rows = self._db.execute(
+                "SELECT account, platform_id FROM accounts WHERE platform=? AND platform_id IS"
+                f" NOT NULL AND account IN ({','.join('?' * len(part))})",
+                (platform, *part),
+            )
+            out.update(rows.fetchall())
+        return out
+
+    def last_seen_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LastSeen]:
+        """`last_seen` of many (platform, account) keys in a few queries; absent keys left out."""
+        out: dict[tuple[str, str], LastSeen] = {}
+        for platform, names in _by_platform(keys).items():
+            for part in _parts(names):
+                rows = self._db.execute(
+                    "SELECT account, followers, time, platform_id, handle FROM accounts"
+                    f" WHERE platform=? AND account IN ({','.join('?' * len(part))})",
+                    (platform, *part),
+                )
+                for account, followers, time, pid, handle in rows.fetchall():
+                    out[(platform, account)] = LastSeen(
+                        followers, datetime.fromisoformat(time), pid, handle
+                    )
+        return out
+
+    def rule_states_many(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, str]]:
+        """`rule_states` of many keys in a few queries; keys without state are left out."""
+        out: dict[tuple[str, str], dict[str, str]] = {}
+        for platform, names in _by_platform(keys).items():
+            for part in _parts(names):
+                rows = self._db.execute(
+                    "SELECT account, rule, state FROM rule_state"
+                    f" WHERE platform=? AND account IN ({','.join('?' * len(part))})",
+                    (platform, *part),
+                )
+                for account, rule, state in rows.fetchall():
+                    out.setdefault((platform, account), {})[rule] = state
+        return out
+
     def rule_states(self, platform: str, account: str) -> dict[str, str]:
         """Serialised rule states of an account, by rule name."""
         rows = self._db.execute(
             "SELECT rule, state FROM rule_state WHERE platform=? AND account=?", (platform, account)
         )
         return dict(rows.fetchall())
+
+    def set_rule_state(self, platform: str, account: str, rule: str, state: str) -> None:
+        """Store one rule state outside a poll (campaign phases)."""
+        with self._tx():
+            self._db.execute(
+                "INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)",
+                (platform, account, rule, state),
+            )
 
     def history(self, platform: str, account: str, since: datetime) -> list[tuple[datetime, int]]:
         """Stored counts of an account from `since` on, oldest first."""
@@ -306,6 +358,21 @@ class _Tx:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+# Bound parameters per IN (...) query: well under SQLite's limit (999 before 3.32).
+_PART = 500
+
+
+def _parts(names: Sequence[str]) -> list[Sequence[str]]:
+    return [names[i : i + _PART] for i in range(0, len(names), _PART)]
+
+
+def _by_platform(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for platform, account in dict.fromkeys(keys):
+        out.setdefault(platform, []).append(account)
+    return out
 
 
 def _event(row: Sequence[object]) -> Event:
