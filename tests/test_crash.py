@@ -68,7 +68,16 @@ replay = {{ file = "{replay}" }}
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     final = start(config)
-    time.sleep(2.0)
+    position_file = tmp_path / "data" / "sources" / "x" / "replay-position.json"
+    deadline = time.monotonic() + 30
+    # A clean run long enough to poll well past where the kills stopped (slow machines too).
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            if min(json.loads(position_file.read_text()).values()) >= 200:
+                break
+        except (OSError, ValueError):
+            pass
     final.send_signal(signal.SIGTERM)
     assert final.wait(15) == 0
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
 import httpx
+import structlog
 
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.collector import Collector
@@ -19,7 +21,9 @@ from followerwatch.outbox import Outbox
 from followerwatch.pipeline import Pipeline, Row
 from followerwatch.routing import make_router
 from followerwatch.rules import build_rules
-from followerwatch.rules.base import Rule
+from followerwatch.rules.base import Rule, longest_history
+from followerwatch.shard import resolve as resolve_shard
+from followerwatch.shard import select as select_shard
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
 from followerwatch.sources.replay import ReplaySource
@@ -29,6 +33,8 @@ from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
 from followerwatch.thresholds import threshold_lines
 from followerwatch.writer import Writer
+
+log = structlog.get_logger("followerwatch.app")
 
 
 @dataclass(frozen=True)
@@ -75,10 +81,12 @@ def build_store(cfg: InfluxConfig, client: httpx.AsyncClient) -> Store:
 
 
 def plan_groups(config: Config) -> list[Group]:
-    """Split each platform's accounts into batches of at most its batch size."""
+    """Split each platform's accounts (this shard's, when sharded) into batches."""
     groups = []
+    shard = resolve_shard(config.settings.service.shard)
     for key, spec in REGISTRY.items():
-        accounts = config.accounts_for(key)
+        # Sharding comes before batching, so every shard packs full batches of its own.
+        accounts = select_shard(config.accounts_for(key), shard)
         if not accounts:
             continue
         pcfg = config.settings.platform(key)
@@ -194,6 +202,55 @@ class App:
         for group in self.groups:
             rows += await self.poll_group(group)
         return rows
+
+    def apply_config(self, config: Config) -> list[Group]:
+        """Take a new watchlist, rules and platform settings without a restart; the new groups.
+
+        Rule state lives in SQLite under each rule's name, so a rule that is still configured
+        keeps its state; a source whose platform settings did not change is kept as it is.
+        """
+        old = self.config
+        self.config = config
+        pipeline = self.pipeline
+        rules: dict[tuple[str, str], Sequence[Rule]] = {
+            key: build_rules(r) for key, r in config.rules.items()
+        }
+        pipeline.rules = rules
+        pipeline.repeat = {k: r.repeat for k, r in config.rules.items() if r.repeat}
+        pipeline.thresholds = threshold_lines(config)
+        # How much history each account's rules need; the pipeline computes it only at start.
+        pipeline._keep = {key: longest_history(r) for key, r in rules.items()}
+        groups = plan_groups(config)
+        needed = {g.platform for g in groups}
+        for platform in needed:
+            settings = config.settings.platform(platform)
+            if platform in self.sources and old.settings.platform(platform) == settings:
+                continue
+            source = self._build_source(platform)
+            self.sources[platform] = source
+            self.collectors[platform] = Collector(platform, source, self.pipeline, self.clock)
+        for platform in set(self.sources) - needed:
+            del self.sources[platform], self.collectors[platform]
+        self.groups = groups
+        fixed = [
+            key
+            for key in ("service", "influxdb", "notifiers", "alerts")
+            if getattr(old.settings, key) != getattr(config.settings, key)
+        ]
+        if fixed:
+            log.warning("changed settings take effect only after a restart", sections=fixed)
+        return groups
+
+    def start_reload(
+        self, reschedule: Callable[[Sequence[Group]], None], stop: asyncio.Event
+    ) -> None:
+        """Watch the config file(s) and apply every change until `stop` (no file: nothing)."""
+        if self.config.path is None:
+            return
+        from followerwatch.reload import ConfigWatcher
+
+        watcher = ConfigWatcher(self.config, lambda cfg: reschedule(self.apply_config(cfg)))
+        self.reload_task = asyncio.create_task(watcher.run(stop))
 
     async def __aenter__(self) -> App:
         return self

@@ -25,6 +25,7 @@ from followerwatch.models import Account
 from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
 from followerwatch.routing import AlertsConfig
+from followerwatch.shard import validate_spec
 from followerwatch.sources import REGISTRY
 from followerwatch.store.lineprotocol import escape_key
 
@@ -70,6 +71,23 @@ class ServiceConfig(StrictModel):
     shutdown_timeout: Duration = 8.0
     # Points waiting for InfluxDB; past this the oldest are dropped (and counted).
     spool_cap: int = Field(default=5_000_000, ge=1000)
+    # HOST:PORT of /healthz, /readyz and /metrics; "" turns the endpoint off.
+    ops_address: str = "127.0.0.1:9108"
+    # "INDEX/COUNT" or "auto/COUNT" (index from a StatefulSet pod's hostname); "" polls all.
+    shard: str = ""
+
+    @field_validator("ops_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if value and (not sep or not host or not port.isdigit() or int(port) > 65535):
+            raise ValueError(f"must be HOST:PORT (e.g. 0.0.0.0:9108) or empty, not {value!r}")
+        return value
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_spec(cls, value: str) -> str:
+        return validate_spec(value)
 
 
 class WatchEntry(RuleDefaults):

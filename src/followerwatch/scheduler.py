@@ -8,6 +8,7 @@ from datetime import datetime
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
 from followerwatch.app import Group
@@ -33,19 +34,52 @@ class PollScheduler:
     def start(self) -> None:
         """Schedule every group; the first poll of each starts at once."""
         for group in self._groups:
-            self._scheduler.add_job(
-                self._run,
-                IntervalTrigger(seconds=group.interval, jitter=group.jitter or None),
-                args=[group],
-                id=group.job_id,
-                name=group.job_id,
-                next_run_time=self._now(),
-                max_instances=1,
-                coalesce=True,
-                # None: a late run still runs (the 1 s default silently skips it).
-                misfire_grace_time=None,
-            )
+            self._add(group)
         self._scheduler.start()
+
+    def _add(self, group: Group) -> None:
+        self._scheduler.add_job(
+            self._run,
+            IntervalTrigger(seconds=group.interval, jitter=group.jitter or None),
+            args=[group],
+            id=group.job_id,
+            name=group.job_id,
+            next_run_time=self._now(),
+            max_instances=1,
+            coalesce=True,
+            # None: a late run still runs (the 1 s default silently skips it).
+            misfire_grace_time=None,
+        )
+
+    def replace(self, groups: Sequence[Group]) -> None:
+        """Poll a new set of groups: new ones start now, gone ones stop, others keep their beat."""
+        old = {g.job_id: g for g in self._groups}
+        self._groups = list(groups)
+        if self._scheduler.state != STATE_RUNNING:
+            return  # not started (start() takes the new groups) or shutting down
+        new = {g.job_id: g for g in groups}
+        for job_id in old.keys() - new.keys():
+            self._scheduler.remove_job(job_id)
+        for job_id, group in new.items():
+            before = old.get(job_id)
+            if before is None:
+                self._add(group)
+                continue
+            if before == group:
+                continue
+            # A poll already running keeps its old batch; the next run takes the new one.
+            self._scheduler.modify_job(job_id, args=[group])
+            if (before.interval, before.jitter) != (group.interval, group.jitter):
+                self._scheduler.reschedule_job(
+                    job_id,
+                    trigger=IntervalTrigger(seconds=group.interval, jitter=group.jitter or None),
+                )
+        log.info(
+            "schedule replaced",
+            groups=len(new),
+            added=len(new.keys() - old.keys()),
+            removed=len(old.keys() - new.keys()),
+        )
 
     async def _run(self, group: Group) -> None:
         task = asyncio.current_task()

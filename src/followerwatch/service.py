@@ -11,6 +11,7 @@ import structlog
 
 from followerwatch.app import App
 from followerwatch.errors import StoreError
+from followerwatch.ops import start_ops
 from followerwatch.scheduler import PollScheduler
 
 log = structlog.get_logger("followerwatch.service")
@@ -35,6 +36,9 @@ async def serve(
     # A spooled backlog drains between polls too, oldest first.
     flusher = asyncio.create_task(app.writer.run(outbox_stop))
     scheduler.start()
+    app.start_reload(scheduler.replace, outbox_stop)  # config edits apply without a restart
+    # /healthz, /readyz and /metrics, while the loop below runs.
+    ops = await start_ops(app, lambda: not stop.is_set())
     log.info(
         "followerwatch started",
         groups=len(app.groups),
@@ -67,4 +71,6 @@ async def serve(
         dropped=counts.dropped,
         dead_lettered=counts.dead_lettered,
     )
+    if ops is not None:
+        await ops.stop()
     return clean

@@ -1,0 +1,156 @@
+"""When will an account reach its nearest threshold? A Theil–Sen fit over a recent window.
+
+Theil–Sen (the median of the slopes between every pair of readings) shrugs off the odd spike or
+glitch that would drag a least-squares line. Its own spread says whether the trend means
+anything: when too few pairs agree on the direction, there is no projection, and the reason says
+so instead of a made-up date.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A robust trend: followers per second, and how many pairs of readings agree with its sign."""
+
+    slope: float
+    agreement: float
+    points: int
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The trend reaches `line` (`direction` below/above) `seconds` after the last reading."""
+
+    direction: str
+    line: int
+    seconds: float
+    at: datetime
+    per_day: float
+    agreement: float
+
+    def message(self, who: str) -> str:
+        """'at the current rate @x drops below 1,000,000 in about 3 d 4 h'."""
+        verb = "drops below" if self.direction == "below" else "reaches"
+        return f"at the current rate {who} {verb} {self.line:,} in about {format_eta(self.seconds)}"
+
+
+@dataclass(frozen=True)
+class NoProjection:
+    """Why there is no estimate (too little data, a poor fit, a trend pointing away…)."""
+
+    reason: str
+
+    def message(self, who: str) -> str:
+        """'no projection for @x: …'."""
+        return f"no projection for {who}: {self.reason}"
+
+
+def format_eta(seconds: float) -> str:
+    """'3 d 4 h', '5 h 12 min', '40 min', 'under a minute'."""
+    s = int(seconds)
+    if s < 60:
+        return "under a minute"
+    days, rest = divmod(s, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
+
+
+def theil_sen(samples: Sequence[tuple[float, float]]) -> Fit:
+    """The median pairwise slope of (x, y) samples and the share of pairs sharing its sign."""
+    slopes = [
+        (y2 - y1) / (x2 - x1)
+        for i, (x1, y1) in enumerate(samples)
+        for x2, y2 in samples[i + 1 :]
+        if x2 != x1
+    ]
+    if not slopes:
+        return Fit(0.0, 0.0, len(samples))
+    slope = statistics.median(slopes)
+    sign = (slope > 0) - (slope < 0)
+    agree = sum(1 for s in slopes if sign and (s > 0) - (s < 0) == sign)
+    return Fit(slope, agree / len(slopes), len(samples))
+
+
+def fit_window(
+    history: Sequence[tuple[datetime, int]],
+    window: float = DAY,
+    max_points: int = 300,
+) -> Fit:
+    """Theil–Sen over the readings in the `window` seconds up to the last one (thinned evenly)."""
+    if not history:
+        return Fit(0.0, 0.0, 0)
+    end = history[-1][0]
+    start = end - timedelta(seconds=window)
+    recent = [(t, v) for t, v in history if t >= start]
+    if len(recent) > max_points:
+        # Pairs grow with the square of the points; an even thinning keeps the shape.
+        step = len(recent) / max_points
+        recent = [recent[int(i * step)] for i in range(max_points)] + [recent[-1]]
+    samples = [((t - start).total_seconds(), float(v)) for t, v in recent]
+    return theil_sen(samples)
+
+
+def project(
+    history: Sequence[tuple[datetime, int]],
+    lines: Sequence[tuple[str, int]],
+    *,
+    window: float = DAY,
+    min_points: int = 5,
+    min_agreement: float = 0.7,
+    horizon: float = 365 * DAY,
+) -> Projection | NoProjection:
+    """Estimate when the count reaches its nearest line in the direction of the trend."""
+    if not lines:
+        return NoProjection("no threshold is configured")
+    if not history:
+        return NoProjection("no readings yet")
+    fit = fit_window(history, window, max_points=300)
+    span = _span(window)
+    if fit.points < min_points:
+        return NoProjection(f"only {fit.points} readings in the last {span} (need {min_points})")
+    when, current = history[-1]
+    if fit.slope == 0:
+        return NoProjection(f"the count has been flat over the last {span}")
+    if fit.agreement < min_agreement:
+        return NoProjection(
+            f"the trend over the last {span} is too noisy to project "
+            f"(only {fit.agreement:.0%} of pairs of readings agree on its direction)"
+        )
+    ahead = [
+        (d, v)
+        for d, v in lines
+        if (d == "below" and current >= v) or (d == "above" and current < v)
+    ]
+    if not ahead:
+        return NoProjection("the count is already past every line")
+    toward = [(d, v) for d, v in ahead if (d == "below") == (fit.slope < 0)]
+    per_day = fit.slope * DAY
+    if not toward:
+        return NoProjection(f"the trend ({per_day:+,.0f}/day) points away from every line")
+    direction, line = min(toward, key=lambda dv: abs(current - dv[1]))
+    seconds = abs(current - line) / abs(fit.slope)
+    if seconds > horizon:
+        return NoProjection(
+            f"at the current rate ({per_day:+,.0f}/day) {line:,} is more than "
+            f"{format_eta(horizon)} away"
+        )
+    return Projection(
+        direction, line, seconds, when + timedelta(seconds=seconds), per_day, fit.agreement
+    )
+
+
+def _span(window: float) -> str:
+    return format_eta(window)

@@ -1,0 +1,126 @@
+"""Campaign impact on synthetic histories with known answers, stored in and read from influxd."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from followerwatch.impact import analyse, load_series
+from followerwatch.models import Point
+from followerwatch.store.influx_v1 import InfluxV1Store
+
+START = datetime(2009, 4, 27, tzinfo=UTC)
+END = START + timedelta(days=1)
+
+
+def history(
+    per_hour: float,
+    noise: float,
+    seed: int,
+    *,
+    drop: int = 0,
+    dip: float = 0.0,
+    freeze: tuple[int, int] | None = None,
+    base: int = 1_000_000,
+) -> list[tuple[datetime, int]]:
+    """Hourly counts for 8 days before START and the day of the window (plus one after)."""
+    rng = random.Random(seed)
+    out = []
+    for h in range(-8 * 24, 26):
+        when = START + timedelta(hours=h)
+        value = base + per_hour * (h + 8 * 24) + rng.gauss(0, noise)
+        # A campaign drop is absolute; a platform-wide dip takes the same share from everyone.
+        share = min(max(h, 0), 24) / 24
+        value = value * (1 - dip * share) - drop * share
+        out.append((when, round(value)))
+    if freeze is not None:
+        a, b = freeze
+        frozen = out[8 * 24 + a][1]
+        for i in range(8 * 24 + a, 8 * 24 + b + 1):
+            out[i] = (out[i][0], frozen)
+    return out
+
+
+async def stored(
+    influx_db: tuple[str, str], account: str, series: list[tuple[datetime, int]]
+) -> list[tuple[datetime, int]]:
+    async with httpx.AsyncClient() as client:
+        store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
+        await store.write(
+            [
+                Point(
+                    "followers", (("platform", "x"), ("account", account)), (("followers", v),), t
+                )
+                for t, v in series
+            ]
+        )
+        return await load_series(
+            store, "x", account, START - timedelta(days=8), END + timedelta(hours=2)
+        )
+
+
+async def test_steady_trend_no_campaign_effect(influx_db: tuple[str, str]) -> None:
+    series = await stored(influx_db, "steady", history(400, 150, 1))
+    report = analyse("@steady", series, START, END)
+    assert report is not None
+    assert report.expected == pytest.approx(24 * 400, rel=0.05)
+    # A 95 % band: over many quiet histories, about one in twenty looks like an effect.
+    flagged = 0
+    for seed in range(40):
+        quiet = analyse("@q", history(400, 150, 100 + seed), START, END)
+        assert quiet is not None
+        flagged += quiet.significant
+        if not quiet.significant:
+            assert quiet.verdict().startswith("no effect on @q distinguishable")
+    assert flagged <= 6
+
+
+async def test_known_drop_is_estimated_within_its_band(influx_db: tuple[str, str]) -> None:
+    series = await stored(influx_db, "dropped", history(400, 150, 2, drop=18_000))
+    report = analyse("@dropped", series, START, END, goal=("below", 1_070_000))
+    assert report is not None and report.significant
+    assert abs(report.effect - (-18_000)) <= report.band
+    assert report.verdict().startswith("the campaign cost @dropped about 1")
+    assert f"against an expected gain of {report._round(report.expected)}" in report.verdict()
+    worst = report.worst_hour
+    assert worst is not None and worst[1] < report.baseline_per_hour
+    # 1,076,800 + 400/h − 750/h crosses 1,070,000 about 19.4 h in.
+    assert report.goal_reached_at is not None
+    assert abs(report.goal_reached_at - (START + timedelta(hours=19.4))) <= timedelta(hours=2)
+
+
+async def test_a_platform_wide_dip_is_attributed_to_the_platform(
+    influx_db: tuple[str, str],
+) -> None:
+    target = await stored(influx_db, "target", history(400, 150, 3, dip=0.02))
+    control = await stored(influx_db, "control", history(300, 150, 4, dip=0.02, base=800_000))
+    corrected = analyse("@target", target, START, END, controls=[control])
+    assert corrected is not None
+    assert corrected.control_swing == pytest.approx(-0.02, abs=0.002)
+    # Over many histories: alone, the 2 % dip always looks like a campaign; with a control,
+    # it is explained as the platform's (all but the band's expected few).
+    alone_flagged = corrected_flagged = 0
+    for seed in range(20):
+        t = history(400, 150, 200 + seed, dip=0.02)
+        c = history(300, 150, 300 + seed, dip=0.02, base=800_000)
+        alone_flagged += analyse("@t", t, START, END).significant  # type: ignore[union-attr]
+        corrected_flagged += analyse(  # type: ignore[union-attr]
+            "@t", t, START, END, controls=[c]
+        ).significant
+    assert alone_flagged == 20 and corrected_flagged <= 3
+
+
+async def test_frozen_stretch_inside_the_window(influx_db: tuple[str, str]) -> None:
+    series = await stored(influx_db, "frozen", history(400, 150, 5, freeze=(6, 11)))
+    report = analyse("@frozen", series, START, END)
+    assert report is not None
+    [stretch] = report.frozen
+    assert (stretch.start, stretch.end) == (START + timedelta(hours=6), START + timedelta(hours=11))
+    assert any("frozen at" in line for line in report.lines())
+
+
+def test_no_report_without_data_at_the_window() -> None:
+    assert analyse("@nobody", [], START, END) is None
