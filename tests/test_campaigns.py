@@ -10,7 +10,8 @@ import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
-from followerwatch.campaigns import CampaignConfig, CampaignRunner
+from followerwatch.campaign_config import CampaignConfig
+from followerwatch.campaigns import CampaignRunner
 from followerwatch.clock import ManualClock
 from followerwatch.models import EventKind
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier

@@ -42,3 +42,5 @@ def test_demo_replays_alerts_and_lands_points(influxd: TempInfluxd) -> None:
     assert "@aplusk on x lost" in out and "followers (-" in out and "within 1d" in out
     assert "Webhook receiver got 5 alert(s)" in out  # incl. the window drop and its clearing
     assert "Grafana" in out
+    # The replay ends with the Unfollow Day impact report (control: @cnnbrk).
+    assert "the campaign cost @aplusk about" in out and "goal below 1,000,000: reached at" in out

@@ -11,6 +11,7 @@ from types import TracebackType
 import httpx
 import structlog
 
+from followerwatch.campaigns import CampaignRunner
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.collector import Collector
 from followerwatch.config import Config, InfluxConfig
@@ -77,6 +78,19 @@ def build_store(cfg: InfluxConfig, client: httpx.AsyncClient) -> Store:
         token=token,
         precision=cfg.precision,
         retention_policy=cfg.retention_policy,
+    )
+
+
+def build_reader(cfg: InfluxConfig, client: httpx.AsyncClient) -> InfluxV1Store:
+    """An InfluxQL reader: 1.x credentials, or on 2.x the token and the bucket's DBRP mapping."""
+    return InfluxV1Store(
+        client,
+        url=cfg.url,
+        database=cfg.bucket or cfg.database,
+        username=cfg.username,
+        password=cfg.password.get_secret_value() if cfg.password else None,
+        token=cfg.token.get_secret_value() if cfg.token else None,
+        precision=cfg.precision,
     )
 
 
@@ -162,6 +176,15 @@ class App:
             dry_run=dry_run,
             suspect_zero=frozenset(k for k, s in REGISTRY.items() if s.suspect_zero),
             thresholds=threshold_lines(config),
+        )
+        # InfluxQL reads (campaign reports) go over /query even when writes use the v2 client.
+        self.reader = (
+            self.store
+            if isinstance(self.store, InfluxV1Store)
+            else build_reader(settings.influxdb, self.client)
+        )
+        self.campaigns = CampaignRunner(
+            settings.campaigns, self.state, self.reader, self.clock, route
         )
         self.groups = plan_groups(config)
         self.sources: dict[str, Source] = {}

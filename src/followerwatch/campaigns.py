@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
 
 import structlog
-from pydantic import Field, model_validator
-from pydantic_core import PydanticCustomError
 
+from followerwatch.campaign_config import CampaignConfig, split
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, StrictModel
 from followerwatch.errors import StoreError
 from followerwatch.impact import Impact, analyse, load_series
 from followerwatch.models import Event, EventKind, EventStatus, Severity
@@ -21,54 +20,6 @@ from followerwatch.state import StateDB
 from followerwatch.store.base import QueryableStore
 
 log = structlog.get_logger("followerwatch.campaigns")
-
-
-class GoalConfig(StrictModel):
-    """`goal = { below = 1_000_000 }` (or `above`)."""
-
-    below: int | None = None
-    above: int | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> GoalConfig:
-        if (self.below is None) == (self.above is None):
-            raise PydanticCustomError("goal", "set exactly one of below or above")
-        return self
-
-    def pair(self) -> tuple[Literal["below", "above"], int]:
-        """(direction, line)."""
-        return ("below", self.below) if self.below is not None else ("above", self.above or 0)
-
-
-class CampaignConfig(StrictModel):
-    """`[[campaigns]]`: accounts are `platform/name` (the watchlist's `account` tag)."""
-
-    name: str = Field(min_length=1, max_length=100)
-    accounts: list[str] = Field(min_length=1)
-    start: datetime
-    end: datetime
-    controls: list[str] = Field(default_factory=list)
-    goal: GoalConfig | None = None
-    baseline: Duration = 7 * 86_400.0
-
-    @model_validator(mode="after")
-    def _window(self) -> CampaignConfig:
-        if self.start.tzinfo is None or self.end.tzinfo is None:
-            raise PydanticCustomError("campaign", "start and end need a time zone (e.g. Z)")
-        if self.end <= self.start:
-            raise PydanticCustomError("campaign", "end must be after start")
-        for ref in (*self.accounts, *self.controls):
-            if "/" not in ref:
-                raise PydanticCustomError(
-                    "campaign", "accounts are written platform/name, e.g. x/aplusk"
-                )
-        return self
-
-
-def split(ref: str) -> tuple[str, str]:
-    """'x/aplusk' → ('x', 'aplusk')."""
-    platform, _, name = ref.partition("/")
-    return platform, name
 
 
 async def impact_report(store: QueryableStore, campaign: CampaignConfig) -> list[Impact]:
@@ -109,6 +60,17 @@ class CampaignRunner:
         self.store = store
         self.clock = clock
         self.route = route
+
+    async def run(self, stop: asyncio.Event, kick: Callable[[], None], every: float = 30.0) -> None:
+        """Check the campaigns until `stop`; `kick` wakes the outbox when something was raised."""
+        while not stop.is_set():
+            try:
+                if await self.check():
+                    kick()
+            except Exception:  # the loop must outlive any one failure
+                log.exception("campaign check failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
 
     async def check(self, now: datetime | None = None) -> list[Event]:
         """Raise whatever is due (at most once per campaign and phase, across restarts)."""

@@ -16,6 +16,7 @@ from followerwatch import __version__, logs
 from followerwatch.config import Config, config_path_from_env, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, StoreError
+from followerwatch.impact_cli import impact as impact_cmd
 from followerwatch.pipeline import Row
 from followerwatch.plan import PlanRow
 
@@ -538,6 +539,9 @@ def history(
     values = [v for _, v in rows]
     out.print(f"{sparkline(values)}  {min(values):,} … {max(values):,}, now {values[-1]:,}")
     out.print(project(rows, lines, window=window_s).message(who))
+
+
+app.command("impact")(impact_cmd)
 
 
 def main() -> None:

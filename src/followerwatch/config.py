@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from followerwatch.campaign_config import CampaignConfig
 from followerwatch.configbase import Duration, HttpUrl, PlatformConfig, RuleDefaults, StrictModel
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
@@ -153,6 +154,7 @@ class Settings(BaseSettings):
         default_factory=_default_notifiers
     )
     alerts: AlertsConfig = AlertsConfig()
+    campaigns: list[CampaignConfig] = Field(default_factory=list)
     watchlist: Path | None = None
     watch: list[WatchEntry] = Field(default_factory=list)
 

@@ -136,6 +136,29 @@ async def _summary(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     return points, events
 
 
+async def _unfollow_day(url: str) -> list[str]:
+    """The campaign impact report of the replay's (illustrative) Unfollow Day."""
+    import httpx
+
+    from followerwatch.campaign_config import CampaignConfig
+    from followerwatch.campaigns import impact_report
+
+    campaign = CampaignConfig.model_validate(
+        {
+            "name": "unfollow-day",
+            "accounts": ["x/aplusk"],
+            "controls": ["x/cnnbrk"],
+            "start": "2009-04-27T00:00:00Z",
+            "end": "2009-04-28T00:00:00Z",
+            "goal": {"below": 1_000_000},
+            "baseline": "7d",
+        }
+    )
+    async with httpx.AsyncClient(timeout=10) as client:
+        reports = await impact_report(InfluxV1Store(client, url=url, database=DATABASE), campaign)
+    return [line for report in reports for line in report.lines()] or ["no report: no data"]
+
+
 def run_demo(
     console: Console,
     *,
@@ -169,6 +192,9 @@ def run_demo(
         asyncio.run(_run(settings, receiver))
         points, events = asyncio.run(_summary(influx_url))
         _print_summary(console, points, events, receiver)
+        console.rule("Unfollow Day: what did it cost?")
+        for line in asyncio.run(_unfollow_day(influx_url)):
+            console.print(line)
         console.print(
             f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
             f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "

@@ -35,6 +35,7 @@ async def serve(
     outbox = asyncio.create_task(app.outbox.run(outbox_stop))
     # A spooled backlog drains between polls too, oldest first.
     flusher = asyncio.create_task(app.writer.run(outbox_stop))
+    campaigns = asyncio.create_task(app.campaigns.run(outbox_stop, app.outbox.kick))
     scheduler.start()
     app.start_reload(scheduler.replace, outbox_stop)  # config edits apply without a restart
     # /healthz, /readyz and /metrics, while the loop below runs.
@@ -57,7 +58,8 @@ async def serve(
     outbox_stop.set()
     try:
         await asyncio.wait_for(
-            asyncio.gather(outbox, flusher), timeout=app.config.settings.service.shutdown_timeout
+            asyncio.gather(outbox, flusher, campaigns),
+            timeout=app.config.settings.service.shutdown_timeout,
         )
     except TimeoutError:
         clean = False
