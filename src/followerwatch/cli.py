@@ -19,6 +19,7 @@ from followerwatch.errors import ConfigError, StoreError
 from followerwatch.impact_cli import impact as impact_cmd
 from followerwatch.pipeline import Row
 from followerwatch.plan import PlanRow
+from followerwatch.plot_cli import plot as plot_cmd
 
 app = typer.Typer(
     help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
@@ -542,6 +543,7 @@ def history(
 
 
 app.command("impact")(impact_cmd)
+app.command("plot")(plot_cmd)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ def impact(
     ] = None,
     below: Annotated[int | None, typer.Option(help="Goal: below this count.")] = None,
     above: Annotated[int | None, typer.Option(help="Goal: at or above this count.")] = None,
+    png: Annotated[str | None, typer.Option(help="Also draw actual vs expected here.")] = None,
 ) -> None:
     """What a campaign did to an account: observed change against the trend before it."""
     from pathlib import Path
@@ -54,11 +55,13 @@ def impact(
     window = (_when(start), _when(end))
     goal = ("below", below) if below is not None else ("above", above) if above else None
 
+    series: list[tuple[datetime, int]] = []
+
     async def run() -> Impact | None:
         async with build_client() as client:
             store = build_reader(cfg.settings.influxdb, client)
             since = window[0] - timedelta(seconds=parse_duration(baseline))
-            series = await load_series(store, *split(account), since, window[1])
+            series.extend(await load_series(store, *split(account), since, window[1]))
             controls = [
                 await load_series(store, *split(c), since, window[1]) for c in control or []
             ]
@@ -82,3 +85,7 @@ def impact(
         raise typer.Exit(1)
     for line in report.lines():
         out.print(line)
+    if png:
+        from followerwatch.charts import impact_chart
+
+        out.print(f"chart: {impact_chart(Path(png), report, series)}")

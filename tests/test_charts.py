@@ -1,0 +1,70 @@
+"""`plot` and `impact --png` draw real PNGs from the real influxd (the demo's replay as data)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from followerwatch.demo import DATABASE
+from followerwatch.influxd import TempInfluxd
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "followerwatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env={**os.environ},
+    )
+
+
+def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
+    demo = cli("demo", "--influx-url", influxd.url, "--seconds", "2", cwd=tmp_path)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    config = tmp_path / "fw.toml"
+    config.write_text(
+        f'[service]\ndata_dir = "data"\n[influxdb]\nurl = "{influxd.url}"\n'
+        f'database = "{DATABASE}"\n[platforms.x]\nbearer_token = "t"\n'
+        '[[watch]]\nplatform = "x"\nhandle = "aplusk"\nbelow = 1_000_000\n'
+    )
+    plot = cli(
+        "plot",
+        "x/aplusk",
+        "-o",
+        str(tmp_path / "plot.png"),
+        "--since",
+        "20d",
+        "--until",
+        "2009-04-30T00:00:00Z",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+    )
+    assert plot.returncode == 0, plot.stdout + plot.stderr
+    impact = cli(
+        "impact",
+        "x/aplusk",
+        "--from",
+        "2009-04-27T00:00:00Z",
+        "--to",
+        "2009-04-28T00:00:00Z",
+        "--control",
+        "x/cnnbrk",
+        "--below",
+        "1000000",
+        "--png",
+        str(tmp_path / "impact.png"),
+        "--config",
+        str(config),
+        cwd=tmp_path,
+    )
+    assert impact.returncode == 0, impact.stdout + impact.stderr
+    assert "the campaign cost @aplusk about" in impact.stdout
+    for name in ("plot.png", "impact.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
