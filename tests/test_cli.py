@@ -144,3 +144,25 @@ url = "{httpserver.url_for("/broken")}"
     assert "✓ good" in result.stdout and "✗ bad: webhook bad: HTTP 500" in result.stdout
     tests = [json.loads(r.get_data()) for r, _ in httpserver.log if r.path == "/ok"]
     assert tests[-1]["event"]["kind"] == "test"
+
+
+def test_poll_summarises_a_large_watchlist(tmp_path: Path, influx_db: tuple[str, str]) -> None:
+    names = [f"user_{i}" for i in range(250)]
+    replay = tmp_path / "big.csv"
+    replay.write_text(
+        "timestamp,platform,account,followers\n"
+        + "".join(f"2026-01-01T00:00:00Z,x,{n},{1000 + i}\n" for i, n in enumerate(names))
+    )
+    path = tmp_path / "big.toml"
+    path.write_text(
+        f'[service]\ndata_dir = "data"\n[influxdb]\nurl = "{influx_db[0]}"\n'
+        f'database = "{influx_db[1]}"\n[platforms.x]\n'
+        f'replay = {{ file = "{replay}" }}\n'
+        + "".join(f'[[watch]]\nplatform = "x"\nhandle = "{n}"\n' for n in names)
+    )
+    result = cli("poll", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "250 accounts" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.strip().startswith("│ x"))
+    assert [c.strip() for c in row.strip("│ ").split("│")] == ["x", "250", "250", "0", "0"]
+    assert "user_17 " not in result.stdout  # quiet accounts are not listed one by one

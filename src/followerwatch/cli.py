@@ -122,8 +122,29 @@ def poll(
     raise typer.Exit(1 if rows and all(r.failure for r in rows) else 0)
 
 
+MAX_TABLE_ROWS = 200
+
+
 def print_rows(rows: list[Row], title: str) -> None:
-    """The poll table."""
+    """The poll table; past MAX_TABLE_ROWS, a per-platform summary and only what needs a look."""
+    if len(rows) > MAX_TABLE_ROWS:
+        summary = Table(title=f"{title}: {len(rows):,} accounts")
+        for col in ("platform", "accounts", "counted", "failed", "events"):
+            summary.add_column(col, justify="left" if col == "platform" else "right")
+        for platform in sorted({r.platform for r in rows}):
+            mine = [r for r in rows if r.platform == platform]
+            summary.add_row(
+                platform,
+                f"{len(mine):,}",
+                f"{sum(r.followers is not None for r in mine):,}",
+                f"{sum(r.failure is not None for r in mine):,}",
+                f"{sum(len(r.events) for r in mine):,}",
+            )
+        out.print(summary)
+        rows = [r for r in rows if r.failure or r.events][:MAX_TABLE_ROWS]
+        title = f"Accounts with events or failures (first {MAX_TABLE_ROWS})"
+        if not rows:
+            return
     table = Table(title=title)
     for col, justify in (
         ("platform", "left"),
