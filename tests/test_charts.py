@@ -65,6 +65,25 @@ def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
     )
     assert impact.returncode == 0, impact.stdout + impact.stderr
     assert "the campaign cost @aplusk about" in impact.stdout
+    page = cli(
+        "report",
+        "-o",
+        str(tmp_path / "report.html"),
+        "--since",
+        "20d",
+        "--until",
+        "2009-04-30T00:00:00Z",
+        "--config",
+        str(config),
+        cwd=tmp_path,
+    )
+    assert page.returncode == 0, page.stdout + page.stderr
+    text = (tmp_path / "report.html").read_text()
+    assert "data:image/png;base64," in text
+    assert (
+        "@aplusk (x): 993,377 followers; 24 h +897; 7 d -24,996; no projection for @aplusk:"
+        " the count is already past every line"
+    ) in text
     for name in ("plot.png", "impact.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

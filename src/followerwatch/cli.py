@@ -20,6 +20,7 @@ from followerwatch.impact_cli import impact as impact_cmd
 from followerwatch.pipeline import Row
 from followerwatch.plan import PlanRow
 from followerwatch.plot_cli import plot as plot_cmd
+from followerwatch.report_cli import report as report_cmd
 
 app = typer.Typer(
     help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
@@ -565,6 +566,7 @@ def history(
 
 app.command("impact")(impact_cmd)
 app.command("plot")(plot_cmd)
+app.command("report")(report_cmd)
 
 
 def main() -> None:
