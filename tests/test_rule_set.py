@@ -219,3 +219,17 @@ async def test_repeat_interval_survives_a_restart(tmp_path: Path) -> None:
 def test_bad_rule_config_is_rejected(bad: dict[str, Any], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         RuleDefaults.model_validate(bad)
+
+
+async def test_approaching_fires_once_when_the_trend_nears_the_line(tmp_path: Path) -> None:
+    h = Harness(tmp_path, below=1_000_000, approaching="6h")
+    # Losing 1,000 an hour from 1,020,000: the line is 20 h away, then inside 6 h after 14 h.
+    for hour in range(20):
+        await h.step(1_020_000 - 1_000 * hour, every=3600)
+    approaching = [e for e in h.events if e.kind == EventKind.APPROACHING]
+    assert len(approaching) == 1
+    assert approaching[0].value == 1_020_000 - 1_000 * 14
+    assert "drops below 1,000,000 in about 6 h" in approaching[0].message
+    # It crossed afterwards as usual.
+    await h.step(999_000, every=3600)
+    assert h.kinds()[-1] == EventKind.DROPPED_BELOW

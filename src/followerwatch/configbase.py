@@ -126,6 +126,8 @@ class RuleDefaults(StrictModel):
     stale: Duration | None = None
     frozen: Duration | None = None
     lifecycle: bool | None = None
+    # Announce when the trend will reach a below/above line within this horizon.
+    approaching: Duration | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -105,6 +105,7 @@ class EventKind(StrEnum):
     INFLUXDB_AUTH = "influxdb_auth"
     INFLUXDB_OK = "influxdb_ok"
     SPOOL_OVERFLOW = "spool_overflow"
+    APPROACHING = "approaching"
     CAMPAIGN_STARTED = "campaign_started"
     CAMPAIGN_ENDED = "campaign_ended"
     CAMPAIGN_REPORT = "campaign_report"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from followerwatch.configbase import RuleDefaults
+from followerwatch.rules.approaching import Approaching
 from followerwatch.rules.base import Rule
 from followerwatch.rules.health import Frozen, Stale
 from followerwatch.rules.lifecycle import Lifecycle
@@ -31,6 +32,9 @@ def build_rules(cfg: RuleDefaults) -> list[Rule]:
         rules.append(Stale(cfg.stale))
     if cfg.frozen:
         rules.append(Frozen(cfg.frozen))
+    lines = tuple([("below", v) for v in cfg.below or []] + [("above", v) for v in cfg.above or []])
+    if cfg.approaching and lines:
+        rules.append(Approaching(lines, cfg.approaching))
     if cfg.lifecycle is not False:
         rules.append(Lifecycle())
     return rules

@@ -1,0 +1,68 @@
+"""`approaching`: the trend will reach a threshold within a horizon (a projection, no crossing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from followerwatch.durations import format_duration
+from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.projection import DAY, Projection, project
+from followerwatch.rules.base import Reading, dump_state, load_state, make_event, who
+
+
+@dataclass(frozen=True, slots=True)
+class ApproachingState:
+    """Whether an "approaching" event is open (re-arms once the estimate leaves the horizon)."""
+
+    open: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Approaching:
+    """Fires once when a Theil–Sen fit over `window` puts a line less than `horizon` away."""
+
+    lines: tuple[tuple[str, int], ...]
+    horizon: float
+    window: float = DAY
+
+    @property
+    def name(self) -> str:
+        """The `rule` tag."""
+        return f"approaching:{format_duration(self.horizon).replace(' ', '')}"
+
+    @property
+    def history_seconds(self) -> float:
+        """The fit's window."""
+        return self.window
+
+    def active(self, state: str | None) -> bool:
+        """Whether an estimate inside the horizon is open."""
+        st = load_state(ApproachingState, state)
+        return st is not None and st.open
+
+    def evaluate(self, state: str | None, reading: Reading) -> tuple[str | None, list[Event]]:
+        """(state, reading) → (state, events)."""
+        obs = reading.obs
+        if obs is None:
+            return state, []
+        old = load_state(ApproachingState, state) or ApproachingState(False)
+        history = [*reading.history, (obs.time, obs.followers)]
+        estimate = project(history, self.lines, window=self.window, horizon=self.horizon)
+        inside = isinstance(estimate, Projection)
+        if not inside or old.open:
+            return dump_state(ApproachingState(inside)), []
+        assert isinstance(estimate, Projection)
+        name = who(reading.account, obs.handle)
+        message = f"{estimate.message(name)} (now {obs.followers:,}, {estimate.per_day:+,.0f}/day)"
+        return dump_state(ApproachingState(True)), [
+            make_event(
+                self.name,
+                EventKind.APPROACHING,
+                reading,
+                value=obs.followers,
+                threshold=estimate.line,
+                message=message,
+                severity=Severity.INFO,
+                status=EventStatus.ONCE,
+            )
+        ]
