@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 
@@ -12,7 +13,7 @@ from followerwatch.demo import DATABASE
 from followerwatch.influxd import TempInfluxd
 
 
-def test_demo_replays_alerts_and_lands_points(influxd: TempInfluxd) -> None:
+def test_demo_replays_alerts_and_lands_points(influxd: TempInfluxd, tmp_path: Path) -> None:
     httpx.post(f"{influxd.url}/query", params={"q": f'DROP DATABASE "{DATABASE}"'})
     result = subprocess.run(
         [
@@ -30,6 +31,7 @@ def test_demo_replays_alerts_and_lands_points(influxd: TempInfluxd) -> None:
         timeout=120,
         check=False,
         env={**os.environ, "COLUMNS": "160"},
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = " ".join(result.stdout.split())  # rich wraps long lines
@@ -40,7 +42,10 @@ def test_demo_replays_alerts_and_lands_points(influxd: TempInfluxd) -> None:
     summary = next(line for line in result.stdout.splitlines() if "│ @aplusk" in line)
     assert summary.split("│")[5].strip() == "360"  # every replayed hour landed in InfluxDB
     assert "@aplusk on x lost" in out and "followers (-" in out and "within 1d" in out
-    assert "Webhook receiver got 5 alert(s)" in out  # incl. the window drop and its clearing
+    # Crossings, the window drop and its clearing, and three projections before crossings.
+    assert "Webhook receiver got 8 alert(s)" in out
+    assert "at the current rate @aplusk reaches 1,000,000 in about" in out
     assert "Grafana" in out
     # The replay ends with the Unfollow Day impact report (control: @cnnbrk).
     assert "the campaign cost @aplusk about" in out and "goal below 1,000,000: reached at" in out
+    assert "chart: " in out and (tmp_path / "unfollow-day.png").stat().st_size > 20_000

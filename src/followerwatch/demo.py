@@ -7,6 +7,7 @@ import json
 import signal
 import tempfile
 from contextlib import ExitStack, suppress
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ def demo_settings(
                 "below": 1_000_000,
                 "above": 1_000_000,
                 "hysteresis": 1_000,
+                "approaching": "12h",
                 "labels": {"story": "unfollow-day"},
                 # How many unfollowed: announce losing 15,000 within a day.
                 "changes": [{"drop": 15_000, "window": "24h"}],
@@ -62,6 +64,7 @@ def demo_settings(
                 "below": 1_000_000,
                 "above": 1_000_000,
                 "hysteresis": 1_000,
+                "approaching": "12h",
             },
         ],
     }
@@ -136,12 +139,13 @@ async def _summary(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     return points, events
 
 
-async def _unfollow_day(url: str) -> list[str]:
-    """The campaign impact report of the replay's (illustrative) Unfollow Day."""
+async def _unfollow_day(url: str, chart: Path | None) -> list[str]:
+    """The campaign impact report of the replay's (illustrative) Unfollow Day, and its chart."""
     import httpx
 
     from followerwatch.campaign_config import CampaignConfig
     from followerwatch.campaigns import impact_report
+    from followerwatch.impact import load_series
 
     campaign = CampaignConfig.model_validate(
         {
@@ -155,8 +159,21 @@ async def _unfollow_day(url: str) -> list[str]:
         }
     )
     async with httpx.AsyncClient(timeout=10) as client:
-        reports = await impact_report(InfluxV1Store(client, url=url, database=DATABASE), campaign)
-    return [line for report in reports for line in report.lines()] or ["no report: no data"]
+        store = InfluxV1Store(client, url=url, database=DATABASE)
+        reports = await impact_report(store, campaign)
+        series = await load_series(
+            store,
+            "x",
+            "aplusk",
+            campaign.start - timedelta(days=7),
+            campaign.end + timedelta(days=1),
+        )
+    lines = [line for report in reports for line in report.lines()] or ["no report: no data"]
+    if reports and chart is not None:
+        from followerwatch.charts import impact_chart
+
+        lines.append(f"chart: {impact_chart(chart, reports[0], series)}")
+    return lines
 
 
 def run_demo(
@@ -193,7 +210,8 @@ def run_demo(
         points, events = asyncio.run(_summary(influx_url))
         _print_summary(console, points, events, receiver)
         console.rule("Unfollow Day: what did it cost?")
-        for line in asyncio.run(_unfollow_day(influx_url)):
+        chart = (spawn_dir.parent if spawn_dir is not None else Path.cwd()) / "unfollow-day.png"
+        for line in asyncio.run(_unfollow_day(influx_url, chart)):
             console.print(line)
         console.print(
             f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
