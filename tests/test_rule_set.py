@@ -233,3 +233,27 @@ async def test_approaching_fires_once_when_the_trend_nears_the_line(tmp_path: Pa
     # It crossed afterwards as usual.
     await h.step(999_000, every=3600)
     assert h.kinds()[-1] == EventKind.DROPPED_BELOW
+
+
+async def test_projection_points_are_written_for_approaching_accounts(
+    tmp_path: Path, influx_db: tuple[str, str]
+) -> None:
+    import httpx
+
+    from followerwatch.store.influx_v1 import InfluxV1Store
+    from followerwatch.store.spool import Spool
+    from followerwatch.writer import Writer
+
+    h = Harness(tmp_path, below=1_000_000, approaching="6h")
+    async with httpx.AsyncClient() as client:
+        store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
+        h.pipeline.writer = Writer(store, h.state, Spool(tmp_path / "spool.sqlite3"), h.clock)
+        for hour in range(8):
+            await h.step(1_020_000 - 1_000 * hour, every=3600)
+        series = await store.query(
+            "SELECT line, eta_s, per_day FROM followerwatch_projections GROUP BY direction"
+        )
+    [rows] = [s["values"] for s in series if s["tags"]["direction"] == "below"]
+    # From the 5th reading on (the fit needs 5): 1,016,000 is 16 h away at -24,000/day.
+    assert rows[0][1:] == [1_000_000, 16 * 3600, -24_000]
+    assert [r[2] for r in rows] == [(16 - i) * 3600 for i in range(len(rows))]

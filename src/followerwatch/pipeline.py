@@ -12,6 +12,7 @@ import structlog
 from followerwatch.clock import Clock
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
 from followerwatch.outbox import Outbox
+from followerwatch.rules.approaching import projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.schema import observation_point
 from followerwatch.state import Change, LastSeen, StateDB
@@ -67,6 +68,7 @@ class Pipeline:
         self.thresholds: Lines = thresholds or {}
         self.confirm_polls = confirm_polls
         self._held: dict[tuple[str, str], list[Observation]] = {}
+        self._projection_points: list[Point] = []
         self._keep = {key: longest_history(r) for key, r in rules.items()}
 
     async def process(
@@ -80,6 +82,7 @@ class Pipeline:
         keys = [o.account.key for o in result.observations]
         keys += [a.key for a in polled] + [f.account.key for f in result.failures]
         known = _Known(self.state, keys)
+        self._projection_points = []
         observations, held = self._screen(result.observations, known)
         changes, rows = self._evaluate(observations, known)
         changes += self._absent(polled, observations, result.failures, held, known)
@@ -93,6 +96,7 @@ class Pipeline:
                 [
                     *(observation_point(o) for o in observations),
                     *observation_threshold_points(self.thresholds, observations),
+                    *self._projection_points,
                     *extra_points,
                 ]
             )
@@ -148,6 +152,7 @@ class Pipeline:
             history = self._history(key, obs, batch)
             reading = Reading(obs.account, obs.time, obs, None, _previous(last), tuple(history))
             new_states, events, closed = self._run_rules(key, reading, states, first=last is None)
+            self._projection_points += projection_points(self.rules.get(key, ()), reading)
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
             older = prev.events if prev else ()
             closed = (*prev.closed, *closed) if prev else closed

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from followerwatch.durations import format_duration
-from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.projection import DAY, Projection, project
 from followerwatch.rules.base import Reading, dump_state, load_state, make_event, who
 
@@ -66,3 +67,33 @@ class Approaching:
                 status=EventStatus.ONCE,
             )
         ]
+
+
+def projection_points(rules: Sequence[object], reading: Reading) -> list[Point]:
+    """`followerwatch_projections` for accounts with an `approaching` rule: the ETA to a line."""
+    out: list[Point] = []
+    obs = reading.obs
+    for rule in rules:
+        if not isinstance(rule, Approaching) or obs is None:
+            continue
+        history = [*reading.history, (obs.time, obs.followers)]
+        estimate = project(history, rule.lines, window=rule.window, horizon=365 * DAY)
+        if isinstance(estimate, Projection):
+            account = reading.account
+            out.append(
+                Point(
+                    "followerwatch_projections",
+                    (
+                        ("platform", account.platform),
+                        ("account", account.name),
+                        ("direction", estimate.direction),
+                    ),
+                    (
+                        ("line", estimate.line),
+                        ("eta_s", int(estimate.seconds)),
+                        ("per_day", round(estimate.per_day)),
+                    ),
+                    obs.time,
+                )
+            )
+    return out
