@@ -67,17 +67,24 @@ replay = {{ file = "{replay}" }}
         time.sleep(rng.uniform(0.3, 1.0))  # some kills land in start-up, most mid-poll or write
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    final = start(config)
     position_file = tmp_path / "data" / "sources" / "x" / "replay-position.json"
-    deadline = time.monotonic() + 30
-    # A clean run long enough to poll well past where the kills stopped (slow machines too).
+
+    def positions() -> dict[str, int]:
+        try:
+            return dict(json.loads(position_file.read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    before = positions()
+    final = start(config)
+    deadline = time.monotonic() + 60
+    # A clean run that polls well past where the kills stopped, however slow the machine is
+    # (and never signalled before it is up: a SIGTERM during start-up is the default action).
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        try:
-            if min(json.loads(position_file.read_text()).values()) >= 200:
-                break
-        except (OSError, ValueError):
-            pass
+        now = positions()
+        if now and min(now.get(a, 0) - before.get(a, 0) for a in ACCOUNTS) >= 50:
+            break
     final.send_signal(signal.SIGTERM)
     assert final.wait(15) == 0
 
