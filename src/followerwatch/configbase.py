@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import types
 import typing
@@ -42,6 +43,12 @@ def _is_secret(annotation: Any) -> bool:
     return False
 
 
+@functools.cache
+def _secret_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The SecretStr fields of a model class (computed once per class)."""
+    return tuple(n for n, info in cls.model_fields.items() if _is_secret(info.annotation))
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors; every secret field `x` may instead be given as `x_file`."""
 
@@ -52,10 +59,11 @@ class StrictModel(BaseModel):
     def _read_secret_files(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
+        secret_fields = _secret_fields(cls)
+        if not secret_fields:
+            return data  # most models (every watch entry) have none: skip the copy
         data = dict(data)
-        for name, info in cls.model_fields.items():
-            if not _is_secret(info.annotation):
-                continue
+        for name in secret_fields:
             file_key = f"{name}_file"
             path = data.pop(file_key, None)
             if path in (None, ""):
