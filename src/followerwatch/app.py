@@ -22,7 +22,7 @@ from followerwatch.outbox import Outbox
 from followerwatch.pipeline import Pipeline, Row
 from followerwatch.routing import make_router
 from followerwatch.rules import build_rules
-from followerwatch.rules.base import Rule, longest_history
+from followerwatch.rules.base import Rule
 from followerwatch.shard import resolve as resolve_shard
 from followerwatch.shard import select as select_shard
 from followerwatch.sources import REGISTRY
@@ -242,11 +242,11 @@ class App:
         rules: dict[tuple[str, str], Sequence[Rule]] = {
             key: build_rules(r) for key, r in config.rules.items()
         }
-        pipeline.rules = rules
-        pipeline.repeat = {k: r.repeat for k, r in config.rules.items() if r.repeat}
-        pipeline.thresholds = threshold_lines(config)
-        # How much history each account's rules need; the pipeline computes it only at start.
-        pipeline._keep = {key: longest_history(r) for key, r in rules.items()}
+        pipeline.configure(
+            rules,
+            {k: r.repeat for k, r in config.rules.items() if r.repeat},
+            threshold_lines(config),
+        )
         groups = plan_groups(config)
         needed = {g.platform for g in groups}
         for platform in needed:

@@ -235,7 +235,8 @@ class Config:
         return [a for a in self.accounts if a.platform == platform]
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; any problem is a one-line ConfigError naming the file."""
     try:
         with path.open("rb") as fh:
             return tomllib.load(fh)
@@ -320,7 +321,7 @@ def _accounts(
 
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Read, validate and resolve the config file (and its watchlist file); raise ConfigError."""
-    data: dict[str, Any] = _read_toml(path) if path is not None else {}
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
     data.update(overrides or {})
     where = str(path) if path is not None else "config"
     base_dir = path.parent if path is not None else Path.cwd()
@@ -335,7 +336,7 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
             if settings.watchlist.is_absolute()
             else base_dir / settings.watchlist
         )
-        wl_data = _read_toml(wl_path)
+        wl_data = read_toml(wl_path)
         unknown = set(wl_data) - {"watch"}
         if unknown:
             raise ConfigError(f"{wl_path}: {sorted(unknown)[0]}: unknown key (only [[watch]] here)")

@@ -58,17 +58,27 @@ class Pipeline:
         self.state = state
         self.writer = writer
         self.outbox = outbox
-        self.rules = rules
         self.clock = clock
         self.route = route
-        self.repeat = repeat or {}
         self.dry_run = dry_run
         self.suspect_zero = suspect_zero
-        # Each account's threshold lines, written beside its counts for the dashboards.
-        self.thresholds: Lines = thresholds or {}
         self.confirm_polls = confirm_polls
         self._held: dict[tuple[str, str], list[Observation]] = {}
         self._projection_points: list[Point] = []
+        self.configure(rules, repeat or {}, thresholds or {})
+
+    def configure(
+        self,
+        rules: Mapping[tuple[str, str], Sequence[Rule]],
+        repeat: Mapping[tuple[str, str], float],
+        thresholds: Lines,
+    ) -> None:
+        """Take (new) rules, repeat intervals and threshold lines; rule state stays in SQLite."""
+        self.rules = rules
+        self.repeat = repeat
+        # Each account's threshold lines, written beside its counts for the dashboards.
+        self.thresholds = thresholds
+        # How much history each account's rules need, worked out once per configuration.
         self._keep = {key: longest_history(r) for key, r in rules.items()}
 
     async def process(

@@ -20,8 +20,8 @@ import httpx
 import tomlkit
 
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.config import Config, load_config
-from followerwatch.errors import ConfigError, SourceError
+from followerwatch.config import Config, load_config, read_toml
+from followerwatch.errors import SourceError
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import SourceContext
 
@@ -48,23 +48,12 @@ class Target:
 
 def find_target(config: Path) -> Target:
     """Where the [[watch]] entries of this config are written."""
-    data = _parse(config)
+    data = read_toml(config)
     watchlist = data.get("watchlist")
     if isinstance(watchlist, str):
         path = Path(watchlist)
         return Target(config, path if path.is_absolute() else config.parent / path)
     return Target(config, config)
-
-
-def _parse(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def _entries(text: str) -> list[dict[str, Any]]:

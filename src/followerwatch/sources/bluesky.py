@@ -28,6 +28,7 @@ from followerwatch.sources.common import (
     assemble,
     chunks,
     json_body,
+    json_list,
     json_object,
     strict_count,
 )
@@ -219,11 +220,7 @@ def _for(account: Account, outcome: Outcome) -> Outcome:
 
 
 def _profiles(response: httpx.Response) -> list[Any]:
-    body = json_body(response, "Bluesky")
-    profiles = body.get("profiles") if isinstance(body, dict) else None
-    if not isinstance(profiles, list):
-        raise TransientError("Bluesky answered getProfiles without a `profiles` list")
-    return profiles
+    return json_list(response, "Bluesky", "profiles", "getProfiles")
 
 
 def _match(

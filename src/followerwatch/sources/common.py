@@ -221,3 +221,12 @@ def strict_count(raw: Mapping[str, Any], name: str, label: str | None = None) ->
     if type(value) is not int or value < 0:
         raise ValueError(f"{label or name} is {value!r}, not a count")
     return value
+
+
+def json_list(response: httpx.Response, platform: str, key: str, what: str) -> list[Any]:
+    """`body[key]` of a 200 answer, which must be a list; anything else is a TransientError."""
+    body = json_body(response, platform)
+    items = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise TransientError(f"{platform} answered {what} without a `{key}` list")
+    return items

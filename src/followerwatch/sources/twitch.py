@@ -24,7 +24,15 @@ from followerwatch.errors import AuthError, ConfigError, NotFoundError, Transien
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
 from followerwatch.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, assemble, chunks, each_call, json_object
+from followerwatch.sources.common import (
+    Requester,
+    Tally,
+    assemble,
+    chunks,
+    each_call,
+    json_list,
+    json_object,
+)
 from followerwatch.sources.oauth import ClientCredentials, server_message
 
 USERS = "/helix/users"
@@ -250,14 +258,7 @@ def _raise_for(path: str, status: int, detail: str) -> NoReturn:
 
 def _users(response: httpx.Response) -> list[Any]:
     """`data` of a users answer; anything else about its shape is a TransientError."""
-    try:
-        payload = response.json()
-    except ValueError:
-        raise TransientError("Twitch answered helix/users with a body that is not JSON") from None
-    data = payload.get("data") if isinstance(payload, dict) else None
-    if not isinstance(data, list):
-        raise TransientError("Twitch answered helix/users without a `data` list")
-    return data
+    return json_list(response, "Twitch", "data", "helix/users")
 
 
 def _match_users(
