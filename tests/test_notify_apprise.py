@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import io
 import json
+import socket
+import tempfile
+import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +21,16 @@ from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 
 from followerwatch import logs
+from followerwatch.charts import AccountCharts
 from followerwatch.config import load_config
 from followerwatch.errors import ConfigError, DeliveryError
-from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.notify import build_notifier
 from followerwatch.notify.apprise import AppriseConfig, AppriseNotifier
+from followerwatch.schema import event_point
+from followerwatch.store.influx_v1 import InfluxV1Store
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def make_event(
@@ -45,8 +56,8 @@ def json_url(httpserver: HTTPServer, path: str, credentials: str = "") -> str:
     return f"json://{credentials}{httpserver.host}:{httpserver.port}{path}"
 
 
-def notifier(**config: Any) -> AppriseNotifier:
-    return AppriseNotifier(AppriseConfig.model_validate({"type": "apprise", **config}))
+def notifier(charts: AccountCharts | None = None, **config: Any) -> AppriseNotifier:
+    return AppriseNotifier(AppriseConfig.model_validate({"type": "apprise", **config}), charts)
 
 
 def received(httpserver: HTTPServer, path: str) -> list[dict[str, Any]]:
@@ -165,3 +176,201 @@ async def test_registry_builds_it(http_client: httpx.AsyncClient) -> None:
     config = AppriseConfig.model_validate({"type": "apprise", "urls": ["json://h/x"]})
     built = build_notifier(config, http_client)
     assert isinstance(built, AppriseNotifier) and built.name == "apprise"
+
+
+# --- the chart attachment ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def chart_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the notifier's temporary chart directories go, so the test can see them removed."""
+    where = tmp_path / "tmp"
+    where.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(where))
+    return where
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    logs.configure("info", "json", stream)
+    yield stream
+
+
+def warnings_in(stream: io.StringIO) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [line for line in lines if line.get("event") == "alert sent without its chart"]
+
+
+async def write_history(
+    client: httpx.AsyncClient, influx_db: tuple[str, str], event: Event, days: int
+) -> InfluxV1Store:
+    """Hourly counts falling toward the event's line for `days` days, and the event itself."""
+    store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
+    points = [
+        Point(
+            "followers",
+            (("platform", "x"), ("account", "aplusk")),
+            (("followers", event.value + 50 * h),),
+            event.time - timedelta(hours=h),
+        )
+        for h in range(days * 24)
+    ]
+    await store.write([*points, event_point(event)])
+    return store
+
+
+async def test_account_alert_attaches_the_chart_of_its_last_days(
+    httpserver: HTTPServer,
+    http_client: httpx.AsyncClient,
+    influx_db: tuple[str, str],
+    chart_tmp: Path,
+    log_stream: io.StringIO,
+) -> None:
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    event = make_event()
+    store = await write_history(http_client, influx_db, event, days=10)
+    charts = AccountCharts(store, lambda platform, account: [("below", 1_000_000)])
+    await notifier(charts, urls=[json_url(httpserver, "/c")]).send(event)
+
+    [body] = received(httpserver, "/c")
+    assert body["message"] == event.message
+    [attachment] = body["attachments"]
+    assert attachment["filename"] == "followers-x-aplusk.png"
+    assert attachment["mimetype"] == "image/png"
+    png = base64.b64decode(attachment["base64"])
+    assert png.startswith(PNG_MAGIC) and len(png) > 10_000
+    assert warnings_in(log_stream) == []
+    assert list(chart_tmp.iterdir()) == [], "the temporary chart was not removed"
+
+
+async def test_chart_reads_only_the_configured_days(
+    http_client: httpx.AsyncClient, influx_db: tuple[str, str], tmp_path: Path
+) -> None:
+    event = make_event()
+    store = await write_history(http_client, influx_db, event, days=10)
+    # A 1-day window draws; a window ending before the first reading has nothing to draw.
+    assert await AccountCharts(store).render(event, 1, tmp_path / "a.png") == tmp_path / "a.png"
+    assert (tmp_path / "a.png").read_bytes().startswith(PNG_MAGIC)
+    early = dataclasses.replace(event, time=event.time - timedelta(days=11))
+    assert await AccountCharts(store).render(early, 7, tmp_path / "b.png") is None
+    assert not (tmp_path / "b.png").exists()
+
+
+async def test_unreachable_influxdb_sends_the_alert_without_chart(
+    httpserver: HTTPServer,
+    http_client: httpx.AsyncClient,
+    chart_tmp: Path,
+    log_stream: io.StringIO,
+) -> None:
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # Nothing listens on the port any more: every query is refused.
+    down = InfluxV1Store(http_client, url=f"http://127.0.0.1:{port}", database="db")
+    await notifier(AccountCharts(down), urls=[json_url(httpserver, "/c")]).send(make_event())
+
+    [body] = received(httpserver, "/c")
+    assert body["attachments"] == []
+    [warning] = warnings_in(log_stream)
+    assert warning["level"] == "warning" and warning["notifier"] == "apprise"
+    assert str(port) in warning["reason"]
+    assert list(chart_tmp.iterdir()) == []
+
+
+async def test_influxdb_that_never_answers_is_cut_off_by_the_time_limit(
+    httpserver: HTTPServer, http_client: httpx.AsyncClient, log_stream: io.StringIO
+) -> None:
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    with socket.socket() as silent:
+        # Listening but never accepting: the kernel completes connections, nobody replies.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        stuck = InfluxV1Store(http_client, url=f"http://127.0.0.1:{port}", database="db")
+        started = time.monotonic()
+        await notifier(AccountCharts(stuck, timeout=0.5), urls=[json_url(httpserver, "/c")]).send(
+            make_event()
+        )
+        waited = time.monotonic() - started
+
+    [body] = received(httpserver, "/c")
+    assert body["attachments"] == []
+    [warning] = warnings_in(log_stream)
+    assert warning["reason"] == "TimeoutError"
+    # The client's own timeout is 10 s: the alert went at the chart's limit, well before it.
+    assert waited < 8
+
+
+async def test_empty_series_sends_the_alert_without_chart(
+    httpserver: HTTPServer,
+    http_client: httpx.AsyncClient,
+    influx_db: tuple[str, str],
+    log_stream: io.StringIO,
+) -> None:
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    store = InfluxV1Store(http_client, url=influx_db[0], database=influx_db[1])
+    await notifier(AccountCharts(store), urls=[json_url(httpserver, "/c")]).send(make_event())
+
+    [body] = received(httpserver, "/c")
+    assert body["attachments"] == []
+    [warning] = warnings_in(log_stream)
+    assert "no counts of x/aplusk" in warning["reason"]
+
+
+@pytest.mark.parametrize(
+    ("platform", "account", "kind"),
+    [
+        ("followerwatch", "service", EventKind.INFLUXDB_AUTH),
+        ("followerwatch", "campaign:spring", EventKind.CAMPAIGN_STARTED),
+        ("x", "aplusk", EventKind.CAMPAIGN_REPORT),
+        ("x", "aplusk", EventKind.TEST),
+    ],
+)
+async def test_service_and_campaign_events_get_no_chart(
+    httpserver: HTTPServer,
+    http_client: httpx.AsyncClient,
+    influx_db: tuple[str, str],
+    log_stream: io.StringIO,
+    platform: str,
+    account: str,
+    kind: EventKind,
+) -> None:
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    event = make_event()
+    store = await write_history(http_client, influx_db, event, days=2)
+    other = dataclasses.replace(event, platform=platform, account=account, kind=kind)
+    await notifier(AccountCharts(store), urls=[json_url(httpserver, "/c")]).send(other)
+
+    [body] = received(httpserver, "/c")
+    assert body["attachments"] == []
+    assert warnings_in(log_stream) == []
+
+
+async def test_attach_chart_false_sends_no_chart(
+    httpserver: HTTPServer, http_client: httpx.AsyncClient, influx_db: tuple[str, str]
+) -> None:
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    event = make_event()
+    store = await write_history(http_client, influx_db, event, days=2)
+    await notifier(
+        AccountCharts(store), urls=[json_url(httpserver, "/c")], attach_chart=False
+    ).send(event)
+    [body] = received(httpserver, "/c")
+    assert body["attachments"] == []
+
+
+async def test_registry_passes_the_chart_drawer(
+    httpserver: HTTPServer, http_client: httpx.AsyncClient, influx_db: tuple[str, str]
+) -> None:
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    event = make_event()
+    store = await write_history(http_client, influx_db, event, days=2)
+    config = AppriseConfig.model_validate(
+        {"type": "apprise", "urls": [json_url(httpserver, "/c")], "chart_days": 1}
+    )
+    await build_notifier(config, http_client, charts=AccountCharts(store)).send(event)
+    [body] = received(httpserver, "/c")
+    [attachment] = body["attachments"]
+    assert base64.b64decode(attachment["base64"]).startswith(PNG_MAGIC)

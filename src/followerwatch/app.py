@@ -12,6 +12,7 @@ import httpx
 import structlog
 
 from followerwatch.campaigns import CampaignRunner
+from followerwatch.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.collector import Collector
 from followerwatch.config import Config, InfluxConfig
@@ -144,7 +145,19 @@ class App:
         settings = config.settings
         self.store = store or build_store(settings.influxdb, self.client)
         self.state = StateDB(settings.service.data_dir / "state.sqlite3")
-        self.notifiers = [build_notifier(n, self.client, self.clock) for n in settings.notifiers]
+        # InfluxQL reads (campaign reports, alert charts) go over /query even when writes use v2.
+        self.reader = (
+            self.store
+            if isinstance(self.store, InfluxV1Store)
+            else build_reader(settings.influxdb, self.client)
+        )
+        # Read at each alert, so a reloaded watchlist's lines are the ones drawn.
+        charts = AccountCharts(
+            self.reader, lambda platform, name: self.pipeline.thresholds.get((platform, name), ())
+        )
+        self.notifiers = [
+            build_notifier(n, self.client, self.clock, charts) for n in settings.notifiers
+        ]
         rules: dict[tuple[str, str], Sequence[Rule]] = {
             key: build_rules(r) for key, r in config.rules.items()
         }
@@ -176,12 +189,6 @@ class App:
             dry_run=dry_run,
             suspect_zero=frozenset(k for k, s in REGISTRY.items() if s.suspect_zero),
             thresholds=threshold_lines(config),
-        )
-        # InfluxQL reads (campaign reports) go over /query even when writes use the v2 client.
-        self.reader = (
-            self.store
-            if isinstance(self.store, InfluxV1Store)
-            else build_reader(settings.influxdb, self.client)
         )
         self.campaigns = CampaignRunner(
             settings.campaigns, self.state, self.reader, self.clock, route

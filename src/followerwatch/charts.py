@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from followerwatch.impact import Impact
+from followerwatch.impact import Impact, load_series
+from followerwatch.models import Event
+from followerwatch.store.base import QueryableStore
+from followerwatch.store.influx_v1 import quote_literal
 
 Series = Sequence[tuple[datetime, int]]
+# (platform, account name) → the account's threshold lines as (direction, value).
+LinesFor = Callable[[str, str], Sequence[tuple[str, int]]]
 
 
 def human(value: float, _: object = None) -> str:
@@ -22,20 +28,20 @@ def human(value: float, _: object = None) -> str:
 
 
 def _figure(title: str):  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display here, nor in containers
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: no display is needed (nor present in containers), and pyplot's
+    # global figure list is unsafe when alert charts are drawn in worker threads.
+    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(10, 5), dpi=110)
+    fig = Figure(figsize=(10, 5), dpi=110)
+    ax = fig.subplots()
     ax.set_title(title)
     ax.set_ylabel("followers")
     ax.set_xlabel("time (UTC)")
     ax.yaxis.set_major_formatter(FuncFormatter(human))
     ax.grid(True, alpha=0.3)
     fig.autofmt_xdate()
-    return fig, ax, plt
+    return fig, ax
 
 
 def account_chart(
@@ -46,7 +52,7 @@ def account_chart(
     events: Sequence[tuple[datetime, int, str]] = (),
 ) -> Path:
     """The count over time, its threshold lines, and its events as markers."""
-    fig, ax, plt = _figure(f"{who}: followers")
+    fig, ax = _figure(f"{who}: followers")
     ax.plot([t for t, _ in series], [v for _, v in series], color="tab:blue", label="followers")
     for direction, line in lines:
         ax.axhline(
@@ -57,13 +63,12 @@ def account_chart(
         ax.annotate(label, (when, value), textcoords="offset points", xytext=(5, 8), fontsize=8)
     ax.legend(loc="best")
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 
 def impact_chart(path: Path, report: Impact, series: Series) -> Path:
     """Actual counts against the expected path and its band, over the baseline and the window."""
-    fig, ax, plt = _figure(f"{report.who}: actual vs expected")
+    fig, ax = _figure(f"{report.who}: actual vs expected")
     ax.plot([t for t, _ in series], [v for _, v in series], color="tab:blue", label="actual")
     span = (report.end - report.start).total_seconds()
     steps = [report.start + timedelta(seconds=span * i / 24) for i in range(25)]
@@ -88,5 +93,55 @@ def impact_chart(path: Path, report: Impact, series: Series) -> Path:
         )
     ax.legend(loc="best")
     fig.savefig(path)
-    plt.close(fig)
     return path
+
+
+async def load_events(
+    store: QueryableStore, platform: str, account: str, start: datetime, end: datetime
+) -> list[tuple[datetime, int, str]]:
+    """An account's events between two times as (time, value, kind), from `followerwatch_events`."""
+    rows = await store.query(
+        'SELECT "value", "kind" FROM followerwatch_events WHERE platform = '
+        f"{quote_literal(platform)} AND account = {quote_literal(account)}"
+        f" AND time >= {int(start.timestamp())}s AND time <= {int(end.timestamp())}s",
+        epoch="s",
+    )
+    return [
+        (datetime.fromtimestamp(t, UTC), int(v), str(k))
+        for s in rows
+        for t, v, k in s["values"]
+        if v is not None
+    ]
+
+
+class AccountCharts:
+    """Draws an account's recent counts for alert attachments, off the event loop."""
+
+    def __init__(
+        self, reader: QueryableStore, lines: LinesFor | None = None, timeout: float = 20.0
+    ) -> None:
+        self._reader = reader
+        self._lines = lines
+        self.timeout = timeout
+
+    async def render(self, event: Event, days: float, path: Path) -> Path | None:
+        """The `days` up to the event, with lines and events, as a PNG; None when no counts."""
+        return await asyncio.wait_for(self._render(event, days, path), self.timeout)
+
+    async def _render(self, event: Event, days: float, path: Path) -> Path | None:
+        # Up to the event's own time, not now: replayed and late-delivered alerts show their moment.
+        end = event.time
+        start = end - timedelta(days=days)
+        series = await load_series(self._reader, event.platform, event.account, start, end)
+        if not series:
+            return None
+        events = await load_events(self._reader, event.platform, event.account, start, end)
+        mark = (event.time, event.value, str(event.kind))
+        if mark not in events:
+            events.append(mark)
+        lines = self._lines(event.platform, event.account) if self._lines else ()
+        # matplotlib is CPU-bound and slow to import: a worker thread keeps the event loop free.
+        await asyncio.to_thread(
+            account_chart, path, f"@{event.account}", series, list(lines), events
+        )
+        return path

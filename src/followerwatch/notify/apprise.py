@@ -3,26 +3,36 @@
 Apprise sends with its own HTTP stack (requests, in worker threads), not the shared httpx client,
 and reports only success or failure: it cannot tell a rejected credential from an outage, so
 every failure is retried. Per-URL timeouts are Apprise URL parameters (`cto`, `rto`).
+
+An event about an account carries the chart of that account's last days as a PNG attachment; the
+chart is a courtesy, so any failure to draw it sends the alert without it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from followerwatch.configbase import StrictModel
 from followerwatch.errors import DeliveryError
-from followerwatch.models import Event, EventStatus, Severity
+from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.base import event_fields
 
 if TYPE_CHECKING:
     import apprise as apprise_lib
+
+    from followerwatch.charts import AccountCharts
+
+log = structlog.get_logger("followerwatch.notify.apprise")
 
 DEFAULT_TITLE = "followerwatch: {account} on {platform} ({kind})"
 _APPRISE_LOGGER = "apprise"
@@ -40,6 +50,19 @@ _TITLE_FIELDS = (
     "severity",
     "status",
 )
+# Events about the service or a campaign as a whole, not one account's count: no chart.
+_NO_CHART_KINDS = frozenset(
+    {
+        EventKind.TEST,
+        EventKind.INFLUXDB_AUTH,
+        EventKind.INFLUXDB_OK,
+        EventKind.SPOOL_OVERFLOW,
+        EventKind.CAMPAIGN_STARTED,
+        EventKind.CAMPAIGN_ENDED,
+        EventKind.CAMPAIGN_REPORT,
+    }
+)
+_SERVICE_PLATFORM = "followerwatch"
 
 
 @contextlib.contextmanager
@@ -61,6 +84,8 @@ class AppriseConfig(StrictModel):
     name: str = "apprise"
     urls: list[SecretStr] = Field(min_length=1)
     title: str = DEFAULT_TITLE
+    attach_chart: bool = True
+    chart_days: float = Field(default=7.0, gt=0, le=366)
 
     @model_validator(mode="before")
     @classmethod
@@ -126,6 +151,20 @@ class AppriseConfig(StrictModel):
         return [url.get_secret_value() for url in self.urls]
 
 
+def charted(event: Event) -> bool:
+    """Whether an event concerns one account's count, and so gets that account's chart."""
+    return (
+        bool(event.platform and event.account)
+        and event.platform != _SERVICE_PLATFORM
+        and event.kind not in _NO_CHART_KINDS
+    )
+
+
+def chart_filename(event: Event) -> str:
+    """A safe attachment name: `followers-x-aplusk.png` (odd characters become `_`)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"followers-{event.platform}-{event.account}") + ".png"
+
+
 def notify_type(event: Event) -> str:
     """Apprise's notification type: success for a resolution, else by severity."""
     if event.status is EventStatus.RESOLVED:
@@ -138,11 +177,12 @@ class AppriseNotifier:
 
     key: ClassVar[str] = "apprise"
 
-    def __init__(self, config: AppriseConfig) -> None:
+    def __init__(self, config: AppriseConfig, charts: AccountCharts | None = None) -> None:
         import apprise as apprise_lib
 
         self.name = config.name
         self._config = config
+        self._charts = charts if config.attach_chart else None
         # Below WARNING, Apprise logs URL paths and headers, and urllib3 (under requests) logs
         # request lines: many services keep their tokens in exactly those places.
         for name in _CHATTY_LOGGERS:
@@ -156,8 +196,36 @@ class AppriseNotifier:
     async def send(self, event: Event) -> None:
         """Deliver one event to every URL: the message as body, the `title` template as title."""
         title = self._config.title.format(**event_fields(event))
-        result = await self._apprise.async_notify(
-            body=event.message, title=title, notify_type=notify_type(event)
-        )
+        # The directory (and the chart in it) goes once the services have read the file.
+        with tempfile.TemporaryDirectory(
+            prefix="followerwatch-chart-", ignore_cleanup_errors=True
+        ) as directory:
+            attach = await self._chart(event, Path(directory))
+            result = await self._apprise.async_notify(
+                body=event.message, title=title, notify_type=notify_type(event), attach=attach
+            )
         if not bool(result):
             raise DeliveryError(f"apprise {self.name}: delivery to at least one URL failed")
+
+    async def _chart(self, event: Event, directory: Path) -> apprise_lib.AppriseAttachment | None:
+        """The event's chart as an attachment, or None (with one warning when it failed)."""
+        if self._charts is None or not charted(event):
+            return None
+        import apprise as apprise_lib
+
+        try:
+            path = await self._charts.render(
+                event, self._config.chart_days, directory / chart_filename(event)
+            )
+        except Exception as exc:  # never fail a delivery because of its chart
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            log.warning("alert sent without its chart", notifier=self.name, reason=reason)
+            return None
+        if path is None:
+            log.warning(
+                "alert sent without its chart",
+                notifier=self.name,
+                reason=f"no counts of {event.platform}/{event.account} in InfluxDB",
+            )
+            return None
+        return apprise_lib.AppriseAttachment(str(path))
