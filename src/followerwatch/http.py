@@ -1,22 +1,158 @@
-"""The one shared httpx.AsyncClient: explicit timeouts, pool limits, an honest User-Agent."""
+"""The one shared httpx.AsyncClient: explicit timeouts, pool limits, an honest User-Agent.
+
+Requests go through httpx's API on aiohttp's engine (httpx-aiohttp), which costs less than half
+the CPU per request of httpx's own transport. Proxies from the environment still work: httpx
+mounts its own transport for proxied URLs, so only direct requests take the aiohttp path.
+"""
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import aiohttp
 import httpx
+from httpx_aiohttp import AiohttpTransport
 
 from followerwatch import __version__
 
 USER_AGENT = f"followerwatch/{__version__} (+https://github.com/followerwatch/followerwatch)"
+CONNECT_TIMEOUT = 5.0
+MAX_CONNECTIONS = 50
+MAX_KEEPALIVE = 20
+
+
+def _mapped(exc: BaseException) -> httpx.HTTPError | None:
+    """The httpx error an aiohttp (or socket) error stands for; None when it is neither."""
+    message = str(exc) or type(exc).__name__
+    table: tuple[tuple[type[BaseException], type[httpx.HTTPError]], ...] = (
+        (aiohttp.SocketTimeoutError, httpx.ReadTimeout),
+        (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
+        (aiohttp.ClientProxyConnectionError, httpx.ProxyError),
+        (aiohttp.ClientConnectorError, httpx.ConnectError),
+        (aiohttp.ServerDisconnectedError, httpx.RemoteProtocolError),
+        (aiohttp.ClientResponseError, httpx.RemoteProtocolError),
+        (aiohttp.ClientPayloadError, httpx.ReadError),
+        (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
+        (TimeoutError, httpx.ReadTimeout),
+        (aiohttp.ClientError, httpx.NetworkError),
+        (OSError, httpx.NetworkError),
+    )
+    for source, target in table:
+        if isinstance(exc, source):
+            return target(message)
+    return None
+
+
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """Every aiohttp error as the httpx error it stands for.
+
+    Sources, notifiers and the store classify httpx errors (a timeout is not a refused
+    connection); httpx-aiohttp maps some errors loosely (a disconnect becomes ConnectTimeout)
+    and lets others escape (a malformed response), so the original error decides here.
+    """
+    try:
+        yield
+    except httpx.HTTPError as exc:
+        better = _mapped(exc.__cause__) if exc.__cause__ is not None else None
+        if better is None:
+            raise
+        raise better from exc.__cause__
+    except (aiohttp.ClientError, OSError) as exc:
+        better = _mapped(exc)
+        assert better is not None
+        raise better from exc
+
+
+class _Stream(httpx.AsyncByteStream):
+    """A response body whose read errors are httpx errors too."""
+
+    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self._inner:
+                yield chunk
+
+    async def aclose(self) -> None:
+        with _as_httpx_errors():
+            await self._inner.aclose()
+
+
+class FastTransport(AiohttpTransport):
+    """httpx-aiohttp's transport with every aiohttp error mapped and no second cookie jar."""
+
+    def __init__(
+        self, limits: httpx.Limits, verify: ssl.SSLContext | str | bool = True, cert: Any = None
+    ) -> None:
+        super().__init__(verify=verify, cert=cert, limits=limits, client=self._session)
+
+    def _session(self) -> aiohttp.ClientSession:
+        # Created on the first request, inside the running loop (aiohttp requires one).
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry or 0,
+            ssl=self.ssl_context,
+        )
+        # httpx keeps the cookies; aiohttp's own jar would send them a second time.
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send one request on the aiohttp session."""
+        with _as_httpx_errors():
+            response = await super().handle_async_request(request)
+        assert isinstance(response.stream, httpx.AsyncByteStream)
+        response.stream = _Stream(response.stream)
+        return response
+
+    async def aclose(self) -> None:
+        """Close the aiohttp session (and its connections), if one was opened."""
+        if isinstance(self.client, aiohttp.ClientSession):
+            await self.client.close()
+        # Without a session yet, nothing is open; and none may be opened after closing.
+        self.client = _closed
+
+
+def _closed() -> aiohttp.ClientSession:
+    raise httpx.TransportError("the HTTP client is closed")
+
+
+class _Client(httpx.AsyncClient):
+    """httpx's client with FastTransport as its default transport.
+
+    The default is chosen here rather than passed as `transport=` because httpx ignores the
+    environment's proxies when a transport is passed; this way proxied URLs still get httpx's
+    own proxy transport, exactly as before.
+    """
+
+    def _init_transport(
+        self,
+        verify: ssl.SSLContext | str | bool = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        http1: bool = True,
+        http2: bool = False,
+        limits: httpx.Limits = httpx.Limits(),  # noqa: B008 (httpx passes it; never mutated)
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> httpx.AsyncBaseTransport:
+        if transport is not None:
+            return transport
+        return FastTransport(limits, verify, cert)
 
 
 def build_client(
     transport: httpx.AsyncBaseTransport | None = None, timeout: float = 15.0
 ) -> httpx.AsyncClient:
     """The client every source, store and notifier shares; `transport` is the test seam."""
-    return httpx.AsyncClient(
+    limits = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE)
+    return _Client(
         transport=transport,
-        timeout=httpx.Timeout(timeout, connect=5.0),
-        limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+        timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+        limits=limits,
         headers={"User-Agent": USER_AGENT},
         follow_redirects=False,
     )

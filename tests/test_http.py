@@ -1,0 +1,209 @@
+"""The shared client on the aiohttp engine: timeouts, errors, redirects, cookies, proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from followerwatch.clock import ManualClock
+from followerwatch.errors import TransientError
+from followerwatch.http import USER_AGENT, FastTransport, build_client
+from followerwatch.models import Account
+from followerwatch.sources.common import MAX_BODY_BYTES
+from followerwatch.sources.x import XSource
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
+    """A TCP server running `handler` per connection; (base URL, one entry per connection)."""
+    connections: list[int] = []
+
+    async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(counted, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", connections
+    finally:
+        server.close()
+
+
+async def read_head(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+async def test_the_default_transport_is_aiohttp_and_the_seam_overrides_it() -> None:
+    async with build_client() as client:
+        assert isinstance(client._transport, FastTransport)
+    seam = httpx.MockTransport(lambda request: httpx.Response(204))
+    async with build_client(seam) as client:
+        assert (await client.get("http://example.invalid/")).status_code == 204
+
+
+async def test_a_server_that_never_answers_is_a_read_timeout() -> None:
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await asyncio.sleep(30)
+
+    async with raw_server(hang) as (url, _), build_client(timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(url + "/x")
+
+
+async def test_a_body_that_stalls_is_a_read_timeout() -> None:
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    async with raw_server(stall) as (url, _), build_client(timeout=0.3) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(url + "/x")
+
+
+async def test_refused_disconnected_and_malformed_answers_are_httpx_errors() -> None:
+    async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+
+    async def truncated(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{}")
+        await writer.drain()
+
+    async with build_client(timeout=2) as client:
+        server = await asyncio.start_server(close, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        with pytest.raises(httpx.ConnectError):
+            await client.get(f"http://127.0.0.1:{port}/")
+        async with raw_server(close) as (url, _):
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get(url + "/")
+        async with raw_server(garbage) as (url, _):
+            with pytest.raises(httpx.RemoteProtocolError):
+                await client.get(url + "/")
+        async with raw_server(truncated) as (url, _):
+            with pytest.raises(httpx.ReadError):
+                await client.get(url + "/")
+
+
+async def test_connections_are_kept_alive_between_requests() -> None:
+    async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_head(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async with raw_server(keep) as (url, connections), build_client() as client:
+        for _ in range(5):
+            assert (await client.get(url + "/")).text == "ok"
+        assert len(connections) == 1
+
+
+async def test_redirects_are_not_followed_and_headers_arrive(httpserver: HTTPServer) -> None:
+    seen: list[Request] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(request)
+        return Response("", status=302, headers={"Location": "/elsewhere"})
+
+    httpserver.expect_request("/start").respond_with_handler(handler)
+    async with build_client() as client:
+        response = await client.get(httpserver.url_for("/start"), headers={"X-Test": "1"})
+    assert response.status_code == 302
+    assert response.headers["location"] == "/elsewhere"
+    assert len(seen) == 1
+    assert seen[0].headers["User-Agent"] == USER_AGENT
+    assert seen[0].headers["X-Test"] == "1"
+
+
+async def test_a_cookie_is_sent_once_not_by_both_jars(httpserver: HTTPServer) -> None:
+    cookies: list[str | None] = []
+
+    def handler(request: Request) -> Response:
+        cookies.append(request.headers.get("Cookie"))
+        return Response("", headers={"Set-Cookie": "session=abc; Path=/"})
+
+    httpserver.expect_request("/c").respond_with_handler(handler)
+    async with build_client() as client:
+        await client.get(httpserver.url_for("/c"))
+        await client.get(httpserver.url_for("/c"))
+    assert cookies == [None, "session=abc"]
+
+
+async def test_a_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await read_head(reader)
+        lines.append(head.split(b"\r\n", 1)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nproxied")
+        await writer.drain()
+
+    async with raw_server(proxy) as (url, _):
+        monkeypatch.setenv("HTTP_PROXY", url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        async with build_client() as client:
+            response = await client.get("http://api.example.invalid/v1/x")
+    assert response.text == "proxied"
+    assert lines == [b"GET http://api.example.invalid/v1/x HTTP/1.1"]
+
+
+async def test_closing_closes_the_session_without_warnings(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/").respond_with_data("ok")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = build_client()
+        assert (await client.get(httpserver.url_for("/"))).text == "ok"
+        transport = client._transport
+        assert isinstance(transport, FastTransport)
+        session = transport.client
+        await client.aclose()
+        del client, transport
+        gc.collect()
+    assert getattr(session, "closed", False) is True
+    assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
+
+
+async def test_the_body_cap_holds_on_this_transport(httpserver: HTTPServer) -> None:
+    accounts = [Account("x", "user_0", "user_0")]
+    httpserver.expect_request("/2/users/by").respond_with_data(
+        "[" + "1," * (MAX_BODY_BYTES // 2) + "1]", content_type="application/json"
+    )
+    async with build_client() as client:
+        source = XSource(
+            client,
+            bearer_token="t",
+            clock=ManualClock(datetime(2026, 1, 1, tzinfo=UTC)),
+            base_url=httpserver.url_for("").rstrip("/"),
+            max_wait=0,
+        )
+        with pytest.raises(TransientError, match="oversized"):
+            await source.fetch(accounts)
