@@ -80,6 +80,14 @@ NEAREST_THRESHOLD = (
     f" GROUP BY {BY_ACCOUNT}"
 )
 
+# The projection is written only while the trend points toward a line, so the last one in the
+# range can be stale (the line crossed since, or the trend turned): only recent ones count.
+ETA_AGE = "eta_age"
+PROJECTION_ETA = (
+    'SELECT last("eta_s") AS "eta_s", "line", "direction" FROM "followerwatch_projections"'
+    f" WHERE {WHERE} AND time > ${{__to}}ms - ${ETA_AGE} GROUP BY {BY_ACCOUNT}"
+)
+
 RACE_GAP = (
     'SELECT "gap" FROM (SELECT sum("x") AS "gap", count("x") AS "n" FROM '
     '(SELECT last("followers") AS "x" FROM "followers" WHERE '
@@ -357,12 +365,16 @@ def overview() -> Json:
             target("C", change_query("24h", "change_24h"), fmt="table"),
             target("D", change_query("7d", "change_7d"), fmt="table"),
             target("E", NEAREST_THRESHOLD, fmt="table"),
+            target("F", PROJECTION_ETA, fmt="table"),
         ],
         description=(
             "Current count (the last in the time range), its change over 1 h, 24 h and 7 d "
             "(minus the last count at or before that long before the range's end, looking "
-            "back at most 7 d further), and the signed distance to the nearest below/above "
-            "line from the watchlist (followerwatch_thresholds)."
+            "back at most 7 d further), the signed distance to the nearest below/above "
+            "line from the watchlist (followerwatch_thresholds), and for accounts with an "
+            "`approaching` rule the ETA: when the trend reaches its nearest line ahead "
+            "(followerwatch_projections), from a projection no older than $eta_age before "
+            "the range's end."
         ),
         sort_by="Followers",
         transformations=[
@@ -382,6 +394,9 @@ def overview() -> Json:
                         "change_7d": 5,
                         "rule": 6,
                         "distance": 7,
+                        "eta_s": 8,
+                        "line": 9,
+                        "direction": 10,
                     },
                     "renameByName": {
                         "platform": "Platform",
@@ -392,11 +407,17 @@ def overview() -> Json:
                         "change_7d": "Change 7 d",
                         "rule": "Nearest threshold",
                         "distance": "Distance",
+                        "eta_s": "ETA",
+                        "line": "ETA line",
+                        "direction": "ETA direction",
                     },
                 },
             },
         ],
-        overrides=[account_link_override("Account")],
+        overrides=[
+            account_link_override("Account"),
+            override("byName", "ETA", [("unit", "dtdurations")]),
+        ],
     )
     trend = timeseries(
         2,
@@ -443,6 +464,15 @@ def overview() -> Json:
                 "Account",
                 ACCOUNTS_OF_PLATFORM,
                 description="Accounts (the `account` tag) of the selected platforms.",
+            ),
+            textbox_variable(
+                ETA_AGE,
+                "ETA max age",
+                "1h",
+                description=(
+                    "Oldest projection the ETA column shows, before the range's end (an InfluxQL "
+                    "duration such as 1h; at least the poll interval)."
+                ),
             ),
         ],
         time_from="now-7d",

@@ -4,9 +4,9 @@ The scenario runs followerwatch itself (App, collectors, rules, writer) on a Man
 starts at the packaged April 2009 replay and moves six hours per poll cycle:
 
 - x: the replay (@aplusk and @cnnbrk, hourly counts, 15 days), thresholds at 1,000,000;
-- github: the local fake GitHub API; user-001 gains one follower per poll and crosses 120,
-  user-002 stays at 114, ghost-user does not exist (every poll is `partial`), and one poll
-  answers 503 (outcome `error`).
+- github: the local fake GitHub API; user-001 gains one follower per poll and crosses 120
+  (its `approaching` rule projects when it will reach 250), user-002 stays at 114, ghost-user
+  does not exist (every poll is `partial`), and one poll answers 503 (outcome `error`).
 
 `followerwatch_thresholds` is written the way the hook recommended in
 src/followerwatch/thresholds.py does it: next to each batch's observation points.
@@ -59,7 +59,14 @@ WATCH: list[dict[str, Any]] = [
         "labels": {"story": "unfollow-day"},
     },
     {"platform": "x", "handle": "cnnbrk", "above": 1_000_000, "hysteresis": 1_000},
-    {"platform": "github", "handle": "user-001", "above": 120, "below": [105, 100]},
+    # `approaching` writes followerwatch_projections; a 1 h horizon never fires at 1 a poll.
+    {
+        "platform": "github",
+        "handle": "user-001",
+        "above": [120, 250],
+        "below": [105, 100],
+        "approaching": "1h",
+    },
     {"platform": "github", "handle": "user-002"},
     {"platform": "github", "handle": "ghost-user"},
 ]

@@ -301,6 +301,40 @@ def test_overview_nearest_threshold_and_distance(scenario: Scenario) -> None:
     assert rows[CNNBRK]["rule"] == "above:1000000" and rows[CNNBRK]["distance"] == 41_091
 
 
+# user-001 gains one follower per 6 h poll: at END it has 160 and reaches its 250 line in 90 polls.
+ETA_AT_END = (250 - github_count(CYCLES - 1)) * int(STEP.total_seconds())
+
+
+def test_overview_eta_of_the_approaching_account(scenario: Scenario) -> None:
+    res = run(grafana(scenario), load("overview"), 1)["F"][0]
+    rows = {k: v[0] for k, v in res.by_tags("platform", "account").items()}
+    # Only user-001 has an `approaching` rule; the others never get a projection.
+    assert set(rows) == {USER1}
+    assert ETA_AT_END == 1_944_000  # 22.5 days
+    assert (rows[USER1]["eta_s"], rows[USER1]["line"], rows[USER1]["direction"]) == (
+        ETA_AT_END,
+        250,
+        "above",
+    )
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        # The last poll (and projection) is 5 h 30 min before this range's end: too old for 1 h.
+        ("1h", None),
+        ("6h", (250 - github_count(CYCLES - 2)) * int(STEP.total_seconds())),
+    ],
+)
+def test_overview_eta_ignores_projections_older_than_eta_age(
+    scenario: Scenario, age: str, expected: int | None
+) -> None:
+    g = grafana(scenario, end=END - STEP + timedelta(hours=5, minutes=30))
+    res = run(g, load("overview"), 1, {"eta_age": age})["F"][0]
+    got = {k: v[0]["eta_s"] for k, v in res.by_tags("platform", "account").items()}
+    assert got == ({} if expected is None else {USER1: expected})
+
+
 def test_overview_frames_merge_on_platform_and_account(scenario: Scenario) -> None:
     """What the table's merge transformation needs: every frame keyed by platform+account,
     and no value column shared between two queries."""
