@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from followerwatch.projection import Projection
+
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -143,6 +145,8 @@ class Event:
     severity: Severity = Severity.WARNING
     status: EventStatus = EventStatus.ONCE
     labels: tuple[tuple[str, str], ...] = ()
+    # Where the trend leads next, added by the outbox before the first delivery (see enrich.py).
+    projection: Projection | None = None
 
 
 FieldValue = int | float | str | bool

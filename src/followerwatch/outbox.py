@@ -1,20 +1,50 @@
-"""The alert outbox: stored events delivered to each notifier in order, at least once."""
+"""The alert outbox: stored events delivered to each notifier at least once, in order per account.
+
+Each notifier's pending deliveries form one lane per (platform, account). A lane goes strictly in
+order (a resolution never overtakes its firing; a lane whose head waits for a retry waits whole),
+while different lanes go out concurrently, up to the notifier's `concurrency`, and notifiers run
+side by side. A pass claims the lanes it works on in memory until their outcomes are written, so
+the poll path and the background loop never send the same delivery twice. Outcomes are written in
+batches: one transaction for everything that finished in the same turn of the event loop.
+
+Before an event's first attempt the pass asks the enricher, once and for all of its new events
+together, for a projection; whatever the enricher says (or nothing, if it fails or is slow) is
+stored with the event, so every notifier and every retry carries the same text.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Sequence
 
 import structlog
 
 from followerwatch.clock import Clock
+from followerwatch.enrich import Enricher
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event
-from followerwatch.notify.base import Notifier
+from followerwatch.notify.base import BatchNotifier, Notifier
+from followerwatch.outbox_state import SERVICE_PLATFORM, Delivery, Mark
+from followerwatch.projection import Projection
 from followerwatch.state import StateDB
 
 log = structlog.get_logger("followerwatch.outbox")
+
+DEFAULT_CONCURRENCY = 16
+# Deliveries read per notifier per pass; the rest wait for the next pass.
+PASS_LIMIT = 5000
+# Events per request for notifiers that take a list (`send_many`, e.g. Alertmanager).
+BATCH_MAX = 200
+
+Lane = tuple[str, str, str]  # (notifier, platform, account)
+
+
+def lane_key(event: Event) -> tuple[str, str]:
+    """The order key of an event: its account, or one shared key for the service's own events."""
+    # Operational and campaign events (started, ended, its reports) keep one order among them.
+    return (event.platform, "" if event.platform == SERVICE_PLATFORM else event.account)
 
 
 class Outbox:
@@ -29,17 +59,26 @@ class Outbox:
         backoff_initial: float = 1.0,
         backoff_max: float = 600.0,
         rng: random.Random | None = None,
+        enricher: Enricher | None = None,
+        enrich_timeout: float = 2.0,
     ) -> None:
         self.state = state
         self.notifiers = list(notifiers)
         self.clock = clock
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.enricher = enricher
+        # A last resort: the enricher bounds its own reads; this bounds a misbehaving one.
+        self.enrich_timeout = enrich_timeout
         self._rng = rng or random.Random()
         self._kick = asyncio.Event()
         self._refreshed: dict[str, float] = {}
-        # The poll jobs and the background loop both deliver; one at a time, or events go twice.
-        self._lock = asyncio.Lock()
+        self._busy: set[Lane] = set()  # lanes a pass is working on, until their marks are written
+        self._enriching: set[str] = set()
+        self._marks: list[Mark] = []
+        self._finished: list[Lane] = []
+        self._flush_soon = False
+        self._contended = False  # a pass skipped a busy lane: look again once it is released
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after `attempts` failed tries: exponential, capped, with jitter."""
@@ -51,51 +90,183 @@ class Outbox:
         self._kick.set()
 
     async def deliver_due(self) -> int:
-        """One attempt at every due delivery, in order per notifier; returns how many were sent."""
-        async with self._lock:
-            return await self._deliver_due()
-
-    async def _deliver_due(self) -> int:
-        sent = 0
+        """One attempt at every due delivery, in order per account; returns how many were sent."""
+        await self._enrich()
         now = self.clock.now().timestamp()
+        sent = await asyncio.gather(*(self._deliver(n, now) for n in self.notifiers))
         for notifier in self.notifiers:
-            for delivery in self.state.pending(notifier.name):
-                if delivery.next_attempt > now:
-                    break  # keep each channel in order: later events wait for this one
-                if not await self._attempt(notifier, delivery.event, delivery.attempts):
-                    break
-                sent += 1
             await self._refresh(notifier, now)
+        return sum(sent)
+
+    async def _enrich(self) -> None:
+        """Projections for every event not yet enriched, in one call; stored once, even if none."""
+        todo = [e for e in self.state.unenriched(PASS_LIMIT) if e.id not in self._enriching]
+        if not todo:
+            return
+        ids = {e.id for e in todo}
+        self._enriching |= ids
+        try:
+            found: dict[str, Projection] = {}
+            if self.enricher is not None:
+                try:
+                    got = await asyncio.wait_for(self.enricher.enrich(todo), self.enrich_timeout)
+                    found = dict(got)
+                except Exception as exc:  # a projection is a nicety: never hold up an alert
+                    log.warning("alert projections skipped", error=repr(exc))
+            self.state.set_enrichment({e.id: found.get(e.id) for e in todo})
+        finally:
+            self._enriching -= ids
+
+    def _claim(self, notifier: Notifier, now: float) -> dict[Lane, list[Delivery]]:
+        """The due run at the head of every free lane, claimed for this pass."""
+        lanes: dict[Lane, list[Delivery]] = {}
+        stopped: set[Lane] = set()
+        single = _width(notifier) == 1  # one lane for everything: the stored order, strictly
+        for delivery in self.state.pending(notifier.name, PASS_LIMIT):
+            event = delivery.event
+            lane = (notifier.name, "", "") if single else (notifier.name, *lane_key(event))
+            if lane in stopped:
+                continue
+            if lane in self._busy:
+                self._contended = True
+                stopped.add(lane)
+            elif not delivery.enriched or delivery.next_attempt > now:
+                stopped.add(lane)  # later events of this account wait behind it
+            else:
+                lanes.setdefault(lane, []).append(delivery)
+        self._busy.update(lanes)
+        return lanes
+
+    async def _deliver(self, notifier: Notifier, now: float) -> int:
+        lanes = self._claim(notifier, now)
+        if not lanes:
+            return 0
+        try:
+            if isinstance(notifier, BatchNotifier):
+                return await self._batched(notifier, lanes)
+            return await self._lanes(notifier, lanes)
+        finally:
+            self._finished.extend(lanes)
+            self._flush()  # everything this pass did is on disk before it returns
+
+    async def _lanes(self, notifier: Notifier, lanes: dict[Lane, list[Delivery]]) -> int:
+        """Up to `concurrency` lanes at once, each one event after another."""
+        queue = deque(lanes.items())
+        sent = 0
+
+        async def worker() -> None:
+            nonlocal sent
+            while queue:
+                lane, deliveries = queue.popleft()
+                try:
+                    for delivery in deliveries:
+                        outcome = await self._attempt(notifier, delivery)
+                        if not outcome:
+                            break
+                        sent += outcome == "delivered"
+                finally:
+                    self._done(lane)
+
+        await asyncio.gather(*(worker() for _ in range(min(_width(notifier), len(queue)))))
         return sent
 
-    async def _attempt(self, notifier: Notifier, event: Event, attempts: int) -> bool:
+    async def _attempt(self, notifier: Notifier, delivery: Delivery) -> str:
+        """One send: 'delivered', 'failed' (final), or '' when the lane must stop for a retry."""
+        event = delivery.event
         try:
             await notifier.send(event)
         except DeliveryError as exc:
-            if exc.permanent:
-                log.error(
-                    "alert delivery failed permanently",
-                    notifier=notifier.name,
-                    event_id=event.id,
-                    error=str(exc),
-                )
-                self.state.mark_delivery(event.id, notifier.name, "failed", str(exc))
-                return True
-            wait = self.backoff(attempts + 1)
-            log.warning(
-                "alert delivery failed; will retry",
+            return self._failed(notifier, delivery, exc)
+        except Exception as exc:  # a notifier bug must not kill the lane's bookkeeping
+            log.exception("notifier raised", notifier=notifier.name, event_id=event.id)
+            return self._failed(notifier, delivery, DeliveryError(repr(exc)))
+        self._mark(Mark(event.id, notifier.name, "delivered"))
+        return "delivered"
+
+    def _failed(self, notifier: Notifier, delivery: Delivery, exc: DeliveryError) -> str:
+        """Record a failed attempt: 'failed' if final, else '' with the retry scheduled."""
+        event = delivery.event
+        if exc.permanent:
+            log.error(
+                "alert delivery failed permanently",
                 notifier=notifier.name,
                 event_id=event.id,
                 error=str(exc),
-                attempt=attempts + 1,
-                retry_in_s=round(wait, 1),
             )
-            self.state.mark_delivery(
-                event.id, notifier.name, "pending", str(exc), self.clock.now().timestamp() + wait
-            )
-            return False
-        self.state.mark_delivery(event.id, notifier.name, "delivered", None)
-        return True
+            self._mark(Mark(event.id, notifier.name, "failed", str(exc)))
+            return "failed"
+        wait = self.backoff(delivery.attempts + 1)
+        log.warning(
+            "alert delivery failed; will retry",
+            notifier=notifier.name,
+            event_id=event.id,
+            error=str(exc),
+            attempt=delivery.attempts + 1,
+            retry_in_s=round(wait, 1),
+        )
+        retry_at = self.clock.now().timestamp() + wait
+        self._mark(Mark(event.id, notifier.name, "pending", str(exc), retry_at))
+        return ""
+
+    async def _batched(self, notifier: BatchNotifier, lanes: dict[Lane, list[Delivery]]) -> int:
+        """Rounds of one request per BATCH_MAX lane heads; a lane's next event waits a round."""
+        queues = {lane: deque(ds) for lane, ds in lanes.items()}
+        gate = asyncio.Semaphore(_width(notifier))
+        sent = 0
+        while queues:
+            heads = [(lane, q[0]) for lane, q in queues.items()]
+            chunks = [heads[i : i + BATCH_MAX] for i in range(0, len(heads), BATCH_MAX)]
+            results = await asyncio.gather(*(self._chunk(notifier, c, gate) for c in chunks))
+            for chunk, outcomes in zip(chunks, results, strict=True):
+                for (lane, _), outcome in zip(chunk, outcomes, strict=True):
+                    queue = queues[lane]
+                    queue.popleft()
+                    sent += outcome == "delivered"
+                    if not outcome or not queue:
+                        del queues[lane]
+                        self._done(lane)
+        return sent
+
+    async def _chunk(
+        self, notifier: BatchNotifier, chunk: list[tuple[Lane, Delivery]], gate: asyncio.Semaphore
+    ) -> list[str]:
+        """The outcome (as `_attempt`'s) of each delivery of one request."""
+        async with gate:
+            try:
+                await notifier.send_many([d.event for _, d in chunk])
+            except DeliveryError as exc:
+                if not exc.permanent or len(chunk) == 1:
+                    return [self._failed(notifier, d, exc) for _, d in chunk]
+                # One bad alert must not sink the others: find it by sending one at a time.
+                return [await self._attempt(notifier, d) for _, d in chunk]
+        for _, delivery in chunk:
+            self._mark(Mark(delivery.event.id, notifier.name, "delivered"))
+        return ["delivered"] * len(chunk)
+
+    def _mark(self, mark: Mark) -> None:
+        self._marks.append(mark)
+
+    def _done(self, lane: Lane) -> None:
+        """A lane is finished: release it once its marks are written, batched with others'."""
+        self._finished.append(lane)
+        if not self._flush_soon:
+            self._flush_soon = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write every buffered outcome in one transaction, then release the finished lanes."""
+        self._flush_soon = False
+        marks, self._marks = self._marks, []
+        finished, self._finished = self._finished, []
+        try:
+            self.state.mark_deliveries(marks)
+        except Exception:  # unrecorded sends stay pending: at least once, never lost
+            log.exception("recording alert deliveries failed", deliveries=len(marks))
+        finally:
+            self._busy.difference_update(finished)
+        if finished and self._contended:
+            self._contended = False
+            self.kick()
 
     async def _refresh(self, notifier: Notifier, now: float) -> None:
         """Re-announce still-active conditions to notifiers that need it (Alertmanager)."""
@@ -116,8 +287,16 @@ class Outbox:
             )
 
     def next_due(self) -> float | None:
-        """The earliest time (epoch seconds) a pending delivery is due, if any."""
-        heads = [p[0].next_attempt for n in self.notifiers if (p := self.state.pending(n.name, 1))]
+        """The earliest time (epoch seconds) the head of a free lane is due, if any."""
+        lanes = {n.name for n in self.notifiers if _width(n) > 1}
+        heads = [
+            due
+            for notifier, platform, account, due in self.state.pending_heads()
+            if notifier in lanes and (notifier, platform, account) not in self._busy
+        ]
+        for n in self.notifiers:  # one lane: the head is the oldest pending delivery
+            if n.name not in lanes and (n.name, "", "") not in self._busy:
+                heads += [d.next_attempt for d in self.state.pending(n.name, 1)]
         return min(heads) if heads else None
 
     async def run(self, stop: asyncio.Event, idle: float = 5.0) -> None:
@@ -148,3 +327,8 @@ class Outbox:
                 return False
             # A millisecond past due: clocks keep microseconds, the outbox keeps floats.
             await self.clock.sleep(max(0.0, due - now) + 0.001)
+
+
+def _width(notifier: Notifier) -> int:
+    """How many lanes (or requests) of one notifier may be in flight at once."""
+    return max(1, int(getattr(notifier, "concurrency", DEFAULT_CONCURRENCY)))

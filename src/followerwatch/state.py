@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.models import Event, EventStatus
+from followerwatch.outbox_state import EVENT_COLS as _EVENT_COLS
+from followerwatch.outbox_state import OutboxState, migrate_events
+from followerwatch.outbox_state import event_from_row as _event
 from followerwatch.sqlite import open_db
 
 _SCHEMA = """
@@ -38,9 +41,6 @@ CREATE TABLE IF NOT EXISTS active (
     platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, event_id TEXT NOT NULL,
     last_sent REAL NOT NULL, PRIMARY KEY (platform, account, rule));
 """
-_EVENT_COLS = (
-    "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,25 +67,17 @@ class Change:
     history: tuple[tuple[datetime, int], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One pending delivery of one event to one notifier."""
-
-    event: Event
-    attempts: int
-    next_attempt: float
-
-
 def _ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
-class StateDB:
+class StateDB(OutboxState):
     """The service's durable memory; single-process, synchronous (local SQLite is fast)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db = open_db(path, _SCHEMA)
+        migrate_events(self._db)
 
     def close(self) -> None:
         """Close the database."""
@@ -298,33 +290,6 @@ class StateDB:
         with self._tx():
             self._db.executemany("UPDATE events SET stored=1 WHERE id=?", [(i,) for i in event_ids])
 
-    def pending(self, notifier: str, limit: int = 500) -> list[Delivery]:
-        """Deliveries still to be made by one notifier, oldest event first."""
-        cols = ", ".join("e." + c.strip() for c in _EVENT_COLS.split(","))
-        rows = self._db.execute(
-            f"SELECT {cols}, d.attempts, d.next_attempt FROM deliveries d JOIN events e"
-            " ON e.id = d.event_id WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq"
-            " LIMIT ?",
-            (notifier, limit),
-        ).fetchall()
-        return [Delivery(_event(r[:-2]), int(r[-2]), float(r[-1])) for r in rows]
-
-    def mark_delivery(
-        self,
-        event_id: str,
-        notifier: str,
-        status: str,
-        error: str | None,
-        next_attempt: float = 0.0,
-    ) -> None:
-        """Record one attempt: 'delivered', 'failed', or still 'pending' until `next_attempt`."""
-        with self._tx():
-            self._db.execute(
-                "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_attempt=?"
-                " WHERE event_id=? AND notifier=?",
-                (status, error, next_attempt, event_id, notifier),
-            )
-
     def events(self, limit: int = 100) -> list[tuple[Event, dict[str, str]]]:
         """The most recent events (newest last) with each notifier's delivery status."""
         rows = self._db.execute(
@@ -339,11 +304,6 @@ class StateDB:
             )
             out.append((_event(row), status))
         return out
-
-    def delivery_counts(self) -> dict[str, int]:
-        """How many deliveries are in each status."""
-        rows = self._db.execute("SELECT status, count(*) FROM deliveries GROUP BY status")
-        return dict(rows.fetchall())
 
     def _tx(self) -> _Tx:
         return _Tx(self._db)
@@ -373,21 +333,3 @@ def _by_platform(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     for platform, account in dict.fromkeys(keys):
         out.setdefault(platform, []).append(account)
     return out
-
-
-def _event(row: Sequence[object]) -> Event:
-    labels = json.loads(str(row[11]))
-    return Event(
-        id=str(row[0]),
-        time=datetime.fromisoformat(str(row[1])),
-        platform=str(row[2]),
-        account=str(row[3]),
-        rule=str(row[4]),
-        kind=EventKind(str(row[5])),
-        value=int(str(row[6])),
-        threshold=int(str(row[7])),
-        message=str(row[8]),
-        severity=Severity(str(row[9])),
-        status=EventStatus(str(row[10])),
-        labels=tuple((str(k), str(v)) for k, v in labels),
-    )

@@ -60,6 +60,8 @@ class AlertmanagerConfig(StrictModel):
     point_event_ttl: Duration = Field(default=3600.0, gt=0)
     generator_url: HttpUrl | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    # Deliveries (accounts) in flight at once; 1 sends one event at a time, in stored order.
+    concurrency: int = Field(default=16, ge=1)
 
     @field_validator("labels")
     @classmethod
@@ -129,6 +131,7 @@ class AlertmanagerNotifier:
         self, config: AlertmanagerConfig, client: httpx.AsyncClient, clock: Clock | None = None
     ) -> None:
         self.name = config.name
+        self.concurrency = config.concurrency
         self.resend_interval = config.resend_interval
         self._config = config
         self._client = client

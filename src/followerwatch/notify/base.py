@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Protocol
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from followerwatch.models import Event
 
@@ -16,6 +17,13 @@ class Notifier(Protocol):
     name: str
 
     async def send(self, event: Event) -> None: ...
+
+
+@runtime_checkable
+class BatchNotifier(Notifier, Protocol):
+    """A notifier that can also deliver several events in one request (all or none)."""
+
+    async def send_many(self, events: Sequence[Event]) -> None: ...
 
 
 def event_fields(event: Event) -> dict[str, Any]:

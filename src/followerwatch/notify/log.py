@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import structlog
+from pydantic import Field
 
 from followerwatch.configbase import StrictModel
 from followerwatch.models import Event
@@ -15,6 +16,8 @@ class LogConfig(StrictModel):
 
     type: Literal["log"] = "log"
     name: str = "log"
+    # Deliveries (accounts) in flight at once; 1 sends one event at a time, in stored order.
+    concurrency: int = Field(default=16, ge=1)
 
     def secrets(self) -> list[str]:
         """No secrets."""
@@ -28,6 +31,7 @@ class LogNotifier:
 
     def __init__(self, config: LogConfig) -> None:
         self.name = config.name
+        self.concurrency = config.concurrency
         self._log = structlog.get_logger("followerwatch.alert")
 
     async def send(self, event: Event) -> None:

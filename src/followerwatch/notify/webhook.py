@@ -31,6 +31,8 @@ class WebhookConfig(StrictModel):
     secret: SecretStr | None = None
     bearer_token: SecretStr | None = None
     headers: dict[str, str] = Field(default_factory=dict)
+    # Deliveries (accounts) in flight at once; 1 sends one event at a time, in stored order.
+    concurrency: int = Field(default=16, ge=1)
 
     def secrets(self) -> list[str]:
         """The signing secret and bearer token, if any."""
@@ -52,6 +54,7 @@ class WebhookNotifier:
         self, config: WebhookConfig, client: httpx.AsyncClient, clock: Clock | None = None
     ) -> None:
         self.name = config.name
+        self.concurrency = config.concurrency
         self._config = config
         self._client = client
         self._clock = clock or SystemClock()
