@@ -242,6 +242,83 @@ def scale(influxd: TempInfluxd, fake: Fake, work: Path, n: int) -> dict[str, Any
     }
 
 
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_rss_mb(pid: int) -> float:
+    """Current resident set of a running process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_for(check: Any, timeout: float, every: float = 0.25) -> float | None:
+    """Poll `check()` until true; the monotonic time it first was, or None on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return time.monotonic()
+        time.sleep(every)
+    return None
+
+
+def cycle(influxd: TempInfluxd, fake: Fake, work: Path, n: int, interval: int) -> dict[str, Any]:
+    """`followerwatch run` over n accounts: the second (steady-state) cycle, measured alone.
+
+    Start-up (imports, loading the watchlist, the first contact with every source) is paid once
+    per process; a service pays the cycle every interval. The second cycle runs from its first
+    API request until InfluxDB holds both cycles' observations; its CPU is the process's CPU
+    between the end of the first cycle and the end of the second.
+    """
+    fresh_db(influxd)
+    fake.post("/_bench/reset")
+    counts = split(n)
+    config = write_config(work / f"cycle-{n}", fake, influxd.url, counts, interval=f"{interval}s")
+    proc, started = spawn(config, "run")
+    total = sum(math.ceil(counts[p] / LIMITS[p]) for p in PLATFORMS)
+
+    def stored(k: int) -> bool:
+        return influx_count(influxd, "followers") >= k
+
+    first_done = wait_for(lambda: stored(n), interval * 0.9, every=0.5)
+    if first_done is None or sum(fake.stats()["requests"].values()) > total:
+        proc.send_signal(signal.SIGTERM)
+        reap(proc, started, fake, config)
+        raise RuntimeError(f"the first cycle did not finish within {interval * 0.9:.0f} s")
+    startup = first_done - started
+    cpu_before = proc_cpu(proc.pid)
+    fake.post("/_bench/reset")
+    second_done = wait_for(lambda: stored(2 * n), interval * 2, every=0.1)
+    cpu_after = proc_cpu(proc.pid)
+    rss = proc_rss_mb(proc.pid)
+    st = fake.stats()
+    proc.send_signal(signal.SIGTERM)
+    res = reap(proc, started, fake, config)
+    if second_done is None or st["first_request"] is None:
+        raise RuntimeError("the second cycle did not finish")
+    # fake.first_request is wall-clock epoch; convert the monotonic end to the same clock.
+    end_epoch = time.time() - (time.monotonic() - second_done)
+    wall = end_epoch - st["first_request"]
+    cpu = cpu_after - cpu_before
+    return {
+        "n": n,
+        "interval": interval,
+        "startup_to_first_cycle_stored": startup,
+        "wall": wall,
+        "cpu": cpu,
+        "cpu_us_per_obs": cpu / n * 1e6,
+        "requests": st["requests"],
+        "expected_requests": {p: math.ceil(counts[p] / LIMITS[p]) for p in PLATFORMS},
+        "rss_mb_after": rss,
+        "maxrss_mb": res.maxrss_kb / 1024,
+        "returncode": res.returncode,
+    }
+
+
 def run_until(config: Path, fake: Fake, done: Any, timeout: float) -> Result:
     proc, started = spawn(config, "run")
     deadline = time.monotonic() + timeout
@@ -366,6 +443,25 @@ def print_table(out: dict[str, Any]) -> None:
             ("quota: 200s per window", ", ".join(map(str, q["per_window"]))),
             ("quota: 429s received", str(q["429s"])),
         ]
+    for c in out.get("cycle", []):
+        tag = f"cycle {c['n']:,}"
+        rows += [
+            (
+                f"{tag}: start-up → first cycle stored",
+                f"{c['startup_to_first_cycle_stored']:.2f} s",
+            ),
+            (f"{tag}: steady cycle, first request → stored", f"{c['wall']:.2f} s"),
+            (f"{tag}: steady cycle CPU user+sys", f"{c['cpu']:.2f} s"),
+            (f"{tag}: steady cycle CPU per observation", f"{c['cpu_us_per_obs']:.0f} µs"),
+            (f"{tag}: RSS after / peak", f"{c['rss_mb_after']:.0f} / {c['maxrss_mb']:.0f} MB"),
+        ]
+        rows += [
+            (
+                f"{tag}: requests {p} (⌈N/{LIMITS[p]}⌉)",
+                f"{c['requests'][p]} ({c['expected_requests'][p]})",
+            )
+            for p in PLATFORMS
+        ]
     lat = out.get("latency")
     if lat:
         rows += [
@@ -385,7 +481,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--memory-small", type=int, default=10_000)
-    parser.add_argument("--scenarios", default="scale,memory,quota,latency")
+    parser.add_argument("--scenarios", default="scale,cycle,memory,quota,latency")
+    parser.add_argument(
+        "--cycle-interval", type=int, default=90, help="`run` interval for the cycle scenario"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fake API latency")
     parser.add_argument("--quota-window", type=int, default=15, help="X's 900 s, scaled")
     parser.add_argument("--quota-windows", type=int, default=3)
@@ -406,6 +505,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     out["scale"] = [small]
                 if chosen & {"scale", "memory"}:
                     out.setdefault("scale", []).append(scale(influxd, fake, work, args.accounts))
+                if "cycle" in chosen:
+                    out["cycle"] = [cycle(influxd, fake, work, args.accounts, args.cycle_interval)]
                 if "memory" in chosen:
                     a, b = out["scale"][0], out["scale"][-1]
                     out["memory"] = {
