@@ -16,6 +16,7 @@ from followerwatch.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.collector import Collector
 from followerwatch.config import Config, InfluxConfig
+from followerwatch.enrich import ProjectionEnricher
 from followerwatch.http import build_client
 from followerwatch.models import Account
 from followerwatch.notify import build_notifier
@@ -168,6 +169,11 @@ class App:
             self.clock,
             backoff_initial=alerts.backoff_initial,
             backoff_max=alerts.backoff_max,
+            # Alert messages say where each account's trend leads next: one InfluxQL read per
+            # outbox pass, with the lines read at each pass so a reloaded watchlist's are used.
+            enricher=ProjectionEnricher(
+                self.reader, lambda: self.pipeline.thresholds, local=self.state.history
+            ),
         )
         self.spool = Spool(settings.service.data_dir / "spool.sqlite3", settings.service.spool_cap)
         route = make_router(alerts, [n.name for n in self.notifiers])

@@ -161,17 +161,41 @@ class AlertmanagerNotifier:
 
     def annotations(self, event: Event) -> dict[str, str]:
         """The alert's annotations: the message as `summary`, plus the event's details."""
-        return {
+        annotations = {
             "summary": event.message,
             "value": str(event.value),
             "threshold": str(event.threshold),
             "kind": str(event.kind),
             "event_id": event.id,
         }
+        if event.projection is not None:
+            annotations["projection"] = event.projection.message("the count")
+            annotations["projection_eta_seconds"] = str(round(event.projection.seconds))
+        return annotations
 
     async def send(self, event: Event) -> None:
         """Deliver one event: fire, resolve, or post a one-off alert that expires by itself."""
+        await self.send_many([event])
+
+    async def send_many(self, events: Sequence[Event]) -> None:
+        """Deliver events of different conditions in one POST (all or none).
+
+        Alertmanager takes a list of alerts per request; the active alerts a firing or resolving
+        event must end are looked up once per alertname in the batch.
+        """
         now = self._clock.now()
+        names = dict.fromkeys(alertname(e.rule) for e in events if e.status is not EventStatus.ONCE)
+        active = {name: await self._active(name) for name in names}
+        alerts: list[dict[str, Any]] = []
+        for event in events:
+            alerts += self._alerts(event, now, active.get(alertname(event.rule), []))
+        if alerts:
+            await self._post(alerts)
+
+    def _alerts(
+        self, event: Event, now: datetime, active: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The alerts that deliver one event, given Alertmanager's active alerts of its name."""
         # Replayed events are historical; an event "from the future" is clock skew.
         at = min(event.time, now)
         labels = self.labels(event)
@@ -179,24 +203,19 @@ class AlertmanagerNotifier:
         if event.status is EventStatus.ONCE:
             # Counted from now for replays, or a historical event would arrive already expired.
             ends = max(event.time, now) + timedelta(seconds=self._config.point_event_ttl)
-            await self._post([self._alert(labels, annotations, starts=at, ends=ends)])
-            return
-        same = [
-            a for a in await self._active(labels) if _identity(a["labels"]) == _identity(labels)
-        ]
+            return [self._alert(labels, annotations, starts=at, ends=ends)]
+        same = [a for a in active if _identity(a["labels"]) == _identity(labels)]
         if event.status is EventStatus.RESOLVED:
             # Nothing active means nothing to resolve; posting anyway could notify a stray
             # "resolved" alongside other alerts of its group.
-            alerts = [self._alert(a["labels"], annotations, ends=at) for a in same]
-        else:
-            alerts = [self._alert(labels, annotations, starts=at)]
-            alerts += [
-                self._alert(a["labels"], a.get("annotations", {}), ends=at)
-                for a in same
-                if a["labels"] != labels
-            ]
-        if alerts:
-            await self._post(alerts)
+            return [self._alert(a["labels"], annotations, ends=at) for a in same]
+        alerts = [self._alert(labels, annotations, starts=at)]
+        alerts += [
+            self._alert(a["labels"], a.get("annotations", {}), ends=at)
+            for a in same
+            if a["labels"] != labels
+        ]
+        return alerts
 
     async def refresh(self, active: Sequence[Event]) -> None:
         """Re-post every still-firing condition so Alertmanager's resolve_timeout never ends it."""
@@ -228,12 +247,10 @@ class AlertmanagerNotifier:
             alert["generatorURL"] = self._config.generator_url
         return alert
 
-    async def _active(self, labels: dict[str, str]) -> list[dict[str, Any]]:
+    async def _active(self, name: str) -> list[dict[str, Any]]:
         """Alertmanager's active alerts with this alertname (the rest is compared locally)."""
         # alertname is ours and plain [A-Za-z0-9], so the matcher needs no escaping.
-        response = await self._request(
-            "GET", params={"filter": f'alertname="{labels["alertname"]}"'}
-        )
+        response = await self._request("GET", params={"filter": f'alertname="{name}"'})
         try:
             alerts = response.json()
         except ValueError:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from followerwatch.models import Event
+from followerwatch.projection import Projection
 
 PAYLOAD_VERSION = 1
 
@@ -44,6 +46,24 @@ def event_fields(event: Event) -> dict[str, Any]:
     }
 
 
+def projection_fields(projection: Projection | None) -> dict[str, Any] | None:
+    """The `projection` object of the webhook payload: where the trend leads next, or None."""
+    if projection is None:
+        return None
+    return {
+        "line": projection.line,
+        "direction": projection.direction,
+        "eta_seconds": round(projection.seconds),
+        "at": projection.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "per_day": round(projection.per_day),
+    }
+
+
 def event_payload(event: Event) -> dict[str, Any]:
     """The public JSON payload of an event (documented in the README; change only on purpose)."""
-    return {"version": PAYLOAD_VERSION, "source": "followerwatch", "event": event_fields(event)}
+    return {
+        "version": PAYLOAD_VERSION,
+        "source": "followerwatch",
+        "event": event_fields(event),
+        "projection": projection_fields(event.projection),
+    }
