@@ -374,3 +374,41 @@ async def test_registry_passes_the_chart_drawer(
     [body] = received(httpserver, "/c")
     [attachment] = body["attachments"]
     assert base64.b64decode(attachment["base64"]).startswith(PNG_MAGIC)
+
+
+async def test_running_service_attaches_the_chart_to_its_alert(
+    tmp_path: Path, httpserver: HTTPServer, influx_db: tuple[str, str]
+) -> None:
+    """The App wires the reader into the apprise notifier: replay → crossing → alert with chart."""
+    from followerwatch.app import App
+
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    counts = [1_000_400 - 50 * i for i in range(12)]  # below the line from the 10th row on
+    replay = tmp_path / "replay.csv"
+    replay.write_text(
+        "timestamp,platform,account,followers\n"
+        + "".join(
+            f"{(t0 + timedelta(hours=i)).isoformat()},x,aplusk,{c}\n" for i, c in enumerate(counts)
+        )
+    )
+    config = load_config(
+        None,
+        {
+            "service": {"data_dir": str(tmp_path / "data")},
+            "influxdb": {"url": influx_db[0], "database": influx_db[1]},
+            "platforms": {"x": {"replay": {"file": str(replay)}}},
+            "notifiers": [{"type": "apprise", "urls": [json_url(httpserver, "/c")]}],
+            "watch": [{"platform": "x", "handle": "aplusk", "below": 1_000_000}],
+        },
+    )
+    async with App(config) as app:
+        for _ in counts:
+            await app.poll_once()
+        await app.outbox.drain(timeout=30)
+
+    [body] = received(httpserver, "/c")
+    assert "dropped below 1,000,000" in body["message"]
+    [attachment] = body["attachments"]
+    assert attachment["filename"] == "followers-x-aplusk.png"
+    assert base64.b64decode(attachment["base64"]).startswith(PNG_MAGIC)
