@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from followerwatch.config import load_config
+from followerwatch.config import load_config, read_toml
 from followerwatch.errors import ConfigError
 
 GOOD = """
@@ -167,3 +169,134 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace('database = "fw"', 'database = "fw"\nbogus = 1'))
     result = cli(["check"], env={"FOLLOWERWATCH_CONFIG": str(path)})
     assert result.returncode == 2 and "influxdb.bogus" in result.stderr
+
+
+def toml_blocks(text: str) -> list[str]:
+    return re.findall(r"```toml\n(.*?)```", text, re.S)
+
+
+def bench_shaped_watchlist() -> str:
+    """Entries as bench/__main__.py writes them, every platform's shape, plus rule variety."""
+    lines = []
+    for i in range(50):
+        lines.append(f'[[watch]]\nplatform = "x"\nhandle = "u{i}"\nbelow = 100\n')
+        lines.append(
+            f'[[watch]]\nplatform = "bluesky"\nhandle = "u{i}.bsky.social"\n'
+            f'id = "did:plc:{i:024d}"\nabove = [1_000, 2e3]\n'
+        )
+        lines.append(
+            f'[[watch]]\nplatform = "mastodon"\nhandle = "u{i}@bench.social"\n'
+            f'id = "{109_000_000_000_000_000 + i}"\nmilestones = {{ every = 1000 }}\n'
+            f'labels = {{ team = "t{i % 3}" }}\nchanges = [{{ window = "1h", drop_pct = 5.5 }}]\n'
+        )
+    return "".join(lines)
+
+
+DATES = """
+start = 2026-03-01T09:00:00Z
+end = 2026-03-01T09:00:00+05:30
+local = 2026-03-01T09:00:00
+day = 2026-03-01
+at = 07:32:00.5
+negative = 2026-03-01 09:00:00-07:00
+"""
+
+
+def test_read_toml_gives_what_tomllib_gives(tmp_path: Path) -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    texts = [*toml_blocks(readme), bench_shaped_watchlist(), DATES, GOOD]
+    assert len(texts) > 5
+    for i, text in enumerate(texts):
+        path = write(tmp_path, text, f"t{i}.toml")
+        expected = tomllib.loads(text)
+        got = read_toml(path)
+        assert got == expected
+        assert shape(got) == shape(expected)
+
+
+def shape(value: object) -> object:
+    """Types all the way down, including each datetime's tzinfo class."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(v) for v in value]
+    return (type(value), type(getattr(value, "tzinfo", None)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[influxdb\nurl = 1",
+        "a = 1\na = 2",
+        '[service]\nlog_level = "info"\n[service]\nlog_level = "debug"',
+        "x = [1, 2",
+        'name = "unterminated',
+        "x = 99999999999999999999999\ny = ",
+    ],
+)
+def test_invalid_toml_keeps_tomllib_message(tmp_path: Path, text: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(tomllib.TOMLDecodeError) as expected:
+        tomllib.loads(text)
+    with pytest.raises(ConfigError) as exc:
+        read_toml(path)
+    assert str(exc.value) == f"{path}: not valid TOML: {expected.value}"
+
+
+def test_toml_only_tomllib_reads_is_still_read(tmp_path: Path) -> None:
+    # TOML caps integers at 64 bits; tomllib reads bigger ones, as read_toml did before rtoml.
+    path = write(tmp_path, "big = 99999999999999999999999")
+    assert read_toml(path) == {"big": 99999999999999999999999}
+
+
+def test_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(b'name = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match="not valid TOML: not UTF-8"):
+        read_toml(path)
+
+
+WATCHLIST_MAIN = 'watchlist = "watch.toml"\n' + GOOD.split("[[watch]]")[0]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (
+            'platform = "x"\nhandle = "ok1"\nhysteresis = -1',
+            "watch[0] (x/ok1).hysteresis: Input should be greater than or equal to 0",
+        ),
+        ('platform = "x"', "watch[0] (x/?).handle: Field required"),
+        (
+            'platform = "x"\nhandle = "ok1"\nchanges = [{ window = "1h" }]',
+            "watch[0] (x/ok1).changes[0]: set exactly one of drop, rise, drop_pct, rise_pct",
+        ),
+    ],
+)
+def test_watchlist_file_errors_name_the_entry(tmp_path: Path, entry: str, message: str) -> None:
+    write(tmp_path, '[[watch]]\nplatform = "x"\nhandle = "fine"\n[[watch]]\n' + entry, "watch.toml")
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, WATCHLIST_MAIN))
+    assert str(exc.value) == f"{tmp_path / 'watch.toml'}: {message.replace('[0]', '[1]', 1)}"
+
+
+def test_a_watchlist_that_is_not_a_list_is_a_config_error(tmp_path: Path) -> None:
+    write(tmp_path, "watch = 5\n", "watch.toml")
+    with pytest.raises(ConfigError, match=r"watch\.toml: watch: Input should be a valid list"):
+        load_config(write(tmp_path, WATCHLIST_MAIN))
+
+
+def test_identical_rule_configs_share_one_resolved_rule_set(tmp_path: Path) -> None:
+    entries = "".join(
+        f'[[watch]]\nplatform = "x"\nhandle = "h{i}"\n{rule}\n'
+        for i, rule in enumerate(
+            ["", "", "above = 5", "above = [5]", "above = 6", "hysteresis = 1", "below = 1"]
+        )
+    )
+    config = load_config(write(tmp_path, GOOD.split("[[watch]]")[0] + entries))
+    r = [config.rules[("x", f"h{i}")] for i in range(7)]
+    assert r[0] is r[1] is config.settings.platform("x").defaults
+    assert r[2] is r[3] and r[2] is not r[4]
+    assert (r[2].below, r[2].above, r[4].above) == ([1_000_000], [5], [6])
+    assert (r[5].below, r[5].hysteresis, r[6].below) == ([1_000_000], 1, [1])
+    assert r[0].model_fields_set == {"below"} and r[2].model_fields_set == {"below", "above"}

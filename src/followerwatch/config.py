@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
-import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -20,7 +23,16 @@ from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from followerwatch.campaign_config import CampaignConfig
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig, RuleDefaults, StrictModel
+from followerwatch.configbase import (
+    ENV_PREFIX,
+    Duration,
+    HttpUrl,
+    PlatformConfig,
+    RuleDefaults,
+    StrictModel,
+    one_line,
+    safe_text,
+)
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
 from followerwatch.notify import NotifierConfig
@@ -29,8 +41,8 @@ from followerwatch.routing import AlertsConfig
 from followerwatch.shard import validate_spec
 from followerwatch.sources import REGISTRY
 from followerwatch.store.lineprotocol import escape_key
+from followerwatch.tomlfile import read_toml as read_toml
 
-ENV_PREFIX = "FOLLOWERWATCH_"
 _NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
 _LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _RESERVED_TAGS = {"platform", "account", "time"}
@@ -235,100 +247,102 @@ class Config:
         return [a for a in self.accounts if a.platform == platform]
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file as a dict; any problem is a one-line ConfigError naming the file."""
+_WATCH_LIST = TypeAdapter(list[WatchEntry])
+_RULE_KEYS = frozenset(RuleDefaults.model_fields)
+
+
+def _watch_entries(raw: object, where: str) -> list[WatchEntry]:
+    """The [[watch]] entries, validated in one pass (not one model_validate call per entry)."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-
-
-def _safe(text: object) -> str:
-    """User text fit for a one-line message: control characters escaped, length capped."""
-    out = str(text).encode("unicode_escape").decode("ascii")
-    return out if len(out) <= 60 else out[:57] + "..."
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _one_line(exc: ValidationError, where: str, data: dict[str, Any] | None = None) -> ConfigError:
-    errors = exc.errors(include_input=False, include_url=False)
-    first = errors[0]
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    key = _loc(loc) or "(top level)"
-    env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
-    if env_name in os.environ:
-        where = f"environment {env_name}"
-    if data is not None and len(loc) >= 2 and loc[0] == "watch" and isinstance(loc[1], int):
-        entries = data.get("watch") or []
-        if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
-            entry = entries[loc[1]]
-            head = (
-                f"watch[{loc[1]}] ({_safe(entry.get('platform', '?'))}/"
-                f"{_safe(entry.get('handle', '?'))})"
-            )
-            key = head + (f".{_loc(loc[2:])}" if len(loc) > 2 else "")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    msg = first["msg"].replace("\n", " ")
-    return ConfigError(f"{where}: {key}: {msg}{more}")
+        return _WATCH_LIST.validate_python(raw)
+    except ValidationError as exc:
+        raise one_line(exc, where, {"watch": raw}, prefix=("watch",)) from None
 
 
 def _accounts(
-    settings: Settings, where: str
+    settings: Settings, entries: list[WatchEntry], where: str
 ) -> tuple[list[Account], dict[tuple[str, str], RuleDefaults]]:
     accounts: list[Account] = []
     rules: dict[tuple[str, str], RuleDefaults] = {}
-    seen_handles: dict[tuple[str, str], int] = {}
-    for index, entry in enumerate(settings.watch):
-        spec = REGISTRY[entry.platform]
-        key = f"watch[{index}] ({entry.platform}/{_safe(entry.handle)})"
-        if not spec.handle_pattern.match(entry.handle):
+    seen_handles: set[tuple[str, str]] = set()
+    defaults = {key: settings.platform(key).defaults for key in REGISTRY}
+    # Entries with the same rule keys share one merged RuleDefaults (and later one rule list):
+    # a watchlist of 100,000 accounts usually has a handful of distinct rule configs.
+    merged: dict[tuple[str, str], RuleDefaults] = {}
+    for index, entry in enumerate(entries):
+        platform, handle = entry.platform, entry.handle
+        spec = REGISTRY[platform]
+        if not spec.handle_pattern.match(handle):
             raise ConfigError(
-                f"{where}: {key}.handle: not a valid {spec.title} handle "
-                f"(must match {spec.handle_pattern.pattern})"
+                f"{where}: watch[{index}] ({platform}/{safe_text(handle)}).handle: not a valid "
+                f"{spec.title} handle (must match {spec.handle_pattern.pattern})"
             )
-        name = entry.name or entry.handle
-        handle_key = (entry.platform, entry.handle.lower())
-        if handle_key in seen_handles or (entry.platform, name) in rules:
-            raise ConfigError(f"{where}: {key}: duplicate of an earlier entry on {entry.platform}")
-        seen_handles[handle_key] = index
-        defaults = settings.platform(entry.platform).defaults
-        rules[(entry.platform, name)] = entry.merged_over(defaults)
+        name = entry.name or handle
+        handle_key = (platform, handle.lower())
+        if handle_key in seen_handles or (platform, name) in rules:
+            raise ConfigError(
+                f"{where}: watch[{index}] ({platform}/{safe_text(handle)}): "
+                f"duplicate of an earlier entry on {platform}"
+            )
+        seen_handles.add(handle_key)
+        own = sorted(entry.model_fields_set & _RULE_KEYS)
+        if not own:
+            rules[(platform, name)] = defaults[platform]
+        else:
+            # repr tells apart what equality would (1 and 1.0, True and 1), and lists hash.
+            key = (platform, repr([(k, getattr(entry, k)) for k in own]))
+            rule = merged.get(key)
+            if rule is None:
+                rule = merged[key] = entry.merged_over(defaults[platform])
+            rules[(platform, name)] = rule
         accounts.append(
             Account(
-                platform=entry.platform,
-                handle=entry.handle,
+                platform=platform,
+                handle=handle,
                 name=name,
                 platform_id=entry.id,
-                labels=tuple(sorted(entry.labels.items())),
+                labels=tuple(sorted(entry.labels.items())) if entry.labels else (),
             )
         )
     return accounts, rules
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside the block.
+
+    Validating 100,000 entries allocates millions of objects, each allocation burst triggering
+    a collection that walks every one of them again (a quarter of the load time); the load
+    makes no garbage cycles worth collecting before it returns.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Read, validate and resolve the config file (and its watchlist file); raise ConfigError."""
+    with _gc_paused():
+        return _load(path, overrides)
+
+
+def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     data.update(overrides or {})
     where = str(path) if path is not None else "config"
     base_dir = path.parent if path is not None else Path.cwd()
+    # The entries are validated apart from the settings (and not kept in them: the accounts
+    # and their rules are what the service needs, not 100,000 pydantic models).
+    inline = data.pop("watch", None)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
-        raise _one_line(exc, where, data) from None
+        raise one_line(exc, where, data) from None
+    entries = _watch_entries(inline, where) if inline is not None else list(settings.watch)
     watch_where = where
     if settings.watchlist is not None:
         wl_path = (
@@ -340,18 +354,14 @@ def load_config(path: Path | None, overrides: dict[str, Any] | None = None) -> C
         unknown = set(wl_data) - {"watch"}
         if unknown:
             raise ConfigError(f"{wl_path}: {sorted(unknown)[0]}: unknown key (only [[watch]] here)")
-        if settings.watch:
+        if entries:
             raise ConfigError(f"{where}: watch: set either watch entries or watchlist, not both")
-        try:
-            settings = settings.model_copy(
-                update={"watch": [WatchEntry.model_validate(e) for e in wl_data.get("watch", [])]}
-            )
-        except ValidationError as exc:
-            err = _one_line(exc, str(wl_path), wl_data)
-            raise ConfigError(str(err)) from None
+        entries = _watch_entries(wl_data.get("watch", []), str(wl_path))
+        del wl_data
         watch_where = str(wl_path)
-    settings = _resolve_paths(settings, base_dir)
-    accounts, rules = _accounts(settings, watch_where)
+    settings = _resolve_paths(settings.model_copy(update={"watch": []}), base_dir)
+    accounts, rules = _accounts(settings, entries, watch_where)
+    del entries
     for key in sorted({a.platform for a in accounts}):
         pcfg = settings.platform(key)
         for secret in pcfg.required_secrets if pcfg.replay is None else ():

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import functools
+import os
 import re
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from followerwatch.durations import parse_duration
+from followerwatch.errors import ConfigError
+
+ENV_PREFIX = "FOLLOWERWATCH_"
 
 
 def _duration(value: object) -> float:
@@ -85,6 +97,11 @@ class StrictModel(BaseModel):
         return data
 
 
+def _is_int(value: object) -> bool:
+    """An int that is not a bool (True must not read as the number 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class MilestoneConfig(StrictModel):
     """A ladder (`every`) or a list (`levels`); `down` also announces falling back below one."""
 
@@ -140,16 +157,23 @@ class RuleDefaults(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _shorthands(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            data = dict(data)
-            for key in ("below", "above"):
-                if isinstance(data.get(key), int) and not isinstance(data.get(key), bool):
-                    data[key] = [data[key]]
-            milestones = data.get("milestones")
-            if isinstance(milestones, int) and not isinstance(milestones, bool):
-                data["milestones"] = {"every": milestones}
-            elif isinstance(milestones, list):
-                data["milestones"] = {"levels": milestones}
+        if not isinstance(data, dict):
+            return data
+        below, above, milestones = data.get("below"), data.get("above"), data.get("milestones")
+        # Runs for every watch entry: copy only when a shorthand is there to expand.
+        if not (_is_int(below) or _is_int(above) or _is_int(milestones)) and not isinstance(
+            milestones, list
+        ):
+            return data
+        data = dict(data)
+        if _is_int(below):
+            data["below"] = [below]
+        if _is_int(above):
+            data["above"] = [above]
+        if _is_int(milestones):
+            data["milestones"] = {"every": milestones}
+        elif isinstance(milestones, list):
+            data["milestones"] = {"levels": milestones}
         return data
 
     def merged_over(self, defaults: RuleDefaults) -> RuleDefaults:
@@ -185,3 +209,49 @@ class PlatformConfig(StrictModel):
             if isinstance(value, SecretStr) and value.get_secret_value():
                 out.append(value.get_secret_value())
         return out
+
+
+def safe_text(text: object) -> str:
+    """User text fit for a one-line message: control characters escaped, length capped."""
+    out = str(text).encode("unicode_escape").decode("ascii")
+    return out if len(out) <= 60 else out[:57] + "..."
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def one_line(
+    exc: ValidationError,
+    where: str,
+    data: dict[str, Any] | None = None,
+    prefix: tuple[str, ...] = (),
+) -> ConfigError:
+    """The first validation error as one line: file, key (watch entries by platform/handle)."""
+    errors = exc.errors(include_input=False, include_url=False)
+    first = errors[0]
+    loc = prefix + tuple(
+        p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+    )
+    key = _loc(loc) or "(top level)"
+    env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
+    if env_name in os.environ:
+        where = f"environment {env_name}"
+    if data is not None and len(loc) >= 2 and loc[0] == "watch" and isinstance(loc[1], int):
+        entries = data.get("watch") or []
+        if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):
+            entry = entries[loc[1]]
+            head = (
+                f"watch[{loc[1]}] ({safe_text(entry.get('platform', '?'))}/"
+                f"{safe_text(entry.get('handle', '?'))})"
+            )
+            key = head + (f".{_loc(loc[2:])}" if len(loc) > 2 else "")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    msg = first["msg"].replace("\n", " ")
+    return ConfigError(f"{where}: {key}: {msg}{more}")
