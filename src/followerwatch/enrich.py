@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
 from followerwatch.errors import StoreError
 from followerwatch.models import Event, EventKind, EventStatus
 from followerwatch.projection import DAY, Projection, project
-from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import quote_literal
 
 log = structlog.get_logger("followerwatch.enrich")
@@ -43,6 +42,12 @@ History = list[tuple[datetime, int]]
 # (platform, account) → the account's threshold lines as (direction, value), as in thresholds.py.
 Lines = Mapping[tuple[str, str], Sequence[tuple[str, int]]]
 LocalHistory = Callable[[str, str, datetime], History]
+
+
+class Reader(Protocol):
+    """What the enricher needs of a store: InfluxQL queries (InfluxV1Store has them)."""
+
+    async def query(self, influxql: str, *, epoch: str | None = "s") -> list[dict[str, Any]]: ...
 
 
 class Enricher(Protocol):
@@ -93,7 +98,7 @@ class ProjectionEnricher:
 
     def __init__(
         self,
-        reader: QueryableStore | None,
+        reader: Reader | None,
         lines: Callable[[], Lines],
         *,
         local: LocalHistory | None = None,

@@ -54,7 +54,7 @@ def projection_fields(projection: Projection | None) -> dict[str, Any] | None:
         "line": projection.line,
         "direction": projection.direction,
         "eta_seconds": round(projection.seconds),
-        "at": projection.at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "at": projection.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "per_day": round(projection.per_day),
     }
 
