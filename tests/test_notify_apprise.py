@@ -412,3 +412,20 @@ async def test_running_service_attaches_the_chart_to_its_alert(
     [attachment] = body["attachments"]
     assert attachment["filename"] == "followers-x-aplusk.png"
     assert base64.b64decode(attachment["base64"]).startswith(PNG_MAGIC)
+
+
+async def test_services_without_attachments_still_get_the_alert(
+    httpserver: HTTPServer, http_client: httpx.AsyncClient, influx_db: tuple[str, str]
+) -> None:
+    # Gotify takes no attachments: Apprise sends it the text alone.
+    httpserver.expect_request("/message", method="POST").respond_with_json({"id": 1})
+    httpserver.expect_request("/c", method="POST").respond_with_data("ok")
+    event = make_event()
+    store = await write_history(http_client, influx_db, event, days=2)
+    gotify = f"gotify://{httpserver.host}:{httpserver.port}/AbCdEfGhIjKlMnO"
+    await notifier(AccountCharts(store), urls=[gotify, json_url(httpserver, "/c")]).send(event)
+
+    [plain] = [json.loads(r.get_data()) for r, _ in httpserver.log if r.path == "/message"]
+    assert plain["message"] == event.message
+    [body] = received(httpserver, "/c")
+    assert len(body["attachments"]) == 1

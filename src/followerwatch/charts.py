@@ -53,7 +53,16 @@ def account_chart(
 ) -> Path:
     """The count over time, its threshold lines, and its events as markers."""
     fig, ax = _figure(f"{who}: followers")
-    ax.plot([t for t, _ in series], [v for _, v in series], color="tab:blue", label="followers")
+    # Markers when there are few readings: a single one would otherwise draw nothing.
+    marker = "o" if len(series) < 30 else None
+    ax.plot(
+        [t for t, _ in series],
+        [v for _, v in series],
+        color="tab:blue",
+        marker=marker,
+        markersize=3,
+        label="followers",
+    )
     for direction, line in lines:
         ax.axhline(
             line, color="tab:red", linestyle="--", linewidth=1, label=f"{direction} {human(line)}"
@@ -118,15 +127,27 @@ class AccountCharts:
     """Draws an account's recent counts for alert attachments, off the event loop."""
 
     def __init__(
-        self, reader: QueryableStore, lines: LinesFor | None = None, timeout: float = 20.0
+        self,
+        reader: QueryableStore,
+        lines: LinesFor | None = None,
+        timeout: float = 20.0,
+        at_once: int = 2,
     ) -> None:
         self._reader = reader
         self._lines = lines
         self.timeout = timeout
+        # A chart costs ~0.15 s of CPU: a burst of alerts must not take every core from polling.
+        # The wait for a turn counts toward `timeout`, so a long burst sends alerts without charts.
+        self._turns = asyncio.Semaphore(at_once)
 
     async def render(self, event: Event, days: float, path: Path) -> Path | None:
         """The `days` up to the event, with lines and events, as a PNG; None when no counts."""
-        return await asyncio.wait_for(self._render(event, days, path), self.timeout)
+
+        async def turn() -> Path | None:
+            async with self._turns:
+                return await self._render(event, days, path)
+
+        return await asyncio.wait_for(turn(), self.timeout)
 
     async def _render(self, event: Event, days: float, path: Path) -> Path | None:
         # Up to the event's own time, not now: replayed and late-delivered alerts show their moment.
