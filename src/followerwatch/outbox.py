@@ -26,7 +26,7 @@ from followerwatch.enrich import Enricher
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event
 from followerwatch.notify.base import BatchNotifier, Notifier
-from followerwatch.outbox_state import SERVICE_PLATFORM, Delivery, Mark
+from followerwatch.outbox_state import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark
 from followerwatch.projection import Projection
 from followerwatch.state import StateDB
 
@@ -41,7 +41,7 @@ BATCH_MAX = 200
 Lane = tuple[str, str, str]  # (notifier, platform, account)
 
 
-def lane_key(event: Event) -> tuple[str, str]:
+def lane_key(event: Event | DeliveryRef) -> tuple[str, str]:
     """The order key of an event: its account, or one shared key for the service's own events."""
     # Operational and campaign events (started, ended, its reports) keep one order among them.
     return (event.platform, "" if event.platform == SERVICE_PLATFORM else event.account)
@@ -78,7 +78,11 @@ class Outbox:
         self._marks: list[Mark] = []
         self._finished: list[Lane] = []
         self._flush_soon = False
-        self._contended = False  # a pass skipped a busy lane: look again once it is released
+        self._wanted: set[Lane] = set()  # busy lanes a pass had to skip
+        self._freed = asyncio.Event()  # set (and replaced) whenever lanes are released
+        # New events wake the background loop the moment they are stored, so delivery starts
+        # while the poll that raised them is still writing to InfluxDB.
+        state.on_new_event = self.kick
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after `attempts` failed tries: exponential, capped, with jitter."""
@@ -89,11 +93,15 @@ class Outbox:
         """Wake the background loop: something new may be due."""
         self._kick.set()
 
-    async def deliver_due(self) -> int:
-        """One attempt at every due delivery, in order per account; returns how many were sent."""
+    async def deliver_due(self, *, wait: bool = True) -> int:
+        """One attempt at every due delivery, in order per account; returns how many were sent.
+
+        Lanes another pass holds are waited for and then taken up (so when a poll's call
+        returns, its events have been tried); with `wait=False` they are left to that pass.
+        """
         await self._enrich()
         now = self.clock.now().timestamp()
-        sent = await asyncio.gather(*(self._deliver(n, now) for n in self.notifiers))
+        sent = await asyncio.gather(*(self._deliver(n, now, wait) for n in self.notifiers))
         for notifier in self.notifiers:
             await self._refresh(notifier, now)
         return sum(sent)
@@ -117,28 +125,43 @@ class Outbox:
         finally:
             self._enriching -= ids
 
-    def _claim(self, notifier: Notifier, now: float) -> dict[Lane, list[Delivery]]:
-        """The due run at the head of every free lane, claimed for this pass."""
-        lanes: dict[Lane, list[Delivery]] = {}
+    def _claim(self, notifier: Notifier, now: float, held: set[Lane]) -> dict[Lane, list[Delivery]]:
+        """The due run at the head of every free lane, claimed; lanes others hold go in `held`."""
+        refs: dict[Lane, list[DeliveryRef]] = {}
         stopped: set[Lane] = set()
         single = _width(notifier) == 1  # one lane for everything: the stored order, strictly
-        for delivery in self.state.pending(notifier.name, PASS_LIMIT):
-            event = delivery.event
-            lane = (notifier.name, "", "") if single else (notifier.name, *lane_key(event))
+        for ref in self.state.pending_refs(notifier.name, PASS_LIMIT):
+            lane = (notifier.name, "", "") if single else (notifier.name, *lane_key(ref))
             if lane in stopped:
                 continue
             if lane in self._busy:
-                self._contended = True
+                self._wanted.add(lane)
+                held.add(lane)
                 stopped.add(lane)
-            elif not delivery.enriched or delivery.next_attempt > now:
+            elif not ref.enriched or ref.next_attempt > now:
                 stopped.add(lane)  # later events of this account wait behind it
             else:
-                lanes.setdefault(lane, []).append(delivery)
-        self._busy.update(lanes)
-        return lanes
+                refs.setdefault(lane, []).append(ref)
+        self._busy.update(refs)
+        events = self.state.events_by_id([r.event_id for rs in refs.values() for r in rs])
+        return {
+            lane: [Delivery(events[r.event_id], r.attempts, r.next_attempt) for r in rs]
+            for lane, rs in refs.items()
+        }
 
-    async def _deliver(self, notifier: Notifier, now: float) -> int:
-        lanes = self._claim(notifier, now)
+    async def _deliver(self, notifier: Notifier, now: float, wait: bool) -> int:
+        sent = 0
+        while True:
+            held: set[Lane] = set()
+            sent += await self._run(notifier, self._claim(notifier, now, held))
+            if not wait or not held:
+                return sent
+            held &= self._busy
+            while held:  # each wake-up means some pass released lanes
+                await self._freed.wait()
+                held &= self._busy
+
+    async def _run(self, notifier: Notifier, lanes: dict[Lane, list[Delivery]]) -> int:
         if not lanes:
             return 0
         try:
@@ -264,8 +287,12 @@ class Outbox:
             log.exception("recording alert deliveries failed", deliveries=len(marks))
         finally:
             self._busy.difference_update(finished)
-        if finished and self._contended:
-            self._contended = False
+        if finished:
+            self._freed.set()
+            self._freed = asyncio.Event()
+        if self._wanted.intersection(finished):
+            # Another pass skipped these lanes while they were held: look at them again.
+            self._wanted.difference_update(finished)
             self.kick()
 
     async def _refresh(self, notifier: Notifier, now: float) -> None:
@@ -302,13 +329,15 @@ class Outbox:
     async def run(self, stop: asyncio.Event, idle: float = 5.0) -> None:
         """Deliver in the background until `stop` is set."""
         while not stop.is_set():
+            self._kick.clear()  # a kick during the pass below means: go again at once
             try:
-                await self.deliver_due()
+                await self.deliver_due(wait=False)
             except Exception:  # the loop must outlive any one bad delivery
                 log.exception("outbox loop error")
+            if self._kick.is_set():
+                continue
             due = self.next_due()
             wait = idle if due is None else max(0.05, min(idle, due - self.clock.now().timestamp()))
-            self._kick.clear()
             waiters = [asyncio.ensure_future(self._kick.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:

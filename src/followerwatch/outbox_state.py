@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +33,18 @@ class Delivery:
     next_attempt: float
     # False until the outbox has tried to add a projection; never sent before that.
     enriched: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRef:
+    """A pending delivery as a pass first sees it: enough to choose, not yet the event."""
+
+    event_id: str
+    platform: str
+    account: str
+    enriched: bool
+    attempts: int
+    next_attempt: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +144,8 @@ class OutboxState:
     """Deliveries and enrichment over the StateDB connection."""
 
     _db: sqlite3.Connection
+    # Called (synchronously, inside the storing transaction) for every newly stored event.
+    on_new_event: Callable[[], None] | None = None
 
     def pending(self, notifier: str, limit: int = 500) -> list[Delivery]:
         """Deliveries still to be made by one notifier, oldest event first."""
@@ -145,6 +159,32 @@ class OutboxState:
             Delivery(event_from_row(r[:12], r[12]), int(r[14]), float(r[15]), bool(r[13]))
             for r in rows
         ]
+
+    def pending_refs(self, notifier: str, limit: int = 5000) -> list[DeliveryRef]:
+        """What a pass needs to pick lanes, without loading the events: oldest first."""
+        rows = self._db.execute(
+            "SELECT d.event_id, e.platform, e.account, e.enriched, d.attempts, d.next_attempt"
+            " FROM deliveries d JOIN events e ON e.id = d.event_id"
+            " WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq LIMIT ?",
+            (notifier, limit),
+        ).fetchall()
+        return [
+            DeliveryRef(str(i), str(p), str(a), bool(n), int(t), float(w))
+            for i, p, a, n, t, w in rows
+        ]
+
+    def events_by_id(self, ids: Sequence[str]) -> dict[str, Event]:
+        """Stored events (with their projections) by id."""
+        out: dict[str, Event] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self._db.execute(
+                f"SELECT {_E_COLS}, e.projection FROM events e"
+                f" WHERE e.id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            out.update((str(r[0]), event_from_row(r[:12], r[12])) for r in rows)
+        return out
 
     def pending_heads(self) -> list[tuple[str, str, str, float]]:
         """(notifier, platform, account, next_attempt) of the oldest pending delivery per lane.
@@ -165,12 +205,19 @@ class OutboxState:
         """Record many attempts in one transaction."""
         if not marks:
             return
-        with _immediate(self._db):
-            self._db.executemany(
-                "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?, next_attempt=?"
-                " WHERE event_id=? AND notifier=?",
-                [(m.status, m.error, m.next_attempt, m.event_id, m.notifier) for m in marks],
-            )
+        # Not fsynced (WAL, synchronous=NORMAL): a crash of the process loses nothing, and a
+        # power cut can only lose the newest marks, so those deliveries are sent again — which
+        # at-least-once allows. Events themselves stay fully synced when stored.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with _immediate(self._db):
+                self._db.executemany(
+                    "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?,"
+                    " next_attempt=? WHERE event_id=? AND notifier=?",
+                    [(m.status, m.error, m.next_attempt, m.event_id, m.notifier) for m in marks],
+                )
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
 
     def mark_delivery(
         self,

@@ -118,6 +118,7 @@ class StateDB(OutboxState):
     def last_seen_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LastSeen]:
         """`last_seen` of many (platform, account) keys in a few queries; absent keys left out."""
         out: dict[tuple[str, str], LastSeen] = {}
+        times: dict[str, datetime] = {}  # accounts polled together share their stored time
         for platform, names in _by_platform(keys).items():
             for part in _parts(names):
                 rows = self._db.execute(
@@ -126,9 +127,10 @@ class StateDB(OutboxState):
                     (platform, *part),
                 )
                 for account, followers, time, pid, handle in rows.fetchall():
-                    out[(platform, account)] = LastSeen(
-                        followers, datetime.fromisoformat(time), pid, handle
-                    )
+                    when = times.get(time)
+                    if when is None:
+                        when = times[time] = datetime.fromisoformat(time)
+                    out[(platform, account)] = LastSeen(followers, when, pid, handle)
         return out
 
     def rule_states_many(
@@ -179,47 +181,68 @@ class StateDB(OutboxState):
     ) -> None:
         """Store counts, history, rule states and events; queue routed deliveries; atomically."""
         keep = keep_history or {}
+        # One statement per table for the whole batch; per key the order is as before
+        # (count, history, rule states, closed conditions, then that key's events).
         with self._tx():
+            self._store_counts([ch for ch in changes if ch.last is not None], keep)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)",
+                [
+                    (ch.platform, ch.account, rule, st)
+                    for ch in changes
+                    for rule, st in ch.rule_states.items()
+                ],
+            )
+            self._db.executemany(
+                "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
+                [(ch.platform, ch.account, rule) for ch in changes for rule in ch.closed],
+            )
             for ch in changes:
-                if ch.last is not None:
-                    self._store_count(ch, keep.get((ch.platform, ch.account), 0.0))
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)",
-                    [(ch.platform, ch.account, rule, st) for rule, st in ch.rule_states.items()],
-                )
-                self._db.executemany(
-                    "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
-                    [(ch.platform, ch.account, rule) for rule in ch.closed],
-                )
                 for ev in ch.events:
                     self._insert_event(ev, route(ev))
 
-    def _store_count(self, ch: Change, keep_seconds: float) -> None:
-        assert ch.last is not None
-        self._db.execute(
+    def _store_counts(self, changes: Sequence[Change], keep: dict[tuple[str, str], float]) -> None:
+        times: dict[datetime, str] = {}  # a batch's readings share a handful of poll times
+        rows = []
+        for ch in changes:
+            last = ch.last
+            assert last is not None
+            when = times.get(last.time)
+            if when is None:
+                when = times[last.time] = _ts(last.time)
+            rows.append(
+                (ch.platform, ch.account, last.followers, when, last.platform_id, last.handle)
+            )
+        self._db.executemany(
             "INSERT INTO accounts VALUES (?,?,?,?,?,?) ON CONFLICT (platform, account) DO"
             " UPDATE SET followers=excluded.followers, time=excluded.time,"
             " platform_id=COALESCE(excluded.platform_id, platform_id),"
             " handle=COALESCE(excluded.handle, handle)",
-            (
-                ch.platform,
-                ch.account,
-                ch.last.followers,
-                _ts(ch.last.time),
-                ch.last.platform_id,
-                ch.last.handle,
-            ),
+            rows,
         )
-        if keep_seconds > 0:
-            t = ch.last.time.timestamp()
-            self._db.executemany(
-                "INSERT OR REPLACE INTO history VALUES (?,?,?,?)",
-                [(ch.platform, ch.account, when.timestamp(), n) for when, n in ch.history],
-            )
-            self._db.execute(
-                "DELETE FROM history WHERE platform=? AND account=? AND time<?",
-                (ch.platform, ch.account, t - keep_seconds),
-            )
+        kept = [
+            (ch, keep[(ch.platform, ch.account)])
+            for ch in changes
+            if keep.get((ch.platform, ch.account), 0.0) > 0
+        ]
+        if not kept:
+            return
+        self._db.executemany(
+            "INSERT OR REPLACE INTO history VALUES (?,?,?,?)",
+            [
+                (ch.platform, ch.account, when.timestamp(), n)
+                for ch, _ in kept
+                for when, n in ch.history
+            ],
+        )
+        self._db.executemany(
+            "DELETE FROM history WHERE platform=? AND account=? AND time<?",
+            [
+                (ch.platform, ch.account, ch.last.time.timestamp() - seconds)
+                for ch, seconds in kept
+                if ch.last
+            ],
+        )
 
     def _insert_event(self, ev: Event, notifiers: Iterable[str]) -> None:
         cur = self._db.execute(
@@ -241,6 +264,8 @@ class StateDB(OutboxState):
         )
         if not cur.rowcount:
             return  # already stored: its deliveries were queued the first time
+        if self.on_new_event is not None:
+            self.on_new_event()  # only sets a flag: the outbox runs once this transaction is done
         self._db.executemany(
             "INSERT OR IGNORE INTO deliveries (event_id, notifier) VALUES (?,?)",
             [(ev.id, n) for n in notifiers],
