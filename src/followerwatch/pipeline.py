@@ -6,17 +6,17 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 import structlog
 
 from followerwatch.clock import Clock
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
 from followerwatch.outbox import Outbox
-from followerwatch.rules.approaching import projection_points
+from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
-from followerwatch.schema import observation_point
 from followerwatch.state import Change, LastSeen, StateDB
-from followerwatch.thresholds import Lines, observation_threshold_points
+from followerwatch.thresholds import Lines
 from followerwatch.writer import Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
@@ -80,6 +80,9 @@ class Pipeline:
         self.thresholds = thresholds
         # How much history each account's rules need, worked out once per configuration.
         self._keep = {key: longest_history(r) for key, r in rules.items()}
+        self._projecting = frozenset(
+            key for key, r in rules.items() if any(isinstance(x, Approaching) for x in r)
+        )
 
     async def process(
         self,
@@ -103,12 +106,7 @@ class Pipeline:
         self.state.add_events(self._repeats(), self.route)
         if self.writer is not None:
             await self.writer.write(
-                [
-                    *(observation_point(o) for o in observations),
-                    *observation_threshold_points(self.thresholds, observations),
-                    *self._projection_points,
-                    *extra_points,
-                ]
+                [*self._projection_points, *extra_points], observations, self.thresholds
             )
         if self.outbox is not None:
             await self.outbox.deliver_due()
@@ -148,46 +146,63 @@ class Pipeline:
     ) -> tuple[list[Change], list[Row]]:
         known = known or _Known(self.state)
         changes: dict[tuple[str, str], Change] = {}
+        # Each account's rule states as this batch has left them so far (Change holds only
+        # the states that differ from the stored ones: unchanged states are not rewritten).
+        current: dict[tuple[str, str], Mapping[str, str]] = {}
         rows: list[Row] = []
         for obs in observations:
-            key = obs.account.key
+            account = obs.account
+            key = account.key
             prev = changes.get(key)
             last = prev.last if prev else known.last_seen(key)
             if last is not None and obs.time <= last.time:
                 # Already seen (a replayed or repeated reading): store it, never re-alert on it.
                 rows.append(Row(key[0], key[1], obs.followers, 0))
                 continue
-            states = prev.rule_states if prev else known.rule_states(key)
+            states = current[key] if prev else known.rule_states(key)
             batch = prev.history if prev else ()
-            history = self._history(key, obs, batch)
-            reading = Reading(obs.account, obs.time, obs, None, _previous(last), tuple(history))
-            new_states, events, closed = self._run_rules(key, reading, states, first=last is None)
-            self._projection_points += projection_points(self.rules.get(key, ()), reading)
+            history = self._history(key, obs, batch) if self._keep.get(key) else ()
+            reading = Reading(account, obs.time, obs, None, _previous(last), history)
+            changed, events, closed = self._run_rules(key, reading, states, first=last is None)
+            if key in self._projecting:
+                self._projection_points += projection_points(self.rules.get(key, ()), reading)
+            if changed:
+                states = {**states, **changed}
+            current[key] = states
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
-            older = prev.events if prev else ()
-            closed = (*prev.closed, *closed) if prev else closed
-            changes[key] = Change(
-                key[0],
-                key[1],
-                seen,
-                new_states,
-                (*older, *events),
-                closed,
-                (*batch, (obs.time, obs.followers)),
-            )
+            if prev:
+                changes[key] = Change(
+                    key[0],
+                    key[1],
+                    seen,
+                    {**prev.rule_states, **changed},
+                    (*prev.events, *events),
+                    (*prev.closed, *closed),
+                    (*batch, (obs.time, obs.followers)),
+                )
+            else:
+                changes[key] = Change(
+                    key[0],
+                    key[1],
+                    seen,
+                    changed,
+                    tuple(events),
+                    closed,
+                    ((obs.time, obs.followers),),
+                )
             change = obs.followers - last.followers if last else None
             rows.append(Row(key[0], key[1], obs.followers, change, tuple(events)))
         return list(changes.values()), rows
 
     def _history(
         self, key: tuple[str, str], obs: Observation, batch: Sequence[tuple[datetime, int]]
-    ) -> list[tuple[datetime, int]]:
+    ) -> tuple[tuple[datetime, int], ...]:
         """Stored readings within the rules' longest window, plus this batch's uncommitted ones."""
         keep = self._keep.get(key, 0.0)
         if not keep:
-            return []
+            return ()
         since = obs.time - timedelta(seconds=keep)
-        return self.state.history(*key, since) + [r for r in batch if r[0] >= since]
+        return (*self.state.history(*key, since), *[r for r in batch if r[0] >= since])
 
     def _absent(
         self,
@@ -221,20 +236,23 @@ class Pipeline:
     def _run_rules(
         self, key: tuple[str, str], reading: Reading, states: Mapping[str, str], *, first: bool
     ) -> tuple[dict[str, str], list[Event], tuple[str, ...]]:
-        """New states, events, and the rules whose open condition just closed."""
-        new_states = dict(states)
+        """The states that changed, events, and the rules whose open condition just closed."""
+        changed: dict[str, str] = {}
         events: list[Event] = []
         closed: list[str] = []
         for rule in self.rules.get(key, ()):
+            name = rule.name
+            stored = states.get(name)
             # A rule with no stored state treats this as the account's first reading.
-            old = None if first else states.get(rule.name)
+            old = None if first else stored
             state, fired = rule.evaluate(old, reading)
-            if state is not None:
-                new_states[rule.name] = state
-            if rule.active(old) and not rule.active(state):
-                closed.append(rule.name)
-            events += fired
-        return new_states, events, tuple(closed)
+            if state is not None and state != stored:
+                changed[name] = state
+                if rule.active(old) and not rule.active(state):
+                    closed.append(name)
+            if fired:
+                events += fired
+        return changed, events, tuple(closed)
 
     def _repeats(self) -> list[Event]:
         """Re-announce conditions still active past their account's `repeat` interval."""
@@ -271,10 +289,14 @@ class _Known:
             return self._last.get(key)
         return self._state.last_seen(*key)
 
-    def rule_states(self, key: tuple[str, str]) -> dict[str, str]:
+    def rule_states(self, key: tuple[str, str]) -> Mapping[str, str]:
+        # Read-only: callers build new dicts for what changes.
         if key in self._keys:
-            return dict(self._states.get(key, {}))
+            return self._states.get(key, _NO_STATES)
         return self._state.rule_states(*key)
+
+
+_NO_STATES: Mapping[str, str] = MappingProxyType({})
 
 
 def _previous(last: LastSeen | None) -> Previous | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from followerwatch.models import Event, FieldValue, Observation, Point
+from followerwatch.store.lineprotocol import encode_line
 from followerwatch.store.spool import SpoolCounts
 
 FOLLOWERS = "followers"
@@ -15,8 +16,23 @@ SPOOL = "followerwatch_spool"
 
 def observation_point(obs: Observation) -> Point:
     """`followers`: tags platform, account (+ labels); integer followers[, following, posts]."""
+    tags, fields = _observation_parts(obs)
+    return Point(FOLLOWERS, tags, fields, obs.time)
+
+
+def observation_line(obs: Observation, precision: str) -> str:
+    """`observation_point` encoded as line protocol, without the Point (the hot path)."""
+    tags, fields = _observation_parts(obs)
+    return encode_line(FOLLOWERS, tags, fields, obs.time, precision)
+
+
+def _observation_parts(
+    obs: Observation,
+) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, FieldValue], ...]]:
     account = obs.account
     tags = (("platform", account.platform), ("account", account.name), *account.labels)
+    if obs.following is None and obs.posts is None and obs.resolution is None:
+        return tags, (("followers", obs.followers),)
     fields: list[tuple[str, FieldValue]] = [("followers", obs.followers)]
     if obs.following is not None:
         fields.append(("following", obs.following))
@@ -24,7 +40,7 @@ def observation_point(obs: Observation) -> Point:
         fields.append(("posts", obs.posts))
     if obs.resolution is not None:
         fields.append(("resolution", obs.resolution))
-    return Point(FOLLOWERS, tags, tuple(fields), obs.time)
+    return tags, tuple(fields)
 
 
 def event_point(event: Event) -> Point:

@@ -21,6 +21,7 @@ from datetime import datetime
 
 from followerwatch.config import Config
 from followerwatch.models import Account, FieldValue, Observation, Point
+from followerwatch.store.lineprotocol import encode_line
 
 THRESHOLDS = "followerwatch_thresholds"
 
@@ -54,13 +55,16 @@ def threshold_point(
     fields: list[tuple[str, FieldValue]] = [("value", value)]
     if followers is not None:
         fields.append(("distance", followers - value))
-    tags = (
+    return Point(THRESHOLDS, _tags(platform, account, direction, value), tuple(fields), time)
+
+
+def _tags(platform: str, account: str, direction: str, value: int) -> tuple[tuple[str, str], ...]:
+    return (
         ("platform", platform),
         ("account", account),
         ("rule", f"{direction}:{value}"),
         ("direction", direction),
     )
-    return Point(THRESHOLDS, tags, tuple(fields), time)
 
 
 def threshold_points(
@@ -86,5 +90,20 @@ def observation_threshold_points(lines: Lines, observations: Iterable[Observatio
         threshold_point(key[0], key[1], direction, value, obs.time, obs.followers)
         for obs in observations
         for key in (obs.account.key,)
+        for direction, value in lines.get(key, ())
+    ]
+
+
+def observation_threshold_lines(lines: Lines, obs: Observation, precision: str) -> list[str]:
+    """`observation_threshold_points` of one observation, encoded without Point objects."""
+    platform, name = key = obs.account.key
+    return [
+        encode_line(
+            THRESHOLDS,
+            _tags(platform, name, direction, value),
+            (("value", value), ("distance", obs.followers - value)),
+            obs.time,
+            precision,
+        )
         for direction, value in lines.get(key, ())
     ]

@@ -7,17 +7,19 @@ import contextlib
 import random
 import uuid
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
 from followerwatch.clock import Clock
 from followerwatch.errors import StoreAuthError, StoreError
-from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
-from followerwatch.schema import event_point, spool_point
+from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
+from followerwatch.schema import event_point, observation_line, spool_point
 from followerwatch.state import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.spool import Spool, SpoolCounts
+from followerwatch.thresholds import Lines, observation_threshold_lines
 
 log = structlog.get_logger("followerwatch.writer")
 
@@ -73,16 +75,23 @@ class Writer:
         """False while InfluxDB refuses the credentials or keeps failing."""
         return not self.auth_failed and self._failures == 0
 
-    async def write(self, points: Sequence[Point]) -> None:
-        """Spool the points (durably), then try to drain the spool; never raises."""
-        lines = []
+    async def write(
+        self,
+        points: Sequence[Point],
+        observations: Sequence[Observation] = (),
+        thresholds: Lines | None = None,
+    ) -> None:
+        """Spool the observations' points, their threshold lines and `points`, then drain."""
+        precision = self.store.precision
+        lines: list[str] = []
+        # Observations are encoded straight to line protocol: no Point per count on the hot path.
+        for obs in observations:
+            self._encoded(lines, observation_line, obs, precision)
+        if thresholds:
+            for obs in observations:
+                self._encoded(lines, observation_threshold_lines, thresholds, obs, precision)
         for point in points:
-            try:
-                lines.append(encode(point, self.store.precision))
-            except ValueError as exc:
-                # Validation runs at config load, so this is a bug; keep going without the point.
-                self.rejected += 1
-                log.error("point cannot be encoded; skipped", error=str(exc))
+            self._encoded(lines, encode, point, precision)
         now = self.clock.now()
         every = self._health_every
         if every is not None and now.timestamp() - self._last_health >= every:
@@ -104,6 +113,21 @@ class Writer:
                 dropped,
             )
         await self.flush()
+
+    def _encoded(
+        self, lines: list[str], encoder: Callable[..., str | list[str]], *args: Any
+    ) -> None:
+        try:
+            line = encoder(*args)
+        except ValueError as exc:
+            # Validation runs at config load, so this is a bug; keep going without the point.
+            self.rejected += 1
+            log.error("point cannot be encoded; skipped", error=str(exc))
+            return
+        if isinstance(line, str):
+            lines.append(line)
+        else:
+            lines += line
 
     async def flush(self) -> None:
         """Write spooled lines oldest first until empty, an error, or a backoff in force."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from followerwatch.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.projection import DAY, Projection, project
-from followerwatch.rules.base import Reading, dump_state, load_state, make_event, who
+from followerwatch.rules.base import Reading, dump_state, load_state, make_event, restate, who
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +46,13 @@ class Approaching:
         obs = reading.obs
         if obs is None:
             return state, []
-        old = load_state(ApproachingState, state) or ApproachingState(False)
+        stored = load_state(ApproachingState, state)
+        old = stored or ApproachingState(False)
         history = [*reading.history, (obs.time, obs.followers)]
         estimate = project(history, self.lines, window=self.window, horizon=self.horizon)
         inside = isinstance(estimate, Projection)
         if not inside or old.open:
-            return dump_state(ApproachingState(inside)), []
+            return restate(state, stored, ApproachingState(inside)), []
         assert isinstance(estimate, Projection)
         name = who(reading.account, obs.handle)
         message = f"{estimate.message(name)} (now {obs.followers:,}, {estimate.per_day:+,.0f}/day)"

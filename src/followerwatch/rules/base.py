@@ -8,7 +8,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from functools import lru_cache
+from typing import Any, Protocol, TypeVar, cast
 
 from followerwatch.models import (
     Account,
@@ -63,18 +64,56 @@ class Rule(Protocol):
 
 
 def dump_state(state: Any) -> str:
-    """Serialise a rule's dataclass state."""
-    return json.dumps(dataclasses.asdict(state), sort_keys=True)
+    """Serialise a rule's dataclass state: the JSON of `asdict` with sorted keys, built by hand."""
+    names = _FIELDS.get(type(state))
+    if names is None:
+        # Field names are identifiers, so they need no JSON escaping.
+        names = _FIELDS[type(state)] = tuple(sorted(f.name for f in dataclasses.fields(state)))
+    parts = []
+    for name in names:
+        value = getattr(state, name)
+        kind = type(value)
+        if kind is bool:
+            text = "true" if value else "false"
+        elif kind is int:
+            text = int.__repr__(value)
+        elif value is None:
+            text = "null"
+        elif kind is float or kind is str:
+            text = json.dumps(value)
+        else:
+            # Containers or nested dataclasses: the general (slow) path, same output.
+            return json.dumps(dataclasses.asdict(state), sort_keys=True)
+        parts.append(f'"{name}": {text}')
+    return "{" + ", ".join(parts) + "}"
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def load_state(cls: type[S], text: str | None) -> S | None:
     """Parse dump_state's output; None (no state) for anything else, e.g. after a rule changed."""
     if not text:
         return None
+    return cast("S | None", _load((cls, text)))
+
+
+# Most accounts share a handful of state texts ("armed, streak 0"), and states are frozen, so
+# one parsed instance per (class, text) can be handed to every rule that reads it.
+@lru_cache(maxsize=4096)
+def _load(key: tuple[type, str]) -> object:
+    cls, text = key
     try:
         return cls(**json.loads(text))
     except (TypeError, ValueError):
         return None
+
+
+def restate(text: str | None, old: object, new: object) -> str:
+    """`text` again when the state did not change (no re-serialising), else the new state's."""
+    if text is not None and old is not None and new == old:
+        return text
+    return dump_state(new)
 
 
 def who(account: Account, handle: str | None = None) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from followerwatch.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Severity
-from followerwatch.rules.base import Reading, dump_state, load_state, make_event, who
+from followerwatch.rules.base import Reading, dump_state, load_state, make_event, restate, who
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +39,12 @@ class Stale:
 
     def evaluate(self, state: str | None, reading: Reading) -> tuple[str | None, list[Event]]:
         """(state, reading) → (state, events)."""
-        old = load_state(StaleState, state) or StaleState(False)
+        stored = load_state(StaleState, state)
+        old = stored or StaleState(False)
         name = f"{who(reading.account)} on {reading.account.platform}"
         if reading.obs is not None:
             if not old.stale:
-                return dump_state(old), []
+                return restate(state, stored, old), []
             message = f"{name} is polled again: now {reading.obs.followers:,}"
             return dump_state(StaleState(False)), [
                 make_event(
@@ -59,10 +60,10 @@ class Stale:
             ]
         last = reading.last
         if old.stale or last is None:
-            return dump_state(old), []
+            return restate(state, stored, old), []
         age = (reading.now - last.time).total_seconds()
         if age < self.after:
-            return dump_state(old), []
+            return restate(state, stored, old), []
         why = f" ({reading.failure})" if reading.failure else ""
         message = (
             f"{name} has not been polled successfully for {format_duration(age)}{why}; "
@@ -137,7 +138,7 @@ class Frozen:
                 )
             return dump_state(FrozenState(obs.followers, now)), events
         if old.frozen or now - old.since < self.after:
-            return dump_state(old), []
+            return state or dump_state(old), []
         message = (
             f"{name} has shown exactly {obs.followers:,} followers for "
             f"{format_duration(now - old.since)} while polls succeed"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from followerwatch.models import Event, EventKind, EventStatus, FailureKind, Severity
-from followerwatch.rules.base import Reading, dump_state, load_state, make_event, who
+from followerwatch.rules.base import Reading, dump_state, load_state, make_event, restate, who
 
 _KINDS = {
     FailureKind.NOT_FOUND: (EventKind.NOT_FOUND, Severity.CRITICAL, "cannot be found"),
@@ -43,7 +43,8 @@ class Lifecycle:
 
     def evaluate(self, state: str | None, reading: Reading) -> tuple[str | None, list[Event]]:
         """(state, reading) → (state, events)."""
-        old = load_state(LifecycleState, state) or LifecycleState("ok")
+        stored = load_state(LifecycleState, state)
+        old = stored or LifecycleState("ok")
         account, obs = reading.account, reading.obs
         events: list[Event] = []
         if obs is not None:
@@ -87,9 +88,9 @@ class Lifecycle:
                         status=EventStatus.RESOLVED,
                     )
                 )
-            return dump_state(LifecycleState("ok")), events
+            return restate(state, stored, LifecycleState("ok")), events
         if reading.failure not in _KINDS or old.status == str(reading.failure):
-            return dump_state(old), []
+            return restate(state, stored, old), []
         assert reading.failure is not None
         kind, severity, verb = _KINDS[reading.failure]
         last_count = reading.last.followers if reading.last else 0

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from followerwatch.models import Event, EventKind, EventStatus, Severity
-from followerwatch.rules.base import Reading, dump_state, load_state, make_event, rounding_note, who
+from followerwatch.rules.base import (
+    Reading,
+    dump_state,
+    load_state,
+    make_event,
+    restate,
+    rounding_note,
+    who,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +105,7 @@ class Milestones:
                     )
                 )
             level = top  # re-armed: the next rise past `level` is announced again
-        return dump_state(MilestoneState(level)), events
+        return restate(state, old, MilestoneState(level)), events
 
     def _count_between(self, low: int | None, high: int) -> int:
         if self.every:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from followerwatch.models import Event, EventKind, EventStatus, Severity
-from followerwatch.rules.base import Reading, dump_state, load_state, make_event, rounding_note, who
+from followerwatch.rules.base import Reading, load_state, make_event, restate, rounding_note, who
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +71,10 @@ class Threshold:
         obs = reading.obs
         if obs is None:
             return state, []
-        new, action = self.step(load_state(ThresholdState, state), obs.followers)
+        old = load_state(ThresholdState, state)
+        new, action = self.step(old, obs.followers)
         events = [self._event(reading, action)] if action else []
-        return dump_state(new), events
+        return restate(state, old, new), events
 
     def _event(self, reading: Reading, action: str) -> Event:
         assert reading.obs is not None

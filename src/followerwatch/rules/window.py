@@ -8,7 +8,7 @@ from typing import Literal
 
 from followerwatch.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Severity
-from followerwatch.rules.base import Reading, dump_state, load_state, make_event, who
+from followerwatch.rules.base import Reading, load_state, make_event, restate, who
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +67,14 @@ class WindowChange:
         obs = reading.obs
         if obs is None:
             return state, []
-        old = load_state(WindowState, state) or WindowState(False)
+        stored = load_state(WindowState, state)
+        old = stored or WindowState(False)
         measured = self.change(reading)
         active = measured is not None and self.met(*measured)
         events: list[Event] = []
         if active != old.active:
             events.append(self._event(reading, active, measured))
-        return dump_state(WindowState(active)), events
+        return restate(state, stored, WindowState(active)), events
 
     def _event(self, reading: Reading, active: bool, measured: tuple[int, int] | None) -> Event:
         assert reading.obs is not None

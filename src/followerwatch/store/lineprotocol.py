@@ -51,6 +51,8 @@ _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
 _KEY_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "=": r"\="})
 _STRING_FIELD_ESCAPES = str.maketrans({'"': r"\"", "\\": r"\\"})
 _NEEDS_KEY_ESCAPE = re.compile(r"[, =]")
+# Anything a tag value might need escaped or rejected for; text with none of it is written as is.
+_PLAIN_UNSAFE = re.compile(r'[\x00-\x20\x7f-\x9f\ud800-\udfff\\,="]')
 
 
 def _check_text(kind: str, value: str) -> None:
@@ -84,6 +86,13 @@ def escape_key(kind: str, value: str) -> str:
     if _NEEDS_KEY_ESCAPE.search(value) is None:
         return value
     return value.translate(_KEY_ESCAPES)
+
+
+def tag_value(value: str) -> str:
+    """`escape_key("tag value", value)` without its cache: there are too many accounts to cache."""
+    if value and _PLAIN_UNSAFE.search(value) is None:
+        return value
+    return escape_key("tag value", value)
 
 
 def escape_string_field(value: str) -> str:
@@ -129,23 +138,23 @@ def timestamp(when: datetime, precision: str = "s") -> int:
     return micros // (1_000_000 // per_second)
 
 
-# Points of one poll share their timestamp, and the same accounts come back every poll: caching
-# the series key and the timestamp leaves little but concatenation per point.
+# Points of one poll share their timestamp: caching it leaves little but concatenation per point.
 _timestamp_cached = lru_cache(maxsize=64)(timestamp)
 
 
-@lru_cache(maxsize=4096)
+# Not cached as a whole: with 100,000 accounts a bounded cache of series keys would only churn;
+# the parts that repeat (measurement, tag keys) are cached and plain tag values pass straight.
 def series_key(measurement: str, tags: tuple[tuple[str, str], ...]) -> str:
     """The escaped `measurement,k=v,...` prefix: tags sorted by key, empty values skipped."""
     head = escape_measurement(measurement)
     previous = None
-    for tag_key, tag_value in sorted(tags):
-        if tag_key == previous:
-            raise ValueError(f"duplicate tag key {tag_key!r}")
-        previous = tag_key
-        escaped_key = escape_key("tag key", tag_key)  # validated even when its value is empty
-        if tag_value:
-            head += "," + escaped_key + "=" + escape_key("tag value", tag_value)
+    for key, value in sorted(tags):
+        if key == previous:
+            raise ValueError(f"duplicate tag key {key!r}")
+        previous = key
+        escaped_key = escape_key("tag key", key)  # validated even when its value is empty
+        if value:
+            head += "," + escaped_key + "=" + tag_value(value)
     if len(head) > _MAX_KEY_BYTES // 4 and len(head.encode()) > _MAX_KEY_BYTES:
         raise ValueError(f"series key of {measurement!r} exceeds {_MAX_KEY_BYTES} bytes")
     return head
@@ -160,14 +169,31 @@ def _field_prefixes(keys: tuple[str, ...]) -> tuple[str, ...]:
 
 def encode(point: Point, precision: str = "s") -> str:
     """Encode one point as a line of line protocol (no trailing newline); ValueError if unsafe."""
-    fields = point.fields
+    return encode_line(point.measurement, point.tags, point.fields, point.time, precision)
+
+
+def encode_line(
+    measurement: str,
+    tags: tuple[tuple[str, str], ...],
+    fields: tuple[tuple[str, FieldValue], ...],
+    time: datetime,
+    precision: str = "s",
+) -> str:
+    """`encode` of a point's parts, for hot paths that need no Point object."""
     if not fields:
-        raise ValueError(f"point of {point.measurement!r} has no fields")
+        raise ValueError(f"point of {measurement!r} has no fields")
     prefixes = _field_prefixes(tuple([key for key, _ in fields]))
-    values = [format_field_value(value) for _, value in fields]
-    rendered = ",".join([prefix + value for prefix, value in zip(prefixes, values, strict=True)])
-    head = series_key(point.measurement, point.tags)
-    return f"{head} {rendered} {_timestamp_cached(point.time, precision)}"
+    rendered = ",".join(
+        [
+            # ints (counts) are nearly every field: format them inline.
+            prefix + f"{value}i"
+            if type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+            else prefix + format_field_value(value)
+            for prefix, (_, value) in zip(prefixes, fields, strict=True)
+        ]
+    )
+    head = series_key(measurement, tags)
+    return f"{head} {rendered} {_timestamp_cached(time, precision)}"
 
 
 def encode_many(points: Iterable[Point], precision: str = "s") -> str:
