@@ -13,6 +13,7 @@ import pytest
 
 from followerwatch.config import load_config, read_toml
 from followerwatch.errors import ConfigError
+from followerwatch.watchlist import CHUNK
 
 GOOD = """
 [service]
@@ -300,3 +301,76 @@ def test_identical_rule_configs_share_one_resolved_rule_set(tmp_path: Path) -> N
     assert (r[2].below, r[2].above, r[4].above) == ([1_000_000], [5], [6])
     assert (r[5].below, r[5].hysteresis, r[6].below) == ([1_000_000], 1, [1])
     assert r[0].model_fields_set == {"below"} and r[2].model_fields_set == {"below", "above"}
+
+
+def test_a_big_watchlist_read_in_pieces_is_what_tomllib_reads(tmp_path: Path) -> None:
+    text = "# a watchlist\n" + bench_shaped_watchlist()
+    path = write(tmp_path, text)
+    pieces = read_toml(path, piece_chars=300)
+    assert pieces == tomllib.loads(text) and len(pieces["watch"]) == 150
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A `[[watch]]` line inside a multi-line string is not a header.
+        '[[watch]]\nplatform = "x"\nhandle = "a"\nname = """\n[[watch]]\n"""\n'
+        + bench_shaped_watchlist(),
+        # A file that is not only [[watch]] entries: a table after them.
+        bench_shaped_watchlist() + '[extra]\nkey = "v"\n',
+        # Sub-tables of an entry stay with it.
+        '[[watch]]\nplatform = "x"\nhandle = "a"\n[watch.labels]\nteam = "t"\n'
+        + bench_shaped_watchlist(),
+    ],
+    ids=["string", "extra-table", "sub-table"],
+)
+def test_pieces_that_do_not_add_up_fall_back_to_one_parse(tmp_path: Path, text: str) -> None:
+    # 20 characters: the first `[[watch]]` line after the first entry's start is a cut.
+    for piece_chars in (20, 200):
+        assert read_toml(write(tmp_path, text), piece_chars=piece_chars) == tomllib.loads(text)
+
+
+def test_an_error_deep_in_a_big_file_has_tomllib_line_numbers(tmp_path: Path) -> None:
+    text = bench_shaped_watchlist() + '[[watch]]\nplatform = "x"\nhandle = "a" "b"\n'
+    path = write(tmp_path, text)
+    with pytest.raises(tomllib.TOMLDecodeError) as expected:
+        tomllib.loads(text)
+    with pytest.raises(ConfigError) as exc:
+        read_toml(path, piece_chars=300)
+    assert str(exc.value) == f"{path}: not valid TOML: {expected.value}"
+
+
+def numbered_entries(n: int) -> list[dict[str, object]]:
+    return [{"platform": "x", "handle": f"h{i}"} for i in range(n)]
+
+
+def test_errors_far_down_a_long_watchlist_name_the_right_entry(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.split("[[watch]]")[0])
+    far = CHUNK * 2 + 7
+    entries = numbered_entries(far + 10)
+    entries[far]["hysteresis"] = -1
+    entries[far + 3]["bogus"] = 1
+    entries[3]["handle"] = "bad handle"  # a handle error loses to any validation error
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, {"watch": entries})
+    assert str(exc.value) == (
+        f"{path}: watch[{far}] (x/h{far}).hysteresis: "
+        "Input should be greater than or equal to 0 (and 1 more)"
+    )
+    assert entries[3] == {"platform": "x", "handle": "bad handle"}  # the caller's list is intact
+    del entries[far]["hysteresis"], entries[far + 3]["bogus"]
+    entries[CHUNK + 1]["handle"] = "H5"
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, {"watch": entries})
+    assert str(exc.value) == f"{path}: watch[3] (x/bad handle).handle: not a valid X handle " + (
+        "(must match ^[A-Za-z0-9_]{1,15}$)"
+    )
+    entries[3]["handle"] = "h3"
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, {"watch": entries})
+    assert (
+        str(exc.value) == f"{path}: watch[{CHUNK + 1}] (x/H5): duplicate of an earlier entry on x"
+    )
+    entries[CHUNK + 1]["handle"] = f"h{CHUNK + 1}"
+    config = load_config(path, {"watch": entries})
+    assert [a.handle for a in config.accounts] == [e["handle"] for e in entries]

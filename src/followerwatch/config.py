@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Field,
     SecretStr,
-    TypeAdapter,
     ValidationError,
     ValidationInfo,
     create_model,
@@ -31,7 +29,6 @@ from followerwatch.configbase import (
     RuleDefaults,
     StrictModel,
     one_line,
-    safe_text,
 )
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
@@ -40,22 +37,8 @@ from followerwatch.notify.log import LogConfig
 from followerwatch.routing import AlertsConfig
 from followerwatch.shard import validate_spec
 from followerwatch.sources import REGISTRY
-from followerwatch.store.lineprotocol import escape_key
 from followerwatch.tomlfile import read_toml as read_toml
-
-_NAME = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
-_LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_RESERVED_TAGS = {"platform", "account", "time"}
-
-
-def _storable(value: str, what: str = "the name") -> None:
-    """Reject at load what InfluxDB could not store as a tag (or could be injected through it)."""
-    if not _NAME.match(value):
-        raise ValueError(f"{what} must be 1-100 characters with no control characters")
-    try:
-        escape_key("tag value", value)
-    except ValueError as exc:
-        raise ValueError(f"{what} cannot be an InfluxDB tag value: {exc}") from None
+from followerwatch.watchlist import WatchEntry, resolve_watch
 
 
 class InfluxConfig(StrictModel):
@@ -101,41 +84,6 @@ class ServiceConfig(StrictModel):
     @classmethod
     def _shard_spec(cls, value: str) -> str:
         return validate_spec(value)
-
-
-class WatchEntry(RuleDefaults):
-    """One account on the watchlist."""
-
-    platform: str
-    handle: str
-    name: str | None = None
-    id: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("platform")
-    @classmethod
-    def _known_platform(cls, value: str) -> str:
-        if value not in REGISTRY:
-            raise ValueError(f"unknown platform {value!r}; known: {', '.join(sorted(REGISTRY))}")
-        return value
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str | None) -> str | None:
-        if value is not None:
-            _storable(value)
-        return value
-
-    @field_validator("labels")
-    @classmethod
-    def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, val in value.items():
-            if not _LABEL_KEY.match(key) or key in _RESERVED_TAGS:
-                raise ValueError(
-                    f"label key {key!r} must be an identifier and not {_RESERVED_TAGS}"
-                )
-            _storable(val, f"label {key!r}")
-        return value
 
 
 def _default_notifiers() -> list[NotifierConfig]:
@@ -247,66 +195,6 @@ class Config:
         return [a for a in self.accounts if a.platform == platform]
 
 
-_WATCH_LIST = TypeAdapter(list[WatchEntry])
-_RULE_KEYS = frozenset(RuleDefaults.model_fields)
-
-
-def _watch_entries(raw: object, where: str) -> list[WatchEntry]:
-    """The [[watch]] entries, validated in one pass (not one model_validate call per entry)."""
-    try:
-        return _WATCH_LIST.validate_python(raw)
-    except ValidationError as exc:
-        raise one_line(exc, where, {"watch": raw}, prefix=("watch",)) from None
-
-
-def _accounts(
-    settings: Settings, entries: list[WatchEntry], where: str
-) -> tuple[list[Account], dict[tuple[str, str], RuleDefaults]]:
-    accounts: list[Account] = []
-    rules: dict[tuple[str, str], RuleDefaults] = {}
-    seen_handles: set[tuple[str, str]] = set()
-    defaults = {key: settings.platform(key).defaults for key in REGISTRY}
-    # Entries with the same rule keys share one merged RuleDefaults (and later one rule list):
-    # a watchlist of 100,000 accounts usually has a handful of distinct rule configs.
-    merged: dict[tuple[str, str], RuleDefaults] = {}
-    for index, entry in enumerate(entries):
-        platform, handle = entry.platform, entry.handle
-        spec = REGISTRY[platform]
-        if not spec.handle_pattern.match(handle):
-            raise ConfigError(
-                f"{where}: watch[{index}] ({platform}/{safe_text(handle)}).handle: not a valid "
-                f"{spec.title} handle (must match {spec.handle_pattern.pattern})"
-            )
-        name = entry.name or handle
-        handle_key = (platform, handle.lower())
-        if handle_key in seen_handles or (platform, name) in rules:
-            raise ConfigError(
-                f"{where}: watch[{index}] ({platform}/{safe_text(handle)}): "
-                f"duplicate of an earlier entry on {platform}"
-            )
-        seen_handles.add(handle_key)
-        own = sorted(entry.model_fields_set & _RULE_KEYS)
-        if not own:
-            rules[(platform, name)] = defaults[platform]
-        else:
-            # repr tells apart what equality would (1 and 1.0, True and 1), and lists hash.
-            key = (platform, repr([(k, getattr(entry, k)) for k in own]))
-            rule = merged.get(key)
-            if rule is None:
-                rule = merged[key] = entry.merged_over(defaults[platform])
-            rules[(platform, name)] = rule
-        accounts.append(
-            Account(
-                platform=platform,
-                handle=handle,
-                name=name,
-                platform_id=entry.id,
-                labels=tuple(sorted(entry.labels.items())) if entry.labels else (),
-            )
-        )
-    return accounts, rules
-
-
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic garbage collection inside the block.
@@ -342,7 +230,8 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
         settings = Settings(**data)
     except ValidationError as exc:
         raise one_line(exc, where, data) from None
-    entries = _watch_entries(inline, where) if inline is not None else list(settings.watch)
+    raw: object = inline if inline is not None else list(settings.watch)
+    del inline
     watch_where = where
     if settings.watchlist is not None:
         wl_path = (
@@ -354,14 +243,18 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
         unknown = set(wl_data) - {"watch"}
         if unknown:
             raise ConfigError(f"{wl_path}: {sorted(unknown)[0]}: unknown key (only [[watch]] here)")
-        if entries:
+        if raw:
             raise ConfigError(f"{where}: watch: set either watch entries or watchlist, not both")
-        entries = _watch_entries(wl_data.get("watch", []), str(wl_path))
+        raw = wl_data.pop("watch", [])
         del wl_data
         watch_where = str(wl_path)
     settings = _resolve_paths(settings.model_copy(update={"watch": []}), base_dir)
-    accounts, rules = _accounts(settings, entries, watch_where)
-    del entries
+    defaults = {key: settings.platform(key).defaults for key in REGISTRY}
+    # resolve_watch consumes its list: a copy, so a caller's `overrides` list stays intact
+    # while the file's own list (no longer referenced anywhere else) is freed as it goes.
+    raw = list(raw) if isinstance(raw, list) else raw
+    accounts, rules = resolve_watch(raw, defaults, watch_where)
+    del raw
     for key in sorted({a.platform for a in accounts}):
         pcfg = settings.platform(key)
         for secret in pcfg.required_secrets if pcfg.replay is None else ():

@@ -232,13 +232,23 @@ def one_line(
     where: str,
     data: dict[str, Any] | None = None,
     prefix: tuple[str, ...] = (),
+    *,
+    shift: int = 0,
+    more: int = 0,
 ) -> ConfigError:
-    """The first validation error as one line: file, key (watch entries by platform/handle)."""
+    """The first validation error as one line: file, key (watch entries by platform/handle).
+
+    `shift` is added to the list index after `prefix` (for a list validated in chunks); `more`
+    counts errors found beyond `exc`.
+    """
     errors = exc.errors(include_input=False, include_url=False)
     first = errors[0]
     loc = prefix + tuple(
         p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))
     )
+    if shift and len(loc) > len(prefix) and isinstance(loc[len(prefix)], int):
+        index = len(prefix)
+        loc = (*loc[:index], int(loc[index]) + shift, *loc[index + 1 :])
     key = _loc(loc) or "(top level)"
     env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
     if env_name in os.environ:
@@ -252,6 +262,7 @@ def one_line(
                 f"{safe_text(entry.get('handle', '?'))})"
             )
             key = head + (f".{_loc(loc[2:])}" if len(loc) > 2 else "")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    others = len(errors) - 1 + more
+    tail = f" (and {others} more)" if others else ""
     msg = first["msg"].replace("\n", " ")
-    return ConfigError(f"{where}: {key}: {msg}{more}")
+    return ConfigError(f"{where}: {key}: {msg}{tail}")
