@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -313,3 +314,64 @@ async def test_a_crash_mid_batch_leaves_the_unsent_pending(
     assert set(again.arrived).isdisjoint(recorded_first)
     assert counts(path) == {"delivered": total}
     state.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
+    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    value INTEGER NOT NULL, threshold INTEGER NOT NULL, message TEXT NOT NULL,
+    severity TEXT NOT NULL, status TEXT NOT NULL, labels TEXT NOT NULL,
+    stored INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE deliveries (
+    event_id TEXT NOT NULL, notifier TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT,
+    PRIMARY KEY (event_id, notifier));
+INSERT INTO events (id, time, platform, account, rule, kind, value, threshold, message,
+    severity, status, labels)
+    VALUES ('old-1', '2026-03-01T12:00:00+00:00', 'x', 'a', 'below:1000000', 'dropped_below',
+    999000, 1000000, 'stored by an older version', 'warning', 'firing', '[]');
+INSERT INTO deliveries (event_id, notifier, attempts) VALUES ('old-1', 'hook', 2);
+"""
+
+
+async def test_a_database_from_before_enrichment_is_migrated_and_delivers(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(OLD_SCHEMA)
+    state = StateDB(path)
+    # Already attempted by the old version: its text is final, no projection is added.
+    assert state.unenriched() == []
+    state.close()
+    state = StateDB(path)  # a second open finds the columns and changes nothing
+
+    async def handler(payload: dict[str, Any]) -> int:
+        return 204
+
+    async with Receiver(handler) as receiver:
+        assert await Outbox(state, [webhook(client, receiver.url)], ManualClock(T0)).drain(10)
+    assert receiver.arrived == ["old-1"]
+    [(stored, status)] = state.events()
+    assert stored.message == "stored by an older version" and status == {"hook": "delivered"}
+    state.add_events([event("b", 0)], lambda e: ["hook"])
+    assert [e.id for e in state.unenriched()] == ["b-0"]  # new events do get enriched
+    state.close()
+
+
+def test_alertmanager_annotates_a_projection() -> None:
+    from followerwatch.projection import Projection
+
+    config = AlertmanagerConfig.model_validate(
+        {"type": "alertmanager", "url": "http://127.0.0.1:9093"}
+    )
+    notifier = AlertmanagerNotifier(config, httpx.AsyncClient())
+    projection = Projection("below", 950_000, 176_400.0, T0 + timedelta(hours=49), -24_000, 1.0)
+    plain = notifier.annotations(event("a", 0))
+    assert "projection" not in plain
+    annotated = notifier.annotations(replace(event("a", 0), projection=projection))
+    assert annotated["projection"] == (
+        "at the current rate the count drops below 950,000 in about 2 d 1 h"
+    )
+    assert annotated["projection_eta_seconds"] == "176400"
