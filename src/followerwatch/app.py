@@ -23,8 +23,7 @@ from followerwatch.notify import build_notifier
 from followerwatch.outbox import Outbox
 from followerwatch.pipeline import Pipeline, Row
 from followerwatch.routing import make_router
-from followerwatch.rules import build_rules
-from followerwatch.rules.base import Rule
+from followerwatch.rules import build_rule_sets
 from followerwatch.shard import resolve as resolve_shard
 from followerwatch.shard import select as select_shard
 from followerwatch.sources import REGISTRY
@@ -159,9 +158,7 @@ class App:
         self.notifiers = [
             build_notifier(n, self.client, self.clock, charts) for n in settings.notifiers
         ]
-        rules: dict[tuple[str, str], Sequence[Rule]] = {
-            key: build_rules(r) for key, r in config.rules.items()
-        }
+        rules = build_rule_sets(config.rules)
         alerts = settings.alerts
         self.outbox = Outbox(
             self.state,
@@ -252,9 +249,7 @@ class App:
         old = self.config
         self.config = config
         pipeline = self.pipeline
-        rules: dict[tuple[str, str], Sequence[Rule]] = {
-            key: build_rules(r) for key, r in config.rules.items()
-        }
+        rules = build_rule_sets(config.rules)
         pipeline.configure(
             rules,
             {k: r.repeat for k, r in config.rules.items() if r.repeat},

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping, Sequence
+from typing import TypeVar
+
 from followerwatch.configbase import RuleDefaults
 from followerwatch.rules.approaching import Approaching
 from followerwatch.rules.base import Rule
@@ -38,3 +41,24 @@ def build_rules(cfg: RuleDefaults) -> list[Rule]:
     if cfg.lifecycle is not False:
         rules.append(Lifecycle())
     return rules
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def build_rule_sets(configs: Mapping[K, RuleDefaults]) -> dict[K, Sequence[Rule]]:
+    """The rules of every account; accounts holding the same RuleDefaults share one rule tuple.
+
+    Rules are immutable (their state lives in SQLite), and the config shares one RuleDefaults
+    between entries with the same rule keys, so 100,000 accounts with a handful of rule
+    configs need a handful of rule tuples.
+    """
+    built: dict[int, Sequence[Rule]] = {}
+    out: dict[K, Sequence[Rule]] = {}
+    for key, cfg in configs.items():
+        # id() is stable here: `configs` keeps every RuleDefaults alive throughout.
+        rules = built.get(id(cfg))
+        if rules is None:
+            rules = built[id(cfg)] = tuple(build_rules(cfg))
+        out[key] = rules
+    return out
