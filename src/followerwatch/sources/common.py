@@ -107,6 +107,7 @@ class Requester:
                 tally.rate_limit = rl
             if not is_rate_limited(response):
                 return response, received
+            limiter.rate_limited()
             reset_at = retry_time(response, rl, received, attempt)
             if reset_at is None or reset_at <= received:
                 # Without a future reset, retrying now would only spend another request.
