@@ -8,8 +8,8 @@ starts at the packaged April 2009 replay and moves six hours per poll cycle:
   (its `approaching` rule projects when it will reach 250), user-002 stays at 114, ghost-user
   does not exist (every poll is `partial`), and one poll answers 503 (outcome `error`).
 
-`followerwatch_thresholds` is written the way the hook recommended in
-src/followerwatch/thresholds.py does it: next to each batch's observation points.
+`followerwatch_thresholds` is written by the pipeline itself, next to each batch's counts; the
+scenario only records what the writer is given.
 
 `Grafana` expands a dashboard's queries like Grafana 12 does before InfluxDB sees them:
 template variables in the frontend (regex-escaped, multi values as `(a|b)`, "All" as every
@@ -36,8 +36,8 @@ from followerwatch.app import App
 from followerwatch.clock import ManualClock
 from followerwatch.config import load_config
 from followerwatch.demo import replay_file
-from followerwatch.models import Account, Event, Observation, Point
-from followerwatch.thresholds import THRESHOLDS, observation_threshold_points, threshold_lines
+from followerwatch.models import Event, Observation, Point
+from followerwatch.thresholds import Lines, threshold_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"
@@ -132,7 +132,7 @@ async def _run(influx_url: str, database: str, data_dir: Path, server: HTTPServe
     counts: dict[tuple[str, str], Series] = {}
     polls: list[tuple[datetime, str, str]] = []
     async with App(config, clock=clock) as app:
-        _write_thresholds_with_observations(app, lines, counts, polls)
+        _record_writes(app, counts, polls)
         for cycle in range(CYCLES):
             github.users["user-001"]["followers"] = github_count(cycle)
             if cycle == OUTAGE_CYCLE:
@@ -146,38 +146,28 @@ async def _run(influx_url: str, database: str, data_dir: Path, server: HTTPServe
     return Scenario(influx_url, database, counts, events, polls, lines)
 
 
-def _write_thresholds_with_observations(
+def _record_writes(
     app: App,
-    lines: dict[tuple[str, str], tuple[tuple[str, int], ...]],
     counts: dict[tuple[str, str], Series],
     polls: list[tuple[datetime, str, str]],
 ) -> None:
-    """Hook the writer: add threshold points next to each batch's `followers` points.
-
-    This is what the recommended wiring in the pipeline does (once the pipeline does it, the
-    hook only records); it also records what was written.
-    """
+    """Record every count and poll outcome the writer is given, then write them unchanged."""
     write = app.writer.write
 
-    async def write_with_thresholds(points: Sequence[Point]) -> None:
-        observations = []
+    async def recording_write(
+        points: Sequence[Point],
+        observations: Sequence[Observation] = (),
+        thresholds: Lines | None = None,
+    ) -> None:
+        for obs in observations:
+            counts.setdefault(obs.account.key, []).append((obs.time, obs.followers))
         for point in points:
-            tags = dict(point.tags)
-            fields = dict(point.fields)
-            if point.measurement == "followers":
-                followers = fields["followers"]
-                assert isinstance(followers, int)
-                account = Account(tags["platform"], tags["account"], tags["account"])
-                observations.append(Observation(account, point.time, followers))
-                counts.setdefault(account.key, []).append((point.time, followers))
-            elif point.measurement == "followerwatch_polls":
+            if point.measurement == "followerwatch_polls":
+                tags = dict(point.tags)
                 polls.append((point.time, tags["platform"], tags["outcome"]))
-        if any(p.measurement == THRESHOLDS for p in points):
-            await write(points)  # the pipeline writes them itself now: nothing to add
-        else:
-            await write([*points, *observation_threshold_points(lines, observations)])
+        await write(points, observations, thresholds)
 
-    app.writer.write = write_with_thresholds  # type: ignore[method-assign]
+    app.writer.write = recording_write  # type: ignore[method-assign]
 
 
 # ------------------------------------------------------------------------------------------------
