@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from followerwatch.charts import tick_labels
 from followerwatch.demo import DATABASE
 from followerwatch.influxd import TempInfluxd
 
@@ -87,3 +88,12 @@ def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
     for name in ("plot.png", "impact.png"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
+
+
+def test_tick_labels_keep_neighbouring_ticks_apart() -> None:
+    # A week of a big account moving little: "1M" on every tick would say nothing.
+    assert tick_labels([999_850, 1_000_000, 1_000_150]) == ["999,850", "1,000,000", "1,000,150"]
+    assert tick_labels([1_002_000, 1_004_000, 1_006_000]) == ["1.002M", "1.004M", "1.006M"]
+    assert tick_labels([1_000_000, 1_100_000, 1_200_000]) == ["1.0M", "1.1M", "1.2M"]
+    assert tick_labels([930_000, 935_000]) == ["930k", "935k"]
+    assert tick_labels([0, 5, 10]) == ["0", "5", "10"]

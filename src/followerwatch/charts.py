@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from followerwatch.impact import Impact, load_series
 from followerwatch.models import Event
 from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import quote_literal
+
+if TYPE_CHECKING:
+    from matplotlib.ticker import Formatter
 
 Series = Sequence[tuple[datetime, int]]
 # (platform, account name) → the account's threshold lines as (direction, value).
@@ -27,18 +33,46 @@ def human(value: float, _: object = None) -> str:
     return f"{value:.0f}"
 
 
+def tick_labels(values: Sequence[float]) -> list[str]:
+    """Axis labels in one unit with just enough digits for neighbouring ticks to differ."""
+    if len(values) < 2:
+        return [human(v) for v in values]
+    step = min(b - a for a, b in pairwise(values))
+    top = max(abs(v) for v in values)
+    scale, suffix = next(((s, x) for s, x in ((1e6, "M"), (1e3, "k")) if top >= s), (1.0, ""))
+    decimals = max(0, math.ceil(-math.log10(step / scale) - 1e-9)) if step > 0 else 0
+    if decimals > 3 or not suffix:
+        # A narrow range far from zero (999,850 to 1,000,400): "1M" on every tick says nothing.
+        return [f"{v:,.0f}" for v in values]
+    return [f"{v / scale:.{decimals}f}{suffix}" for v in values]
+
+
+def _axis_formatter() -> Formatter:
+    from matplotlib.ticker import Formatter
+
+    class Human(Formatter):
+        """`human` for a single value (the cursor), `tick_labels` for the axis."""
+
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return human(x)
+
+        def format_ticks(self, values: Sequence[float]) -> list[str]:
+            return tick_labels(values)
+
+    return Human()
+
+
 def _figure(title: str):  # type: ignore[no-untyped-def]
     # A bare Figure, not pyplot: no display is needed (nor present in containers), and pyplot's
     # global figure list is unsafe when alert charts are drawn in worker threads.
     from matplotlib.figure import Figure
-    from matplotlib.ticker import FuncFormatter
 
     fig = Figure(figsize=(10, 5), dpi=110)
     ax = fig.subplots()
     ax.set_title(title)
     ax.set_ylabel("followers")
     ax.set_xlabel("time (UTC)")
-    ax.yaxis.set_major_formatter(FuncFormatter(human))
+    ax.yaxis.set_major_formatter(_axis_formatter())
     ax.grid(True, alpha=0.3)
     fig.autofmt_xdate()
     return fig, ax
