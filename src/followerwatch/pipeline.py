@@ -17,7 +17,7 @@ from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state import Change, LastSeen, StateDB
 from followerwatch.thresholds import Lines
-from followerwatch.writer import Writer
+from followerwatch.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
 
@@ -106,7 +106,7 @@ class Pipeline:
         self.state.add_events(self._repeats(), self.route)
         if self.writer is not None:
             await self.writer.write(
-                [*self._projection_points, *extra_points], observations, self.thresholds
+                PollPoints(observations, self.thresholds, [*self._projection_points, *extra_points])
             )
         if self.outbox is not None:
             await self.outbox.deliver_due()

@@ -7,19 +7,23 @@ import contextlib
 import random
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, overload
 
 import structlog
 
 from followerwatch.clock import Clock
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
-from followerwatch.schema import event_point, observation_line, spool_point
+from followerwatch.schema import event_point, observation_line, observation_point, spool_point
 from followerwatch.state import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.spool import Spool, SpoolCounts
-from followerwatch.thresholds import Lines, observation_threshold_lines
+from followerwatch.thresholds import (
+    Lines,
+    observation_threshold_lines,
+    observation_threshold_points,
+)
 
 log = structlog.get_logger("followerwatch.writer")
 
@@ -27,6 +31,43 @@ BATCH_LINES = 5_000
 BATCH_BYTES = 2_000_000
 AUTH_RECHECK = 60.0
 HEALTH_EVERY = 10.0
+
+
+class PollPoints(Sequence[Point]):
+    """A poll's points: the Points of its observations and their lines are only built if read.
+
+    The writer encodes the observations straight to line protocol; anything else that reads
+    the sequence (a metrics tap on `Writer.write`) still sees every point as before.
+    """
+
+    def __init__(
+        self, observations: Sequence[Observation], thresholds: Lines, points: Sequence[Point]
+    ) -> None:
+        self.observations = observations
+        self.thresholds = thresholds
+        self.points = points
+        self._all: list[Point] | None = None
+
+    def _built(self) -> list[Point]:
+        if self._all is None:
+            self._all = [
+                *(observation_point(o) for o in self.observations),
+                *observation_threshold_points(self.thresholds, self.observations),
+                *self.points,
+            ]
+        return self._all
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Point]: ...
+
+    def __getitem__(self, index: int | slice) -> Point | Sequence[Point]:
+        return self._built()[index]
 
 
 class Writer:
@@ -75,21 +116,20 @@ class Writer:
         """False while InfluxDB refuses the credentials or keeps failing."""
         return not self.auth_failed and self._failures == 0
 
-    async def write(
-        self,
-        points: Sequence[Point],
-        observations: Sequence[Observation] = (),
-        thresholds: Lines | None = None,
-    ) -> None:
-        """Spool the observations' points, their threshold lines and `points`, then drain."""
+    async def write(self, points: Sequence[Point]) -> None:
+        """Spool the points (durably), then try to drain the spool; never raises."""
         precision = self.store.precision
         lines: list[str] = []
-        # Observations are encoded straight to line protocol: no Point per count on the hot path.
-        for obs in observations:
-            self._encoded(lines, observation_line, obs, precision)
-        if thresholds:
-            for obs in observations:
-                self._encoded(lines, observation_threshold_lines, thresholds, obs, precision)
+        if isinstance(points, PollPoints):
+            # A poll's counts go straight to line protocol: no Point per observation.
+            for obs in points.observations:
+                self._encoded(lines, observation_line, obs, precision)
+            if points.thresholds:
+                for obs in points.observations:
+                    self._encoded(
+                        lines, observation_threshold_lines, points.thresholds, obs, precision
+                    )
+            points = points.points
         for point in points:
             self._encoded(lines, encode, point, precision)
         now = self.clock.now()
@@ -112,6 +152,10 @@ class Writer:
                 f"followerwatch spool full: dropped the {dropped:,} oldest points",
                 dropped,
             )
+        if self._lock.locked():
+            # A flush is under way: it drains until the spool is empty, so it takes these lines
+            # too, in its next (larger) batch, instead of one small write per caller.
+            return
         await self.flush()
 
     def _encoded(
