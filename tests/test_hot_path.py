@@ -1,0 +1,168 @@
+"""The per-observation fast paths give exactly what the general paths they replace gave."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from followerwatch.clock import ManualClock
+from followerwatch.models import Account, FailureKind, FetchResult, Observation
+from followerwatch.pipeline import Pipeline
+from followerwatch.rules.approaching import ApproachingState
+from followerwatch.rules.base import Reading, dump_state, load_state
+from followerwatch.rules.health import FrozenState, StaleState
+from followerwatch.rules.lifecycle import Lifecycle, LifecycleState
+from followerwatch.rules.milestone import Milestones, MilestoneState
+from followerwatch.rules.threshold import Threshold, ThresholdState
+from followerwatch.rules.window import WindowState
+from followerwatch.schema import observation_point
+from followerwatch.state import StateDB
+from followerwatch.store.influx_v1 import InfluxV1Store
+from followerwatch.store.lineprotocol import encode, escape_key, tag_value
+from followerwatch.store.spool import Spool
+from followerwatch.thresholds import observation_threshold_points
+from followerwatch.writer import PollPoints, Writer
+
+T0 = datetime(2026, 5, 1, tzinfo=UTC)
+
+STATES = st.one_of(
+    st.builds(ThresholdState, st.booleans(), st.integers(0, 10**6), st.booleans()),
+    st.builds(MilestoneState, st.none() | st.integers(-(10**12), 10**12)),
+    st.builds(WindowState, st.booleans()),
+    st.builds(StaleState, st.booleans()),
+    st.builds(
+        FrozenState,
+        st.integers(0, 10**12),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.booleans(),
+    ),
+    st.builds(LifecycleState, st.text()),
+    st.builds(ApproachingState, st.booleans()),
+)
+
+
+@given(state=STATES)
+def test_dump_state_is_the_json_of_asdict_and_loads_back(state: object) -> None:
+    text = dump_state(state)
+    # The stored format is unchanged, so databases written before the fast path still load.
+    assert text == json.dumps(dataclasses.asdict(state), sort_keys=True)  # type: ignore[call-overload]
+    assert load_state(type(state), text) == state
+
+
+@given(value=st.text(max_size=30))
+def test_tag_value_escapes_and_rejects_exactly_like_escape_key(value: str) -> None:
+    try:
+        expected: str | None = escape_key("tag value", value)
+    except ValueError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError):
+            tag_value(value)
+    else:
+        assert tag_value(value) == expected
+
+
+def reading(account: Account, minute: int, followers: int) -> Reading:
+    obs = Observation(account, T0 + timedelta(minutes=minute), followers)
+    return Reading(account, obs.time, obs, None, None)
+
+
+def test_rules_hand_back_the_stored_text_when_their_state_does_not_change() -> None:
+    alice = Account("x", "alice", "alice")
+    # A stored text in another key order: same state, so it is kept rather than rewritten.
+    stored = '{"streak": 0, "armed": true, "active": false}'
+    state, events = Threshold("below", 100).evaluate(stored, reading(alice, 1, 500))
+    assert (state, events) == (stored, [])
+    state, _ = Threshold("below", 100).evaluate(stored, reading(alice, 1, 50))
+    assert state == dump_state(ThresholdState(armed=False, streak=1, active=True))
+    ok = dump_state(LifecycleState("ok"))
+    assert Lifecycle().evaluate(ok, reading(alice, 1, 5)) == (ok, [])
+    gone = Reading(alice, T0, None, FailureKind.SUSPENDED, None)
+    state, events = Lifecycle().evaluate(ok, gone)
+    assert state == dump_state(LifecycleState("suspended")) and len(events) == 1
+    level = dump_state(MilestoneState(1000))
+    assert Milestones(every=1000).evaluate(level, reading(alice, 1, 1500)) == (level, [])
+
+
+async def test_poll_points_spool_the_same_lines_as_the_points_they_stand_for(
+    tmp_path: Path,
+) -> None:
+    labelled = Account("x", "bob", "bob", labels=(("team", "a b"), ("zone", "eu")))
+    plain = Account("mastodon", "c,d=e f", "cd@example.social")
+    observations = [
+        Observation(labelled, T0, 1_234, following=5, posts=6),
+        Observation(plain, T0 + timedelta(seconds=1), 99, resolution=1000),
+        Observation(plain, T0 + timedelta(seconds=2), 0),
+    ]
+    lines = {labelled.key: (("below", 1000), ("above", 2000)), plain.key: (("below", 100),)}
+    extra = observation_threshold_points({plain.key: (("above", 7),)}, observations[1:2])
+    fast = PollPoints(observations, lines, extra)
+    expected = [
+        *(observation_point(o) for o in observations),
+        *observation_threshold_points(lines, observations),
+        *extra,
+    ]
+    assert list(fast) == expected and len(fast) == len(expected)
+    spooled = []
+    async with httpx.AsyncClient() as client:
+        # Nothing listens on port 1: every line stays in the spool to be compared.
+        store = InfluxV1Store(client, url="http://127.0.0.1:1", database="db")
+        for n, points in enumerate((expected, PollPoints(observations, lines, extra))):
+            state = StateDB(tmp_path / f"state{n}.sqlite3")
+            spool = Spool(tmp_path / f"spool{n}.sqlite3")
+            writer = Writer(store, state, spool, ManualClock(T0), health_every=None)
+            await writer.write(points)
+            spooled.append([line for _, line in spool.peek(100)])
+            state.close()
+            spool.close()
+    assert spooled[0] == spooled[1]
+    assert sorted(spooled[1]) == sorted(encode(p) for p in expected)
+
+
+async def test_unchanged_rule_states_are_kept_and_changed_ones_stored(tmp_path: Path) -> None:
+    alice = Account("x", "alice", "alice")
+    state = StateDB(tmp_path / "state.sqlite3")
+    pipeline = Pipeline(
+        state=state,
+        writer=None,
+        outbox=None,
+        clock=ManualClock(T0),
+        route=lambda e: [],
+        rules={alice.key: [Threshold("below", 100), Lifecycle()]},
+    )
+
+    def poll(minute: int, followers: int) -> FetchResult:
+        return FetchResult((Observation(alice, T0 + timedelta(minutes=minute), followers),))
+
+    for minute, n in enumerate([500, 400, 50, 60]):
+        await pipeline.process(poll(minute, n))
+        if minute == 1:
+            # Campaign phases share the table; a poll never writes back a stale copy of theirs.
+            state.set_rule_state(*alice.key, "other", "kept")
+    stored = state.rule_states(*alice.key)
+    assert stored["other"] == "kept"
+    assert load_state(ThresholdState, stored["below:100"]) == ThresholdState(False, 2, True)
+    assert load_state(LifecycleState, stored["lifecycle"]) == LifecycleState("ok")
+    state.close()
+
+
+def test_spool_cap_counts_exactly_with_gaps_in_the_sequence(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3", cap=10)
+    assert spool.add([f"m v={i}i" for i in range(10)]) == 0
+    # Acknowledge two lines in the middle: the seqs now have a gap the size bound must allow.
+    middle = [seq for seq, _ in spool.peek(10)][4:6]
+    spool.ack(middle)
+    assert spool.add(["m v=10i", "m v=11i"]) == 0
+    assert spool.add(["m v=12i"]) == 1
+    counts = spool.counts()
+    assert (counts.spooled, counts.dropped, counts.written) == (10, 1, 2)
+    assert counts.balanced
+    assert spool.peek(1)[0][1] == "m v=1i"
+    spool.close()
