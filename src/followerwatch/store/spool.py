@@ -99,7 +99,9 @@ class Spool:
         """The size when it may exceed `cap`, else a bound at most `cap`: cheap on a big spool."""
         # seqs are unique, so the span of the rowid b-tree's ends bounds the row count from
         # above in O(log n); count(*) reads every page and is only needed near the cap.
-        low, high = self._db.execute("SELECT min(seq), max(seq) FROM spool").fetchone()
+        # Two queries: SQLite reads min() or max() alone off the b-tree, but both at once by a scan.
+        low = self._db.execute("SELECT min(seq) FROM spool").fetchone()[0]
+        high = self._db.execute("SELECT max(seq) FROM spool").fetchone()[0]
         if low is None or high - low + 1 <= cap:
             return 0 if low is None else int(high - low + 1)
         return self.size()
