@@ -159,13 +159,14 @@ def _record_writes(
         observations: Sequence[Observation] = (),
         thresholds: Lines | None = None,
     ) -> None:
-        for obs in observations:
+        # The pipeline hands the writer PollPoints: its observations ride along with the points.
+        for obs in getattr(points, "observations", observations):
             counts.setdefault(obs.account.key, []).append((obs.time, obs.followers))
         for point in points:
             if point.measurement == "followerwatch_polls":
                 tags = dict(point.tags)
                 polls.append((point.time, tags["platform"], tags["outcome"]))
-        await write(points, observations, thresholds)
+        await write(points)
 
     app.writer.write = recording_write  # type: ignore[method-assign]
 

@@ -22,12 +22,12 @@ from followerwatch.rules.lifecycle import Lifecycle, LifecycleState
 from followerwatch.rules.milestone import Milestones, MilestoneState
 from followerwatch.rules.threshold import Threshold, ThresholdState
 from followerwatch.rules.window import WindowState
-from followerwatch.schema import observation_point
+from followerwatch.schema import observation_line, observation_point
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode, escape_key, tag_value
 from followerwatch.store.spool import Spool
-from followerwatch.thresholds import observation_threshold_points
+from followerwatch.thresholds import observation_threshold_lines, observation_threshold_points
 from followerwatch.writer import PollPoints, Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -67,6 +67,54 @@ def test_tag_value_escapes_and_rejects_exactly_like_escape_key(value: str) -> No
             tag_value(value)
     else:
         assert tag_value(value) == expected
+
+
+NAMES = st.text(max_size=12) | st.sampled_from(["alice", "a b", "c,d", "e=f", "g\\h", "time"])
+INTS = st.integers(-(2**63), 2**63 - 1) | st.integers(-(2**64), 2**64)
+
+
+@given(
+    platform=NAMES,
+    name=NAMES | st.text(min_size=999, max_size=1001),
+    labels=st.lists(st.tuples(NAMES, NAMES), max_size=2).map(tuple),
+    followers=INTS,
+    extra=st.lists(st.none() | INTS, min_size=3, max_size=3),
+    lines=st.lists(st.tuples(st.sampled_from(["below", "above", "x y"]), INTS), max_size=3),
+    micros=st.integers(0, 10**12),
+)
+def test_direct_lines_equal_the_encoded_points_or_fail_alike(
+    platform: str,
+    name: str,
+    labels: tuple[tuple[str, str], ...],
+    followers: int,
+    extra: list[int | None],
+    lines: list[tuple[str, int]],
+    micros: int,
+) -> None:
+    account = Account(platform, name, name, labels=labels)
+    when = T0 + timedelta(microseconds=micros)
+    obs = Observation(account, when, followers, extra[0], extra[1], resolution=extra[2])
+    thresholds = {account.key: tuple(lines)}
+    for precision in ("s", "ns"):
+        try:
+            expected: str | None = encode(observation_point(obs), precision)
+        except ValueError:
+            expected = None
+        if expected is None:
+            with pytest.raises(ValueError):
+                observation_line(obs, precision)
+        else:
+            assert observation_line(obs, precision) == expected
+        try:
+            points = observation_threshold_points(thresholds, [obs])
+            wanted: list[str] | None = [encode(p, precision) for p in points]
+        except ValueError:
+            wanted = None
+        if wanted is None:
+            with pytest.raises(ValueError):
+                observation_threshold_lines(thresholds, obs, precision)
+        else:
+            assert observation_threshold_lines(thresholds, obs, precision) == wanted
 
 
 def reading(account: Account, minute: int, followers: int) -> Reading:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
 
@@ -67,10 +66,13 @@ class Collector:
         # Only this batch's names: reading every id of the platform per batch is quadratic.
         missing = [a.name for a in accounts if not a.platform_id]
         known = self.pipeline.state.platform_ids_of(self.platform, missing) if missing else {}
+        if not known:
+            return list(accounts)
+        # The constructor directly: dataclasses.replace costs several times more per account.
         return [
             a
             if a.platform_id or a.name not in known
-            else dataclasses.replace(a, platform_id=known[a.name])
+            else Account(a.platform, a.handle, a.name, known[a.name], a.labels)
             for a in accounts
         ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from followerwatch.models import Event, FieldValue, Observation, Point
-from followerwatch.store.lineprotocol import encode_line
+from followerwatch.store.lineprotocol import encode_line, int_field, line_timestamp, tag_value
 from followerwatch.store.spool import SpoolCounts
 
 FOLLOWERS = "followers"
@@ -22,8 +22,30 @@ def observation_point(obs: Observation) -> Point:
 
 def observation_line(obs: Observation, precision: str) -> str:
     """`observation_point` encoded as line protocol, without the Point (the hot path)."""
-    tags, fields = _observation_parts(obs)
-    return encode_line(FOLLOWERS, tags, fields, obs.time, precision)
+    account = obs.account
+    name, platform = account.name, account.platform
+    followers = int_field(obs.followers)
+    # Labels, empty or very long names (the series-key size limit) take the general path.
+    if account.labels or not 0 < len(name) < 1000 or not platform or followers is None:
+        tags, fields = _observation_parts(obs)
+        return encode_line(FOLLOWERS, tags, fields, obs.time, precision)
+    # Without labels the tags are (account, platform) in key order, and every field an int.
+    text = "followers=" + followers
+    for key, value in (
+        ("following", obs.following),
+        ("posts", obs.posts),
+        ("resolution", obs.resolution),
+    ):
+        if value is not None:
+            rendered = int_field(value)
+            if rendered is None:
+                tags, fields = _observation_parts(obs)
+                return encode_line(FOLLOWERS, tags, fields, obs.time, precision)
+            text += "," + key + "=" + rendered
+    return (
+        f"followers,account={tag_value(name)},platform={tag_value(platform)} {text}"
+        f" {line_timestamp(obs.time, precision)}"
+    )
 
 
 def _observation_parts(

@@ -18,10 +18,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from functools import lru_cache
 
 from followerwatch.config import Config
 from followerwatch.models import Account, FieldValue, Observation, Point
-from followerwatch.store.lineprotocol import encode_line
+from followerwatch.store.lineprotocol import (
+    encode_line,
+    int_field,
+    line_timestamp,
+    series_key,
+    tag_value,
+)
 
 THRESHOLDS = "followerwatch_thresholds"
 
@@ -97,13 +104,38 @@ def observation_threshold_points(lines: Lines, observations: Iterable[Observatio
 def observation_threshold_lines(lines: Lines, obs: Observation, precision: str) -> list[str]:
     """`observation_threshold_points` of one observation, encoded without Point objects."""
     platform, name = key = obs.account.key
-    return [
-        encode_line(
-            THRESHOLDS,
-            _tags(platform, name, direction, value),
-            (("value", value), ("distance", obs.followers - value)),
-            obs.time,
-            precision,
+    out = []
+    for direction, value in lines.get(key, ()):
+        rendered = int_field(value)
+        distance = int_field(obs.followers - value)
+        # Empty or very long names (the series-key size limit) take the general path.
+        suffix = _series_suffix(platform, direction, value) if 0 < len(name) < 1000 else None
+        if rendered is None or distance is None or suffix is None:
+            out.append(
+                encode_line(
+                    THRESHOLDS,
+                    _tags(platform, name, direction, value),
+                    (("value", value), ("distance", obs.followers - value)),
+                    obs.time,
+                    precision,
+                )
+            )
+            continue
+        out.append(
+            f"{THRESHOLDS},account={tag_value(name)}{suffix} value={rendered},distance={distance}"
+            f" {line_timestamp(obs.time, precision)}"
         )
-        for direction, value in lines.get(key, ())
-    ]
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _series_suffix(platform: str, direction: str, value: int) -> str | None:
+    """The series key after the account tag (the same for every account), or None if unusual."""
+    if not platform or not direction:
+        return None
+    # series_key of the tags with a stand-in account gives the exact escaping of the rest.
+    head = series_key(THRESHOLDS, _tags(platform, "a", direction, value))
+    prefix = f"{THRESHOLDS},account=a,"
+    if not head.startswith(prefix):
+        return None
+    return "," + head[len(prefix) :]

@@ -140,6 +140,15 @@ def timestamp(when: datetime, precision: str = "s") -> int:
 
 # Points of one poll share their timestamp: caching it leaves little but concatenation per point.
 _timestamp_cached = lru_cache(maxsize=64)(timestamp)
+line_timestamp = _timestamp_cached
+"""`timestamp`, cached for the few distinct times of a poll."""
+
+
+def int_field(value: object) -> str | None:
+    """`123i` for an int that fits int64; None for anything the general path must handle."""
+    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+        return f"{value}i"
+    return None
 
 
 # Not cached as a whole: with 100,000 accounts a bounded cache of series keys would only churn;
