@@ -375,3 +375,10 @@ def test_alertmanager_annotates_a_projection() -> None:
         "at the current rate the count drops below 950,000 in about 2 d 1 h"
     )
     assert annotated["projection_eta_seconds"] == "176400"
+
+
+def test_events_routed_nowhere_are_never_enrichment_work(tmp_path: Path) -> None:
+    state = StateDB(tmp_path / "state.sqlite3")
+    state.add_events([event("a", 0), event("b", 0)], lambda e: [] if e.account == "a" else ["hook"])
+    assert [e.id for e in state.unenriched()] == ["b-0"]
+    state.close()

@@ -264,11 +264,15 @@ class StateDB(OutboxState):
         )
         if not cur.rowcount:
             return  # already stored: its deliveries were queued the first time
-        if self.on_new_event is not None:
+        names = list(notifiers)
+        if not names:
+            # Nobody to deliver to, so nothing to enrich: keeps the outbox's look-up short.
+            self._db.execute("UPDATE events SET enriched = 1 WHERE id = ?", (ev.id,))
+        elif self.on_new_event is not None:
             self.on_new_event()  # only sets a flag: the outbox runs once this transaction is done
         self._db.executemany(
             "INSERT OR IGNORE INTO deliveries (event_id, notifier) VALUES (?,?)",
-            [(ev.id, n) for n in notifiers],
+            [(ev.id, n) for n in names],
         )
         if ev.status == EventStatus.FIRING:
             self._db.execute(
