@@ -87,7 +87,9 @@ def rules_for(kind: str) -> list[Rule]:
     return [*rules, Lifecycle()]
 
 
-async def run(n: int, rules_kind: str, influx_url: str, work: Path, prof: Path | None) -> None:
+async def run(
+    n: int, rules_kind: str, influx_url: str, work: Path, prof: Path | None, profile_cycle: int
+) -> None:
     """Two cycles over n accounts; prints CPU µs per observation of each."""
     clock = ManualClock(T0)
     accounts = [Account("x", f"u{i}", f"u{i}") for i in range(n)]
@@ -116,11 +118,11 @@ async def run(n: int, rules_kind: str, influx_url: str, work: Path, prof: Path |
         profiler = cProfile.Profile(time.process_time) if prof else None
         for cycle in (1, 2, 3):
             cpu, wall = time.process_time(), time.perf_counter()
-            if profiler is not None and cycle == 3:
+            if profiler is not None and cycle == profile_cycle:
                 profiler.enable()
             for batch in batches:
                 await collector.poll(batch)
-            if profiler is not None and cycle == 3:
+            if profiler is not None and cycle == profile_cycle:
                 profiler.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             c = spool.counts()
@@ -133,7 +135,7 @@ async def run(n: int, rules_kind: str, influx_url: str, work: Path, prof: Path |
             clock.advance(300.0)
         if profiler is not None and prof is not None:
             profiler.dump_stats(str(prof))
-            print(f"cycle 3 profile: {prof}")
+            print(f"cycle {profile_cycle} profile: {prof}")
         state.close()
         spool.close()
 
@@ -144,15 +146,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--accounts", type=int, default=20_000)
     parser.add_argument("--rules", choices=["bench", "full"], default="bench")
     parser.add_argument("--no-influx", action="store_true", help="unreachable InfluxDB URL")
-    parser.add_argument("--profile", type=Path, help="write a cProfile of cycle 3 here")
+    parser.add_argument("--profile", type=Path, help="write a cProfile (CPU time) of a cycle here")
+    parser.add_argument("--profile-cycle", type=int, default=3, choices=[1, 2, 3])
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fw-bench-pipeline-") as tmp:
         work = Path(tmp)
         if args.no_influx:
-            asyncio.run(run(args.accounts, args.rules, "http://127.0.0.1:1", work, args.profile))
+            asyncio.run(
+                run(
+                    args.accounts,
+                    args.rules,
+                    "http://127.0.0.1:1",
+                    work,
+                    args.profile,
+                    args.profile_cycle,
+                )
+            )
             return
         with TempInfluxd(work / "influxd") as influxd:
-            asyncio.run(run(args.accounts, args.rules, influxd.url, work, args.profile))
+            asyncio.run(
+                run(args.accounts, args.rules, influxd.url, work, args.profile, args.profile_cycle)
+            )
 
 
 if __name__ == "__main__":

@@ -214,3 +214,24 @@ def test_spool_cap_counts_exactly_with_gaps_in_the_sequence(tmp_path: Path) -> N
     assert counts.balanced
     assert spool.peek(1)[0][1] == "m v=1i"
     spool.close()
+
+
+async def test_a_count_that_cannot_be_encoded_is_left_out_alone(tmp_path: Path) -> None:
+    good = Account("x", "good", "good")
+    bad = Account("x", "bad", "bad\nname")  # config validation would refuse it: a bug path
+    observations = [Observation(good, T0, 10), Observation(bad, T0, 20)]
+    lines = {good.key: (("below", 5),), bad.key: (("below", 5),)}
+    async with httpx.AsyncClient() as client:
+        store = InfluxV1Store(client, url="http://127.0.0.1:1", database="db")
+        state = StateDB(tmp_path / "state.sqlite3")
+        spool = Spool(tmp_path / "spool.sqlite3")
+        writer = Writer(store, state, spool, ManualClock(T0), health_every=None)
+        await writer.write(PollPoints(observations, lines, []))
+        spooled = [line for _, line in spool.peek(100)]
+        state.close()
+        spool.close()
+    assert writer.rejected == 2
+    assert spooled == [
+        observation_line(observations[0], store.precision),
+        *observation_threshold_lines(lines, observations[0], store.precision),
+    ]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import NamedTuple
 
 import structlog
 
@@ -25,9 +26,8 @@ log = structlog.get_logger("followerwatch.pipeline")
 SUSPECT_FROM = 100
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One line of a poll report."""
+class Row(NamedTuple):
+    """One line of a poll report (a NamedTuple: one per observation, and cheap to build)."""
 
     platform: str
     account: str

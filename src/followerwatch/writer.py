@@ -121,14 +121,25 @@ class Writer:
         precision = self.store.precision
         lines: list[str] = []
         if isinstance(points, PollPoints):
-            # A poll's counts go straight to line protocol: no Point per observation.
-            for obs in points.observations:
-                self._encoded(lines, observation_line, obs, precision)
-            if points.thresholds:
-                for obs in points.observations:
-                    self._encoded(
-                        lines, observation_threshold_lines, points.thresholds, obs, precision
-                    )
+            # A poll's counts go straight to line protocol: no Point per observation. All at
+            # once, and one by one only to leave out a line that cannot be encoded.
+            observations, thresholds = points.observations, points.thresholds
+            try:
+                lines += [observation_line(obs, precision) for obs in observations]
+            except ValueError:
+                for obs in observations:
+                    self._encoded(lines, observation_line, obs, precision)
+            if thresholds:
+                try:
+                    more: list[str] = []
+                    for obs in observations:
+                        more += observation_threshold_lines(thresholds, obs, precision)
+                    lines += more
+                except ValueError:
+                    for obs in observations:
+                        self._encoded(
+                            lines, observation_threshold_lines, thresholds, obs, precision
+                        )
             points = points.points
         for point in points:
             self._encoded(lines, encode, point, precision)

@@ -6,10 +6,9 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 from followerwatch.models import (
     Account,
@@ -25,8 +24,9 @@ _EVENT_NS = uuid.UUID("5f0c6c2e-4c55-4a57-9b0a-6f6c6c6f7772")
 S = TypeVar("S")
 
 
-@dataclass(frozen=True, slots=True)
-class Previous:
+# NamedTuples, not frozen dataclasses: as immutable, and several times cheaper to build, which
+# counts at one of each per observation.
+class Previous(NamedTuple):
     """The last stored reading of an account."""
 
     followers: int
@@ -34,8 +34,7 @@ class Previous:
     handle: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """Everything a rule may look at for one account in one poll (rules stay pure)."""
 
     account: Account
