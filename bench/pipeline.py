@@ -22,10 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
-import httpx
-
 from followerwatch.clock import ManualClock
 from followerwatch.collector import Collector
+from followerwatch.http import build_client
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Account, FetchResult, Observation
 from followerwatch.pipeline import Pipeline
@@ -97,7 +96,7 @@ async def run(
     lines = {a.key: (("below", 100),) for a in accounts}
     if rules_kind == "full":
         lines = {a.key: (("below", 100), ("above", 4000)) for a in accounts}
-    async with httpx.AsyncClient(timeout=30.0) as client:
+    async with build_client() as client:
         store = InfluxV1Store(client, url=influx_url, database="bench")
         if not influx_url.endswith(":1"):
             await client.post(f"{influx_url}/query", params={"q": "CREATE DATABASE bench"})
