@@ -22,6 +22,10 @@ class LifecycleState:
     status: str
 
 
+_OK = LifecycleState("ok")
+_OK_TEXT = dump_state(_OK)  # every account's usual state, serialised once
+
+
 @dataclass(frozen=True, slots=True)
 class Lifecycle:
     """Status changes become events; a rename is a one-off event."""
@@ -88,7 +92,7 @@ class Lifecycle:
                         status=EventStatus.RESOLVED,
                     )
                 )
-            return restate(state, stored, LifecycleState("ok")), events
+            return (state if stored == _OK else _OK_TEXT), events
         if reading.failure not in _KINDS or old.status == str(reading.failure):
             return restate(state, stored, old), []
         assert reading.failure is not None

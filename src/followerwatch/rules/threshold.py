@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from typing import Literal
 
 from followerwatch.models import Event, EventKind, EventStatus, Severity
-from followerwatch.rules.base import Reading, load_state, make_event, restate, rounding_note, who
+from followerwatch.rules.base import (
+    Reading,
+    dump_state,
+    load_state,
+    make_event,
+    restate,
+    rounding_note,
+    who,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +24,11 @@ class ThresholdState:
     armed: bool
     streak: int = 0
     active: bool = False
+
+
+_FIRST = {
+    past: dump_state(ThresholdState(armed=not past, streak=int(past))) for past in (False, True)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +87,9 @@ class Threshold:
         old = load_state(ThresholdState, state)
         new, action = self.step(old, obs.followers)
         events = [self._event(reading, action)] if action else []
+        if old is None:
+            # A first reading's state is one of two: serialised once, not once per account.
+            return _FIRST[new.streak > 0], events
         return restate(state, old, new), events
 
     def _event(self, reading: Reading, action: str) -> Event:
