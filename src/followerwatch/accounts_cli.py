@@ -1,0 +1,114 @@
+"""`followerwatch accounts add/remove/list`: edit the watchlist TOML in place (issue 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from followerwatch import logs
+from followerwatch.config import Config, config_path_from_env
+from followerwatch.errors import ConfigError
+from followerwatch.options_cli import ConfigOpt
+
+accounts_app = typer.Typer(help="Add, remove and list watched accounts (edits the TOML in place).")
+
+
+def _config_file(config: Path | None) -> Path:
+    path = config_path_from_env(config)
+    if path is None:
+        print("followerwatch: no config file (use --config)", file=sys.stderr)
+        raise typer.Exit(2)
+    return path
+
+
+@accounts_app.command("add")
+def accounts_add(
+    platform: Annotated[str, typer.Argument(help="Platform key, e.g. x, mastodon, youtube.")],
+    handle: Annotated[str, typer.Argument(help="The handle as the platform knows it.")],
+    config: ConfigOpt = None,
+    name: Annotated[str | None, typer.Option(help="The stable `account` tag.")] = None,
+    below: Annotated[list[int] | None, typer.Option(help="Alert below this (repeatable).")] = None,
+    above: Annotated[list[int] | None, typer.Option(help="Alert at this (repeatable).")] = None,
+    every: Annotated[
+        int | None, typer.Option(help="A milestone every N followers (`milestones = N`).")
+    ] = None,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not look the handle up on the platform.")
+    ] = False,
+) -> None:
+    """Add an account to the watchlist after validating it (and looking it up once)."""
+    from followerwatch.cli import out
+    from followerwatch.watchlist_edit import EditError, add_account, resolve_handle
+
+    path = _config_file(config)
+    entry: dict[str, object] = {"platform": platform, "handle": handle}
+    if name is not None:
+        entry["name"] = name
+    for key, values in (("below", below), ("above", above)):
+        if values:
+            entry[key] = values[0] if len(values) == 1 else values
+    if every is not None:
+        entry["milestones"] = every
+
+    def resolve(candidate: Config) -> str | None:
+        logs.register_secrets(candidate.settings.secrets())
+        return asyncio.run(resolve_handle(candidate, platform, handle))
+
+    try:
+        target, note = add_account(path, entry, None if offline else resolve)
+    except ConfigError as exc:
+        print(f"followerwatch: not added, the result would be invalid: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    except EditError as exc:
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if note:
+        out.print(note)
+    out.print(f"[green]✓[/] added {platform}/{handle} to {target.file}")
+
+
+@accounts_app.command("remove")
+def accounts_remove(
+    platform: Annotated[str, typer.Argument(help="Platform key.")],
+    handle: Annotated[str, typer.Argument(help="The handle (or the entry's name).")],
+    config: ConfigOpt = None,
+) -> None:
+    """Remove an account from the watchlist."""
+    from followerwatch.cli import out
+    from followerwatch.watchlist_edit import EditError, remove_account
+
+    path = _config_file(config)
+    try:
+        target, removed = remove_account(path, platform, handle)
+    except (ConfigError, EditError) as exc:
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    out.print(f"[green]✓[/] removed {platform}/{removed} from {target.file}")
+
+
+@accounts_app.command("list")
+def accounts_list(config: ConfigOpt = None) -> None:
+    """List the watched accounts and their threshold rules."""
+    from followerwatch.cli import _load, out
+
+    cfg = _load(config)
+    table = Table(title=f"{len(cfg.accounts)} watched accounts")
+    for col in ("platform", "handle", "name", "below", "above", "milestones"):
+        table.add_column(col)
+    for account in cfg.accounts:
+        rules = cfg.rules[account.key]
+        ms = rules.milestones
+        table.add_row(
+            account.platform,
+            account.handle,
+            account.name if account.name != account.handle else "",
+            ", ".join(f"{v:,}" for v in rules.below or ()),
+            ", ".join(f"{v:,}" for v in rules.above or ()),
+            "" if ms is None else (f"every {ms.every:,}" if ms.every else f"{len(ms.levels)}"),
+        )
+    out.print(table)
