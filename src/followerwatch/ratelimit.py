@@ -6,6 +6,7 @@ must never fail a fetch that otherwise succeeded.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -33,6 +34,10 @@ class RateLimiter:
     def __init__(self) -> None:
         self._state: RateLimit | None = None
         self._window: float | None = None
+        self._in_flight = 0
+        self._answered: asyncio.Event | None = None
+        # Until the first answer, nothing is known of the budget: one request finds out.
+        self._first = True
 
     @property
     def state(self) -> RateLimit | None:
@@ -66,6 +71,16 @@ class RateLimiter:
             # An exhausted window, then a full one with one request spent: a fixed window
             # restarted. Its resets are at least a window apart, so this never underestimates.
             self._window = (rl.reset_at - prev.reset_at).total_seconds()
+        if (
+            prev is not None
+            and prev.reset_at == rl.reset_at
+            and prev.limit == rl.limit
+            and prev.remaining is not None
+            and rl.remaining is not None
+            and rl.remaining > prev.remaining
+        ):
+            # Within one window the budget only shrinks: this answer overtook a later one.
+            rl = RateLimit(rl.limit, prev.remaining, rl.reset_at)
         self._state = rl
 
     def rate_limited(self) -> None:
@@ -79,6 +94,47 @@ class RateLimiter:
             return 0.0
         seconds = (state.reset_at - now).total_seconds()
         return seconds + self.margin if seconds > 0 else 0.0
+
+    def _spoken_for(self, now: datetime) -> bool:
+        """Whether requests in flight may use up what is left: then the next one waits."""
+        if self._in_flight == 0:
+            return False
+        state = self._state
+        if state is None:
+            # Nothing known yet (or no budget headers): one request finds out first.
+            return self._first
+        if state.remaining is None or state.reset_at is None:
+            return False
+        if state.reset_at <= now:
+            # An exhausted window has passed; the next one's budget is unknown until answered.
+            return state.remaining == 0
+        return state.remaining <= self._in_flight
+
+    async def acquire(self, clock: Clock, max_wait: float) -> None:
+        """Wait until one more request fits the budget, and count it as in flight.
+
+        Concurrent requests would otherwise all see the same `remaining` and overshoot it:
+        what is left is first spoken for by the requests already sent. Pair with release().
+        """
+        while True:
+            if self._spoken_for(clock.now()):
+                if self._answered is None:
+                    self._answered = asyncio.Event()
+                await self._answered.wait()
+            elif self.delay(clock.now()) > 0:
+                # Everyone who slept until the reset wakes together: look again before sending.
+                await self.wait(clock, max_wait)
+            else:
+                break
+        self._in_flight += 1
+
+    def release(self) -> None:
+        """A request counted by acquire() was answered (or failed); after update()."""
+        self._in_flight -= 1
+        self._first = False
+        if self._answered is not None:
+            self._answered.set()
+            self._answered = None
 
     async def wait(self, clock: Clock, max_wait: float) -> None:
         """Sleep until the budget resets; raise RateLimitedError if that is more than max_wait."""

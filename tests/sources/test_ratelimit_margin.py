@@ -1,7 +1,8 @@
-"""The wait margin: a whole second by default, 2 % of a short fixed window once one is seen."""
+"""The limiter: a margin of 2 % of a short window once seen, and no overshoot when concurrent."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -131,3 +132,47 @@ def test_the_learned_margin_is_never_negative_or_above_a_second() -> None:
     for window in (0.001, 1, 49, 50, 51, 10_000):
         margin = exhausted_then_fresh(window).margin
         assert 0 < margin <= 1.0
+
+
+async def test_requests_in_flight_speak_for_the_budget_left() -> None:
+    clock = ManualClock(NOW)
+    limiter = RateLimiter()
+    limiter.update(RateLimit(300, 2, at(10)))
+    await limiter.acquire(clock, 900)
+    await limiter.acquire(clock, 900)
+    third = asyncio.create_task(limiter.acquire(clock, 900))
+    await asyncio.sleep(0)
+    assert not third.done()  # two left, two in flight
+    limiter.update(RateLimit(300, 1, at(10)))  # one of them answered
+    limiter.release()
+    await asyncio.sleep(0)
+    assert not third.done()  # one left, one still in flight
+    limiter.update(RateLimit(300, 0, at(10)))
+    limiter.release()
+    await asyncio.wait_for(third, 1)
+    assert clock.sleeps == [11.0]  # then it waited for the reset, as a lone request would
+
+
+def test_an_overtaken_answer_does_not_raise_the_budget() -> None:
+    limiter = RateLimiter()
+    limiter.update(RateLimit(300, 5, at(10)))
+    limiter.update(RateLimit(300, 7, at(10)))
+    assert limiter.state == RateLimit(300, 5, at(10))
+    limiter.update(RateLimit(300, 299, at(25)))  # a new window does
+    assert limiter.state == RateLimit(300, 299, at(25))
+
+
+async def test_concurrent_requests_never_overshoot_the_window(httpserver: HTTPServer) -> None:
+    server = FixedWindow(limit=5, window=1)
+    httpserver.expect_request("/2/users/by").respond_with_handler(server)
+    url = httpserver.url_for("/2/users/by")
+    async with build_client(timeout=5) as client:
+        requester = Requester(
+            client,
+            SystemClock(),
+            "x",
+            lambda headers, received: parse_epoch_reset(headers, "x-rate-limit-"),
+        )
+        answers = await asyncio.gather(*(requester.send("GET", url, Tally()) for _ in range(12)))
+    assert [r.status_code for r, _ in answers] == [200] * 12
+    assert server.refused == 0 and server.served == 12

@@ -88,23 +88,26 @@ class Requester:
         """
         limiter = self.limiter(bucket)
         for attempt in range(MAX_ATTEMPTS):
-            await limiter.wait(self.clock, self.max_wait)
-            if before_send is not None:
-                before_send()
-            tally.requests += 1
+            await limiter.acquire(self.clock, self.max_wait)
             try:
-                response = await self.client.request(method, url, **kwargs)
-            except httpx.HTTPError as exc:
-                raise TransientError(
-                    f"{self.platform} request failed: {type(exc).__name__}"
-                ) from None
-            received = self.clock.now()
-            if len(response.content) > MAX_BODY_BYTES:
-                raise TransientError(f"{self.platform} answered with an oversized body")
-            rl = self.parse_rate(response.headers, received)
-            if rl is not None:
-                limiter.update(rl)
-                tally.rate_limit = rl
+                if before_send is not None:
+                    before_send()
+                tally.requests += 1
+                try:
+                    response = await self.client.request(method, url, **kwargs)
+                except httpx.HTTPError as exc:
+                    raise TransientError(
+                        f"{self.platform} request failed: {type(exc).__name__}"
+                    ) from None
+                received = self.clock.now()
+                if len(response.content) > MAX_BODY_BYTES:
+                    raise TransientError(f"{self.platform} answered with an oversized body")
+                rl = self.parse_rate(response.headers, received)
+                if rl is not None:
+                    limiter.update(rl)
+                    tally.rate_limit = rl
+            finally:
+                limiter.release()
             if not is_rate_limited(response):
                 return response, received
             limiter.rate_limited()
