@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import httpx
 from followerwatch.history import per_day, sparkline
 from followerwatch.models import Point
 from followerwatch.store.influx_v1 import InfluxV1Store
+from service_proc import run_cli
 
 
 def test_per_day_net_change_is_against_the_previous_day() -> None:
@@ -66,14 +64,7 @@ platform = "x"
 handle = "aplusk"
 below = 1_000_000
 """)
-    result = subprocess.run(
-        [sys.executable, "-m", "followerwatch", "history", "aplusk", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+    result = run_cli("history", "aplusk", "-c", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "at the current rate @aplusk on x drops below 1,000,000 in about 4 h" in result.stdout
     assert "now 1,000,400" in result.stdout
@@ -82,11 +73,5 @@ below = 1_000_000
     today = now.date().isoformat()
     assert today in result.stdout
 
-    away = subprocess.run(
-        [sys.executable, "-m", "followerwatch", "history", "nobody", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    away = run_cli("history", "nobody", "-c", str(config))
     assert away.returncode == 2 and "not watched" in away.stderr

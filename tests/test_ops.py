@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -24,17 +20,12 @@ from followerwatch.clock import SystemClock
 from followerwatch.config import load_config
 from followerwatch.influxd import TempInfluxd, free_port
 from followerwatch.ops import OpsServer
+from service_proc import start_service, stop_service
+from service_proc import wait_for as wait_for_service
 
 DB = "ops"
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+# Longer and less eager than the default: most conditions here are HTTP requests to the service.
+wait_for = partial(wait_for_service, timeout=30.0, every=0.1)
 
 
 def get(url: str) -> httpx.Response | None:
@@ -97,13 +88,7 @@ platform = "x"
 handle = "aplusk"
 below = 1_000_000
 """)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "followerwatch", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = start_service(config)
     try:
         wait_for(lambda: (r := get(f"{base}/healthz")) is not None and r.status_code == 200, "up")
         assert httpx.get(f"{base}/healthz").json() == {"alive": True}
@@ -132,7 +117,7 @@ below = 1_000_000
         assert m[("followerwatch_ready", ())] == 1
 
         own_influxd.suspend()
-        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 503, "not ready", 20)
+        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 503, "not ready", timeout=20)
         detail = httpx.get(f"{base}/readyz").json()
         assert detail["ready"] is False and detail["influxdb"] != "ok"
         assert httpx.get(f"{base}/healthz").status_code == 200  # alive all the same
@@ -142,10 +127,9 @@ below = 1_000_000
         wait_for(lambda: len(fake.seen) >= during + 2, "polls during the outage")
 
         own_influxd.resume()
-        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, "ready again", 20)
+        wait_for(lambda: httpx.get(f"{base}/readyz").status_code == 200, "ready again", timeout=20)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        out = stop_service(proc, timeout=20)
     assert proc.returncode == 0, out
     assert "ops endpoint listening" in out and TOKEN not in out
     logged = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
@@ -178,17 +162,11 @@ interval = "0.3s"
 platform = "x"
 handle = "user_001"
 """)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "followerwatch", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        proc = start_service(config)
         try:
             wait_for(lambda: len(fake.seen) >= 2, "polls without the endpoint")
         finally:
-            proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=20)
+            out = stop_service(proc, timeout=20)
     assert proc.returncode == 0, out
     assert "ops endpoint cannot listen" in out
 

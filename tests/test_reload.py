@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ from pytest_httpserver import HTTPServer
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
 from followerwatch.reload import with_line
+from service_proc import start_service, stop_service, wait_for
 
 ENTRY_APLUSK = """
 # The account that started it all.
@@ -30,15 +28,6 @@ ENTRY_JACK = """
 platform = "x"
 handle = "{handle}"
 """
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
@@ -106,13 +95,7 @@ def test_edits_apply_within_5_s_and_bad_edits_are_refused(
 ) -> None:
     config = tmp_path / "fw.toml"
     config.write_text(head + ENTRY_APLUSK)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "followerwatch", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    proc = start_service(config)
     service.append(proc)
     wait_for(lambda: len(fake.seen) >= 2, "two polls", 20)
     fake.users["aplusk"]["public_metrics"]["followers_count"] = 999_990
@@ -148,8 +131,7 @@ def test_edits_apply_within_5_s_and_bad_edits_are_refused(
     wait_for(lambda: len(fake.seen) >= mark + 3, "polls after the removal", 10)
     assert all(p == {"aplusk"} for p in polled(fake, mark))
 
-    proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=15)
+    output = stop_service(proc)
     assert proc.returncode == 0, output
     logs = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     refused = [e for e in logs if "refused" in e.get("event", "")]
