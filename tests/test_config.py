@@ -13,6 +13,7 @@ import pytest
 
 from followerwatch.config import load_config, read_toml
 from followerwatch.errors import ConfigError
+from followerwatch.tomlfile import PIECE_CHARS
 from followerwatch.watchlist import CHUNK
 
 GOOD = """
@@ -374,3 +375,34 @@ def test_errors_far_down_a_long_watchlist_name_the_right_entry(tmp_path: Path) -
     entries[CHUNK + 1]["handle"] = f"h{CHUNK + 1}"
     config = load_config(path, {"watch": entries})
     assert [a.handle for a in config.accounts] == [e["handle"] for e in entries]
+
+
+def big_watchlist(n: int) -> list[str]:
+    return [f'[[watch]]\nplatform = "x"\nhandle = "h{i}"\nbelow = 100\n' for i in range(n)]
+
+
+def test_a_watchlist_bigger_than_a_piece_loads_piece_by_piece(tmp_path: Path) -> None:
+    entries = big_watchlist(12_000)
+    assert sum(map(len, entries)) > 2 * PIECE_CHARS
+    write(tmp_path, "".join(entries), "watch.toml")
+    config = load_config(write(tmp_path, WATCHLIST_MAIN))
+    assert [a.handle for a in config.accounts] == [f"h{i}" for i in range(12_000)]
+    assert len({id(r) for r in config.rules.values()}) == 1
+    far = 11_000
+    entries[far] = entries[far].replace("below = 100", "below = -1\nfor = 0")
+    entries[17] = entries[17].replace('"h17"', '"bad handle"')
+    write(tmp_path, "".join(entries), "watch.toml")
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, WATCHLIST_MAIN))
+    assert str(exc.value) == (
+        f"{tmp_path / 'watch.toml'}: watch[{far}] (x/h{far}).for: "
+        "Input should be greater than or equal to 1"
+    )
+    entries[far + 1] += "oops = = 1\n"
+    text = "".join(entries)
+    write(tmp_path, text, "watch.toml")
+    with pytest.raises(tomllib.TOMLDecodeError) as expected:
+        tomllib.loads(text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, WATCHLIST_MAIN))
+    assert str(exc.value) == f"{tmp_path / 'watch.toml'}: not valid TOML: {expected.value}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from followerwatch.notify.log import LogConfig
 from followerwatch.routing import AlertsConfig
 from followerwatch.shard import validate_spec
 from followerwatch.sources import REGISTRY
+from followerwatch.tomlfile import Unsplittable, toml_pieces
 from followerwatch.tomlfile import read_toml as read_toml
 from followerwatch.watchlist import WatchEntry, resolve_watch
 
@@ -232,28 +234,24 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
         raise one_line(exc, where, data) from None
     raw: object = inline if inline is not None else list(settings.watch)
     del inline
-    watch_where = where
-    if settings.watchlist is not None:
+    settings = _resolve_paths(settings.model_copy(update={"watch": []}), base_dir)
+    defaults = {key: settings.platform(key).defaults for key in REGISTRY}
+    if settings.watchlist is None:
+        # resolve_watch consumes its lists: a copy, so a caller's `overrides` list stays
+        # intact while the file's own list (referenced nowhere else) is freed as it goes.
+        raw = list(raw) if isinstance(raw, list) else raw
+        accounts, rules = resolve_watch([raw], defaults, where)
+    else:
         wl_path = (
             settings.watchlist
             if settings.watchlist.is_absolute()
             else base_dir / settings.watchlist
         )
-        wl_data = read_toml(wl_path)
-        unknown = set(wl_data) - {"watch"}
-        if unknown:
-            raise ConfigError(f"{wl_path}: {sorted(unknown)[0]}: unknown key (only [[watch]] here)")
-        if raw:
-            raise ConfigError(f"{where}: watch: set either watch entries or watchlist, not both")
-        raw = wl_data.pop("watch", [])
-        del wl_data
-        watch_where = str(wl_path)
-    settings = _resolve_paths(settings.model_copy(update={"watch": []}), base_dir)
-    defaults = {key: settings.platform(key).defaults for key in REGISTRY}
-    # resolve_watch consumes its list: a copy, so a caller's `overrides` list stays intact
-    # while the file's own list (no longer referenced anywhere else) is freed as it goes.
-    raw = list(raw) if isinstance(raw, list) else raw
-    accounts, rules = resolve_watch(raw, defaults, watch_where)
+        try:
+            accounts, rules = _watchlist(toml_pieces(wl_path), bool(raw), where, wl_path, defaults)
+        except Unsplittable:
+            whole = iter([read_toml(wl_path)])
+            accounts, rules = _watchlist(whole, bool(raw), where, wl_path, defaults)
     del raw
     for key in sorted({a.platform for a in accounts}):
         pcfg = settings.platform(key)
@@ -264,6 +262,25 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
                     f"accounts (set {secret} or {secret}_file)"
                 )
     return Config(settings, accounts, rules, path)
+
+
+def _watchlist(
+    pieces: Iterator[dict[str, Any]],
+    inline: bool,
+    where: str,
+    path: Path,
+    defaults: dict[str, RuleDefaults],
+) -> tuple[list[Account], dict[tuple[str, str], RuleDefaults]]:
+    """The accounts of a watchlist file, parsed piece by piece as resolve_watch goes."""
+    first = next(pieces)
+    unknown = set(first) - {"watch"}
+    if unknown:
+        raise ConfigError(f"{path}: {sorted(unknown)[0]}: unknown key (only [[watch]] here)")
+    if inline:
+        raise ConfigError(f"{where}: watch: set either watch entries or watchlist, not both")
+    lists = itertools.chain([first.pop("watch", [])], (part["watch"] for part in pieces))
+    del first
+    return resolve_watch(lists, defaults, str(path))
 
 
 def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:

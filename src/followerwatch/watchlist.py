@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
@@ -73,40 +74,45 @@ RuleMap = dict[tuple[str, str], RuleDefaults]
 
 
 def resolve_watch(
-    raw: object, defaults: Mapping[str, RuleDefaults], where: str
+    pieces: Iterable[object], defaults: Mapping[str, RuleDefaults], where: str
 ) -> tuple[list[Account], RuleMap]:
-    """The accounts and resolved rules of the entries in `raw`, which is consumed as it goes.
+    """The accounts and resolved rules of the entry lists in `pieces`, consumed as they go.
 
     Entries are validated a chunk at a time, and a chunk's raw dicts and models are dropped
     once they are accounts, so 100,000 entries never exist as models all at once. Errors are
     those of a single pass: the first validation error (counting all), else the first bad
     handle or duplicate.
     """
-    if not isinstance(raw, list):
-        try:
-            _WATCH_LIST.validate_python(raw)
-        except ValidationError as exc:
-            raise one_line(exc, where, {"watch": raw}, prefix=("watch",)) from None
-        raise AssertionError("a non-list cannot validate as a list")
     builder = _Builder(defaults, where)
-    failure: tuple[ValidationError, int] | None = None
+    failure: tuple[ValidationError, int, list[Any]] | None = None
     more = 0
-    for start in range(0, len(raw), CHUNK):
-        chunk = raw[start : start + CHUNK]
-        try:
-            entries = _WATCH_LIST.validate_python(chunk)
-        except ValidationError as exc:
-            if failure is None:
-                failure = (exc, start)
-            else:
-                more += exc.error_count()
-            continue
-        if failure is None and builder.error is None:
-            builder.add(entries, start)
-            raw[start : start + CHUNK] = [None] * len(chunk)
+    base = 0
+    for raw in pieces:
+        if not isinstance(raw, list):
+            try:
+                _WATCH_LIST.validate_python(raw)
+            except ValidationError as exc:
+                raise one_line(exc, where, {"watch": raw}, prefix=("watch",)) from None
+            raise AssertionError("a non-list cannot validate as a list")
+        for start in range(0, len(raw), CHUNK):
+            chunk = raw[start : start + CHUNK]
+            try:
+                entries = _WATCH_LIST.validate_python(chunk)
+            except ValidationError as exc:
+                if failure is None:
+                    failure = (exc, base + start, chunk)
+                else:
+                    more += exc.error_count()
+                continue
+            if failure is None and builder.error is None:
+                builder.add(entries, base + start)
+                raw[start : start + CHUNK] = [None] * len(chunk)
+        base += len(raw)
     if failure is not None:
-        first, start = failure
-        raise one_line(first, where, {"watch": raw}, ("watch",), shift=start, more=more) from None
+        first, start, chunk = failure
+        # Padded so that the error's index finds its entry (for the platform/handle shown).
+        data = {"watch": [None] * start + chunk}
+        raise one_line(first, where, data, ("watch",), shift=start, more=more) from None
     if builder.error is not None:
         raise builder.error
     return builder.accounts, builder.rules
