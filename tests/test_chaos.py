@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +14,7 @@ from pytest_httpserver import HTTPServer
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
 from followerwatch.influxd import TempInfluxd
+from service_proc import start_service, stop_service
 
 ACCOUNTS = 1_000
 OUTAGE_S = float(os.environ.get("FW_CHAOS_OUTAGE_S", "60"))
@@ -60,12 +58,7 @@ interval = "2s"
 """
         + "".join(f'[[watch]]\nplatform = "x"\nhandle = "{u["username"]}"\n' for u in users)
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "followerwatch", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_service(config)
     try:
         time.sleep(6)
         own_influxd.suspend()
@@ -77,8 +70,7 @@ interval = "2s"
         deadline = time.monotonic() + 60
         while spooled(tmp_path / "data" / "spool.sqlite3") != 0 and time.monotonic() < deadline:
             time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
+        out = stop_service(proc, timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
