@@ -207,3 +207,16 @@ async def test_the_body_cap_holds_on_this_transport(httpserver: HTTPServer) -> N
         )
         with pytest.raises(TransientError, match="oversized"):
             await source.fetch(accounts)
+
+
+async def test_a_long_header_is_read_as_httpx_read_it() -> None:
+    cookie = "a" * 20_000
+
+    async def long_header(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(f"HTTP/1.1 200 OK\r\nX-Long: {cookie}\r\nContent-Length: 2\r\n\r\nok".encode())
+        await writer.drain()
+
+    async with raw_server(long_header) as (url, _), build_client() as client:
+        response = await client.get(url + "/")
+    assert response.headers["x-long"] == cookie and response.text == "ok"

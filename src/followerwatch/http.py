@@ -22,6 +22,7 @@ USER_AGENT = f"followerwatch/{__version__} (+https://github.com/followerwatch/fo
 CONNECT_TIMEOUT = 5.0
 MAX_CONNECTIONS = 50
 MAX_KEEPALIVE = 20
+MAX_HEADER_BYTES = 100 * 1024
 
 
 def _mapped(exc: BaseException) -> httpx.HTTPError | None:
@@ -98,8 +99,14 @@ class FastTransport(AiohttpTransport):
             keepalive_timeout=self.limits.keepalive_expiry or 0,
             ssl=self.ssl_context,
         )
-        # httpx keeps the cookies; aiohttp's own jar would send them a second time.
-        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+        return aiohttp.ClientSession(
+            connector=connector,
+            # httpx keeps the cookies; aiohttp's own jar would send them a second time.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # aiohttp refuses a header line over 8 KiB; httpx's own transport took 100 KiB.
+            max_line_size=MAX_HEADER_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
+        )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request on the aiohttp session."""
