@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 
 from followerwatch.clock import ManualClock
 from followerwatch.models import Account, FailureKind, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.pipeline import Pipeline, _Known
 from followerwatch.rules.approaching import ApproachingState
 from followerwatch.rules.base import Reading, dump_state, load_state
 from followerwatch.rules.health import FrozenState, StaleState
 from followerwatch.rules.lifecycle import Lifecycle, LifecycleState
 from followerwatch.rules.milestone import Milestones, MilestoneState
 from followerwatch.rules.threshold import Threshold, ThresholdState
-from followerwatch.rules.window import WindowState
+from followerwatch.rules.window import WindowChange, WindowState
 from followerwatch.schema import observation_line, observation_point
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
@@ -235,3 +235,51 @@ async def test_a_count_that_cannot_be_encoded_is_left_out_alone(tmp_path: Path) 
         observation_line(observations[0], store.precision),
         *observation_threshold_lines(lines, observations[0], store.precision),
     ]
+
+
+async def test_window_rules_see_the_same_history_prefetched_as_read_one_by_one(
+    tmp_path: Path,
+) -> None:
+    accounts = [Account("x", f"u{i}", f"u{i}") for i in range(3)]
+    rules = {a.key: [WindowChange("drop", 600.0, amount=50)] for a in accounts}
+    fired: dict[str, list[list[int]]] = {}
+    for mode in ("batch", "one by one"):
+        state = StateDB(tmp_path / f"{mode}.sqlite3")
+        pipeline = Pipeline(
+            state=state,
+            writer=None,
+            outbox=None,
+            clock=ManualClock(T0),
+            route=lambda e: [],
+            rules=rules,
+        )
+        events = []
+        # Polls 5 minutes apart (plus a few µs, so window edges fall between stored readings
+        # and exactly on them); u1 drops 60 within the window, u2 only across its edge.
+        for step in range(8):
+            when = T0 + timedelta(seconds=300 * step, microseconds=step % 2)
+            counts = [1000, 1000 - 30 * step, 1000 - (100 if step == 6 else 0)]
+            result = FetchResult(
+                tuple(Observation(a, when, n) for a, n in zip(accounts, counts, strict=True))
+            )
+            if mode == "batch":
+                rows = await pipeline.process(result)
+            else:
+                rows = []
+                for obs in result.observations:
+                    rows += await pipeline.process(FetchResult((obs,)))
+            events.append([len(r.events) for r in rows])
+        fired[mode] = events
+        if mode == "batch":
+            # The prefetched window against the per-account query, at and around every edge.
+            keys = [a.key for a in accounts]
+            edges = [T0 + timedelta(seconds=300 * s, microseconds=s % 2) for s in range(8)]
+            for since in edges:
+                for nudge in (timedelta(0), timedelta(microseconds=1), -timedelta(microseconds=1)):
+                    known = _Known(state, keys, T0 - timedelta(hours=1))
+                    for key in keys:
+                        expected = state.history(*key, since + nudge)
+                        assert known.history(key, since + nudge) == expected
+        state.close()
+    assert fired["batch"] == fired["one by one"]
+    assert any(any(step) for step in fired["batch"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import NamedTuple
 
@@ -94,7 +94,13 @@ class Pipeline:
         # Every stored count and rule state this batch needs, read in a few queries up front.
         keys = [o.account.key for o in result.observations]
         keys += [a.key for a in polled] + [f.account.key for f in result.failures]
-        known = _Known(self.state, keys)
+        # The history window rules need, for the accounts that have any, in one pass too.
+        since = [
+            o.time - timedelta(seconds=k)
+            for o in result.observations
+            if (k := self._keep.get(o.account.key))
+        ]
+        known = _Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
         observations, held = self._screen(result.observations, known)
         changes, rows = self._evaluate(observations, known)
@@ -161,7 +167,7 @@ class Pipeline:
                 continue
             states = current[key] if prev else known.rule_states(key)
             batch = prev.history if prev else ()
-            history = self._history(key, obs, batch) if self._keep.get(key) else ()
+            history = self._history(key, obs, batch, known) if self._keep.get(key) else ()
             reading = Reading(account, obs.time, obs, None, _previous(last), history)
             changed, events, closed = self._run_rules(key, reading, states, first=last is None)
             if key in self._projecting:
@@ -195,14 +201,18 @@ class Pipeline:
         return list(changes.values()), rows
 
     def _history(
-        self, key: tuple[str, str], obs: Observation, batch: Sequence[tuple[datetime, int]]
+        self,
+        key: tuple[str, str],
+        obs: Observation,
+        batch: Sequence[tuple[datetime, int]],
+        known: _Known,
     ) -> tuple[tuple[datetime, int], ...]:
         """Stored readings within the rules' longest window, plus this batch's uncommitted ones."""
         keep = self._keep.get(key, 0.0)
         if not keep:
             return ()
         since = obs.time - timedelta(seconds=keep)
-        return (*self.state.history(*key, since), *[r for r in batch if r[0] >= since])
+        return (*known.history(key, since), *[r for r in batch if r[0] >= since])
 
     def _absent(
         self,
@@ -278,11 +288,31 @@ class Pipeline:
 class _Known:
     """Stored counts and rule states, prefetched for a batch's keys (else read one by one)."""
 
-    def __init__(self, state: StateDB, keys: Iterable[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        state: StateDB,
+        keys: Iterable[tuple[str, str]] | None = None,
+        history_since: datetime | None = None,
+    ) -> None:
         self._state = state
         self._keys: frozenset[tuple[str, str]] = frozenset(keys or ())
         self._last = state.last_seen_many(self._keys) if self._keys else {}
         self._states = state.rule_states_many(self._keys) if self._keys else {}
+        # Every stored reading from the earliest window start on (None: read per account).
+        self._since = history_since
+        self._history = (
+            state.history_many(self._keys, history_since) if history_since is not None else {}
+        )
+
+    def history(self, key: tuple[str, str], since: datetime) -> list[tuple[datetime, int]]:
+        """Stored readings of an account from `since` on, oldest first."""
+        if self._since is None or key not in self._keys or since < self._since:
+            return self._state.history(*key, since)
+        # The same float comparison the query makes, so the window edge is identical.
+        start = since.timestamp()
+        return [
+            (datetime.fromtimestamp(t, UTC), n) for t, n in self._history.get(key, ()) if t >= start
+        ]
 
     def last_seen(self, key: tuple[str, str]) -> LastSeen | None:
         if key in self._keys:

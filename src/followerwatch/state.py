@@ -173,6 +173,22 @@ class StateDB(OutboxState):
         )
         return [(datetime.fromtimestamp(t, UTC), c) for t, c in rows.fetchall()]
 
+    def history_many(
+        self, keys: Iterable[tuple[str, str]], since: datetime
+    ) -> dict[tuple[str, str], list[tuple[float, int]]]:
+        """Stored (epoch seconds, count) of many accounts from `since` on, oldest first."""
+        out: dict[tuple[str, str], list[tuple[float, int]]] = {}
+        for platform, names in _by_platform(keys).items():
+            for part in _parts(names):
+                rows = self._db.execute(
+                    "SELECT account, time, followers FROM history WHERE platform=? AND account"
+                    f" IN ({','.join('?' * len(part))}) AND time>=? ORDER BY account, time",
+                    (platform, *part, since.timestamp()),
+                )
+                for account, t, count in rows.fetchall():
+                    out.setdefault((platform, account), []).append((t, count))
+        return out
+
     def commit(
         self,
         changes: Sequence[Change],

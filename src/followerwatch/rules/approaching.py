@@ -5,10 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from followerwatch.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.projection import DAY, Projection, project
-from followerwatch.rules.base import Reading, dump_state, load_state, make_event, restate, who
+from followerwatch.rules.base import (
+    Reading,
+    compact_duration,
+    dump_state,
+    load_state,
+    make_event,
+    restate,
+    who,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +36,7 @@ class Approaching:
     @property
     def name(self) -> str:
         """The `rule` tag."""
-        return f"approaching:{format_duration(self.horizon).replace(' ', '')}"
+        return f"approaching:{compact_duration(self.horizon)}"
 
     @property
     def history_seconds(self) -> float:

@@ -8,8 +8,9 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, NamedTuple, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar
 
+from followerwatch.durations import format_duration
 from followerwatch.models import (
     Account,
     Event,
@@ -94,7 +95,7 @@ def load_state(cls: type[S], text: str | None) -> S | None:
     """Parse dump_state's output; None (no state) for anything else, e.g. after a rule changed."""
     if not text:
         return None
-    return cast("S | None", _load((cls, text)))
+    return _load((cls, text))  # type: ignore[return-value]  # (cast() is a call: hot path)
 
 
 # Most accounts share a handful of state texts ("armed, streak 0"), and states are frozen, so
@@ -113,6 +114,12 @@ def restate(text: str | None, old: object, new: object) -> str:
     if text is not None and old is not None and new == old:
         return text
     return dump_state(new)
+
+
+@lru_cache(maxsize=256)
+def compact_duration(seconds: float) -> str:
+    """`format_duration` without spaces, as rule names use it ("1h30m"); cached: names are hot."""
+    return format_duration(seconds).replace(" ", "")
 
 
 def who(account: Account, handle: str | None = None) -> str:

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 
 from followerwatch.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Severity
-from followerwatch.rules.base import Reading, dump_state, load_state, make_event, restate, who
+from followerwatch.rules.base import (
+    Reading,
+    compact_duration,
+    dump_state,
+    load_state,
+    make_event,
+    restate,
+    who,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +33,7 @@ class Stale:
     @property
     def name(self) -> str:
         """The `rule` tag."""
-        return f"stale:{format_duration(self.after).replace(' ', '')}"
+        return f"stale:{compact_duration(self.after)}"
 
     @property
     def history_seconds(self) -> float:
@@ -101,7 +109,7 @@ class Frozen:
     @property
     def name(self) -> str:
         """The `rule` tag."""
-        return f"frozen:{format_duration(self.after).replace(' ', '')}"
+        return f"frozen:{compact_duration(self.after)}"
 
     @property
     def history_seconds(self) -> float:

@@ -8,7 +8,14 @@ from typing import Literal
 
 from followerwatch.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Severity
-from followerwatch.rules.base import Reading, load_state, make_event, restate, who
+from followerwatch.rules.base import (
+    Reading,
+    compact_duration,
+    load_state,
+    make_event,
+    restate,
+    who,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +38,7 @@ class WindowChange:
     def name(self) -> str:
         """The `rule` tag, e.g. "drop:10000/1h" or "drop:5%/24h"."""
         size = f"{self.percent:g}%" if self.percent is not None else str(self.amount)
-        return f"{self.direction}:{size}/{format_duration(self.window).replace(' ', '')}"
+        return f"{self.direction}:{size}/{compact_duration(self.window)}"
 
     @property
     def history_seconds(self) -> float:
