@@ -220,3 +220,13 @@ async def test_a_long_header_is_read_as_httpx_read_it() -> None:
     async with raw_server(long_header) as (url, _), build_client() as client:
         response = await client.get(url + "/")
     assert response.headers["x-long"] == cookie and response.text == "ok"
+
+
+async def test_a_server_that_stops_reading_the_body_times_out() -> None:
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        await asyncio.sleep(30)  # never reads the body: the client's writes back up
+
+    async with raw_server(deaf) as (url, _), build_client(timeout=0.3) as client:
+        with pytest.raises(httpx.WriteTimeout):
+            await asyncio.wait_for(client.post(url + "/write", content=b"x" * 64_000_000), 20)

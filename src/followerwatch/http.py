@@ -7,6 +7,7 @@ mounts its own transport for proxied URLs, so only direct requests take the aioh
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -110,8 +111,18 @@ class FastTransport(AiohttpTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send one request on the aiohttp session."""
-        with _as_httpx_errors():
-            response = await super().handle_async_request(request)
+        # aiohttp has no write timeout: a server that stops reading a big body (an InfluxDB
+        # batch) would hold the request forever. Bound the whole exchange up to the response
+        # head by the sum of httpx's timeouts instead.
+        phases = request.extensions.get("timeout", {})
+        values = [phases.get(k) for k in ("pool", "connect", "write", "read")]
+        bound = sum(v for v in values if v is not None) if None not in values else None
+        try:
+            async with asyncio.timeout(bound):
+                with _as_httpx_errors():
+                    response = await super().handle_async_request(request)
+        except TimeoutError:
+            raise httpx.WriteTimeout(f"no response within {bound} s") from None
         assert isinstance(response.stream, httpx.AsyncByteStream)
         response.stream = _Stream(response.stream)
         return response
