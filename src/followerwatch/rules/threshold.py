@@ -72,6 +72,8 @@ class Threshold:
         if not state.armed and self.rearms(count):
             resolve = "resolve" if state.active and self.resolved else None
             return ThresholdState(armed=True, streak=streak), resolve
+        if streak == state.streak:
+            return state, None  # unchanged: no new object (the usual case, every poll)
         return ThresholdState(state.armed, streak, state.active), None
 
     def active(self, state: str | None) -> bool:
