@@ -28,9 +28,13 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
     """A TCP server running `handler` per connection; (base URL, one entry per connection)."""
     connections: list[int] = []
+    tasks: list[asyncio.Task[None]] = []
 
     async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.append(task)
         try:
             await handler(reader, writer)
         finally:
@@ -42,6 +46,11 @@ async def raw_server(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
         yield f"http://127.0.0.1:{port}", connections
     finally:
         server.close()
+        # Handlers still sleeping (the hanging servers) would leave their sockets open.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
 
 
 async def read_head(reader: asyncio.StreamReader) -> bytes:
@@ -230,3 +239,26 @@ async def test_a_server_that_stops_reading_the_body_times_out() -> None:
     async with raw_server(deaf) as (url, _), build_client(timeout=0.3) as client:
         with pytest.raises(httpx.WriteTimeout):
             await asyncio.wait_for(client.post(url + "/write", content=b"x" * 64_000_000), 20)
+
+
+async def test_a_big_body_arrives_whole_and_unchunked(httpserver: HTTPServer) -> None:
+    body = bytes(range(256)) * 20_000  # 5 MB, past aiohttp's 1 MiB warning
+    seen: list[tuple[bytes, str | None, str | None]] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(
+            (
+                request.get_data(),
+                request.headers.get("Content-Length"),
+                request.headers.get("Transfer-Encoding"),
+            )
+        )
+        return Response("ok")
+
+    httpserver.expect_request("/write", method="POST").respond_with_handler(handler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        async with build_client() as client:
+            response = await client.post(httpserver.url_for("/write"), content=body)
+    assert response.text == "ok"
+    assert seen == [(body, str(len(body)), None)]

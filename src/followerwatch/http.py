@@ -24,6 +24,8 @@ CONNECT_TIMEOUT = 5.0
 MAX_CONNECTIONS = 50
 MAX_KEEPALIVE = 20
 MAX_HEADER_BYTES = 100 * 1024
+# aiohttp sends bigger bodies in slices of this (it warns about raw bytes over 1 MiB).
+BODY_SLICE = 256 * 1024
 
 
 def _mapped(exc: BaseException) -> httpx.HTTPError | None:
@@ -85,6 +87,36 @@ class _Stream(httpx.AsyncByteStream):
             await self._inner.aclose()
 
 
+class _Chunks(httpx.AsyncByteStream):
+    """A body handed to aiohttp in slices."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        view = memoryview(self._body)
+        for start in range(0, len(view), BODY_SLICE):
+            yield bytes(view[start : start + BODY_SLICE])
+
+
+def _streamed(request: httpx.Request) -> httpx.Request:
+    """`request` with a big body as a stream: aiohttp warns of (and blocks on) big raw bytes."""
+    try:
+        body = request.content
+    except httpx.RequestNotRead:
+        return request
+    if len(body) <= BODY_SLICE:
+        return request
+    # The headers keep the Content-Length httpx set, so the body is not sent chunked.
+    return httpx.Request(
+        request.method,
+        request.url,
+        headers=request.headers,
+        stream=_Chunks(body),
+        extensions=request.extensions,
+    )
+
+
 class FastTransport(AiohttpTransport):
     """httpx-aiohttp's transport with every aiohttp error mapped and no second cookie jar."""
 
@@ -114,6 +146,7 @@ class FastTransport(AiohttpTransport):
         # aiohttp has no write timeout: a server that stops reading a big body (an InfluxDB
         # batch) would hold the request forever. Bound the whole exchange up to the response
         # head by the sum of httpx's timeouts instead.
+        request = _streamed(request)
         phases = request.extensions.get("timeout", {})
         values = [phases.get(k) for k in ("pool", "connect", "write", "read")]
         bound = sum(v for v in values if v is not None) if None not in values else None
