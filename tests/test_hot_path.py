@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from followerwatch.clock import ManualClock
+from followerwatch.config import load_config
 from followerwatch.models import Account, FailureKind, FetchResult, Observation
 from followerwatch.pipeline import Pipeline, _Known
 from followerwatch.rules.approaching import ApproachingState
@@ -27,7 +28,11 @@ from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode, escape_key, tag_value
 from followerwatch.store.spool import Spool
-from followerwatch.thresholds import observation_threshold_lines, observation_threshold_points
+from followerwatch.thresholds import (
+    observation_threshold_lines,
+    observation_threshold_points,
+    threshold_lines,
+)
 from followerwatch.writer import PollPoints, Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
@@ -283,3 +288,20 @@ async def test_window_rules_see_the_same_history_prefetched_as_read_one_by_one(
         state.close()
     assert fired["batch"] == fired["one by one"]
     assert any(any(step) for step in fired["batch"])
+
+
+def test_accounts_with_the_same_lines_share_one_tuple(tmp_path: Path) -> None:
+    watch = [{"platform": "x", "handle": f"u{i}"} for i in range(3)]
+    watch.append({"platform": "x", "handle": "own", "below": [7]})
+    config = load_config(
+        None,
+        {
+            "service": {"data_dir": str(tmp_path)},
+            "platforms": {"x": {"bearer_token": "t", "defaults": {"below": 100}}},
+            "watch": watch,
+        },
+    )
+    lines = threshold_lines(config)
+    assert lines[("x", "u0")] == (("below", 100),)
+    assert lines[("x", "u0")] is lines[("x", "u1")] is lines[("x", "u2")]
+    assert lines[("x", "own")] == (("below", 7),)

@@ -79,7 +79,8 @@ class Pipeline:
         # Each account's threshold lines, written beside its counts for the dashboards.
         self.thresholds = thresholds
         # How much history each account's rules need, worked out once per configuration.
-        self._keep = {key: longest_history(r) for key, r in rules.items()}
+        # Only accounts that keep any: most keep none, and 100,000 zeros cost memory.
+        self._keep = {key: keep for key, r in rules.items() if (keep := longest_history(r))}
         self._projecting = frozenset(
             key for key, r in rules.items() if any(isinstance(x, Approaching) for x in r)
         )

@@ -39,6 +39,8 @@ Lines = Mapping[tuple[str, str], Sequence[tuple[str, int]]]
 def threshold_lines(config: Config) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
     """Every watched account's resolved `below` and `above` lines (its own or its platform's)."""
     out: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}
+    # Accounts mostly share their lines: one tuple per distinct set, not one per account.
+    shared: dict[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] = {}
     for account in config.accounts:
         rules = config.rules.get(account.key)
         if rules is None:
@@ -46,7 +48,8 @@ def threshold_lines(config: Config) -> dict[tuple[str, str], tuple[tuple[str, in
         lines = [("below", v) for v in rules.below or ()]
         lines += [("above", v) for v in rules.above or ()]
         if lines:
-            out[account.key] = tuple(dict.fromkeys(lines))
+            unique = tuple(dict.fromkeys(lines))
+            out[account.key] = shared.setdefault(unique, unique)
     return out
 
 
