@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from followerwatch.clock import ManualClock
 from followerwatch.collector import Collector
@@ -88,8 +88,9 @@ def rules_for(kind: str) -> list[Rule]:
 
 async def run(
     n: int, rules_kind: str, influx_url: str, work: Path, prof: Path | None, profile_cycle: int
-) -> None:
-    """Two cycles over n accounts; prints CPU µs per observation of each."""
+) -> list[dict[str, Any]]:
+    """Three cycles over n accounts; prints (and returns) CPU µs per observation of each."""
+    out: list[dict[str, Any]] = []
     clock = ManualClock(T0)
     accounts = [Account("x", f"u{i}", f"u{i}") for i in range(n)]
     rules = {a.key: rules_for(rules_kind) for a in accounts}
@@ -131,15 +132,20 @@ async def run(
                 f"  spool added {c.added:,} written {c.written:,} spooled {c.spooled:,}"
                 f"  balanced {c.balanced}"
             )
+            out.append(
+                {"cycle": cycle, "cpu_s": cpu, "wall_s": wall, "us_per_obs": cpu / n * 1e6}
+                | {"counts": c, "events": len(state.events(limit=10**9))}
+            )
             clock.advance(300.0)
         if profiler is not None and prof is not None:
             profiler.dump_stats(str(prof))
             print(f"cycle {profile_cycle} profile: {prof}")
         state.close()
         spool.close()
+    return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Parse arguments, start a throwaway influxd unless told not to, run the cycles."""
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
     parser.add_argument("--accounts", type=int, default=20_000)
@@ -151,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="fw-bench-pipeline-") as tmp:
         work = Path(tmp)
         if args.no_influx:
-            asyncio.run(
+            return asyncio.run(
                 run(
                     args.accounts,
                     args.rules,
@@ -161,9 +167,8 @@ def main(argv: list[str] | None = None) -> None:
                     args.profile_cycle,
                 )
             )
-            return
         with TempInfluxd(work / "influxd") as influxd:
-            asyncio.run(
+            return asyncio.run(
                 run(args.accounts, args.rules, influxd.url, work, args.profile, args.profile_cycle)
             )
 
