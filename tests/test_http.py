@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import subprocess
+import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -193,7 +195,8 @@ async def test_closing_closes_the_session_without_warnings(httpserver: HTTPServe
         assert (await client.get(httpserver.url_for("/"))).text == "ok"
         transport = client._transport
         assert isinstance(transport, FastTransport)
-        session = transport.client
+        assert transport.engine is not None
+        session = transport.engine.client
         await client.aclose()
         del client, transport
         gc.collect()
@@ -262,3 +265,14 @@ async def test_a_big_body_arrives_whole_and_unchunked(httpserver: HTTPServer) ->
             response = await client.post(httpserver.url_for("/write"), content=body)
     assert response.text == "ok"
     assert seen == [(body, str(len(body)), None)]
+
+
+def test_aiohttp_is_imported_only_by_a_request() -> None:
+    probe = (
+        "import sys, followerwatch.cli, followerwatch.app, followerwatch.service\n"
+        "from followerwatch.http import build_client\n"
+        "build_client()\n"
+        "print('aiohttp' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
