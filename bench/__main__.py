@@ -213,8 +213,10 @@ def scale(influxd: TempInfluxd, fake: Fake, work: Path, n: int) -> dict[str, Any
     fake.post("/_bench/reset")
     counts = split(n)
     config = write_config(work / f"scale-{n}", fake, influxd.url, counts)
+    others = neighbours(fake, influxd)
     proc, started = spawn(config, "poll")
     res = reap(proc, started, fake, config)
+    neighbour_cpu = {k: proc_cpu(pid) - cpu for k, (pid, cpu) in others.items()}
     st = res.stats
     shown: Any = influxd.query("SHOW MEASUREMENTS", database=DB)
     names = [v[0] for s in shown["results"][0].get("series") or [] for v in s["values"]]
@@ -239,6 +241,7 @@ def scale(influxd: TempInfluxd, fake: Fake, work: Path, n: int) -> dict[str, Any
         "points_confirmed": sum(by_measurement.values()),
         "by_measurement": by_measurement,
         "spool": res.spool,
+        "neighbour_cpu": neighbour_cpu,
     }
 
 
@@ -254,6 +257,15 @@ def proc_rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def neighbours(fake: Fake, influxd: TempInfluxd) -> dict[str, tuple[int, float]]:
+    """The fake API's and influxd's pids and CPU so far: they share the machine's cores."""
+    pids = {"fake API": fake.proc.pid}
+    proc = getattr(influxd, "_proc", None)
+    if proc is not None:
+        pids["influxd"] = proc.pid
+    return {name: (pid, proc_cpu(pid)) for name, pid in pids.items()}
 
 
 def wait_for(check: Any, timeout: float, every: float = 0.25) -> float | None:
@@ -409,6 +421,10 @@ def print_table(out: dict[str, Any]) -> None:
             (f"{tag}: CPU user+sys", f"{s['cpu']:.2f} s"),
             (f"{tag}: CPU per observation", f"{s['cpu_us_per_obs']:.0f} µs"),
             (f"{tag}: peak RSS", f"{s['maxrss_mb']:.0f} MB"),
+            (
+                f"{tag}: CPU of the fake API / influxd meanwhile",
+                " / ".join(f"{v:.2f} s" for v in s["neighbour_cpu"].values()),
+            ),
         ]
         for p in PLATFORMS:
             rows.append(

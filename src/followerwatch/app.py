@@ -197,6 +197,7 @@ class App:
             settings.campaigns, self.state, self.reader, self.clock, route
         )
         self.groups = plan_groups(config)
+        self._gates: dict[str, asyncio.Semaphore] = {}
         self.sources: dict[str, Source] = {}
         self.collectors: dict[str, Collector] = {}
         for platform in {g.platform for g in self.groups}:
@@ -226,18 +227,18 @@ class App:
             await self.store.create_database()
 
     async def poll_group(self, group: Group) -> list[Row]:
-        """Poll one batch group now."""
-        return await self.collectors[group.platform].poll(group.accounts, group.name)
+        """Poll one batch group as soon as its platform has a free slot."""
+        gate = self._gates.get(group.platform)
+        if gate is None:
+            gate = self._gates[group.platform] = asyncio.Semaphore(
+                self.config.settings.service.poll_concurrency
+            )
+        async with gate:
+            return await self.collectors[group.platform].poll(group.accounts, group.name)
 
-    async def poll_once(self, concurrency: int = 8) -> list[Row]:
-        """One poll of every group, several at a time; rows come back in group order."""
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(group: Group) -> list[Row]:
-            async with gate:
-                return await self.poll_group(group)
-
-        results = await asyncio.gather(*(one(g) for g in self.groups))
+    async def poll_once(self) -> list[Row]:
+        """One poll of every group, `poll_concurrency` per platform; rows in group order."""
+        results = await asyncio.gather(*(self.poll_group(g) for g in self.groups))
         return [row for rows in results for row in rows]
 
     def apply_config(self, config: Config) -> list[Group]:

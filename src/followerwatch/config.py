@@ -73,6 +73,9 @@ class ServiceConfig(StrictModel):
     ops_address: str = "127.0.0.1:9108"
     # "INDEX/COUNT" or "auto/COUNT" (index from a StatefulSet pod's hostname); "" polls all.
     shard: str = ""
+    # Batch polls in flight at once per platform; more wait their turn in-process, not in the
+    # HTTP pool, where they would time out (a cycle starts every batch group at once).
+    poll_concurrency: int = Field(default=4, ge=1, le=64)
 
     @field_validator("ops_address")
     @classmethod
