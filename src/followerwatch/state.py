@@ -303,6 +303,8 @@ class StateDB(OutboxState):
 
     def add_events(self, events: Sequence[Event], route: Callable[[Event], Iterable[str]]) -> None:
         """Store events that no rule state goes with (repeats, test alerts)."""
+        if not events:
+            return  # most polls: no transaction (and no fsync) for nothing
         with self._tx():
             for ev in events:
                 self._insert_event(ev, route(ev))
