@@ -42,7 +42,7 @@ def stop_service(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
     return out
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """One `followerwatch ARGS…` command to completion, output captured, 200 columns wide."""
     return subprocess.run(
         [sys.executable, "-m", "followerwatch", *args],
@@ -50,6 +50,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        cwd=cwd,
         # Wide, so rich tables never wrap a value the test looks for.
         env={**os.environ, "COLUMNS": "200"},
     )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
 from followerwatch.config import load_config
 from followerwatch.watchlist_edit import EditError, add_text, entry_spans, find_target
+from service_proc import run_cli as cli
 
 HEAD = """# followerwatch config, hand-written
 [service]
@@ -46,17 +44,6 @@ TAIL = """
 [[notifiers]]
 type = "log"
 """
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "followerwatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def write_config(

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -13,18 +10,7 @@ from pytest_httpserver import HTTPServer
 
 from followerwatch.influxd import free_port
 from followerwatch.store.influx_v1 import InfluxV1Store
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "followerwatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-        env={**os.environ, "COLUMNS": "200"},
-    )
+from service_proc import run_cli as cli
 
 
 def config(tmp_path: Path, url: str, db: str, interval: str = "5m", extra: str = "") -> Path:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +9,7 @@ import httpx
 
 from followerwatch.importer import parse_csv
 from followerwatch.store.influx_v1 import InfluxV1Store
+from service_proc import run_cli as cli
 
 CSV = """timestamp,platform,account,followers
 2009-04-14T00:00:00Z,x,aplusk,880000
@@ -23,17 +21,6 @@ not-a-date,x,aplusk,1
 2009-04-16T00:00:00Z,x,aplusk,lots
 2009-04-16T00:00:00+02:00,x,aplusk,960000
 """
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "followerwatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "COLUMNS": "200"},
-    )
 
 
 def setup(tmp_path: Path, influx: tuple[str, str]) -> tuple[Path, Path]:
