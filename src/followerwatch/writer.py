@@ -151,7 +151,8 @@ class Writer:
             pending = self.state.delivery_counts().get("pending", 0)
             health = spool_point(self.spool.counts(), now, pending)
             lines.append(encode(health, self.store.precision))
-        dropped = self.spool.add(lines)
+        # Committed (fsynced) by the spool's committer thread, grouped with other writes' lines.
+        dropped = await self.spool.add_async(lines)
         if dropped:
             log.error(
                 "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
@@ -187,7 +188,7 @@ class Writer:
     async def flush(self) -> None:
         """Write spooled lines oldest first until empty, an error, or a backoff in force."""
         async with self._lock:
-            self._spool_events()
+            await self._spool_events()
             if self.clock.now().timestamp() < self._next_attempt:
                 return
             while batch := self.spool.peek(BATCH_LINES, BATCH_BYTES):
@@ -198,11 +199,13 @@ class Writer:
                     return
                 self._recovered()
 
-    def _spool_events(self) -> None:
+    async def _spool_events(self) -> None:
         # Events live in the state database first; spool their points, then mark them.
         events = self.state.unstored_events()
         if events:
-            self.spool.add([encode(event_point(e), self.store.precision) for e in events])
+            await self.spool.add_async(
+                [encode(event_point(e), self.store.precision) for e in events]
+            )
             self.state.mark_stored(e.id for e in events)
 
     async def _write(self, batch: list[tuple[int, str]]) -> None:

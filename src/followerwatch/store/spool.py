@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import queue
+import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,10 +46,23 @@ class Spool:
         self.path = path
         self.dead_letter_path = path.with_name("dead-letter.jsonl")
         self.cap = cap
+        # The loop's connection: peek, ack, dead-letter, counts, and the synchronous add.
         self._db = open_db(path, _SCHEMA)
+        # The committer thread's own connection, so its fsyncs never hold the event loop.
+        self._commit_db = open_db(path, _SCHEMA)
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+        self.commits = 0  # transactions that added lines (one per group, however many writes)
 
     def close(self) -> None:
-        """Close the database."""
+        """Commit what is queued, stop the committer thread and close the databases."""
+        with self._start:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+        self._commit_db.close()
         self._db.close()
 
     def add(self, lines: Sequence[str]) -> int:
@@ -52,17 +70,68 @@ class Spool:
         if not lines:
             return 0
         with self._db:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT INTO spool (line) VALUES (?)", [(ln,) for ln in lines])
-            self._bump("added", len(lines))
-            overflow = self._size_over(self.cap) - self.cap
-            if overflow > 0:
-                self._db.execute(
-                    "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)",
-                    (overflow,),
+            dropped = self._append(self._db, lines)
+        self.commits += 1
+        return dropped
+
+    async def add_async(self, lines: Sequence[str]) -> int:
+        """`add`, committed in the committer thread together with every other add queued."""
+        if not lines:
+            return 0
+        loop = asyncio.get_running_loop()
+        pending = _Pending(lines, loop, loop.create_future())
+        with self._start:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._commit_loop, name="spool-committer", daemon=True
                 )
-                self._bump("dropped", overflow)
-            return max(0, overflow)
+                self._thread.start()
+            self._queue.put(pending)
+        return await pending.future
+
+    def _commit_loop(self) -> None:
+        """Take everything queued, insert it in one transaction (one fsync), resolve each add."""
+        stop = False
+        while not stop:
+            group: list[_Pending] = []
+            item = self._queue.get()
+            while item is not None:
+                group.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            # None is close(): it comes after every add queued before it, so those commit too.
+            stop = item is None
+            if not group:
+                continue
+            try:
+                with self._commit_db:
+                    dropped = self._append(
+                        self._commit_db, [line for p in group for line in p.lines]
+                    )
+            except Exception as exc:  # rolled back: no line of the group was added
+                for p in group:
+                    p.resolve(exc)
+                continue
+            self.commits += 1
+            # The group's drops are reported once, by its first add (the ledger counts them all).
+            for n, p in enumerate(group):
+                p.resolve(dropped if n == 0 else 0)
+
+    def _append(self, db: sqlite3.Connection, lines: Sequence[str]) -> int:
+        """Insert lines and drop the oldest over the cap, in one transaction; the dropped count."""
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("INSERT INTO spool (line) VALUES (?)", [(ln,) for ln in lines])
+        self._bump(db, "added", len(lines))
+        overflow = self._size_over(db, self.cap) - self.cap
+        if overflow > 0:
+            db.execute(
+                "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)",
+                (overflow,),
+            )
+            self._bump(db, "dropped", overflow)
+        return max(0, overflow)
 
     def peek(self, max_lines: int, max_bytes: int = 2_000_000) -> list[tuple[int, str]]:
         """The oldest lines, at most `max_lines` and about `max_bytes`."""
@@ -88,7 +157,7 @@ class Spool:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 removed = self._delete(seqs)
-                self._bump("written", removed)
+                self._bump(self._db, "written", removed)
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
 
@@ -101,18 +170,18 @@ class Spool:
             fh.flush()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            self._bump("dead_lettered", self._delete([seq for seq, _ in rejected]))
+            self._bump(self._db, "dead_lettered", self._delete([seq for seq, _ in rejected]))
 
-    def _size_over(self, cap: int) -> int:
+    def _size_over(self, db: sqlite3.Connection, cap: int) -> int:
         """The size when it may exceed `cap`, else a bound at most `cap`: cheap on a big spool."""
         # seqs are unique, so the span of the rowid b-tree's ends bounds the row count from
         # above in O(log n); count(*) reads every page and is only needed near the cap.
         # Two queries: SQLite reads min() or max() alone off the b-tree, but both at once by a scan.
-        low = self._db.execute("SELECT min(seq) FROM spool").fetchone()[0]
-        high = self._db.execute("SELECT max(seq) FROM spool").fetchone()[0]
+        low = db.execute("SELECT min(seq) FROM spool").fetchone()[0]
+        high = db.execute("SELECT max(seq) FROM spool").fetchone()[0]
         if low is None or high - low + 1 <= cap:
             return 0 if low is None else int(high - low + 1)
-        return self.size()
+        return int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
 
     def size(self) -> int:
         """Lines waiting."""
@@ -133,5 +202,33 @@ class Spool:
         cur = self._db.executemany("DELETE FROM spool WHERE seq=?", [(s,) for s in seqs])
         return max(0, cur.rowcount)
 
-    def _bump(self, name: str, by: int) -> None:
-        self._db.execute("UPDATE counters SET value = value + ? WHERE name=?", (by, name))
+    @staticmethod
+    def _bump(db: sqlite3.Connection, name: str, by: int) -> None:
+        db.execute("UPDATE counters SET value = value + ? WHERE name=?", (by, name))
+
+
+class _Pending:
+    """One `add_async` waiting for the committer: its lines and the future its caller awaits."""
+
+    __slots__ = ("future", "lines", "loop")
+
+    def __init__(
+        self, lines: Sequence[str], loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]
+    ) -> None:
+        self.lines = lines
+        self.loop = loop
+        self.future = future
+
+    def resolve(self, outcome: int | BaseException) -> None:
+        """Hand the outcome to the waiting task, on its own loop's thread."""
+        # A closed loop (RuntimeError) has nobody left waiting.
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self._set, outcome)
+
+    def _set(self, outcome: int | BaseException) -> None:
+        if self.future.done():  # the caller was cancelled; its lines are spooled all the same
+            return
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
