@@ -114,14 +114,14 @@ async def test_a_failed_commit_reaches_the_waiting_write_and_adds_nothing(tmp_pa
         writer = Writer(store, state, spool, ManualClock(T0), health_every=None)
         await writer.write([point(0, 0)])
         # A full disk, for real: SQLite may not grow the file by a page (SQLITE_FULL).
-        pages = spool._commit_db.execute("PRAGMA page_count").fetchone()[0]
-        spool._commit_db.execute(f"PRAGMA max_page_count={pages}")
+        pages = spool._committer._db.execute("PRAGMA page_count").fetchone()[0]
+        spool._committer._db.execute(f"PRAGMA max_page_count={pages}")
         big = [point(1, n) for n in range(2000)]
         results = await asyncio.gather(writer.write(big), writer.write(big), return_exceptions=True)
         assert all(isinstance(r, sqlite3.OperationalError) for r in results)
         assert "full" in str(results[0])
         after_failure = spool.counts()
-        spool._commit_db.execute("PRAGMA max_page_count=1073741823")
+        spool._committer._db.execute("PRAGMA max_page_count=1073741823")
         await writer.write([point(2, 0)])  # the committer outlives the failure
     counts = spool.counts()
     state.close()

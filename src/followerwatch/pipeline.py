@@ -101,6 +101,7 @@ class Pipeline:
             for o in result.observations
             if (k := self._keep.get(o.account.key))
         ]
+        await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
         known = _Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
         observations, held = self._screen(result.observations, known)
@@ -109,11 +110,15 @@ class Pipeline:
         rows += held + [_failure_row(f) for f in result.failures]
         if self.dry_run:
             return rows
-        self.state.commit(changes, self.route, self._keep)
+        # Taken before the first await: another batch's process resets the list.
+        projected = self._projection_points
+        # Fsynced in the state's committer thread (grouped with other batches' commits); delivery
+        # and the spool wait for it as before.
+        await self.state.commit_async(changes, self.route, self._keep)
         self.state.add_events(self._repeats(), self.route)
         if self.writer is not None:
             await self.writer.write(
-                PollPoints(observations, self.thresholds, [*self._projection_points, *extra_points])
+                PollPoints(observations, self.thresholds, [*projected, *extra_points])
             )
         if self.outbox is not None:
             await self.outbox.deliver_due()

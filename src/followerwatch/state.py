@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -13,7 +14,7 @@ from followerwatch.models import Event, EventStatus
 from followerwatch.outbox_state import EVENT_COLS as _EVENT_COLS
 from followerwatch.outbox_state import OutboxState, migrate_events
 from followerwatch.outbox_state import event_from_row as _event
-from followerwatch.sqlite import open_db
+from followerwatch.sqlite import GroupCommitter, insert_many, open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -67,6 +68,21 @@ class Change(NamedTuple):
     history: tuple[tuple[datetime, int], ...] = ()
 
 
+class _Commit(NamedTuple):
+    """A poll's changes and its events' routes, queued for the committer thread."""
+
+    changes: Sequence[Change]
+    routes: list[tuple[Event, list[str]]]
+    keep: dict[tuple[str, str], float] | None
+
+
+def _routed(
+    changes: Sequence[Change], route: Callable[[Event], Iterable[str]]
+) -> list[tuple[Event, list[str]]]:
+    """Each event with its notifiers, worked out on the loop (routing reads live config)."""
+    return [(ev, list(route(ev))) for ch in changes for ev in ch.events]
+
+
 def _ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
@@ -78,9 +94,21 @@ class StateDB(OutboxState):
         self.path = path
         self._db = open_db(path, _SCHEMA)
         migrate_events(self._db)
+        # Poll commits fsync in this thread, with its own connection, off the event loop.
+        self._committer: GroupCommitter[_Commit, bool] = GroupCommitter(
+            open_db(path, _SCHEMA), self._write_group, "state-committer"
+        )
+        # Accounts whose commit is queued: a poll of them reads only once it has landed.
+        self._in_flight: dict[tuple[str, str], asyncio.Future[bool]] = {}
+
+    @property
+    def commits(self) -> int:
+        """Transactions `commit_async` made (one per group of commits)."""
+        return self._committer.commits
 
     def close(self) -> None:
-        """Close the database."""
+        """Commit what is queued, stop the committer thread and close the databases."""
+        self._committer.close()
         self._db.close()
 
     def last_seen(self, platform: str, account: str) -> LastSeen | None:
@@ -196,28 +224,73 @@ class StateDB(OutboxState):
         keep_history: dict[tuple[str, str], float] | None = None,
     ) -> None:
         """Store counts, history, rule states and events; queue routed deliveries; atomically."""
-        keep = keep_history or {}
+        with self._tx():
+            new = self._write(self._db, _Commit(changes, _routed(changes, route), keep_history))
+        if new and self.on_new_event is not None:
+            self.on_new_event()  # only sets a flag: the outbox runs once this transaction is done
+
+    async def commit_async(
+        self,
+        changes: Sequence[Change],
+        route: Callable[[Event], Iterable[str]],
+        keep_history: dict[tuple[str, str], float] | None = None,
+    ) -> None:
+        """`commit`, in the committer thread with every other commit queued (one fsync)."""
+        done = self._committer.enqueue(_Commit(changes, _routed(changes, route), keep_history))
+        keys = [(ch.platform, ch.account) for ch in changes]
+        for key in keys:
+            self._in_flight[key] = done
+        try:
+            new = await done
+        finally:
+            for key in keys:
+                if self._in_flight.get(key) is done:
+                    del self._in_flight[key]
+        if new and self.on_new_event is not None:
+            self.on_new_event()
+
+    async def settled(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Wait for the queued commits of these accounts, so what is read next includes them."""
+        if not self._in_flight:
+            return
+        waits = {id(f): f for key in keys if (f := self._in_flight.get(key)) is not None}
+        if waits:
+            # Their outcome (an error included) is their own caller's; here only the wait counts.
+            await asyncio.wait(waits.values())
+
+    def _write_group(self, db: sqlite3.Connection, group: list[_Commit]) -> list[bool]:
+        return [self._write(db, commit) for commit in group]
+
+    def _write(self, db: sqlite3.Connection, commit: _Commit) -> bool:
+        """A commit's statements (in a transaction); whether it stored an event to deliver."""
+        changes, keep = commit.changes, commit.keep or {}
         # One statement per table for the whole batch; per key the order is as before
         # (count, history, rule states, closed conditions, then that key's events).
-        with self._tx():
-            self._store_counts([ch for ch in changes if ch.last is not None], keep)
-            self._db.executemany(
-                "INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)",
-                [
-                    (ch.platform, ch.account, rule, st)
-                    for ch in changes
-                    for rule, st in ch.rule_states.items()
-                ],
-            )
-            self._db.executemany(
-                "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
-                [(ch.platform, ch.account, rule) for ch in changes for rule in ch.closed],
-            )
-            for ch in changes:
-                for ev in ch.events:
-                    self._insert_event(ev, route(ev))
+        self._store_counts(db, [ch for ch in changes if ch.last is not None], keep)
+        insert_many(
+            db,
+            "INSERT OR REPLACE INTO rule_state",
+            [
+                (ch.platform, ch.account, rule, st)
+                for ch in changes
+                for rule, st in ch.rule_states.items()
+            ],
+        )
+        db.executemany(
+            "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
+            [(ch.platform, ch.account, rule) for ch in changes for rule in ch.closed],
+        )
+        new = False
+        for ev, notifiers in commit.routes:
+            new |= self._insert_event(db, ev, notifiers)
+        return new
 
-    def _store_counts(self, changes: Sequence[Change], keep: dict[tuple[str, str], float]) -> None:
+    def _store_counts(
+        self,
+        db: sqlite3.Connection,
+        changes: Sequence[Change],
+        keep: dict[tuple[str, str], float],
+    ) -> None:
         times: dict[datetime, str] = {}  # a batch's readings share a handful of poll times
         rows = []
         for ch in changes:
@@ -229,12 +302,14 @@ class StateDB(OutboxState):
             rows.append(
                 (ch.platform, ch.account, last.followers, when, last.platform_id, last.handle)
             )
-        self._db.executemany(
-            "INSERT INTO accounts VALUES (?,?,?,?,?,?) ON CONFLICT (platform, account) DO"
+        insert_many(
+            db,
+            "INSERT INTO accounts",
+            rows,
+            " ON CONFLICT (platform, account) DO"
             " UPDATE SET followers=excluded.followers, time=excluded.time,"
             " platform_id=COALESCE(excluded.platform_id, platform_id),"
             " handle=COALESCE(excluded.handle, handle)",
-            rows,
         )
         kept = [
             (ch, keep[(ch.platform, ch.account)])
@@ -243,15 +318,16 @@ class StateDB(OutboxState):
         ]
         if not kept:
             return
-        self._db.executemany(
-            "INSERT OR REPLACE INTO history VALUES (?,?,?,?)",
+        insert_many(
+            db,
+            "INSERT OR REPLACE INTO history",
             [
                 (ch.platform, ch.account, when.timestamp(), n)
                 for ch, _ in kept
                 for when, n in ch.history
             ],
         )
-        self._db.executemany(
+        db.executemany(
             "DELETE FROM history WHERE platform=? AND account=? AND time<?",
             [
                 (ch.platform, ch.account, ch.last.time.timestamp() - seconds)
@@ -260,8 +336,9 @@ class StateDB(OutboxState):
             ],
         )
 
-    def _insert_event(self, ev: Event, notifiers: Iterable[str]) -> None:
-        cur = self._db.execute(
+    def _insert_event(self, db: sqlite3.Connection, ev: Event, notifiers: Iterable[str]) -> bool:
+        """Store an event and queue its deliveries; whether it is new and has any to make."""
+        cur = db.execute(
             f"INSERT OR IGNORE INTO events ({_EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 ev.id,
@@ -279,35 +356,35 @@ class StateDB(OutboxState):
             ),
         )
         if not cur.rowcount:
-            return  # already stored: its deliveries were queued the first time
+            return False  # already stored: its deliveries were queued the first time
         names = list(notifiers)
         if not names:
             # Nobody to deliver to, so nothing to enrich: keeps the outbox's look-up short.
-            self._db.execute("UPDATE events SET enriched = 1 WHERE id = ?", (ev.id,))
-        elif self.on_new_event is not None:
-            self.on_new_event()  # only sets a flag: the outbox runs once this transaction is done
-        self._db.executemany(
+            db.execute("UPDATE events SET enriched = 1 WHERE id = ?", (ev.id,))
+        db.executemany(
             "INSERT OR IGNORE INTO deliveries (event_id, notifier) VALUES (?,?)",
             [(ev.id, n) for n in names],
         )
         if ev.status == EventStatus.FIRING:
-            self._db.execute(
+            db.execute(
                 "INSERT OR REPLACE INTO active VALUES (?,?,?,?,?)",
                 (ev.platform, ev.account, ev.rule, ev.id, ev.time.timestamp()),
             )
         elif ev.status == EventStatus.RESOLVED:
-            self._db.execute(
+            db.execute(
                 "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
                 (ev.platform, ev.account, ev.rule),
             )
+        return bool(names)
 
     def add_events(self, events: Sequence[Event], route: Callable[[Event], Iterable[str]]) -> None:
         """Store events that no rule state goes with (repeats, test alerts)."""
         if not events:
             return  # most polls: no transaction (and no fsync) for nothing
         with self._tx():
-            for ev in events:
-                self._insert_event(ev, route(ev))
+            new = [self._insert_event(self._db, ev, route(ev)) for ev in events]
+        if any(new) and self.on_new_event is not None:
+            self.on_new_event()  # only sets a flag: the outbox runs once this transaction is done
 
     def active(self) -> list[tuple[Event, float]]:
         """Conditions still firing: their opening event and when they were last sent."""

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import queue
 import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from followerwatch.sqlite import open_db
+from followerwatch.sqlite import GroupCommitter, insert_many, open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
@@ -49,20 +45,18 @@ class Spool:
         # The loop's connection: peek, ack, dead-letter, counts, and the synchronous add.
         self._db = open_db(path, _SCHEMA)
         # The committer thread's own connection, so its fsyncs never hold the event loop.
-        self._commit_db = open_db(path, _SCHEMA)
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._start = threading.Lock()
-        self.commits = 0  # transactions that added lines (one per group, however many writes)
+        self._committer: GroupCommitter[Sequence[str], int] = GroupCommitter(
+            open_db(path, _SCHEMA), self._append_group, "spool-committer"
+        )
+
+    @property
+    def commits(self) -> int:
+        """Transactions that added lines through `add_async` (one per group of adds)."""
+        return self._committer.commits
 
     def close(self) -> None:
         """Commit what is queued, stop the committer thread and close the databases."""
-        with self._start:
-            thread, self._thread = self._thread, None
-        if thread is not None:
-            self._queue.put(None)
-            thread.join()
-        self._commit_db.close()
+        self._committer.close()
         self._db.close()
 
     def add(self, lines: Sequence[str]) -> int:
@@ -70,59 +64,23 @@ class Spool:
         if not lines:
             return 0
         with self._db:
-            dropped = self._append(self._db, lines)
-        self.commits += 1
-        return dropped
+            self._db.execute("BEGIN IMMEDIATE")
+            return self._append(self._db, lines)
 
     async def add_async(self, lines: Sequence[str]) -> int:
         """`add`, committed in the committer thread together with every other add queued."""
         if not lines:
             return 0
-        loop = asyncio.get_running_loop()
-        pending = _Pending(lines, loop, loop.create_future())
-        with self._start:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._commit_loop, name="spool-committer", daemon=True
-                )
-                self._thread.start()
-            self._queue.put(pending)
-        return await pending.future
+        return await self._committer.submit(lines)
 
-    def _commit_loop(self) -> None:
-        """Take everything queued, insert it in one transaction (one fsync), resolve each add."""
-        stop = False
-        while not stop:
-            group: list[_Pending] = []
-            item = self._queue.get()
-            while item is not None:
-                group.append(item)
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            # None is close(): it comes after every add queued before it, so those commit too.
-            stop = item is None
-            if not group:
-                continue
-            try:
-                with self._commit_db:
-                    dropped = self._append(
-                        self._commit_db, [line for p in group for line in p.lines]
-                    )
-            except Exception as exc:  # rolled back: no line of the group was added
-                for p in group:
-                    p.resolve(exc)
-                continue
-            self.commits += 1
-            # The group's drops are reported once, by its first add (the ledger counts them all).
-            for n, p in enumerate(group):
-                p.resolve(dropped if n == 0 else 0)
+    def _append_group(self, db: sqlite3.Connection, group: list[Sequence[str]]) -> list[int]:
+        dropped = self._append(db, [line for lines in group for line in lines])
+        # The group's drops are reported once, by its first add (the ledger counts them all).
+        return [dropped, *[0] * (len(group) - 1)]
 
     def _append(self, db: sqlite3.Connection, lines: Sequence[str]) -> int:
-        """Insert lines and drop the oldest over the cap, in one transaction; the dropped count."""
-        db.execute("BEGIN IMMEDIATE")
-        db.executemany("INSERT INTO spool (line) VALUES (?)", [(ln,) for ln in lines])
+        """Insert lines and drop the oldest over the cap (in a transaction); the dropped count."""
+        insert_many(db, "INSERT INTO spool (line)", [(ln,) for ln in lines])
         self._bump(db, "added", len(lines))
         overflow = self._size_over(db, self.cap) - self.cap
         if overflow > 0:
@@ -205,30 +163,3 @@ class Spool:
     @staticmethod
     def _bump(db: sqlite3.Connection, name: str, by: int) -> None:
         db.execute("UPDATE counters SET value = value + ? WHERE name=?", (by, name))
-
-
-class _Pending:
-    """One `add_async` waiting for the committer: its lines and the future its caller awaits."""
-
-    __slots__ = ("future", "lines", "loop")
-
-    def __init__(
-        self, lines: Sequence[str], loop: asyncio.AbstractEventLoop, future: asyncio.Future[int]
-    ) -> None:
-        self.lines = lines
-        self.loop = loop
-        self.future = future
-
-    def resolve(self, outcome: int | BaseException) -> None:
-        """Hand the outcome to the waiting task, on its own loop's thread."""
-        # A closed loop (RuntimeError) has nobody left waiting.
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self._set, outcome)
-
-    def _set(self, outcome: int | BaseException) -> None:
-        if self.future.done():  # the caller was cancelled; its lines are spooled all the same
-            return
-        if isinstance(outcome, BaseException):
-            self.future.set_exception(outcome)
-        else:
-            self.future.set_result(outcome)
