@@ -146,7 +146,9 @@ async def test_webhook_retries_5xx_with_backoff_but_not_4xx(
     # First event: 503, 502 (two backoff waits, the second longer), then 204. Second: 400, final.
     assert len(httpserver.log) == 4
     assert len(clock.sleeps) == 2
-    assert 0.5 <= clock.sleeps[0] <= 1.0 and 1.0 <= clock.sleeps[1] <= 2.0
+    # Backoff is 1 s then 2 s, each times a jitter in [0.5, 1.0]; drain sleeps 1 ms past due.
+    slack = 0.0011
+    assert 0.5 <= clock.sleeps[0] <= 1.0 + slack and 1.0 <= clock.sleeps[1] <= 2.0 + slack
     assert counts == {
         "delivered": 3,
         "failed": 1,
