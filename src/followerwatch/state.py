@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NamedTuple
 
-from followerwatch.models import Event, EventStatus
+from followerwatch.models import Event
 from followerwatch.outbox_state import EVENT_COLS as _EVENT_COLS
 from followerwatch.outbox_state import OutboxState, migrate_events
 from followerwatch.outbox_state import event_from_row as _event
-from followerwatch.sqlite import GroupCommitter, insert_many, open_db
+from followerwatch.sqlite import GroupCommitter, open_db
+from followerwatch.state_write import (
+    Change,
+    Commit,
+    LastSeen,
+    insert_event,
+    routed,
+    write_commit,
+    write_group,
+)
+
+__all__ = ["Change", "LastSeen", "StateDB"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -44,49 +53,6 @@ CREATE TABLE IF NOT EXISTS active (
 """
 
 
-# NamedTuples, not frozen dataclasses: as immutable, and several times cheaper to build, which
-# counts at one or two per observation.
-class LastSeen(NamedTuple):
-    """The last stored count of an account."""
-
-    followers: int
-    time: datetime
-    platform_id: str | None
-    handle: str | None
-
-
-class Change(NamedTuple):
-    """Everything one account's poll changes, committed atomically."""
-
-    platform: str
-    account: str
-    last: LastSeen | None
-    rule_states: dict[str, str]
-    events: tuple[Event, ...]
-    closed: tuple[str, ...] = ()
-    # Every (time, count) read in this batch, for the history window rules use.
-    history: tuple[tuple[datetime, int], ...] = ()
-
-
-class _Commit(NamedTuple):
-    """A poll's changes and its events' routes, queued for the committer thread."""
-
-    changes: Sequence[Change]
-    routes: list[tuple[Event, list[str]]]
-    keep: dict[tuple[str, str], float] | None
-
-
-def _routed(
-    changes: Sequence[Change], route: Callable[[Event], Iterable[str]]
-) -> list[tuple[Event, list[str]]]:
-    """Each event with its notifiers, worked out on the loop (routing reads live config)."""
-    return [(ev, list(route(ev))) for ch in changes for ev in ch.events]
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
-
-
 class StateDB(OutboxState):
     """The service's durable memory; single-process, synchronous (local SQLite is fast)."""
 
@@ -95,8 +61,8 @@ class StateDB(OutboxState):
         self._db = open_db(path, _SCHEMA)
         migrate_events(self._db)
         # Poll commits fsync in this thread, with its own connection, off the event loop.
-        self._committer: GroupCommitter[_Commit, bool] = GroupCommitter(
-            open_db(path, _SCHEMA), self._write_group, "state-committer"
+        self._committer: GroupCommitter[Commit, bool] = GroupCommitter(
+            open_db(path, _SCHEMA), write_group, "state-committer"
         )
         # Accounts whose commit is queued: a poll of them reads only once it has landed.
         self._in_flight: dict[tuple[str, str], asyncio.Future[bool]] = {}
@@ -225,7 +191,7 @@ class StateDB(OutboxState):
     ) -> None:
         """Store counts, history, rule states and events; queue routed deliveries; atomically."""
         with self._tx():
-            new = self._write(self._db, _Commit(changes, _routed(changes, route), keep_history))
+            new = write_commit(self._db, Commit(changes, routed(changes, route), keep_history))
         if new and self.on_new_event is not None:
             self.on_new_event()  # only sets a flag: the outbox runs once this transaction is done
 
@@ -236,7 +202,7 @@ class StateDB(OutboxState):
         keep_history: dict[tuple[str, str], float] | None = None,
     ) -> None:
         """`commit`, in the committer thread with every other commit queued (one fsync)."""
-        done = self._committer.enqueue(_Commit(changes, _routed(changes, route), keep_history))
+        done = self._committer.enqueue(Commit(changes, routed(changes, route), keep_history))
         keys = [(ch.platform, ch.account) for ch in changes]
         for key in keys:
             self._in_flight[key] = done
@@ -258,131 +224,12 @@ class StateDB(OutboxState):
             # Their outcome (an error included) is their own caller's; here only the wait counts.
             await asyncio.wait(waits.values())
 
-    def _write_group(self, db: sqlite3.Connection, group: list[_Commit]) -> list[bool]:
-        return [self._write(db, commit) for commit in group]
-
-    def _write(self, db: sqlite3.Connection, commit: _Commit) -> bool:
-        """A commit's statements (in a transaction); whether it stored an event to deliver."""
-        changes, keep = commit.changes, commit.keep or {}
-        # One statement per table for the whole batch; per key the order is as before
-        # (count, history, rule states, closed conditions, then that key's events).
-        self._store_counts(db, [ch for ch in changes if ch.last is not None], keep)
-        insert_many(
-            db,
-            "INSERT OR REPLACE INTO rule_state",
-            [
-                (ch.platform, ch.account, rule, st)
-                for ch in changes
-                for rule, st in ch.rule_states.items()
-            ],
-        )
-        db.executemany(
-            "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
-            [(ch.platform, ch.account, rule) for ch in changes for rule in ch.closed],
-        )
-        new = False
-        for ev, notifiers in commit.routes:
-            new |= self._insert_event(db, ev, notifiers)
-        return new
-
-    def _store_counts(
-        self,
-        db: sqlite3.Connection,
-        changes: Sequence[Change],
-        keep: dict[tuple[str, str], float],
-    ) -> None:
-        times: dict[datetime, str] = {}  # a batch's readings share a handful of poll times
-        rows = []
-        for ch in changes:
-            last = ch.last
-            assert last is not None
-            when = times.get(last.time)
-            if when is None:
-                when = times[last.time] = _ts(last.time)
-            rows.append(
-                (ch.platform, ch.account, last.followers, when, last.platform_id, last.handle)
-            )
-        insert_many(
-            db,
-            "INSERT INTO accounts",
-            rows,
-            " ON CONFLICT (platform, account) DO"
-            " UPDATE SET followers=excluded.followers, time=excluded.time,"
-            " platform_id=COALESCE(excluded.platform_id, platform_id),"
-            " handle=COALESCE(excluded.handle, handle)",
-        )
-        kept = [
-            (ch, keep[(ch.platform, ch.account)])
-            for ch in changes
-            if keep.get((ch.platform, ch.account), 0.0) > 0
-        ]
-        if not kept:
-            return
-        insert_many(
-            db,
-            "INSERT OR REPLACE INTO history",
-            [
-                (ch.platform, ch.account, when.timestamp(), n)
-                for ch, _ in kept
-                for when, n in ch.history
-            ],
-        )
-        db.executemany(
-            "DELETE FROM history WHERE platform=? AND account=? AND time<?",
-            [
-                (ch.platform, ch.account, ch.last.time.timestamp() - seconds)
-                for ch, seconds in kept
-                if ch.last
-            ],
-        )
-
-    def _insert_event(self, db: sqlite3.Connection, ev: Event, notifiers: Iterable[str]) -> bool:
-        """Store an event and queue its deliveries; whether it is new and has any to make."""
-        cur = db.execute(
-            f"INSERT OR IGNORE INTO events ({_EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                ev.id,
-                _ts(ev.time),
-                ev.platform,
-                ev.account,
-                ev.rule,
-                str(ev.kind),
-                ev.value,
-                ev.threshold,
-                ev.message,
-                str(ev.severity),
-                str(ev.status),
-                json.dumps(ev.labels),
-            ),
-        )
-        if not cur.rowcount:
-            return False  # already stored: its deliveries were queued the first time
-        names = list(notifiers)
-        if not names:
-            # Nobody to deliver to, so nothing to enrich: keeps the outbox's look-up short.
-            db.execute("UPDATE events SET enriched = 1 WHERE id = ?", (ev.id,))
-        db.executemany(
-            "INSERT OR IGNORE INTO deliveries (event_id, notifier) VALUES (?,?)",
-            [(ev.id, n) for n in names],
-        )
-        if ev.status == EventStatus.FIRING:
-            db.execute(
-                "INSERT OR REPLACE INTO active VALUES (?,?,?,?,?)",
-                (ev.platform, ev.account, ev.rule, ev.id, ev.time.timestamp()),
-            )
-        elif ev.status == EventStatus.RESOLVED:
-            db.execute(
-                "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
-                (ev.platform, ev.account, ev.rule),
-            )
-        return bool(names)
-
     def add_events(self, events: Sequence[Event], route: Callable[[Event], Iterable[str]]) -> None:
         """Store events that no rule state goes with (repeats, test alerts)."""
         if not events:
             return  # most polls: no transaction (and no fsync) for nothing
         with self._tx():
-            new = [self._insert_event(self._db, ev, route(ev)) for ev in events]
+            new = [insert_event(self._db, ev, route(ev)) for ev in events]
         if any(new) and self.on_new_event is not None:
             self.on_new_event()  # only sets a flag: the outbox runs once this transaction is done
 
