@@ -19,7 +19,6 @@ from followerwatch.state_write import (
     LastSeen,
     insert_event,
     routed,
-    write_commit,
     write_group,
 )
 
@@ -182,18 +181,6 @@ class StateDB(OutboxState):
                 for account, t, count in rows.fetchall():
                     out.setdefault((platform, account), []).append((t, count))
         return out
-
-    def commit(
-        self,
-        changes: Sequence[Change],
-        route: Callable[[Event], Iterable[str]],
-        keep_history: dict[tuple[str, str], float] | None = None,
-    ) -> None:
-        """Store counts, history, rule states and events; queue routed deliveries; atomically."""
-        with self._tx():
-            new = write_commit(self._db, Commit(changes, routed(changes, route), keep_history))
-        if new and self.on_new_event is not None:
-            self.on_new_event()  # only sets a flag: the outbox runs once this transaction is done
 
     async def commit_async(
         self,
