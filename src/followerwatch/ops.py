@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Point
 from followerwatch.schema import FOLLOWERS, POLLS
+from followerwatch.writer import PollPoints
 
 if TYPE_CHECKING:
     from followerwatch.app import App
@@ -78,6 +79,12 @@ class Metrics:
 
     def observe(self, points: Sequence[Point]) -> None:
         """Count what a batch of points says about polls and follower counts."""
+        if isinstance(points, PollPoints):
+            # A poll's counts straight from its observations: iterating would build the Points
+            # the writer's line encoding exists to skip.
+            for obs in points.observations:
+                self.followers.labels(obs.account.platform, obs.account.name).set(obs.followers)
+            points = points.points
         for point in points:
             tags = dict(point.tags)
             fields = dict(point.fields)
