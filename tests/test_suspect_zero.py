@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
+from structlog.testing import capture_logs
 
 from fakes.fake_bluesky import FakeBluesky
 from followerwatch.app import App
@@ -79,9 +80,11 @@ async def test_eight_seconds_of_zeros_are_held_then_dropped_when_the_count_retur
     await app.poll_once()
     glitch(profile)
     held = []
-    for _ in range(8):  # the glitch as seen: 8 s of zeros, polled every second
-        clock.advance(1)
-        held += await app.poll_once()
+    with capture_logs() as logs:
+        for _ in range(8):  # the glitch as seen: 8 s of zeros, polled every second
+            clock.advance(1)
+            held += await app.poll_once()
+    assert [e["event"] for e in logs if "suspect" in e["event"]] == ["fall to 0 held as suspect"]
     assert app.state.events() == []
     assert await followers(*influx_db) == [(T0, 250_000)]  # no point of 0
     assert [(r.followers, r.suspect, r.events) for r in held] == [(0, True, ())] * 8
@@ -90,7 +93,9 @@ async def test_eight_seconds_of_zeros_are_held_then_dropped_when_the_count_retur
 
     profile.update(followersCount=250_003, followsCount=40, postsCount=25)
     clock.advance(1)
-    back = await app.poll_once()
+    with capture_logs() as logs:
+        back = await app.poll_once()
+    assert [(e["event"], e["held"]) for e in logs] == [("suspect fall to 0 recovered", 8)]
     assert [(r.followers, r.change, r.suspect) for r in back] == [(250_003, 3, False)]
     assert [n for _, n in await followers(*influx_db)] == [250_000, 250_003]
     assert app.state.events() == []
@@ -180,12 +185,14 @@ below = 100_000
     assert held.returncode == 0, held.stdout + held.stderr  # held is not a failure
     row = next(line for line in held.stdout.splitlines() if HANDLE in line)
     assert "suspect" in row
+    assert (held.stdout + held.stderr).count("fall to 0 held as suspect") == 1
     assert [n for _, n in asyncio.run(followers(*influx_db))] == [250_000]
     # The next cron run comes after the window: this process has only state.sqlite3 to go on.
     time.sleep(max(0.0, 2.1 - (time.monotonic() - held_at)))
     confirmed = run_cli("poll", "--config", str(config))
     assert confirmed.returncode == 0, confirmed.stdout + confirmed.stderr
     assert "dropped below 100,000" in confirmed.stdout
+    assert "suspect fall to 0 confirmed" in confirmed.stdout + confirmed.stderr
     stored = asyncio.run(followers(*influx_db))
     assert [n for _, n in stored] == [250_000, 0, 0]
     assert stored[2][0] - stored[1][0] >= timedelta(seconds=2)

@@ -147,7 +147,7 @@ def print_rows(rows: list[Row], title: str) -> None:
         change = "" if r.change is None else f"{r.change:+,}"
         note = r.failure or "; ".join(e.message for e in r.events)
         if r.suspect:
-            note = "suspect: a fall to 0, held until it lasts (not stored yet)"
+            note = "suspect: a fall to 0, held (not stored) until it has lasted"
         table.add_row(
             r.platform, r.account, "" if r.followers is None else f"{r.followers:,}", change, note
         )

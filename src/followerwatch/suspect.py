@@ -56,6 +56,9 @@ class SuspectZeros:
         apply: bool = True,
     ) -> Screened:
         """Hold suspect zeros, release confirmed or recovered ones (`apply=False`: a dry run)."""
+        ordered = sorted(observations, key=lambda o: o.time)
+        if not self._held and all(o.followers for o in ordered):
+            return Screened(ordered, [], [], [])  # most batches: nothing to hold or release
         out: list[Observation] = []
         suspect: list[Observation] = []
         to_hold: list[HeldZero] = []
@@ -64,7 +67,7 @@ class SuspectZeros:
         work = self._held if apply else dict(self._held)
         # What this batch has passed on so far, per account (its stored count is older).
         latest: dict[Key, int] = {}
-        for obs in sorted(observations, key=lambda o: o.time):
+        for obs in ordered:
             key = obs.account.key
             held = work.get(key)
             if obs.followers != 0:
@@ -131,7 +134,9 @@ class SuspectZeros:
         if not apply:
             return
         self.outcomes[(key[0], outcome)] += 1
-        log.warning(
+        # A confirmed fall is news (its alerts follow); a recovered one only explains a gap.
+        emit = log.warning if outcome == "confirmed" else log.info
+        emit(
             f"suspect fall to 0 {outcome}",
             platform=key[0],
             account=key[1],
