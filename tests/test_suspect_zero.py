@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +22,7 @@ from followerwatch.app import App
 from followerwatch.clock import ManualClock, SystemClock
 from followerwatch.config import load_config
 from followerwatch.ops import Metrics
+from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli
 
@@ -196,3 +199,15 @@ below = 100_000
     stored = asyncio.run(followers(*influx_db))
     assert [n for _, n in stored] == [250_000, 0, 0]
     assert stored[2][0] - stored[1][0] >= timedelta(seconds=2)
+
+
+def test_a_state_file_from_before_suspect_zeros_gains_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    StateDB(path).close()
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("DROP TABLE suspect_zeros")  # as a file written by an older version
+    state = StateDB(path)
+    try:
+        assert state.held_zeros() == {}
+    finally:
+        state.close()
