@@ -25,7 +25,7 @@ def obs(minute: int, followers: int) -> FetchResult:
     return FetchResult(observations=(reading,))
 
 
-async def test_a_fall_to_zero_is_held_until_confirmed(
+async def test_a_fall_to_zero_is_held_until_it_has_lasted_the_window(
     tmp_path: Path, influx_db: tuple[str, str]
 ) -> None:
     async with httpx.AsyncClient() as client:
@@ -38,20 +38,22 @@ async def test_a_fall_to_zero_is_held_until_confirmed(
             clock=ManualClock(T0),
             route=lambda e: [],
             rules={ALICE.key: [Threshold("below", 1000)]},
-            suspect_zero=frozenset({"x"}),
+            zero_confirm={"x": 120},
         )
         await pipeline.process(obs(0, 5000))
         held = await pipeline.process(obs(1, 0))
-        assert held[0].failure == "held: suspect drop to 0"
+        assert held[0].suspect and held[0].failure is None
         assert state.last_seen(*ALICE.key).followers == 5000  # type: ignore[union-attr]
         await pipeline.process(obs(2, 5001))  # the zero was an artefact: discarded
         await pipeline.process(obs(3, 0))
-        rows = await pipeline.process(obs(4, 0))  # confirmed: both zeros count
-        assert [r.followers for r in rows] == [0, 0]
-        assert [len(r.events) for r in rows] == [1, 0]
+        # A second poll alone does not confirm: the fall has lasted 1 minute of 2.
+        assert [r.suspect for r in await pipeline.process(obs(4, 0))] == [True]
+        rows = await pipeline.process(obs(5, 0))  # lasted 2 minutes: all three zeros count
+        assert [r.followers for r in rows] == [0, 0, 0]
+        assert [len(r.events) for r in rows] == [1, 0, 0]
         series = await store.query("SELECT followers FROM followers")
         state.close()
-    assert [v[1] for v in series[0]["values"]] == [5000, 5001, 0, 0]
+    assert [v[1] for v in series[0]["values"]] == [5000, 5001, 0, 0, 0]
 
 
 async def test_an_older_or_repeated_reading_is_stored_but_never_alerts_again(

@@ -96,3 +96,17 @@ def test_hysteresis_never_fires_more_than_without(counts: list[int], hyst: int) 
     # Between two events the count must have climbed back to line + hysteresis.
     for i, j in itertools.pairwise(damped):
         assert max(counts[i:j]) >= 1000 + hyst
+
+
+def test_a_handle_that_starts_with_at_is_not_prefixed_again() -> None:
+    # YouTube handles carry their own "@"; the message must not read "@@hidechan".
+    account = Account("youtube", "@hidechan", "@hidechan")
+    rule = Threshold("below", 100_000)
+    state = None
+    events = []
+    for minute, count in enumerate((100_500, 99_000)):
+        obs = Observation(account, T0 + timedelta(minutes=minute), count, handle="@hidechan")
+        state, fired = rule.evaluate(state, Reading(account, obs.time, obs, None, None))
+        events += fired
+    assert [e.message.split(" dropped")[0] for e in events] == ["@hidechan on youtube"]
+    assert "@@" not in events[0].message

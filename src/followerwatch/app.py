@@ -127,6 +127,11 @@ def plan_groups(config: Config) -> list[Group]:
     return groups
 
 
+def zero_windows(config: Config) -> dict[str, float]:
+    """Each platform's `zero_confirm`: how long a fall to 0 must last to be believed."""
+    return {key: config.settings.platform(key).zero_confirm for key in REGISTRY}
+
+
 class App:
     """Everything a running followerwatch holds; an async context manager."""
 
@@ -190,7 +195,7 @@ class App:
             route=route,
             repeat={k: r.repeat for k, r in config.rules.items() if r.repeat},
             dry_run=dry_run,
-            suspect_zero=frozenset(k for k, s in REGISTRY.items() if s.suspect_zero),
+            zero_confirm=zero_windows(config),
             thresholds=threshold_lines(config),
         )
         self.campaigns = CampaignRunner(
@@ -255,6 +260,7 @@ class App:
             rules,
             {k: r.repeat for k, r in config.rules.items() if r.repeat},
             threshold_lines(config),
+            zero_windows(config),
         )
         groups = plan_groups(config)
         needed = {g.platform for g in groups}

@@ -15,7 +15,7 @@ from followerwatch.campaign_config import CampaignConfig, split
 from followerwatch.clock import Clock
 from followerwatch.errors import StoreError
 from followerwatch.impact import Impact, analyse, load_series
-from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.models import Event, EventKind, EventStatus, Severity, at_handle
 from followerwatch.state import StateDB
 from followerwatch.store.base import QueryableStore
 
@@ -31,7 +31,7 @@ async def impact_report(store: QueryableStore, campaign: CampaignConfig) -> list
     for ref in campaign.accounts:
         series = await load_series(store, *split(ref), since, until)
         report = analyse(
-            f"@{split(ref)[1]}",
+            at_handle(split(ref)[1]),
             series,
             campaign.start,
             campaign.end,
@@ -105,6 +105,8 @@ class CampaignRunner:
                         f"campaign {campaign.name} ended",
                     )
                 )
+                # Each report names its account as messages do; the event takes the account.
+                names = {at_handle(split(ref)[1]): split(ref)[1] for ref in campaign.accounts}
                 for report in reports:
                     raised.append(
                         self._event(
@@ -114,7 +116,7 @@ class CampaignRunner:
                             campaign.end,
                             "; ".join(report.lines()),
                             report.observed,
-                            account=report.who.lstrip("@"),
+                            account=names.get(report.who, report.who),
                         )
                     )
                 done.add("ended")

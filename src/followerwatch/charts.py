@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from followerwatch.impact import Impact, load_series
-from followerwatch.models import Event
+from followerwatch.models import Event, at_handle
 from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import quote_literal
 
@@ -197,6 +197,6 @@ class AccountCharts:
         lines = self._lines(event.platform, event.account) if self._lines else ()
         # matplotlib is CPU-bound and slow to import: a worker thread keeps the event loop free.
         await asyncio.to_thread(
-            account_chart, path, f"@{event.account}", series, list(lines), events
+            account_chart, path, at_handle(event.account), series, list(lines), events
         )
         return path

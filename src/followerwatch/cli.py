@@ -130,8 +130,8 @@ def print_rows(rows: list[Row], title: str) -> None:
                 f"{sum(len(r.events) for r in mine):,}",
             )
         out.print(summary)
-        rows = [r for r in rows if r.failure or r.events][:MAX_TABLE_ROWS]
-        title = f"Accounts with events or failures (first {MAX_TABLE_ROWS})"
+        rows = [r for r in rows if r.failure or r.events or r.suspect][:MAX_TABLE_ROWS]
+        title = f"Accounts with events, failures or suspect zeros (first {MAX_TABLE_ROWS})"
         if not rows:
             return
     table = Table(title=title)
@@ -146,6 +146,8 @@ def print_rows(rows: list[Row], title: str) -> None:
     for r in rows:
         change = "" if r.change is None else f"{r.change:+,}"
         note = r.failure or "; ".join(e.message for e in r.events)
+        if r.suspect:
+            note = "suspect: a fall to 0, held (not stored) until it has lasted"
         table.add_row(
             r.platform, r.account, "" if r.followers is None else f"{r.followers:,}", change, note
         )

@@ -194,6 +194,9 @@ class PlatformConfig(StrictModel):
 
     interval: Duration = 300.0
     jitter: Duration = 0.0
+    # How long a fall to exactly 0 (from 100 or more) must last, over at least two polls,
+    # before it is believed: such glitches (a profile read as all zeros) last minutes.
+    zero_confirm: Duration = 900.0
     batch_size: int | None = Field(default=None, ge=1)
     defaults: RuleDefaults = RuleDefaults()
     replay: ReplayConfig | None = None

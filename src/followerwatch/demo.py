@@ -27,6 +27,7 @@ from rich.text import Text
 from followerwatch.config import load_config
 from followerwatch.durations import format_duration
 from followerwatch.influxd import TempInfluxd, free_port
+from followerwatch.models import at_handle
 from followerwatch.sources.replay import read_replay
 from followerwatch.store.influx_v1 import InfluxV1Store
 
@@ -136,8 +137,8 @@ def story(rows: Mapping[str, Sequence[tuple[datetime, int]]]) -> list[Beat]:
         (when, winner), rest = reached[0], ""
         if len(reached) == 2:
             lead = format_duration((reached[1][0] - when).total_seconds())
-            rest = f", {lead} ahead of @{reached[1][1]}"
-        text = f"{when:%d %b %Y %H:%M} UTC — @{winner} passes {LINE:,} followers{rest}."
+            rest = f", {lead} ahead of {at_handle(reached[1][1])}"
+        text = f"{when:%d %b %Y %H:%M} UTC — {at_handle(winner)} passes {LINE:,} followers{rest}."
         beats.append(Beat(when, text))
     fall = crossing(rows.get("aplusk", ()), LINE, up=False, after=ups["aplusk"])
     if fall is not None:
@@ -385,7 +386,7 @@ def _print_summary(
         _, first, peak, last, count = series["values"][0]
         account = series["tags"]["account"]
         table.add_row(
-            f"@{account}",
+            at_handle(account),
             f"{first:,}",
             f"{peak:,}",
             f"{last:,}",
@@ -396,7 +397,8 @@ def _print_summary(
     for series in events:
         for _, kind, value, threshold in series["values"]:
             console.print(
-                f"  event  @{series['tags']['account']}  {kind}  {threshold:,}  (at {value:,})"
+                f"  event  {at_handle(series['tags']['account'])}  {kind}  {threshold:,}"
+                f"  (at {value:,})"
             )
     console.print(
         f"Webhook receiver got {len(receiver.received)} alert(s): "

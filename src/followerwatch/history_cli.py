@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from followerwatch.errors import StoreError
+from followerwatch.models import at_handle
 from followerwatch.options_cli import ConfigOpt
 
 
@@ -124,7 +125,7 @@ def history(
     except StoreError as exc:
         out.print(f"[red]✗[/] {exc}")
         raise typer.Exit(1) from None
-    who = f"@{key[1]} on {key[0]}"
+    who = f"{at_handle(key[1])} on {key[0]}"
     if not rows:
         out.print(f"no readings of {who} in the last {since}")
         raise typer.Exit(1)

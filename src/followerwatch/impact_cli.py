@@ -15,6 +15,7 @@ from followerwatch.durations import parse_duration
 from followerwatch.errors import StoreError
 from followerwatch.http import build_client
 from followerwatch.impact import Impact, analyse, load_series
+from followerwatch.models import at_handle
 
 
 def _when(text: str) -> datetime:
@@ -66,7 +67,7 @@ def impact(
                 await load_series(store, *split(c), since, window[1]) for c in control or []
             ]
         return analyse(
-            f"@{split(account)[1]}",
+            at_handle(split(account)[1]),
             series,
             *window,
             baseline=parse_duration(baseline),

@@ -9,6 +9,11 @@ from enum import StrEnum
 from followerwatch.projection import Projection
 
 
+def at_handle(handle: str) -> str:
+    """A handle as messages show it: with one leading "@" (YouTube handles already carry one)."""
+    return handle if handle.startswith("@") else f"@{handle}"
+
+
 @dataclass(frozen=True, slots=True)
 class Account:
     """One watched account: `name` is the stable `account` tag, `handle` what the platform knows."""

@@ -167,6 +167,7 @@ class _Snapshot:
         for kind, count in _events_by_kind(app):
             events.add_metric([kind], count)
         yield events
+        yield from _suspects(app)
         age = GaugeMetricFamily(
             "followerwatch_last_successful_poll_age_seconds",
             "Seconds since a poll of the platform last succeeded (since start-up if none has).",
@@ -176,6 +177,30 @@ class _Snapshot:
         for platform in sorted({g.platform for g in app.groups}):
             age.add_metric([platform], now - m.last_success.get(platform, m._started))
         yield age
+
+
+def _suspects(app: App) -> Iterator[Metric]:
+    """Accounts held on a suspect fall to 0 (per platform only: no per-account label)."""
+    suspects = app.pipeline.suspects
+    held = suspects.by_platform()
+    platforms = sorted({g.platform for g in app.groups} | set(held))
+    gauge = GaugeMetricFamily(
+        "followerwatch_suspect_zero_accounts",
+        "Accounts whose fall to exactly 0 is held as suspect until it has lasted zero_confirm.",
+        labels=["platform"],
+    )
+    for platform in platforms:
+        gauge.add_metric([platform], held.get(platform, 0))
+    yield gauge
+    ended = CounterMetricFamily(
+        "followerwatch_suspect_zeros",
+        "Suspect falls to 0 that ended: confirmed (written) or recovered (held zeros dropped).",
+        labels=["platform", "outcome"],
+    )
+    for platform in sorted(set(platforms) | {p for p, _ in suspects.outcomes}):
+        for outcome in ("confirmed", "recovered"):
+            ended.add_metric([platform, outcome], suspects.outcomes[(platform, outcome)])
+    yield ended
 
 
 def _events_by_kind(app: App) -> list[tuple[str, int]]:

@@ -17,13 +17,11 @@ from followerwatch.outbox import Outbox
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state import Change, LastSeen, StateDB
+from followerwatch.suspect import Screened, SuspectZeros
 from followerwatch.thresholds import Lines
 from followerwatch.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
-
-# A count that falls to exactly 0 from at least this much is held until the next polls agree.
-SUSPECT_FROM = 100
 
 
 class Row(NamedTuple):
@@ -35,6 +33,8 @@ class Row(NamedTuple):
     change: int | None
     events: tuple[Event, ...] = ()
     failure: str | None = None
+    # A fall to 0 held until it has lasted the platform's `zero_confirm` (nothing stored yet).
+    suspect: bool = False
 
 
 class Pipeline:
@@ -51,8 +51,7 @@ class Pipeline:
         route: Callable[[Event], Iterable[str]],
         repeat: Mapping[tuple[str, str], float] | None = None,
         dry_run: bool = False,
-        suspect_zero: frozenset[str] = frozenset(),
-        confirm_polls: int = 2,
+        zero_confirm: Mapping[str, float] | None = None,
         thresholds: Lines | None = None,
     ) -> None:
         self.state = state
@@ -61,9 +60,8 @@ class Pipeline:
         self.clock = clock
         self.route = route
         self.dry_run = dry_run
-        self.suspect_zero = suspect_zero
-        self.confirm_polls = confirm_polls
-        self._held: dict[tuple[str, str], list[Observation]] = {}
+        # Suspect zeros held by an earlier run (a cron `poll`) are confirmed or dropped by this one.
+        self.suspects = SuspectZeros(state.held_zeros(), zero_confirm)
         self._projection_points: list[Point] = []
         self.configure(rules, repeat or {}, thresholds or {})
 
@@ -72,8 +70,11 @@ class Pipeline:
         rules: Mapping[tuple[str, str], Sequence[Rule]],
         repeat: Mapping[tuple[str, str], float],
         thresholds: Lines,
+        zero_confirm: Mapping[str, float] | None = None,
     ) -> None:
         """Take (new) rules, repeat intervals and threshold lines; rule state stays in SQLite."""
+        if zero_confirm is not None:
+            self.suspects.windows = zero_confirm
         self.rules = rules
         self.repeat = repeat
         # Each account's threshold lines, written beside its counts for the dashboards.
@@ -104,7 +105,9 @@ class Pipeline:
         await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
         known = _Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
-        observations, held = self._screen(result.observations, known)
+        screened = self._screen(result.observations, known)
+        observations = screened.observations
+        held = [Row(*o.account.key, 0, None, suspect=True) for o in screened.suspect]
         changes, rows = self._evaluate(observations, known)
         changes += self._absent(polled, observations, result.failures, held, known)
         rows += held + [_failure_row(f) for f in result.failures]
@@ -114,7 +117,9 @@ class Pipeline:
         projected = self._projection_points
         # Fsynced in the state's committer thread (grouped with other batches' commits); delivery
         # and the spool wait for it as before.
-        await self.state.commit_async(changes, self.route, self._keep)
+        await self.state.commit_async(
+            changes, self.route, self._keep, held=screened.held, released=screened.released
+        )
         self.state.add_events(self._repeats(), self.route)
         if self.writer is not None:
             await self.writer.write(
@@ -125,33 +130,9 @@ class Pipeline:
             self.outbox.kick()
         return rows
 
-    def _screen(
-        self, observations: Sequence[Observation], known: _Known | None = None
-    ) -> tuple[list[Observation], list[Row]]:
-        """Hold a fall to exactly 0 on platforms where 0 can mean "not computed yet"."""
-        known = known or _Known(self.state)
-        out: list[Observation] = []
-        rows: list[Row] = []
-        for obs in sorted(observations, key=lambda o: o.time):
-            key = obs.account.key
-            held = self._held.pop(key, [])
-            if obs.followers == 0 and obs.account.platform in self.suspect_zero:
-                last = known.last_seen(key)
-                suspect = last is not None and last.followers >= SUSPECT_FROM
-                if suspect and len(held) + 1 < self.confirm_polls:
-                    self._held[key] = [*held, obs]
-                    rows.append(Row(key[0], key[1], 0, None, failure="held: suspect drop to 0"))
-                    continue
-                out.extend(held)  # confirmed by the polls since: the zeros were real
-            elif held:
-                log.info(
-                    "suspect drop to 0 not confirmed; discarded",
-                    platform=key[0],
-                    account=key[1],
-                    held=len(held),
-                )
-            out.append(obs)
-        return out, rows
+    def _screen(self, observations: Sequence[Observation], known: _Known) -> Screened:
+        """Hold falls to exactly 0 until they have lasted; a dry run holds nothing for good."""
+        return self.suspects.screen(observations, known.last_seen, apply=not self.dry_run)
 
     def _evaluate(
         self, observations: Sequence[Observation], known: _Known | None = None

@@ -12,6 +12,7 @@ import typer
 
 from followerwatch.durations import parse_duration
 from followerwatch.errors import StoreError
+from followerwatch.models import at_handle
 
 
 def plot(
@@ -70,5 +71,5 @@ def plot(
         ]
     finally:
         state.close()
-    account_chart(output, f"@{name}", series, lines, events)
+    account_chart(output, at_handle(name), series, lines, events)
     print(f"chart: {output}")

@@ -15,6 +15,7 @@ import typer
 
 from followerwatch.durations import parse_duration
 from followerwatch.errors import StoreError
+from followerwatch.models import at_handle
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>followerwatch report</title>
@@ -75,7 +76,7 @@ def report(
     sections = []
     with tempfile.TemporaryDirectory() as tmp:
         for account, series in zip(cfg.accounts, all_series, strict=True):
-            who = f"@{account.name} ({account.platform})"
+            who = f"{at_handle(account.name)} ({account.platform})"
             if not series:
                 sections.append(
                     f"<section><h2>{html.escape(who)}</h2><p>no counts in this range</p></section>"
@@ -84,9 +85,10 @@ def report(
             rules = cfg.rules.get(account.key)
             lines = [("below", v) for v in (rules.below or [])] if rules else []
             lines += [("above", v) for v in (rules.above or [])] if rules else []
-            png = account_chart(Path(tmp) / "chart.png", f"@{account.name}", series, lines)
+            name = at_handle(account.name)
+            png = account_chart(Path(tmp) / "chart.png", name, series, lines)
             image = base64.b64encode(png.read_bytes()).decode("ascii")
-            text = summary_line(who, series, project(series, lines).message(f"@{account.name}"))
+            text = summary_line(who, series, project(series, lines).message(name))
             sections.append(
                 f"<section><h2>{html.escape(who)}</h2><p>{html.escape(text)}</p>"
                 f'<img alt="{html.escape(who)} followers" '

@@ -16,13 +16,14 @@ from followerwatch.sqlite import GroupCommitter, open_db
 from followerwatch.state_write import (
     Change,
     Commit,
+    HeldZero,
     LastSeen,
     insert_event,
     routed,
     write_group,
 )
 
-__all__ = ["Change", "LastSeen", "StateDB"]
+__all__ = ["Change", "HeldZero", "LastSeen", "StateDB"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -46,6 +47,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
     attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT,
     PRIMARY KEY (event_id, notifier));
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (notifier, status);
+CREATE TABLE IF NOT EXISTS suspect_zeros (
+    platform TEXT NOT NULL, account TEXT NOT NULL, time TEXT NOT NULL, following INTEGER,
+    posts INTEGER, platform_id TEXT, handle TEXT, resolution INTEGER,
+    PRIMARY KEY (platform, account, time)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS active (
     platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, event_id TEXT NOT NULL,
     last_sent REAL NOT NULL, PRIMARY KEY (platform, account, rule));
@@ -182,14 +187,33 @@ class StateDB(OutboxState):
                     out.setdefault((platform, account), []).append((t, count))
         return out
 
+    def held_zeros(self) -> dict[tuple[str, str], list[HeldZero]]:
+        """Every reading of 0 held as suspect, by account, oldest first."""
+        out: dict[tuple[str, str], list[HeldZero]] = {}
+        rows = self._db.execute(
+            "SELECT platform, account, time, following, posts, platform_id, handle, resolution"
+            " FROM suspect_zeros"
+        )
+        for row in rows.fetchall():
+            held = HeldZero(row[0], row[1], datetime.fromisoformat(row[2]), *row[3:])
+            out.setdefault((held.platform, held.account), []).append(held)
+        for readings in out.values():
+            readings.sort(key=lambda h: h.time)
+        return out
+
     async def commit_async(
         self,
         changes: Sequence[Change],
         route: Callable[[Event], Iterable[str]],
         keep_history: dict[tuple[str, str], float] | None = None,
+        *,
+        held: Sequence[HeldZero] = (),
+        released: Sequence[tuple[str, str]] = (),
     ) -> None:
         """`commit`, in the committer thread with every other commit queued (one fsync)."""
-        done = self._committer.enqueue(Commit(changes, routed(changes, route), keep_history))
+        done = self._committer.enqueue(
+            Commit(changes, routed(changes, route), keep_history, held, released)
+        )
         keys = [(ch.platform, ch.account) for ch in changes]
         for key in keys:
             self._in_flight[key] = done

@@ -37,12 +37,28 @@ class Change(NamedTuple):
     history: tuple[tuple[datetime, int], ...] = ()
 
 
+class HeldZero(NamedTuple):
+    """A reading of exactly 0 held as suspect (kept until confirmed or recovered)."""
+
+    platform: str
+    account: str
+    time: datetime
+    following: int | None
+    posts: int | None
+    platform_id: str | None
+    handle: str | None
+    resolution: int | None
+
+
 class Commit(NamedTuple):
     """A poll's changes and its events' routes, queued for the committer thread."""
 
     changes: Sequence[Change]
     routes: list[tuple[Event, list[str]]]
     keep: dict[tuple[str, str], float] | None
+    # Suspect zeros to keep, and accounts whose held zeros are done with (confirmed or not).
+    held: Sequence[HeldZero] = ()
+    released: Sequence[tuple[str, str]] = ()
 
 
 def routed(
@@ -81,6 +97,14 @@ def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
         "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
         [(ch.platform, ch.account, rule) for ch in changes for rule in ch.closed],
     )
+    if commit.released:
+        db.executemany("DELETE FROM suspect_zeros WHERE platform=? AND account=?", commit.released)
+    if commit.held:
+        insert_many(
+            db,
+            "INSERT OR REPLACE INTO suspect_zeros",
+            [(*h[:2], ts(h.time), *h[3:]) for h in commit.held],
+        )
     new = False
     for ev, notifiers in commit.routes:
         new |= insert_event(db, ev, notifiers)

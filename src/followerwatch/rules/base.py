@@ -19,6 +19,7 @@ from followerwatch.models import (
     FailureKind,
     Observation,
     Severity,
+    at_handle,
 )
 
 _EVENT_NS = uuid.UUID("5f0c6c2e-4c55-4a57-9b0a-6f6c6c6f7772")
@@ -125,7 +126,8 @@ def compact_duration(seconds: float) -> str:
 def who(account: Account, handle: str | None = None) -> str:
     """How messages name an account: "@handle", or "name (@handle)" when they differ."""
     handle = handle or account.handle
-    return f"@{handle}" if account.name == handle else f"{account.name} (@{handle})"
+    at = at_handle(handle)
+    return at if account.name == handle else f"{account.name} ({at})"
 
 
 def rounding_note(obs: Observation | None) -> str:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from followerwatch.models import Event, EventKind, EventStatus, FailureKind, Severity
+from followerwatch.models import (
+    Event,
+    EventKind,
+    EventStatus,
+    FailureKind,
+    Severity,
+    at_handle,
+)
 from followerwatch.rules.base import Reading, dump_state, load_state, make_event, restate, who
 
 _KINDS = {
@@ -60,8 +67,8 @@ class Lifecycle:
                 and (last.handle.lower() != obs.handle.lower())
             ):
                 message = (
-                    f"{account.name} on {account.platform} was renamed: @{last.handle} → "
-                    f"@{obs.handle}"
+                    f"{account.name} on {account.platform} was renamed: {at_handle(last.handle)} → "
+                    f"{at_handle(obs.handle)}"
                 )
                 events.append(
                     make_event(

@@ -27,8 +27,6 @@ class SourceSpec:
     rate_limit_ceiling: tuple[int, float] | None
     # Accounts that must be fetched apart (e.g. each Mastodon instance) get different keys.
     group_key: Callable[[Account], str] | None = None
-    # The platform reports 0 while a count is not computed: a fall to 0 must be confirmed.
-    suspect_zero: bool = False
     # Count requests one batch of N accounts costs under a config, when not 1.
     requests_per_batch: Callable[[Any, int], int] | None = None
     # The ceiling under a config, when it depends on it (a token, a quota).
@@ -65,7 +63,6 @@ REGISTRY: dict[str, SourceSpec] = {
             bluesky.BlueskySource.batch_max,
             bluesky.BlueskySource.handle_pattern,
             bluesky.BlueskySource.rate_limit_ceiling,
-            suspect_zero=True,
         ),
         SourceSpec(
             "youtube",

@@ -27,6 +27,7 @@ from followerwatch.models import (
     FailureKind,
     FetchResult,
     Observation,
+    at_handle,
 )
 from followerwatch.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
@@ -279,7 +280,7 @@ def _outcome(
             account,
             when,
             FailureKind.NOT_FOUND,
-            f"@{account.handle} now belongs to another user (id {uid})",
+            f"{at_handle(account.handle)} now belongs to another user (id {uid})",
         )
     try:
         followers, following, posts = _counts(raw)
