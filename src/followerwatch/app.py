@@ -166,6 +166,7 @@ class App:
             self.clock,
             backoff_initial=alerts.backoff_initial,
             backoff_max=alerts.backoff_max,
+            attempt_timeout=alerts.attempt_timeout,
             # Alert messages say where each account's trend leads next: one InfluxQL read per
             # outbox pass, with the lines read at each pass so a reloaded watchlist's are used.
             enricher=ProjectionEnricher(
@@ -237,8 +238,14 @@ class App:
             return await self.collectors[group.platform].poll(group.accounts, group.name)
 
     async def poll_once(self) -> list[Row]:
-        """One poll of every group, `poll_concurrency` per platform; rows in group order."""
+        """One poll of every group, `poll_concurrency` per platform, then one delivery pass.
+
+        The pass (what this poll raised, and what earlier runs left pending) is bounded by
+        `alerts.poll_delivery_timeout`; what it cannot send stays in the outbox for the next run.
+        """
         results = await asyncio.gather(*(self.poll_group(g) for g in self.groups))
+        if not self.pipeline.dry_run:
+            await self.outbox.deliver_within(self.config.settings.alerts.poll_delivery_timeout)
         return [row for rows in results for row in rows]
 
     def apply_config(self, config: Config) -> list[Group]:

@@ -121,7 +121,8 @@ class Pipeline:
                 PollPoints(observations, self.thresholds, [*projected, *extra_points])
             )
         if self.outbox is not None:
-            await self.outbox.deliver_due()
+            # Delivery has its own task (the outbox loop; a one-shot poll's last step): a receiver
+            # that never answers must not hold up the next poll.
             self.outbox.kick()
         return rows
 
