@@ -11,6 +11,7 @@ from types import TracebackType
 import httpx
 import structlog
 
+from followerwatch.account_failures import AccountFailures
 from followerwatch.campaigns import CampaignRunner
 from followerwatch.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
@@ -201,10 +202,17 @@ class App:
         self._gates: dict[str, asyncio.Semaphore] = {}
         self.sources: dict[str, Source] = {}
         self.collectors: dict[str, Collector] = {}
+        # Which accounts fail and how (logged once per change, in /metrics), across reloads.
+        self.account_failures = AccountFailures()
         for platform in {g.platform for g in self.groups}:
-            source = self._build_source(platform)
-            self.sources[platform] = source
-            self.collectors[platform] = Collector(platform, source, self.pipeline, self.clock)
+            self._add_collector(platform)
+
+    def _add_collector(self, platform: str) -> None:
+        source = self._build_source(platform)
+        self.sources[platform] = source
+        self.collectors[platform] = Collector(
+            platform, source, self.pipeline, self.clock, self.account_failures
+        )
 
     def _build_source(self, platform: str) -> Source:
         pcfg = self.config.settings.platform(platform)
@@ -269,11 +277,10 @@ class App:
             settings = config.settings.platform(platform)
             if platform in self.sources and old.settings.platform(platform) == settings:
                 continue
-            source = self._build_source(platform)
-            self.sources[platform] = source
-            self.collectors[platform] = Collector(platform, source, self.pipeline, self.clock)
+            self._add_collector(platform)
         for platform in set(self.sources) - needed:
             del self.sources[platform], self.collectors[platform]
+        self.account_failures.forget({a.key for g in groups for a in g.accounts})
         self.groups = groups
         fixed = [
             key

@@ -342,4 +342,6 @@ def _previous(last: LastSeen | None) -> Previous | None:
 
 def _failure_row(failure: Failure) -> Row:
     account = failure.account
-    return Row(account.platform, account.name, None, None, failure=str(failure.kind))
+    # The kind, then the platform's own words: "not_found: Could not find user with …".
+    status = f"{failure.kind}: {failure.detail}" if failure.detail else str(failure.kind)
+    return Row(account.platform, account.name, None, None, failure=status)
