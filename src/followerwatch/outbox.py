@@ -7,6 +7,10 @@ side by side. A pass claims the lanes it works on in memory until their outcomes
 the poll path and the background loop never send the same delivery twice. Outcomes are written in
 batches: one transaction for everything that finished in the same turn of the event loop.
 
+Polls never wait for delivery: in `run` the background loop sends, and a one-shot poll makes one
+pass within its own deadline. Every attempt has a deadline of its own (`attempt_timeout`), so a
+receiver that accepts and never answers costs one retry, and an unfinished attempt stays pending.
+
 Before an event's first attempt the pass asks the enricher, once and for all of its new events
 together, for a projection; whatever the enricher says (or nothing, if it fails or is slow) is
 stored with the event, so every notifier and every retry carries the same text.
