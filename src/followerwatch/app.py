@@ -11,6 +11,7 @@ from types import TracebackType
 import httpx
 import structlog
 
+from followerwatch.account_failures import AccountFailures
 from followerwatch.campaigns import CampaignRunner
 from followerwatch.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
@@ -171,6 +172,7 @@ class App:
             self.clock,
             backoff_initial=alerts.backoff_initial,
             backoff_max=alerts.backoff_max,
+            attempt_timeout=alerts.attempt_timeout,
             # Alert messages say where each account's trend leads next: one InfluxQL read per
             # outbox pass, with the lines read at each pass so a reloaded watchlist's are used.
             enricher=ProjectionEnricher(
@@ -205,10 +207,17 @@ class App:
         self._gates: dict[str, asyncio.Semaphore] = {}
         self.sources: dict[str, Source] = {}
         self.collectors: dict[str, Collector] = {}
+        # Which accounts fail and how (logged once per change, in /metrics), across reloads.
+        self.account_failures = AccountFailures()
         for platform in {g.platform for g in self.groups}:
-            source = self._build_source(platform)
-            self.sources[platform] = source
-            self.collectors[platform] = Collector(platform, source, self.pipeline, self.clock)
+            self._add_collector(platform)
+
+    def _add_collector(self, platform: str) -> None:
+        source = self._build_source(platform)
+        self.sources[platform] = source
+        self.collectors[platform] = Collector(
+            platform, source, self.pipeline, self.clock, self.account_failures
+        )
 
     def _build_source(self, platform: str) -> Source:
         pcfg = self.config.settings.platform(platform)
@@ -242,8 +251,14 @@ class App:
             return await self.collectors[group.platform].poll(group.accounts, group.name)
 
     async def poll_once(self) -> list[Row]:
-        """One poll of every group, `poll_concurrency` per platform; rows in group order."""
+        """One poll of every group, `poll_concurrency` per platform, then one delivery pass.
+
+        The pass (what this poll raised, and what earlier runs left pending) is bounded by
+        `alerts.poll_delivery_timeout`; what it cannot send stays in the outbox for the next run.
+        """
         results = await asyncio.gather(*(self.poll_group(g) for g in self.groups))
+        if not self.pipeline.dry_run:
+            await self.outbox.deliver_within(self.config.settings.alerts.poll_delivery_timeout)
         return [row for rows in results for row in rows]
 
     def apply_config(self, config: Config) -> list[Group]:
@@ -268,11 +283,10 @@ class App:
             settings = config.settings.platform(platform)
             if platform in self.sources and old.settings.platform(platform) == settings:
                 continue
-            source = self._build_source(platform)
-            self.sources[platform] = source
-            self.collectors[platform] = Collector(platform, source, self.pipeline, self.clock)
+            self._add_collector(platform)
         for platform in set(self.sources) - needed:
             del self.sources[platform], self.collectors[platform]
+        self.account_failures.forget({a.key for g in groups for a in g.accounts})
         self.groups = groups
         fixed = [
             key

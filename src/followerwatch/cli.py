@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from followerwatch import __version__, logs
 from followerwatch.accounts_cli import accounts_app
@@ -145,11 +146,19 @@ def print_rows(rows: list[Row], title: str) -> None:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for r in rows:
         change = "" if r.change is None else f"{r.change:+,}"
-        note = r.failure or "; ".join(e.message for e in r.events)
+        # A failure reads "kind: the platform's detail"; Text, so brackets in it are not markup.
         if r.suspect:
-            note = "suspect: a fall to 0, held (not stored) until it has lasted"
+            note = Text("suspect: a fall to 0, held (not stored) until it has lasted")
+        elif r.failure:
+            note = Text(r.failure, style="red")
+        else:
+            note = Text("; ".join(e.message for e in r.events))
         table.add_row(
-            r.platform, r.account, "" if r.followers is None else f"{r.followers:,}", change, note
+            r.platform,
+            Text(r.account),
+            "" if r.followers is None else f"{r.followers:,}",
+            change,
+            note,
         )
     out.print(table)
 

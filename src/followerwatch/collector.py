@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import structlog
 
+from followerwatch.account_failures import AccountFailures
 from followerwatch.clock import Clock
 from followerwatch.errors import AuthError, RateLimitedError, SourceError
 from followerwatch.models import Account, FetchResult, Point
@@ -22,12 +23,21 @@ _OUTCOME = {AuthError: "auth", RateLimitedError: "rate_limited"}
 class Collector:
     """Polls a platform's batches through its source and hands results to the pipeline."""
 
-    def __init__(self, platform: str, source: Source, pipeline: Pipeline, clock: Clock) -> None:
+    def __init__(
+        self,
+        platform: str,
+        source: Source,
+        pipeline: Pipeline,
+        clock: Clock,
+        failures: AccountFailures | None = None,
+    ) -> None:
         self.platform = platform
         self.source = source
         self.pipeline = pipeline
         self.clock = clock
         self._down: dict[str, str] = {}
+        # Shared by every platform's collector and kept across reloads (see App).
+        self.failures = failures or AccountFailures()
 
     async def poll(self, accounts: Sequence[Account], group: str = "0") -> list[Row]:
         """One poll of one batch group; never raises for source failures."""
@@ -52,11 +62,13 @@ class Collector:
                 [self._health(group, outcome, started, accounts, FetchResult())],
                 polled=accounts,
             )
-            return [Row(self.platform, a.name, None, None, failure=outcome) for a in accounts]
+            status = f"source {outcome}: {exc}"
+            return [Row(self.platform, a.name, None, None, failure=status) for a in accounts]
         if group in self._down:
             log.info(
                 "source recovered", platform=self.platform, group=group, was=self._down.pop(group)
             )
+        self.failures.update(result.observations, result.failures)
         outcome = "partial" if result.failures else "ok"
         health = self._health(group, outcome, started, accounts, result)
         return await self.pipeline.process(result, [health], polled=accounts)

@@ -177,6 +177,29 @@ class _Snapshot:
         for platform in sorted({g.platform for g in app.groups}):
             age.add_metric([platform], now - m.last_success.get(platform, m._started))
         yield age
+        yield from _account_failures(app)
+
+
+def _account_failures(app: App) -> Iterator[Metric]:
+    """Per-account failures by platform and kind: accounts failing now, and reads failed."""
+    failures = app.account_failures
+    failing = GaugeMetricFamily(
+        "followerwatch_accounts_failing",
+        "Accounts whose last answered poll failed, by platform and kind "
+        "(not_found, suspended, malformed, ...).",
+        labels=["platform", "kind"],
+    )
+    for (platform, kind), count in failures.failing().items():
+        failing.add_metric([platform, kind], count)
+    yield failing
+    total = CounterMetricFamily(
+        "followerwatch_account_failures",
+        "Account reads that failed since start, by platform and kind.",
+        labels=["platform", "kind"],
+    )
+    for (platform, kind), count in failures.totals().items():
+        total.add_metric([platform, kind], count)
+    yield total
 
 
 def _suspects(app: App) -> Iterator[Metric]:

@@ -7,6 +7,10 @@ side by side. A pass claims the lanes it works on in memory until their outcomes
 the poll path and the background loop never send the same delivery twice. Outcomes are written in
 batches: one transaction for everything that finished in the same turn of the event loop.
 
+Polls never wait for delivery: in `run` the background loop sends, and a one-shot poll makes one
+pass within its own deadline. Every attempt has a deadline of its own (`attempt_timeout`), so a
+receiver that accepts and never answers costs one retry, and an unfinished attempt stays pending.
+
 Before an event's first attempt the pass asks the enricher, once and for all of its new events
 together, for a projection; whatever the enricher says (or nothing, if it fails or is slow) is
 stored with the event, so every notifier and every retry carries the same text.
@@ -61,6 +65,7 @@ class Outbox:
         rng: random.Random | None = None,
         enricher: Enricher | None = None,
         enrich_timeout: float = 2.0,
+        attempt_timeout: float = 30.0,
     ) -> None:
         self.state = state
         self.notifiers = list(notifiers)
@@ -70,6 +75,9 @@ class Outbox:
         self.enricher = enricher
         # A last resort: the enricher bounds its own reads; this bounds a misbehaving one.
         self.enrich_timeout = enrich_timeout
+        # Whatever a notifier's own timeouts say (a receiver may trickle its answer byte by byte),
+        # an attempt that takes longer is abandoned and retried like any transient failure.
+        self.attempt_timeout = attempt_timeout
         self._rng = rng or random.Random()
         self._kick = asyncio.Event()
         self._refreshed: dict[str, float] = {}
@@ -105,6 +113,21 @@ class Outbox:
         for notifier in self.notifiers:
             await self._refresh(notifier, now)
         return sum(sent)
+
+    async def deliver_within(self, timeout: float) -> bool:
+        """deliver_due, abandoned after `timeout` s; True if it ended (the rest stays pending)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.deliver_due()
+        except TimeoutError:
+            # Unfinished attempts are not marked: their deliveries stay due for the next run.
+            log.warning(
+                "alert delivery cut short; what is pending is retried by the next run",
+                timeout_s=timeout,
+                pending=self.state.delivery_counts().get("pending", 0),
+            )
+            return False
+        return True
 
     async def _enrich(self) -> None:
         """Projections for every event not yet enriched, in one call; stored once, even if none."""
@@ -197,9 +220,12 @@ class Outbox:
         """One send: 'delivered', 'failed' (final), or '' when the lane must stop for a retry."""
         event = delivery.event
         try:
-            await notifier.send(event)
+            async with asyncio.timeout(self.attempt_timeout):
+                await notifier.send(event)
         except DeliveryError as exc:
             return self._failed(notifier, delivery, exc)
+        except TimeoutError:
+            return self._failed(notifier, delivery, self._overdue(notifier))
         except Exception as exc:  # a notifier bug must not kill the lane's bookkeeping
             log.exception("notifier raised", notifier=notifier.name, event_id=event.id)
             return self._failed(notifier, delivery, DeliveryError(repr(exc)))
@@ -256,7 +282,10 @@ class Outbox:
         """The outcome (as `_attempt`'s) of each delivery of one request."""
         async with gate:
             try:
-                await notifier.send_many([d.event for _, d in chunk])
+                async with asyncio.timeout(self.attempt_timeout):
+                    await notifier.send_many([d.event for _, d in chunk])
+            except TimeoutError:
+                return [self._failed(notifier, d, self._overdue(notifier)) for _, d in chunk]
             except DeliveryError as exc:
                 if not exc.permanent or len(chunk) == 1:
                     return [self._failed(notifier, d, exc) for _, d in chunk]
@@ -265,6 +294,9 @@ class Outbox:
         for _, delivery in chunk:
             self._mark(Mark(delivery.event.id, notifier.name, "delivered"))
         return ["delivered"] * len(chunk)
+
+    def _overdue(self, notifier: Notifier) -> DeliveryError:
+        return DeliveryError(f"{notifier.name}: no answer within {self.attempt_timeout:g} s")
 
     def _mark(self, mark: Mark) -> None:
         self._marks.append(mark)
@@ -326,14 +358,11 @@ class Outbox:
                 heads += [d.next_attempt for d in self.state.pending(n.name, 1)]
         return min(heads) if heads else None
 
-    async def run(self, stop: asyncio.Event, idle: float = 5.0) -> None:
-        """Deliver in the background until `stop` is set."""
+    async def run(self, stop: asyncio.Event, idle: float = 5.0, grace: float = 2.0) -> None:
+        """Deliver in the background until `stop` is set (a pass then gets `grace` s to end)."""
         while not stop.is_set():
             self._kick.clear()  # a kick during the pass below means: go again at once
-            try:
-                await self.deliver_due(wait=False)
-            except Exception:  # the loop must outlive any one bad delivery
-                log.exception("outbox loop error")
+            await self._background_pass(stop, grace)
             if self._kick.is_set():
                 continue
             due = self.next_due()
@@ -342,6 +371,27 @@ class Outbox:
             await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
+
+    async def _background_pass(self, stop: asyncio.Event, grace: float) -> None:
+        """One pass; on `stop`, what is still in flight after `grace` is left pending."""
+        work = asyncio.ensure_future(self.deliver_due(wait=False))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([work, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not work.done():
+                # A receiver that never answers must not hold up a shutdown either: unmarked
+                # attempts stay pending and the next run sends them (at least once).
+                await asyncio.wait([work], timeout=grace)
+            if not work.done():
+                log.warning("stopping: alert deliveries in flight are left for the next run")
+                work.cancel()
+                await asyncio.wait([work])
+        finally:
+            stopping.cancel()
+            work.cancel()  # only matters when this task itself is cancelled
+        if not work.cancelled() and (exc := work.exception()) is not None:
+            # The loop must outlive any one bad delivery.
+            log.error("outbox loop error", exc_info=exc)
 
     async def drain(self, timeout: float) -> bool:
         """Deliver until nothing is pending or `timeout` passes (on the clock); True if drained."""

@@ -126,7 +126,8 @@ class Pipeline:
                 PollPoints(observations, self.thresholds, [*projected, *extra_points])
             )
         if self.outbox is not None:
-            await self.outbox.deliver_due()
+            # Delivery has its own task (the outbox loop; a one-shot poll's last step): a receiver
+            # that never answers must not hold up the next poll.
             self.outbox.kick()
         return rows
 
@@ -322,4 +323,6 @@ def _previous(last: LastSeen | None) -> Previous | None:
 
 def _failure_row(failure: Failure) -> Row:
     account = failure.account
-    return Row(account.platform, account.name, None, None, failure=str(failure.kind))
+    # The kind, then the platform's own words: "not_found: Could not find user with …".
+    status = f"{failure.kind}: {failure.detail}" if failure.detail else str(failure.kind)
+    return Row(account.platform, account.name, None, None, failure=status)

@@ -38,6 +38,10 @@ class AlertsConfig(StrictModel):
     default: list[str] | None = None
     backoff_initial: Duration = 1.0
     backoff_max: Duration = 600.0
+    # The longest one delivery attempt may take, whatever the receiver does (a retryable failure).
+    attempt_timeout: Duration = Field(default=30.0, gt=0)
+    # How long a one-shot `poll` tries delivery before it exits; the rest waits for the next run.
+    poll_delivery_timeout: Duration = Field(default=10.0, gt=0)
 
     def unknown_notifier(self, names: Sequence[str]) -> str | None:
         """The first notifier name a route or the default mentions that does not exist."""
