@@ -11,7 +11,16 @@ import httpx
 
 from followerwatch.clock import Clock
 from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
+from followerwatch.models import (
+    MAX_COUNT,
+    Account,
+    Failure,
+    FailureKind,
+    FetchResult,
+    Observation,
+    RateLimit,
+    is_count,
+)
 from followerwatch.ratelimit import RateLimiter, parse_retry_after
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
@@ -157,15 +166,15 @@ def chunks(
     return [[a for k in keys[i : i + size] for a in groups[k]] for i in range(0, len(keys), size)]
 
 
+# A decimal string longer than MAX_COUNT's cannot be a count (and int() refuses over 4,300 digits).
+_MAX_DIGITS = len(str(MAX_COUNT))
+
+
 def count(value: Any) -> int | None:
-    """A non-negative integer count from JSON (int, or a decimal string), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
+    """A count in 0 … MAX_COUNT from JSON (an int, or a decimal string), else None."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS:
+        value = int(value)
+    return value if is_count(value) else None
 
 
 CallT = TypeVar("CallT")
@@ -217,12 +226,11 @@ def assemble(
 
 
 def strict_count(raw: Mapping[str, Any], name: str, label: str | None = None) -> int | None:
-    """A JSON count that is absent (None) or a non-negative int; anything else raises ValueError."""
+    """A JSON count that is absent (None) or an int in 0 … MAX_COUNT; else a ValueError."""
     value = raw.get(name)
     if value is None:
         return None
-    # bool is an int subclass, and True must not read as one follower.
-    if type(value) is not int or value < 0:
+    if not is_count(value):
         raise ValueError(f"{label or name} is {value!r}, not a count")
     return value
 

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from followerwatch.clock import Clock
 from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, NotFoundError, SourceError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
 from followerwatch.ratelimit import header, parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
@@ -398,8 +398,7 @@ def _counts(
 
 
 def _count(value: Any) -> int | None:
-    # bool is an int subclass, and True must not read as one follower.
-    return value if type(value) is int and value >= 0 else None
+    return value if is_count(value) else None
 
 
 def requests_per_batch(config: GitHubConfig, accounts: int) -> int:

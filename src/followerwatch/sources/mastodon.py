@@ -14,7 +14,15 @@ from pydantic import Field, SecretStr, field_validator
 from followerwatch.clock import Clock
 from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
+from followerwatch.models import (
+    Account,
+    Failure,
+    FailureKind,
+    FetchResult,
+    Observation,
+    RateLimit,
+    is_count,
+)
 from followerwatch.ratelimit import parse_rate_limit, reset_from_iso
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import Requester, Tally, chunks, json_body, json_object
@@ -323,7 +331,8 @@ def _count(raw: Mapping[str, Any], name: str) -> int | None:
     value = raw.get(name)
     if value is None:
         return None
-    # bool is an int subclass, and True must not read as one follower.
-    if type(value) is not int or value < HIDDEN:
+    if type(value) is int and value == HIDDEN:
+        return None
+    if not is_count(value):
         raise ValueError(f"{name} is {value!r}, not a count")
-    return None if value == HIDDEN else value
+    return value

@@ -27,7 +27,15 @@ from followerwatch.errors import (
     SourceError,
     TransientError,
 )
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
+from followerwatch.models import (
+    Account,
+    Failure,
+    FailureKind,
+    FetchResult,
+    Observation,
+    RateLimit,
+    is_count,
+)
 from followerwatch.ratelimit import header, parse_count, reset_from_seconds
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import Requester, Tally, assemble, chunks, each_call, json_object
@@ -344,8 +352,7 @@ def _outcome(account: Account, item: Mapping[str, Any], when: datetime) -> Outco
         closed = item.get("subreddit_type") in _CLOSED_TYPES or item.get("quarantine") is True
         kind = FailureKind.FORBIDDEN if closed else FailureKind.HIDDEN
         return Failure(account, when, kind, "listed without a subscriber count")
-    # bool is an int subclass, and True must not read as one subscriber.
-    if type(subscribers) is not int or subscribers < 0:
+    if not is_count(subscribers):
         detail = f"subscribers is {subscribers!r}, not a count"[:200]
         return Failure(account, when, FailureKind.MALFORMED, detail)
     display = item.get("display_name")

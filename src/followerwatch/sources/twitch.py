@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from followerwatch.clock import Clock
 from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, ConfigError, NotFoundError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
 from followerwatch.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
@@ -193,8 +193,7 @@ class TwitchSource:
         except ValueError:
             body = None
         total = body.get("total") if isinstance(body, dict) else None
-        # bool is an int subclass, and True must not read as one follower.
-        if type(total) is not int or total < 0:
+        if not is_count(total):
             detail = f"channels/followers `total` is {total!r}, not a count"[:200]
             return {a: Failure(a, received, FailureKind.MALFORMED, detail) for a in logins}
         return {
