@@ -31,7 +31,15 @@ from followerwatch.ratelimit import (
     reset_from_seconds,
 )
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, assemble, count, each_call
+from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    Requester,
+    Tally,
+    assemble,
+    count,
+    each_call,
+)
 
 DEFAULT_HANDLE_PATTERN = r"^[A-Za-z0-9_.@-]{1,100}$"
 _URL = re.compile(r"^https?://[^\s/]+")
@@ -205,6 +213,7 @@ class HttpJsonSource:
         rate_limit_prefix: str | None = None,
         rate_limit_reset: ResetFormat = "epoch",
         max_wait: float = 300.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._clock = clock
         self._url = url
@@ -238,7 +247,7 @@ class HttpJsonSource:
             reset = reset_from_iso if rate_limit_reset == "iso" else reset_from_epoch
             return parse_rate_limit(headers, prefix, reset)
 
-        self._requester = Requester(client, clock, "http_json", rate, max_wait)
+        self._requester = Requester(client, clock, "http_json", rate, max_wait, limits=limits)
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """One request per account; 404 is that account's NOT_FOUND, other errors raise."""

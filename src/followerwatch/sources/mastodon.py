@@ -25,7 +25,15 @@ from followerwatch.models import (
 )
 from followerwatch.ratelimit import parse_rate_limit, reset_from_iso
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, chunks, json_body, json_object
+from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    Requester,
+    Tally,
+    chunks,
+    json_body,
+    json_object,
+)
 
 ACCOUNTS = "/api/v1/accounts"
 LOOKUP = "/api/v1/accounts/lookup"
@@ -116,13 +124,14 @@ class MastodonSource:
         tokens: Mapping[str, str] | None = None,
         instance_urls: Mapping[str, str] | None = None,
         max_wait: float = 300.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._clock = clock
         self._default_token = access_token
         self._tokens = {k.lower(): v for k, v in (tokens or {}).items()}
         self._urls = {k.lower(): v.rstrip("/") for k, v in (instance_urls or {}).items()}
         # Every instance budgets separately: the instance domain is the limiter bucket.
-        self._requester = Requester(client, clock, "Mastodon", _parse_rate, max_wait)
+        self._requester = Requester(client, clock, "Mastodon", _parse_rate, max_wait, limits=limits)
         self._no_batch: set[str] = set()
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
