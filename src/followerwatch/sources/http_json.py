@@ -3,8 +3,10 @@
 For platforms nobody wrote a source for, the way Telegraf's `http` input works. `{handle}` in
 `url` is replaced by the URL-quoted handle, in `body` by the JSON-string-escaped handle; `{id}` in
 `id_url` by the stored id. Paths are dotted keys with `[n]` list indices (`data.stats.followers`,
-`items[0].count`, `["odd.key"]`); `$` alone is the whole body. A count must be a non-negative
-integer or a string of decimal digits (some APIs quote big numbers); anything else is MALFORMED.
+`items[0].count`, `["odd.key"]`); `$` alone is the whole body. A count must be an integer in
+0 … 2^53 - 1, or such a number as a string of decimal digits (some APIs quote big numbers);
+anything else is MALFORMED. A handle or id that would not stay one path segment (`.`, `..`,
+percent-encoded dots) is never put into a URL.
 """
 
 from __future__ import annotations
