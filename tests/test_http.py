@@ -89,6 +89,23 @@ async def test_a_body_that_stalls_is_a_read_timeout() -> None:
             await client.get(url + "/x")
 
 
+async def test_a_trickled_body_is_a_read_timeout_at_the_requests_deadline() -> None:
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        for _ in range(100):
+            writer.write(b"7")
+            await writer.drain()
+            await asyncio.sleep(0.05)  # never long enough for the 0.1 s read timeout
+
+    async with raw_server(trickle) as (url, _), build_client() as client:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(httpx.ReadTimeout):
+            # pool + connect + write + read: 0.4 s for the whole exchange, not 5 s of trickle.
+            await client.get(url + "/x", timeout=0.1)
+        assert asyncio.get_running_loop().time() - started < 1.5
+
+
 async def test_refused_disconnected_and_malformed_answers_are_httpx_errors() -> None:
     async def close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_head(reader)

@@ -113,3 +113,23 @@ def test_missing_columns_and_quoted_newlines(tmp_path: Path) -> None:
     # The bad account (a newline in a tag) ends on line 3; the next row is line 4.
     assert [b.line for b in parsed.bad] == [3, 4] and parsed.lines == []
     assert "control character" in parsed.bad[0].reason
+
+
+def test_a_count_past_2_53_is_a_bad_row_not_a_lost_batch(tmp_path: Path) -> None:
+    path = tmp_path / "history.csv"
+    path.write_text(
+        "timestamp,platform,account,followers\n"
+        "2009-04-14T00:00:00Z,x,a,9007199254740991\n"
+        "2009-04-14T00:00:00Z,x,b,9007199254740992\n"
+        "2009-04-14T00:00:00Z,x,c,9223372036854775808\n"
+        "2009-04-14T00:00:00Z,x,d,12\n"
+    )
+    parsed = parse_csv(path, {}, "s")
+    assert [(b.line, "larger than 9,007,199,254,740,991" in b.reason) for b in parsed.bad] == [
+        (3, True),
+        (4, True),
+    ]
+    assert [line.split(" ")[1] for line in parsed.lines] == [
+        "followers=9007199254740991i",
+        "followers=12i",
+    ]

@@ -10,7 +10,7 @@ import structlog
 from followerwatch.account_failures import AccountFailures
 from followerwatch.clock import Clock
 from followerwatch.errors import AuthError, RateLimitedError, SourceError
-from followerwatch.models import Account, FetchResult, Point
+from followerwatch.models import Account, FetchResult, Point, bounded
 from followerwatch.pipeline import Pipeline, Row
 from followerwatch.schema import poll_point
 from followerwatch.sources.base import Source
@@ -44,7 +44,8 @@ class Collector:
         started = time.monotonic()
         accounts = self._with_known_ids(accounts)
         try:
-            result = await self.source.fetch(accounts)
+            # No count outside the storable range gets past here, whichever source made it.
+            result = bounded(await self.source.fetch(accounts))
         except SourceError as exc:
             outcome = next((v for k, v in _OUTCOME.items() if isinstance(exc, k)), "error")
             if group not in self._down:

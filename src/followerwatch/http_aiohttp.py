@@ -65,14 +65,25 @@ def _as_httpx_errors() -> Iterator[None]:
 
 
 class _Stream(httpx.AsyncByteStream):
-    """A response body whose read errors are httpx errors too."""
+    """A response body whose read errors are httpx errors too, read by the request's deadline."""
 
-    def __init__(self, inner: httpx.AsyncByteStream) -> None:
+    def __init__(self, inner: httpx.AsyncByteStream, deadline: float | None) -> None:
         self._inner = inner
+        # A loop time: a body trickled a byte at a time never trips the per-read timeout.
+        self._deadline = deadline
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _as_httpx_errors():
-            async for chunk in self._inner:
+            chunks = aiter(self._inner)
+            while True:
+                try:
+                    # Only the wait for a chunk is timed, never the reader's work between them.
+                    async with asyncio.timeout_at(self._deadline):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    raise httpx.ReadTimeout("the body did not arrive by the deadline") from None
                 yield chunk
 
     async def aclose(self) -> None:
@@ -138,11 +149,12 @@ class AiohttpEngine(AiohttpTransport):
         """Send one request on the aiohttp session."""
         # aiohttp has no write timeout: a server that stops reading a big body (an InfluxDB
         # batch) would hold the request forever. Bound the whole exchange up to the response
-        # head by the sum of httpx's timeouts instead.
+        # head by the sum of httpx's timeouts instead; the body must have arrived by then too.
         request = _streamed(request)
         phases = request.extensions.get("timeout", {})
         values = [phases.get(k) for k in ("pool", "connect", "write", "read")]
         bound = sum(v for v in values if v is not None) if None not in values else None
+        deadline = None if bound is None else asyncio.get_running_loop().time() + bound
         try:
             async with asyncio.timeout(bound):
                 with _as_httpx_errors():
@@ -150,7 +162,7 @@ class AiohttpEngine(AiohttpTransport):
         except TimeoutError:
             raise httpx.WriteTimeout(f"no response within {bound} s") from None
         assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _Stream(response.stream)
+        response.stream = _Stream(response.stream, deadline)
         return response
 
     async def aclose(self) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from followerwatch.models import Point
+from followerwatch.models import MAX_COUNT, Point
 from followerwatch.schema import FOLLOWERS
 from followerwatch.sources import REGISTRY
 from followerwatch.store.base import Store
@@ -97,6 +97,9 @@ def _point(row: Mapping[str, str | None], labels: Labels) -> Point:
         raise ValueError(f"followers {values['followers']!r} is not a whole number") from None
     if followers < 0:
         raise ValueError("followers cannot be negative")
+    if followers > MAX_COUNT:
+        # Past 2^53 a count is no longer exact in Grafana; past 2^63 InfluxDB refuses the batch.
+        raise ValueError(f"followers is larger than {MAX_COUNT:,}, the largest count stored")
     tags = (("platform", platform), ("account", account), *labels.get((platform, account), ()))
     return Point(FOLLOWERS, tags, (("followers", followers),), when)
 

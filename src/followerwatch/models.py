@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TypeGuard
 
 from followerwatch.projection import Projection
+
+# The largest count followerwatch stores: exact in JSON, in Grafana and in a float (2^53 - 1).
+MAX_COUNT = 2**53 - 1
 
 
 def at_handle(handle: str) -> str:
@@ -84,6 +88,36 @@ class FetchResult:
     failures: tuple[Failure, ...] = ()
     requests: int = 0
     rate_limit: RateLimit | None = None
+
+
+def is_count(value: object) -> TypeGuard[int]:
+    """True for an int in 0 … MAX_COUNT; bool is an int subclass, and True is not one follower."""
+    return type(value) is int and 0 <= value <= MAX_COUNT
+
+
+def bounded(result: FetchResult) -> FetchResult:
+    """`result` with every observation holding a count outside 0 … MAX_COUNT made MALFORMED.
+
+    The sources' parsers refuse such counts already; this is the net under a source that does
+    not, so no such number reaches SQLite (OverflowError past 2^63) or InfluxDB.
+    """
+    bad = [
+        o
+        for o in result.observations
+        if not is_count(o.followers)
+        or any(v is not None and not is_count(v) for v in (o.following, o.posts))
+    ]
+    if not bad:
+        return result
+    failures = tuple(
+        Failure(o.account, o.time, FailureKind.MALFORMED, "a count outside 0 … 2^53 - 1")
+        for o in bad
+    )
+    return replace(
+        result,
+        observations=tuple(o for o in result.observations if o not in bad),
+        failures=result.failures + failures,
+    )
 
 
 class EventKind(StrEnum):

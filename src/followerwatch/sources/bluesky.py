@@ -23,6 +23,8 @@ from followerwatch.models import Account, Failure, FailureKind, FetchResult, Obs
 from followerwatch.ratelimit import parse_rate_limit, reset_from_epoch, reset_from_seconds
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
     Requester,
     Tally,
     assemble,
@@ -103,10 +105,11 @@ class BlueskySource:
         clock: Clock,
         base_url: str = "https://public.api.bsky.app",
         max_wait: float = 300.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._clock = clock
         self._base = base_url.rstrip("/")
-        self._requester = Requester(client, clock, "Bluesky", _parse_rate, max_wait)
+        self._requester = Requester(client, clock, "Bluesky", _parse_rate, max_wait, limits=limits)
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -11,12 +12,23 @@ import httpx
 
 from followerwatch.clock import Clock
 from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
+from followerwatch.models import (
+    MAX_COUNT,
+    Account,
+    Failure,
+    FailureKind,
+    FetchResult,
+    Observation,
+    RateLimit,
+    is_count,
+)
 from followerwatch.ratelimit import RateLimiter, parse_retry_after
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_ATTEMPTS = 3
+# The whole exchange's deadline when the client's timeouts name none (see ReadLimits).
+FALLBACK_DEADLINE = 20.0
 
 RateParser = Callable[[httpx.Headers, datetime], RateLimit | None]
 # When a rate-limited answer may be retried: (response, parsed budget, arrival, attempt from 0).
@@ -47,6 +59,30 @@ def retry_after_reset_or_backoff(
     return received + timedelta(seconds=BACKOFF_FIRST * 2**attempt)
 
 
+@dataclass(frozen=True)
+class ReadLimits:
+    """What one request may cost: its body size, and its time from connect to the body's end.
+
+    A per-read timeout alone lets a server trickling a byte at a time hold a poll for ever;
+    the deadline bounds the whole exchange. None takes the client's connect + read timeouts.
+    """
+
+    max_body: int = MAX_BODY_BYTES
+    deadline: float | None = None
+
+    def deadline_for(self, client: httpx.AsyncClient) -> float:
+        """The deadline of one exchange on `client`."""
+        if self.deadline is not None:
+            return self.deadline
+        connect, read = client.timeout.connect, client.timeout.read
+        if connect is None or read is None:
+            return FALLBACK_DEADLINE
+        return connect + read
+
+
+DEFAULT_LIMITS = ReadLimits()
+
+
 @dataclass
 class Tally:
     """What one fetch spent, for FetchResult."""
@@ -65,6 +101,7 @@ class Requester:
     parse_rate: RateParser
     max_wait: float = 900.0
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    limits: ReadLimits = DEFAULT_LIMITS
 
     def limiter(self, bucket: str) -> RateLimiter:
         """The limiter of one rate-limit bucket (an endpoint, or "" for the whole credential)."""
@@ -93,15 +130,8 @@ class Requester:
                 if before_send is not None:
                     before_send()
                 tally.requests += 1
-                try:
-                    response = await self.client.request(method, url, **kwargs)
-                except httpx.HTTPError as exc:
-                    raise TransientError(
-                        f"{self.platform} request failed: {type(exc).__name__}"
-                    ) from None
+                response = await self._exchange(method, url, kwargs)
                 received = self.clock.now()
-                if len(response.content) > MAX_BODY_BYTES:
-                    raise TransientError(f"{self.platform} answered with an oversized body")
                 rl = self.parse_rate(response.headers, received)
                 if rl is not None:
                     limiter.update(rl)
@@ -124,6 +154,38 @@ class Requester:
         raise RateLimitedError(
             f"{self.platform} still rate-limited after {MAX_ATTEMPTS} attempts",
             retry_at=state.reset_at if state is not None else None,
+        )
+
+    async def _exchange(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+        """One request with its whole body, read within the deadline and up to the size cap."""
+        deadline = self.limits.deadline_for(self.client)
+        body = bytearray()
+        try:
+            async with (
+                asyncio.timeout(deadline),
+                self.client.stream(method, url, **kwargs) as streamed,
+            ):
+                # Decoded bytes count, so a small compressed body cannot unpack past the cap.
+                async for chunk in streamed.aiter_bytes():
+                    body += chunk
+                    if len(body) > self.limits.max_body:
+                        raise TransientError(f"{self.platform} answered with an oversized body")
+        except TimeoutError:
+            raise TransientError(
+                f"{self.platform} did not answer in full within {deadline:g} s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise TransientError(f"{self.platform} request failed: {type(exc).__name__}") from None
+        # The body is decoded already: a Content-Encoding kept here would decode it twice.
+        headers = [
+            (k, v) for k, v in streamed.headers.multi_items() if k.lower() != "content-encoding"
+        ]
+        return httpx.Response(
+            streamed.status_code,
+            headers=headers,
+            content=bytes(body),
+            request=streamed.request,
+            extensions=streamed.extensions,
         )
 
 
@@ -157,15 +219,15 @@ def chunks(
     return [[a for k in keys[i : i + size] for a in groups[k]] for i in range(0, len(keys), size)]
 
 
+# A decimal string longer than MAX_COUNT's cannot be a count (and int() refuses over 4,300 digits).
+_MAX_DIGITS = len(str(MAX_COUNT))
+
+
 def count(value: Any) -> int | None:
-    """A non-negative integer count from JSON (int, or a decimal string), else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value >= 0 else None
-    if isinstance(value, str) and value.isascii() and value.isdigit():
-        return int(value)
-    return None
+    """A count in 0 … MAX_COUNT from JSON (an int, or a decimal string), else None."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= _MAX_DIGITS:
+        value = int(value)
+    return value if is_count(value) else None
 
 
 CallT = TypeVar("CallT")
@@ -217,12 +279,11 @@ def assemble(
 
 
 def strict_count(raw: Mapping[str, Any], name: str, label: str | None = None) -> int | None:
-    """A JSON count that is absent (None) or a non-negative int; anything else raises ValueError."""
+    """A JSON count that is absent (None) or an int in 0 … MAX_COUNT; else a ValueError."""
     value = raw.get(name)
     if value is None:
         return None
-    # bool is an int subclass, and True must not read as one follower.
-    if type(value) is not int or value < 0:
+    if not is_count(value):
         raise ValueError(f"{label or name} is {value!r}, not a count")
     return value
 

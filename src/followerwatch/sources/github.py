@@ -23,10 +23,12 @@ from pydantic import SecretStr
 from followerwatch.clock import Clock
 from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, NotFoundError, SourceError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
 from followerwatch.ratelimit import header, parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
     Requester,
     Tally,
     assemble,
@@ -114,6 +116,7 @@ class GitHubSource:
         base_url: str = API,
         graphql_url: str | None = None,
         max_wait: float = 900.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._clock = clock
         self._rest = base_url.rstrip("/")
@@ -124,7 +127,12 @@ class GitHubSource:
             self._headers["Authorization"] = f"Bearer {token}"
         # REST and GraphQL are separate budgets (x-ratelimit-resource core/graphql): two buckets.
         self._requester = Requester(
-            client, clock, "GitHub", lambda h, _: parse_epoch_reset(h, _RATE_PREFIX), max_wait
+            client,
+            clock,
+            "GitHub",
+            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
+            max_wait,
+            limits=limits,
         )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
@@ -398,8 +406,7 @@ def _counts(
 
 
 def _count(value: Any) -> int | None:
-    # bool is an int subclass, and True must not read as one follower.
-    return value if type(value) is int and value >= 0 else None
+    return value if is_count(value) else None
 
 
 def requests_per_batch(config: GitHubConfig, accounts: int) -> int:

@@ -3,8 +3,10 @@
 For platforms nobody wrote a source for, the way Telegraf's `http` input works. `{handle}` in
 `url` is replaced by the URL-quoted handle, in `body` by the JSON-string-escaped handle; `{id}` in
 `id_url` by the stored id. Paths are dotted keys with `[n]` list indices (`data.stats.followers`,
-`items[0].count`, `["odd.key"]`); `$` alone is the whole body. A count must be a non-negative
-integer or a string of decimal digits (some APIs quote big numbers); anything else is MALFORMED.
+`items[0].count`, `["odd.key"]`); `$` alone is the whole body. A count must be an integer in
+0 … 2^53 - 1, or such a number as a string of decimal digits (some APIs quote big numbers);
+anything else is MALFORMED. A handle or id that would not stay one path segment (`.`, `..`,
+percent-encoded dots) is never put into a URL.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import httpx
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -31,9 +33,18 @@ from followerwatch.ratelimit import (
     reset_from_seconds,
 )
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, assemble, count, each_call
+from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    Requester,
+    Tally,
+    assemble,
+    count,
+    each_call,
+)
 
-DEFAULT_HANDLE_PATTERN = r"^[A-Za-z0-9_.@-]{1,100}$"
+# `.` and `..` would not stay one path segment: `/users/..` is `/`, another endpoint.
+DEFAULT_HANDLE_PATTERN = r"^(?!\.{1,2}$)[A-Za-z0-9_.@-]{1,100}$"
 _URL = re.compile(r"^https?://[^\s/]+")
 _TOKEN = re.compile(r"""\.?([^.\[\]"']+)|\[([0-9]+)\]|\[(["'])(.*?)\3\]""")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -60,6 +71,19 @@ def parse_path(text: str) -> Path:
         steps.append(key if key is not None else int(index) if index is not None else quoted)
         pos = match.end()
     return tuple(steps)
+
+
+def leaves_its_segment(value: str) -> bool:
+    """True when `value`, as a path segment, could name another path (`..`, `%2e%2e`, `a/../b`).
+
+    A value is quoted as one segment, but servers and proxies normalise dot segments, and some
+    decode percent-escapes (once or more) before they do.
+    """
+    for _ in range(3):
+        if any(part in (".", "..") for part in re.split(r"[/\\]", value)):
+            return True
+        value = unquote(value)
+    return False
 
 
 def evaluate(document: Any, path: Path) -> Any:
@@ -205,6 +229,7 @@ class HttpJsonSource:
         rate_limit_prefix: str | None = None,
         rate_limit_reset: ResetFormat = "epoch",
         max_wait: float = 300.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._clock = clock
         self._url = url
@@ -238,7 +263,7 @@ class HttpJsonSource:
             reset = reset_from_iso if rate_limit_reset == "iso" else reset_from_epoch
             return parse_rate_limit(headers, prefix, reset)
 
-        self._requester = Requester(client, clock, "http_json", rate, max_wait)
+        self._requester = Requester(client, clock, "http_json", rate, max_wait, limits=limits)
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """One request per account; 404 is that account's NOT_FOUND, other errors raise."""
@@ -254,10 +279,16 @@ class HttpJsonSource:
 
     async def _one(self, account: Account, tally: Tally) -> Outcome:
         by_id = self._id_url is not None and bool(account.platform_id)
-        if not by_id and not self._pattern.match(account.handle):
+        if not by_id and (
+            not self._pattern.match(account.handle) or leaves_its_segment(account.handle)
+        ):
             return Failure(
                 account, self._clock.now(), FailureKind.NOT_FOUND, "handle does not match pattern"
             )
+        if by_id and leaves_its_segment(account.platform_id or ""):
+            # An id stored before ids were checked on arrival must not template another path.
+            detail = f"stored id {account.platform_id!r} is not one path segment"[:200]
+            return Failure(account, self._clock.now(), FailureKind.MALFORMED, detail)
         url = self._id_url if by_id and self._id_url is not None else self._url
         values = {"{handle}": account.handle, "{id}": account.platform_id or ""}
         kwargs: dict[str, Any] = {"headers": self._headers}
@@ -302,6 +333,10 @@ class HttpJsonSource:
                     account, when, FailureKind.MALFORMED, f"{name}_path gives {_show(raw)}"
                 )
         uid = _text(document, self._paths["id"], ids=True)
+        if uid is not None and leaves_its_segment(uid):
+            # The id is put into id_url on later polls: it must not lead to another endpoint.
+            detail = f"id_path gives {uid!r}, not one path segment"[:200]
+            return Failure(account, when, FailureKind.MALFORMED, detail)
         if checked_id and account.platform_id and uid is not None and uid != account.platform_id:
             # The handle now names someone else: their count is not this account's.
             detail = f"{account.handle} now belongs to id {uid}, not {account.platform_id}"

@@ -14,10 +14,26 @@ from pydantic import Field, SecretStr, field_validator
 from followerwatch.clock import Clock
 from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
+from followerwatch.models import (
+    Account,
+    Failure,
+    FailureKind,
+    FetchResult,
+    Observation,
+    RateLimit,
+    is_count,
+)
 from followerwatch.ratelimit import parse_rate_limit, reset_from_iso
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, chunks, json_body, json_object
+from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    Requester,
+    Tally,
+    chunks,
+    json_body,
+    json_object,
+)
 
 ACCOUNTS = "/api/v1/accounts"
 LOOKUP = "/api/v1/accounts/lookup"
@@ -108,13 +124,14 @@ class MastodonSource:
         tokens: Mapping[str, str] | None = None,
         instance_urls: Mapping[str, str] | None = None,
         max_wait: float = 300.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._clock = clock
         self._default_token = access_token
         self._tokens = {k.lower(): v for k, v in (tokens or {}).items()}
         self._urls = {k.lower(): v.rstrip("/") for k, v in (instance_urls or {}).items()}
         # Every instance budgets separately: the instance domain is the limiter bucket.
-        self._requester = Requester(client, clock, "Mastodon", _parse_rate, max_wait)
+        self._requester = Requester(client, clock, "Mastodon", _parse_rate, max_wait, limits=limits)
         self._no_batch: set[str] = set()
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
@@ -323,7 +340,8 @@ def _count(raw: Mapping[str, Any], name: str) -> int | None:
     value = raw.get(name)
     if value is None:
         return None
-    # bool is an int subclass, and True must not read as one follower.
-    if type(value) is not int or value < HIDDEN:
+    if type(value) is int and value == HIDDEN:
+        return None
+    if not is_count(value):
         raise ValueError(f"{name} is {value!r}, not a count")
-    return None if value == HIDDEN else value
+    return value

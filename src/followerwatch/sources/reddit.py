@@ -27,10 +27,27 @@ from followerwatch.errors import (
     SourceError,
     TransientError,
 )
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
+from followerwatch.models import (
+    Account,
+    Failure,
+    FailureKind,
+    FetchResult,
+    Observation,
+    RateLimit,
+    is_count,
+)
 from followerwatch.ratelimit import header, parse_count, reset_from_seconds
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.common import Requester, Tally, assemble, chunks, each_call, json_object
+from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
+    Requester,
+    Tally,
+    assemble,
+    chunks,
+    each_call,
+    json_object,
+)
 from followerwatch.sources.oauth import ClientCredentials, server_message
 
 DEFAULT_USER_AGENT = f"followerwatch:{__version__} (by /u/<configure me>)"
@@ -137,12 +154,13 @@ class RedditSource:
         oauth_url: str = "https://oauth.reddit.com",
         batch_size: int = 100,
         max_wait: float = 900.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._clock = clock
         self._ua = {"User-Agent": user_agent}
         self._size = max(1, min(batch_size, self.batch_max))
         self._secrets = tuple(s for s in (client_secret,) if s)
-        self._requester = Requester(client, clock, "Reddit", _rate, max_wait)
+        self._requester = Requester(client, clock, "Reddit", _rate, max_wait, limits=limits)
         self._token: ClientCredentials | None = None
         if client_id is not None and client_secret is not None:
             self._base, self._suffix = oauth_url.rstrip("/"), ""
@@ -344,8 +362,7 @@ def _outcome(account: Account, item: Mapping[str, Any], when: datetime) -> Outco
         closed = item.get("subreddit_type") in _CLOSED_TYPES or item.get("quarantine") is True
         kind = FailureKind.FORBIDDEN if closed else FailureKind.HIDDEN
         return Failure(account, when, kind, "listed without a subscriber count")
-    # bool is an int subclass, and True must not read as one subscriber.
-    if type(subscribers) is not int or subscribers < 0:
+    if not is_count(subscribers):
         detail = f"subscribers is {subscribers!r}, not a count"[:200]
         return Failure(account, when, FailureKind.MALFORMED, detail)
     display = item.get("display_name")

@@ -21,10 +21,12 @@ from pydantic import SecretStr
 from followerwatch.clock import Clock
 from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, ConfigError, NotFoundError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
 from followerwatch.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
     Requester,
     Tally,
     assemble,
@@ -116,6 +118,7 @@ class TwitchSource:
         id_url: str = "https://id.twitch.tv",
         api_url: str = "https://api.twitch.tv",
         max_wait: float = 120.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._client_id = client_id
         self._user_token = user_token
@@ -124,7 +127,12 @@ class TwitchSource:
         self._secrets = tuple(s for s in (client_secret, user_token) if s)
         # Twitch budgets each token separately, so "app" and "user" are separate limiter buckets.
         self._requester = Requester(
-            client, clock, "Twitch", lambda h, _: parse_epoch_reset(h, _RATE_PREFIX), max_wait
+            client,
+            clock,
+            "Twitch",
+            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
+            max_wait,
+            limits=limits,
         )
         self._app = ClientCredentials(
             self._requester,
@@ -193,8 +201,7 @@ class TwitchSource:
         except ValueError:
             body = None
         total = body.get("total") if isinstance(body, dict) else None
-        # bool is an int subclass, and True must not read as one follower.
-        if type(total) is not int or total < 0:
+        if not is_count(total):
             detail = f"channels/followers `total` is {total!r}, not a count"[:200]
             return {a: Failure(a, received, FailureKind.MALFORMED, detail) for a in logins}
         return {

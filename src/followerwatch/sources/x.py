@@ -32,6 +32,8 @@ from followerwatch.models import (
 from followerwatch.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
     Requester,
     Tally,
     assemble,
@@ -91,6 +93,7 @@ class XSource:
         clock: Clock,
         base_url: str = "https://api.x.com",
         max_wait: float = 900.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._client = client
         self._headers = {"Authorization": f"Bearer {bearer_token}"}
@@ -98,7 +101,12 @@ class XSource:
         self._base = base_url.rstrip("/")
         # X budgets each lookup endpoint separately: the path is the limiter bucket.
         self._requester = Requester(
-            client, clock, "X", lambda h, _: parse_epoch_reset(h, _RATE_PREFIX), max_wait
+            client,
+            clock,
+            "X",
+            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
+            max_wait,
+            limits=limits,
         )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:

@@ -28,6 +28,8 @@ from followerwatch.errors import (
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
+    DEFAULT_LIMITS,
+    ReadLimits,
     Requester,
     Tally,
     chunks,
@@ -200,13 +202,16 @@ class YouTubeSource:
         base_url: str = "https://www.googleapis.com",
         daily_quota: int = 10_000,
         max_wait: float = 900.0,
+        limits: ReadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._key = api_key
         self._clock = clock
         self._url = base_url.rstrip("/") + CHANNELS
         self._ledger = QuotaLedger.open(ledger_path, daily_quota, clock)
         # No rate-limit headers: the ledger is the budget, so the parser never reports one.
-        self._requester = Requester(client, clock, "YouTube", lambda h, now: None, max_wait)
+        self._requester = Requester(
+            client, clock, "YouTube", lambda h, now: None, max_wait, limits=limits
+        )
         # Handles resolved by this process, for callers that do not pass platform_id back.
         self._known: dict[str, str] = {}
 
