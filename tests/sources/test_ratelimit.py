@@ -119,7 +119,7 @@ async def test_limiter_sleeps_until_reset_plus_margin() -> None:
     [
         None,
         RateLimit(300, 5, NOW + timedelta(seconds=90)),
-        RateLimit(300, 0, NOW),
+        RateLimit(300, 0, NOW - timedelta(seconds=1)),  # past by the whole margin
         RateLimit(300, 0, None),
         RateLimit(None, None, NOW + timedelta(seconds=90)),
     ],

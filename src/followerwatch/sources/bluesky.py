@@ -65,7 +65,11 @@ class BlueskyConfig(PlatformConfig):
 def build(config: BlueskyConfig, ctx: SourceContext) -> BlueskySource:
     """The Bluesky source for the configured AppView."""
     return BlueskySource(
-        ctx.client, clock=ctx.clock, base_url=config.base_url, max_wait=config.max_wait
+        ctx.client,
+        clock=ctx.clock,
+        base_url=config.base_url,
+        max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -103,10 +107,13 @@ class BlueskySource:
         clock: Clock,
         base_url: str = "https://public.api.bsky.app",
         max_wait: float = 300.0,
+        max_backoff: float = 900.0,
     ) -> None:
         self._clock = clock
         self._base = base_url.rstrip("/")
-        self._requester = Requester(client, clock, "Bluesky", _parse_rate, max_wait)
+        self._requester = Requester(
+            client, clock, "Bluesky", _parse_rate, max_wait, max_backoff=max_backoff
+        )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import httpx
 
 from followerwatch.clock import Clock
-from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
+from followerwatch.errors import AuthError, SourceError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
-from followerwatch.ratelimit import RateLimiter, parse_retry_after
+from followerwatch.ratelimit import MAX_BACKOFF, RateLimiter, parse_retry_after
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -65,10 +65,15 @@ class Requester:
     parse_rate: RateParser
     max_wait: float = 900.0
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    # No reset, Retry-After or back-off is believed beyond this: the platform is retried then.
+    max_backoff: float = MAX_BACKOFF
 
     def limiter(self, bucket: str) -> RateLimiter:
         """The limiter of one rate-limit bucket (an endpoint, or "" for the whole credential)."""
-        return self.limiters.setdefault(bucket, RateLimiter())
+        limiter = self.limiters.get(bucket)
+        if limiter is None:
+            limiter = self.limiters[bucket] = RateLimiter(self.max_backoff)
+        return limiter
 
     async def send(
         self,
@@ -104,26 +109,23 @@ class Requester:
                     raise TransientError(f"{self.platform} answered with an oversized body")
                 rl = self.parse_rate(response.headers, received)
                 if rl is not None:
-                    limiter.update(rl)
+                    limiter.update(rl, received)
                     tally.rate_limit = rl
+                limited = is_rate_limited(response)
+                if limited:
+                    # Recorded before release(): the requests waiting on this answer wait too.
+                    # Without a future reset, the credential backs off (1 s, doubling).
+                    reset_at = retry_time(response, rl, received, attempt)
+                    limiter.refused(rl.limit if rl is not None else None, reset_at, received)
+                else:
+                    limiter.accepted()
             finally:
                 limiter.release()
-            if not is_rate_limited(response):
+            if not limited:
                 return response, received
-            limiter.rate_limited()
-            reset_at = retry_time(response, rl, received, attempt)
-            if reset_at is None or reset_at <= received:
-                # Without a future reset, retrying now would only spend another request.
-                raise RateLimitedError(
-                    f"{self.platform} rate limit hit (HTTP {response.status_code}) without a "
-                    "usable reset time",
-                    retry_at=None,
-                )
-            limiter.update(RateLimit(rl.limit if rl is not None else None, 0, reset_at))
-        state = limiter.state
-        raise RateLimitedError(
-            f"{self.platform} still rate-limited after {MAX_ATTEMPTS} attempts",
-            retry_at=state.reset_at if state is not None else None,
+        raise limiter.exhausted(
+            f"{self.platform} still rate-limited after {MAX_ATTEMPTS} attempts "
+            f"(last HTTP {response.status_code})"
         )
 
 

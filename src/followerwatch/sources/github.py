@@ -70,6 +70,8 @@ class GitHubConfig(PlatformConfig):
     # Default: derived from base_url (`{base_url}/graphql`, or `/api/graphql` for `/api/v3`).
     graphql_url: HttpUrl | None = None
     max_wait: Duration = 900.0
+    # A token's budget is per hour.
+    max_backoff: Duration = 3600.0
 
 
 def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
@@ -81,6 +83,7 @@ def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
         base_url=config.base_url,
         graphql_url=config.graphql_url,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -114,6 +117,7 @@ class GitHubSource:
         base_url: str = API,
         graphql_url: str | None = None,
         max_wait: float = 900.0,
+        max_backoff: float = 3600.0,
     ) -> None:
         self._clock = clock
         self._rest = base_url.rstrip("/")
@@ -124,7 +128,12 @@ class GitHubSource:
             self._headers["Authorization"] = f"Bearer {token}"
         # REST and GraphQL are separate budgets (x-ratelimit-resource core/graphql): two buckets.
         self._requester = Requester(
-            client, clock, "GitHub", lambda h, _: parse_epoch_reset(h, _RATE_PREFIX), max_wait
+            client,
+            clock,
+            "GitHub",
+            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
+            max_wait,
+            max_backoff=max_backoff,
         )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:

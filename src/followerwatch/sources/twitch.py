@@ -57,6 +57,8 @@ class TwitchConfig(PlatformConfig):
     id_url: HttpUrl = "https://id.twitch.tv"
     api_url: HttpUrl = "https://api.twitch.tv"
     max_wait: Duration = 120.0
+    # A bucket of 800 points a minute.
+    max_backoff: Duration = 60.0
 
 
 def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
@@ -77,6 +79,7 @@ def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
         id_url=config.id_url,
         api_url=config.api_url,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -116,6 +119,7 @@ class TwitchSource:
         id_url: str = "https://id.twitch.tv",
         api_url: str = "https://api.twitch.tv",
         max_wait: float = 120.0,
+        max_backoff: float = 60.0,
     ) -> None:
         self._client_id = client_id
         self._user_token = user_token
@@ -124,7 +128,12 @@ class TwitchSource:
         self._secrets = tuple(s for s in (client_secret, user_token) if s)
         # Twitch budgets each token separately, so "app" and "user" are separate limiter buckets.
         self._requester = Requester(
-            client, clock, "Twitch", lambda h, _: parse_epoch_reset(h, _RATE_PREFIX), max_wait
+            client,
+            clock,
+            "Twitch",
+            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
+            max_wait,
+            max_backoff=max_backoff,
         )
         self._app = ClientCredentials(
             self._requester,

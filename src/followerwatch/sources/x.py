@@ -71,6 +71,7 @@ def build(config: XConfig, ctx: SourceContext) -> XSource:
         clock=ctx.clock,
         base_url=config.base_url,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -90,6 +91,7 @@ class XSource:
         clock: Clock,
         base_url: str = "https://api.x.com",
         max_wait: float = 900.0,
+        max_backoff: float = 900.0,
     ) -> None:
         self._client = client
         self._headers = {"Authorization": f"Bearer {bearer_token}"}
@@ -97,7 +99,12 @@ class XSource:
         self._base = base_url.rstrip("/")
         # X budgets each lookup endpoint separately: the path is the limiter bucket.
         self._requester = Requester(
-            client, clock, "X", lambda h, _: parse_epoch_reset(h, _RATE_PREFIX), max_wait
+            client,
+            clock,
+            "X",
+            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
+            max_wait,
+            max_backoff=max_backoff,
         )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
