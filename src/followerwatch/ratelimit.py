@@ -168,6 +168,10 @@ class RateLimiter:
         seconds = self.delay(clock.now())
         if seconds <= 0:
             return
+        if self._not_believed is not None:
+            # A wait that was cut is not slept on: polls report it at once, and the first one
+            # after the cut sends the single request that finds out.
+            raise self.exhausted(f"rate limit exhausted for {seconds:.0f} s")
         if seconds > max_wait:
             raise self.exhausted(
                 f"rate limit exhausted for {seconds:.0f} s (more than {max_wait:.0f} s)"
