@@ -25,11 +25,11 @@ class Collector:
     def __init__(self, platform: str, source: Source, pipeline: Pipeline, clock: Clock) -> None:
         self.platform = platform
         self.source = source
+        # A rate-limit wait cut to max_backoff is logged once, until a poll succeeds again.
+        self._not_believed = False
         self.pipeline = pipeline
         self.clock = clock
         self._down: dict[str, str] = {}
-        # A rate-limit wait cut to max_backoff is logged once, until a poll succeeds again.
-        self._not_believed = False
 
     async def poll(self, accounts: Sequence[Account], group: str = "0") -> list[Row]:
         """One poll of one batch group; never raises for source failures."""
@@ -57,13 +57,13 @@ class Collector:
                 polled=accounts,
             )
             return [Row(self.platform, a.name, None, None, failure=outcome) for a in accounts]
-        self._not_believed = False
         if group in self._down:
             log.info(
                 "source recovered", platform=self.platform, group=group, was=self._down.pop(group)
             )
         outcome = "partial" if result.failures else "ok"
         health = self._health(group, outcome, started, accounts, result)
+        self._not_believed = False
         return await self.pipeline.process(result, [health], polled=accounts)
 
     def _log_not_believed(self, exc: RateLimitedError) -> None:
