@@ -502,7 +502,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--cycle-interval", type=int, default=90, help="`run` interval for the cycle scenario"
     )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fake API latency")
-    parser.add_argument("--quota-window", type=int, default=15, help="X's 900 s, scaled")
+    parser.add_argument(
+        "--quota-window", type=int, default=60, help="X's 900 s, scaled (a 1 s margin: 1.6 %%)"
+    )
     parser.add_argument("--quota-windows", type=int, default=3)
     parser.add_argument("--quota-batches", type=int, default=60, help="X batches (×100 accounts)")
     parser.add_argument("--crossings", type=int, default=1_000)

@@ -82,7 +82,7 @@ async def test_a_source_that_forgets_the_range_still_stores_the_rest(
 
     assert points == [("alice", 1_000), ("bob", 2_000)]
     assert seen == {"alice": 1_000, "huge": None, "bob": 2_000}
-    assert "malformed" in failures
+    assert any(f and f.startswith("malformed") for f in failures)
 
 
 async def test_a_real_source_reporting_2_63_spoils_only_that_account(
@@ -102,4 +102,4 @@ async def test_a_real_source_reporting_2_63_spoils_only_that_account(
 
     assert points == [("user_000", 1_000), ("user_002", 1_014)]
     assert seen == {"user_000": 1_000, "user_001": None, "user_002": 1_014}
-    assert "malformed" in failures
+    assert any(f and f.startswith("malformed") for f in failures)

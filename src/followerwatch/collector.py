@@ -33,6 +33,8 @@ class Collector:
     ) -> None:
         self.platform = platform
         self.source = source
+        # A rate-limit wait cut to max_backoff is logged once, until a poll succeeds again.
+        self._not_believed = False
         self.pipeline = pipeline
         self.clock = clock
         self._down: dict[str, str] = {}
@@ -58,6 +60,8 @@ class Collector:
                     accounts=len(accounts),
                 )
             self._down[group] = outcome
+            if isinstance(exc, RateLimitedError):
+                self._log_not_believed(exc)
             await self.pipeline.process(
                 FetchResult(),
                 [self._health(group, outcome, started, accounts, FetchResult())],
@@ -72,7 +76,20 @@ class Collector:
         self.failures.update(result.observations, result.failures)
         outcome = "partial" if result.failures else "ok"
         health = self._health(group, outcome, started, accounts, result)
+        self._not_believed = False
         return await self.pipeline.process(result, [health], polled=accounts)
+
+    def _log_not_believed(self, exc: RateLimitedError) -> None:
+        """Say once that the platform named a wait beyond max_backoff, and when it is retried."""
+        if exc.not_believed is None or self._not_believed:
+            return
+        self._not_believed = True
+        log.warning(
+            "rate-limit wait not believed",
+            platform=self.platform,
+            asked_until=exc.not_believed.isoformat(),
+            retry_at=exc.retry_at.isoformat() if exc.retry_at is not None else None,
+        )
 
     def _with_known_ids(self, accounts: Sequence[Account]) -> list[Account]:
         """Fill in the stable ids learnt on earlier polls, so renamed handles still resolve."""

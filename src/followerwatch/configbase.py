@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -198,11 +199,22 @@ class PlatformConfig(StrictModel):
     # before it is believed: such glitches (a profile read as all zeros) last minutes.
     zero_confirm: Duration = 900.0
     batch_size: int | None = Field(default=None, ge=1)
+    # The longest rate-limit wait believed (reset, Retry-After, quota): the platform's documented
+    # window, overridden per platform; a longer one is cut to this and the platform retried then.
+    max_backoff: Duration = 900.0
     defaults: RuleDefaults = RuleDefaults()
     replay: ReplayConfig | None = None
 
     # Secrets without which the platform cannot be polled (checked only if it has accounts).
     required_secrets: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("max_backoff")
+    @classmethod
+    def _believable_backoff(cls, value: float) -> float:
+        # Back-offs start at 1 s; beyond a year a reset is far past any platform's window.
+        if not 1.0 <= value <= 365 * 86400.0:
+            raise ValueError("must be between 1s and 365d")
+        return value
 
     def secrets(self) -> list[str]:
         """Every secret value this config holds, for log redaction."""

@@ -34,11 +34,21 @@ class AuthError(SourceError):
 
 
 class RateLimitedError(SourceError):
-    """The platform's rate limit is exhausted until `retry_at`."""
+    """The platform's rate limit is exhausted until `retry_at`.
 
-    def __init__(self, message: str, retry_at: datetime | None = None) -> None:
+    `not_believed` is the reset the platform named when it lay beyond the platform's
+    `max_backoff`: `retry_at` is then the end of that shorter wait.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        retry_at: datetime | None = None,
+        not_believed: datetime | None = None,
+    ) -> None:
         super().__init__(message)
         self.retry_at = retry_at
+        self.not_believed = not_believed
 
 
 class NotFoundError(SourceError):

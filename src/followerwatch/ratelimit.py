@@ -18,9 +18,15 @@ from followerwatch.errors import RateLimitedError
 from followerwatch.models import RateLimit
 
 SAFETY_MARGIN = 1.0
-"""Seconds added to a wait: reset stamps are whole seconds (rounded either way) and clocks drift."""
-MARGIN_SHARE = 0.02
-"""Once a window's length is seen, the margin is at most this share of it."""
+"""Seconds added to a wait: reset stamps are whole seconds (rounded either way) and clocks drift.
+
+It is a whole second whatever the window's length: a reset rounded down may name a moment up to a
+second before the window really ends, so anything less is refused at the boundary.
+"""
+BACKOFF_FIRST = 1.0
+"""Seconds of the first back-off after a refusal that names no future reset; doubled per refusal."""
+MAX_BACKOFF = 900.0
+"""The longest wait believed by default: X's documented 15-minute window."""
 
 ResetParser = Callable[[str | None], datetime | None]
 
@@ -29,15 +35,23 @@ _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
 
 class RateLimiter:
-    """The last known budget of one credential, and the wait it implies before the next request."""
+    """The last known budget of one credential, and the wait it implies before the next request.
 
-    def __init__(self) -> None:
+    A reset more than `max_backoff` away is not believed: the wait ends after `max_backoff`, and
+    one request then finds out whether the limit still holds.
+    """
+
+    def __init__(self, max_backoff: float = MAX_BACKOFF) -> None:
+        self.max_backoff = max_backoff
         self._state: RateLimit | None = None
-        self._window: float | None = None
         self._in_flight = 0
         self._answered: asyncio.Event | None = None
         # Until the first answer, nothing is known of the budget: one request finds out.
         self._first = True
+        # Refusals in a row that named no usable reset: each doubles the next back-off.
+        self._refusals = 0
+        # The reset the platform named when it was beyond max_backoff (so not believed).
+        self._not_believed: datetime | None = None
 
     @property
     def state(self) -> RateLimit | None:
@@ -45,32 +59,20 @@ class RateLimiter:
         return self._state
 
     @property
-    def margin(self) -> float:
-        """Seconds added to a wait: SAFETY_MARGIN, or less when a short window has been seen.
+    def not_believed(self) -> datetime | None:
+        """The reset the platform last named beyond `max_backoff`, while the wait it cut holds."""
+        return self._not_believed
 
-        A whole second costs 0.1 % of a 15-minute window but 6 % of a 15-second one; capped at
-        2 % of the window, it stays a whole second for every window of 50 s or more.
-        """
-        if self._window is None:
-            return SAFETY_MARGIN
-        return min(SAFETY_MARGIN, MARGIN_SHARE * self._window)
-
-    def update(self, rl: RateLimit) -> None:
-        """Record what the platform said after a request."""
+    def update(self, rl: RateLimit, now: datetime | None = None) -> None:
+        """Record what the platform said after a request (answered at `now`, when known)."""
         prev = self._state
-        if (
-            prev is not None
-            and prev.remaining == 0
-            and prev.reset_at is not None
-            and rl.reset_at is not None
-            and rl.reset_at > prev.reset_at
-            and rl.limit is not None
-            and rl.limit == prev.limit
-            and rl.remaining == rl.limit - 1
-        ):
-            # An exhausted window, then a full one with one request spent: a fixed window
-            # restarted. Its resets are at least a window apart, so this never underestimates.
-            self._window = (rl.reset_at - prev.reset_at).total_seconds()
+        if now is not None and rl.reset_at is not None:
+            cap = now + timedelta(seconds=self.max_backoff)
+            if rl.reset_at > cap:
+                self._not_believed = rl.reset_at
+                rl = RateLimit(rl.limit, rl.remaining, cap)
+            else:
+                self._not_believed = None
         if (
             prev is not None
             and prev.reset_at == rl.reset_at
@@ -83,17 +85,30 @@ class RateLimiter:
             rl = RateLimit(rl.limit, prev.remaining, rl.reset_at)
         self._state = rl
 
-    def rate_limited(self) -> None:
-        """A request was refused for its rate: trust no seen window, wait the full margin."""
-        self._window = None
+    def refused(self, limit: int | None, reset_at: datetime | None, now: datetime) -> None:
+        """A request answered at `now` was refused for its rate; it may be retried at `reset_at`.
+
+        Without a future reset (missing, or already past when the answer came) the credential
+        backs off: BACKOFF_FIRST, doubled per refusal in a row, never more than `max_backoff`.
+        Either way every request waiting on this credential waits too.
+        """
+        if reset_at is None or reset_at <= now:
+            seconds = min(BACKOFF_FIRST * 2 ** min(self._refusals, 32), self.max_backoff)
+            self._refusals += 1
+            reset_at = now + timedelta(seconds=seconds)
+        self.update(RateLimit(limit, 0, reset_at), now)
+
+    def accepted(self) -> None:
+        """A request was not refused for its rate: the next refusal backs off from the start."""
+        self._refusals = 0
 
     def delay(self, now: datetime) -> float:
         """Seconds to wait before the next request may be sent (0 when free to send)."""
         state = self._state
         if state is None or state.remaining != 0 or state.reset_at is None:
             return 0.0
-        seconds = (state.reset_at - now).total_seconds()
-        return seconds + self.margin if seconds > 0 else 0.0
+        # A reset already past when seen still gets its margin: it may be rounded down.
+        return max((state.reset_at - now).total_seconds() + SAFETY_MARGIN, 0.0)
 
     def _spoken_for(self, now: datetime) -> bool:
         """Whether requests in flight may use up what is left: then the next one waits."""
@@ -136,17 +151,30 @@ class RateLimiter:
             self._answered.set()
             self._answered = None
 
+    def exhausted(self, message: str) -> RateLimitedError:
+        """The error for a credential that may not send now: when to retry, and what was cut."""
+        state = self._state
+        retry_at = state.reset_at if state is not None else None
+        asked = self._not_believed
+        if asked is not None:
+            message += (
+                f"; the platform asked to wait until {asked:%Y-%m-%d %H:%M:%S} UTC, not believed "
+                f"beyond max_backoff ({self.max_backoff:.0f} s)"
+            )
+        return RateLimitedError(message, retry_at=retry_at, not_believed=asked)
+
     async def wait(self, clock: Clock, max_wait: float) -> None:
         """Sleep until the budget resets; raise RateLimitedError if that is more than max_wait."""
         seconds = self.delay(clock.now())
         if seconds <= 0:
             return
-        state = self._state
-        reset_at = state.reset_at if state is not None else None
+        if self._not_believed is not None:
+            # A wait that was cut is not slept on: polls report it at once, and the first one
+            # after the cut sends the single request that finds out.
+            raise self.exhausted(f"rate limit exhausted for {seconds:.0f} s")
         if seconds > max_wait:
-            raise RateLimitedError(
-                f"rate limit exhausted for {seconds:.0f} s (more than {max_wait:.0f} s)",
-                retry_at=reset_at,
+            raise self.exhausted(
+                f"rate limit exhausted for {seconds:.0f} s (more than {max_wait:.0f} s)"
             )
         await clock.sleep(seconds)
 

@@ -319,13 +319,14 @@ async def test_429_beyond_max_wait_raises(fake, make, clock) -> None:
     assert (len(fake.seen), clock.sleeps) == (1, [])
 
 
-async def test_429_without_any_reset_raises(fake, make, clock) -> None:
+async def test_429_without_any_reset_backs_off_then_retries(fake, make, clock) -> None:
+    fake.add("alice", "u-1", 10)
     fake.serve(429, "slow down")
 
-    with pytest.raises(RateLimitedError) as info:
-        await make().fetch([acct("alice")])
+    result = await make().fetch([acct("alice")])
 
-    assert info.value.retry_at is None and clock.sleeps == []
+    assert clock.sleeps == [2.0]  # a 1 s back-off, plus the 1 s safety margin
+    assert [o.followers for o in result.observations] == [10]
 
 
 async def test_remaining_zero_makes_the_next_fetch_wait(fake, make, clock) -> None:

@@ -311,16 +311,16 @@ async def test_429_waits_for_the_iso_reset_then_retries(
 
 async def test_429_beyond_max_wait_raises(fake, make, clock) -> None:
     fake.add(account := fake.make_account(1))
-    fake.remaining, fake.reset = 0, EPOCH + 600
+    fake.remaining, fake.reset = 0, EPOCH + 250
 
     with pytest.raises(RateLimitedError) as info:
         await make(max_wait=120).fetch([known(fake, account)])
 
-    assert info.value.retry_at == START + timedelta(seconds=600)
+    assert info.value.retry_at == START + timedelta(seconds=250)
     assert (len(fake.seen), clock.sleeps) == (1, [])
 
 
-async def test_429_without_headers_raises_instead_of_hammering(fake, make, clock) -> None:
+async def test_429_without_headers_backs_off_growing_then_raises(fake, make, clock) -> None:
     fake.rate_headers_on = False
     fake.add(*(fake.make_account(i) for i in range(3)))
     fake.remaining = 0
@@ -328,8 +328,9 @@ async def test_429_without_headers_raises_instead_of_hammering(fake, make, clock
     with pytest.raises(RateLimitedError) as info:
         await make().fetch([acct(f"user{i}@mastodon.social") for i in range(3)])
 
-    assert info.value.retry_at is None
-    assert (len(fake.seen), clock.sleeps) == (1, [])
+    # Back-offs of 1 s then 2 s (each plus the 1 s margin); the third refusal asks for 4 s more.
+    assert (len(fake.seen), clock.sleeps) == (3, [2.0, 3.0])
+    assert info.value.retry_at == START + timedelta(seconds=9)
 
 
 async def test_remaining_zero_makes_the_next_fetch_wait(fake, make, clock) -> None:

@@ -119,7 +119,7 @@ async def test_limiter_sleeps_until_reset_plus_margin() -> None:
     [
         None,
         RateLimit(300, 5, NOW + timedelta(seconds=90)),
-        RateLimit(300, 0, NOW),
+        RateLimit(300, 0, NOW - timedelta(seconds=1)),  # past by the whole margin
         RateLimit(300, 0, None),
         RateLimit(None, None, NOW + timedelta(seconds=90)),
     ],
@@ -145,4 +145,21 @@ async def test_limiter_raises_when_wait_exceeds_max() -> None:
         await limiter.wait(clock, max_wait=120)
 
     assert info.value.retry_at == reset
+    assert clock.sleeps == []
+
+
+async def test_a_reset_beyond_max_backoff_is_cut_and_not_slept_on() -> None:
+    clock = ManualClock(NOW)
+    limiter = RateLimiter(max_backoff=900)
+    year_9999 = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    limiter.update(RateLimit(300, 0, year_9999), NOW)
+
+    assert limiter.state == RateLimit(300, 0, NOW + timedelta(seconds=900))
+    with pytest.raises(RateLimitedError, match="9999-12-31 23:59:59 UTC, not believed") as info:
+        await limiter.acquire(clock, max_wait=10**6)  # even a long max_wait does not sleep on it
+    assert info.value.not_believed == year_9999
+    assert info.value.retry_at == NOW + timedelta(seconds=900)
+    assert clock.sleeps == []
+    clock.advance(901)  # the cut and its margin have passed: one request may find out
+    await limiter.acquire(clock, max_wait=60)
     assert clock.sleeps == []

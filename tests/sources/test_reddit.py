@@ -344,14 +344,14 @@ async def test_429_beyond_max_wait_raises(fake, make, clock) -> None:
     assert (len(fake.api_seen()), clock.sleeps) == (1, [])
 
 
-async def test_429_without_any_reset_raises_instead_of_hammering(fake, make, clock) -> None:
+async def test_429_without_any_reset_backs_off_then_retries(fake, make, clock) -> None:
+    fake.add(fake.make_sub(1))
     fake.serve(429, TOO_MANY_HTML)
 
-    with pytest.raises(RateLimitedError) as info:
-        await make(oauth=False).fetch([acct("Sub_001")])
+    result = await make(oauth=False).fetch([acct("Sub_001")])
 
-    assert info.value.retry_at is None
-    assert (len(fake.api_seen()), clock.sleeps) == (1, [])
+    assert clock.sleeps == [2.0]  # a 1 s back-off, plus the 1 s safety margin
+    assert (len(fake.api_seen()), len(result.observations)) == (2, 1)
 
 
 async def test_remaining_zero_makes_the_next_fetch_wait(fake, make, clock) -> None:

@@ -285,14 +285,15 @@ async def test_429_with_reset_beyond_max_wait_raises(fake_x, make_x, clock) -> N
     assert len(fake_x.seen) == 1
 
 
-async def test_429_without_reset_raises_instead_of_hammering(fake_x, make_x, clock) -> None:
+async def test_429_without_reset_backs_off_then_retries(fake_x, make_x, clock) -> None:
+    fake_x.add(fake_x.make_user(1))
     fake_x.serve(429, fake_x.load("rate_limited_problem.json"))
 
-    with pytest.raises(RateLimitedError) as info:
-        await make_x().fetch([acct("user_001")])
+    result = await make_x().fetch([acct("user_001")])
 
-    assert info.value.retry_at is None
-    assert (len(fake_x.seen), clock.sleeps) == (1, [])
+    assert clock.sleeps == [2.0]  # a 1 s back-off, plus the 1 s safety margin
+    assert [s.time for s in fake_x.seen] == [START, START + timedelta(seconds=2)]
+    assert [o.followers for o in result.observations] == [1_007]
 
 
 async def test_remaining_zero_makes_the_next_fetch_wait_before_sending(

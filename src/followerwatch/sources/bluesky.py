@@ -67,7 +67,11 @@ class BlueskyConfig(PlatformConfig):
 def build(config: BlueskyConfig, ctx: SourceContext) -> BlueskySource:
     """The Bluesky source for the configured AppView."""
     return BlueskySource(
-        ctx.client, clock=ctx.clock, base_url=config.base_url, max_wait=config.max_wait
+        ctx.client,
+        clock=ctx.clock,
+        base_url=config.base_url,
+        max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -106,10 +110,13 @@ class BlueskySource:
         base_url: str = "https://public.api.bsky.app",
         max_wait: float = 300.0,
         limits: ReadLimits = DEFAULT_LIMITS,
+        max_backoff: float = 900.0,
     ) -> None:
         self._clock = clock
         self._base = base_url.rstrip("/")
-        self._requester = Requester(client, clock, "Bluesky", _parse_rate, max_wait, limits=limits)
+        self._requester = Requester(
+            client, clock, "Bluesky", _parse_rate, max_wait, limits=limits, max_backoff=max_backoff
+        )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 
 from followerwatch.clock import Clock
-from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
+from followerwatch.errors import AuthError, SourceError, TransientError
 from followerwatch.models import (
     MAX_COUNT,
     Account,
@@ -22,7 +22,7 @@ from followerwatch.models import (
     RateLimit,
     is_count,
 )
-from followerwatch.ratelimit import RateLimiter, parse_retry_after
+from followerwatch.ratelimit import MAX_BACKOFF, RateLimiter, parse_retry_after
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -102,10 +102,15 @@ class Requester:
     max_wait: float = 900.0
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
     limits: ReadLimits = DEFAULT_LIMITS
+    # No reset, Retry-After or back-off is believed beyond this: the platform is retried then.
+    max_backoff: float = MAX_BACKOFF
 
     def limiter(self, bucket: str) -> RateLimiter:
         """The limiter of one rate-limit bucket (an endpoint, or "" for the whole credential)."""
-        return self.limiters.setdefault(bucket, RateLimiter())
+        limiter = self.limiters.get(bucket)
+        if limiter is None:
+            limiter = self.limiters[bucket] = RateLimiter(self.max_backoff)
+        return limiter
 
     async def send(
         self,
@@ -134,26 +139,23 @@ class Requester:
                 received = self.clock.now()
                 rl = self.parse_rate(response.headers, received)
                 if rl is not None:
-                    limiter.update(rl)
+                    limiter.update(rl, received)
                     tally.rate_limit = rl
+                limited = is_rate_limited(response)
+                if limited:
+                    # Recorded before release(): the requests waiting on this answer wait too.
+                    # Without a future reset, the credential backs off (1 s, doubling).
+                    reset_at = retry_time(response, rl, received, attempt)
+                    limiter.refused(rl.limit if rl is not None else None, reset_at, received)
+                else:
+                    limiter.accepted()
             finally:
                 limiter.release()
-            if not is_rate_limited(response):
+            if not limited:
                 return response, received
-            limiter.rate_limited()
-            reset_at = retry_time(response, rl, received, attempt)
-            if reset_at is None or reset_at <= received:
-                # Without a future reset, retrying now would only spend another request.
-                raise RateLimitedError(
-                    f"{self.platform} rate limit hit (HTTP {response.status_code}) without a "
-                    "usable reset time",
-                    retry_at=None,
-                )
-            limiter.update(RateLimit(rl.limit if rl is not None else None, 0, reset_at))
-        state = limiter.state
-        raise RateLimitedError(
-            f"{self.platform} still rate-limited after {MAX_ATTEMPTS} attempts",
-            retry_at=state.reset_at if state is not None else None,
+        raise limiter.exhausted(
+            f"{self.platform} still rate-limited after {MAX_ATTEMPTS} attempts "
+            f"(last HTTP {response.status_code})"
         )
 
     async def _exchange(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:

@@ -72,6 +72,8 @@ class GitHubConfig(PlatformConfig):
     # Default: derived from base_url (`{base_url}/graphql`, or `/api/graphql` for `/api/v3`).
     graphql_url: HttpUrl | None = None
     max_wait: Duration = 900.0
+    # A token's budget is per hour.
+    max_backoff: Duration = 3600.0
 
 
 def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
@@ -83,6 +85,7 @@ def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
         base_url=config.base_url,
         graphql_url=config.graphql_url,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -117,6 +120,7 @@ class GitHubSource:
         graphql_url: str | None = None,
         max_wait: float = 900.0,
         limits: ReadLimits = DEFAULT_LIMITS,
+        max_backoff: float = 3600.0,
     ) -> None:
         self._clock = clock
         self._rest = base_url.rstrip("/")
@@ -133,6 +137,7 @@ class GitHubSource:
             lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
             max_wait,
             limits=limits,
+            max_backoff=max_backoff,
         )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:

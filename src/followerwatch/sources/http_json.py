@@ -199,6 +199,7 @@ def build(config: HttpJsonConfig, ctx: SourceContext) -> HttpJsonSource:
         rate_limit_prefix=config.rate_limit_prefix,
         rate_limit_reset=config.rate_limit_reset,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -230,6 +231,7 @@ class HttpJsonSource:
         rate_limit_reset: ResetFormat = "epoch",
         max_wait: float = 300.0,
         limits: ReadLimits = DEFAULT_LIMITS,
+        max_backoff: float = 900.0,
     ) -> None:
         self._clock = clock
         self._url = url
@@ -263,7 +265,9 @@ class HttpJsonSource:
             reset = reset_from_iso if rate_limit_reset == "iso" else reset_from_epoch
             return parse_rate_limit(headers, prefix, reset)
 
-        self._requester = Requester(client, clock, "http_json", rate, max_wait, limits=limits)
+        self._requester = Requester(
+            client, clock, "http_json", rate, max_wait, limits=limits, max_backoff=max_backoff
+        )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """One request per account; 404 is that account's NOT_FOUND, other errors raise."""

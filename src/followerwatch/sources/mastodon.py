@@ -66,6 +66,8 @@ class MastodonConfig(PlatformConfig):
     tokens: dict[str, SecretStr] = Field(default_factory=dict)
     instance_urls: dict[str, HttpUrl] = Field(default_factory=dict)
     max_wait: Duration = 300.0
+    # 300 requests per 5 minutes.
+    max_backoff: Duration = 300.0
 
     @field_validator("tokens", "instance_urls")
     @classmethod
@@ -90,6 +92,7 @@ def build(config: MastodonConfig, ctx: SourceContext) -> MastodonSource:
         tokens={d: t.get_secret_value() for d, t in config.tokens.items()},
         instance_urls=dict(config.instance_urls),
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -125,13 +128,16 @@ class MastodonSource:
         instance_urls: Mapping[str, str] | None = None,
         max_wait: float = 300.0,
         limits: ReadLimits = DEFAULT_LIMITS,
+        max_backoff: float = 300.0,
     ) -> None:
         self._clock = clock
         self._default_token = access_token
         self._tokens = {k.lower(): v for k, v in (tokens or {}).items()}
         self._urls = {k.lower(): v.rstrip("/") for k, v in (instance_urls or {}).items()}
         # Every instance budgets separately: the instance domain is the limiter bucket.
-        self._requester = Requester(client, clock, "Mastodon", _parse_rate, max_wait, limits=limits)
+        self._requester = Requester(
+            client, clock, "Mastodon", _parse_rate, max_wait, limits=limits, max_backoff=max_backoff
+        )
         self._no_batch: set[str] = set()
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:

@@ -78,6 +78,8 @@ class RedditConfig(PlatformConfig):
     oauth_url: HttpUrl = "https://oauth.reddit.com"
     # Longer than the 10-minute window, so a drained budget is waited out rather than skipped.
     max_wait: Duration = 900.0
+    # Its budget is counted over 10-minute periods, whose end X-Ratelimit-Reset counts down to.
+    max_backoff: Duration = 600.0
 
     @field_validator("user_agent")
     @classmethod
@@ -108,6 +110,7 @@ def build(config: RedditConfig, ctx: SourceContext) -> RedditSource:
         oauth_url=config.oauth_url,
         batch_size=config.batch_size or RedditSource.batch_max,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -155,12 +158,15 @@ class RedditSource:
         batch_size: int = 100,
         max_wait: float = 900.0,
         limits: ReadLimits = DEFAULT_LIMITS,
+        max_backoff: float = 600.0,
     ) -> None:
         self._clock = clock
         self._ua = {"User-Agent": user_agent}
         self._size = max(1, min(batch_size, self.batch_max))
         self._secrets = tuple(s for s in (client_secret,) if s)
-        self._requester = Requester(client, clock, "Reddit", _rate, max_wait, limits=limits)
+        self._requester = Requester(
+            client, clock, "Reddit", _rate, max_wait, limits=limits, max_backoff=max_backoff
+        )
         self._token: ClientCredentials | None = None
         if client_id is not None and client_secret is not None:
             self._base, self._suffix = oauth_url.rstrip("/"), ""

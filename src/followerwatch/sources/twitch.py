@@ -59,6 +59,8 @@ class TwitchConfig(PlatformConfig):
     id_url: HttpUrl = "https://id.twitch.tv"
     api_url: HttpUrl = "https://api.twitch.tv"
     max_wait: Duration = 120.0
+    # A bucket of 800 points a minute.
+    max_backoff: Duration = 60.0
 
 
 def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
@@ -79,6 +81,7 @@ def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
         id_url=config.id_url,
         api_url=config.api_url,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -119,6 +122,7 @@ class TwitchSource:
         api_url: str = "https://api.twitch.tv",
         max_wait: float = 120.0,
         limits: ReadLimits = DEFAULT_LIMITS,
+        max_backoff: float = 60.0,
     ) -> None:
         self._client_id = client_id
         self._user_token = user_token
@@ -133,6 +137,7 @@ class TwitchSource:
             lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
             max_wait,
             limits=limits,
+            max_backoff=max_backoff,
         )
         self._app = ClientCredentials(
             self._requester,

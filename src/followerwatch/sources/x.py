@@ -74,6 +74,7 @@ def build(config: XConfig, ctx: SourceContext) -> XSource:
         clock=ctx.clock,
         base_url=config.base_url,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -94,6 +95,7 @@ class XSource:
         base_url: str = "https://api.x.com",
         max_wait: float = 900.0,
         limits: ReadLimits = DEFAULT_LIMITS,
+        max_backoff: float = 900.0,
     ) -> None:
         self._client = client
         self._headers = {"Authorization": f"Bearer {bearer_token}"}
@@ -107,6 +109,7 @@ class XSource:
             lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
             max_wait,
             limits=limits,
+            max_backoff=max_backoff,
         )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:

@@ -82,6 +82,8 @@ class YouTubeConfig(PlatformConfig):
     base_url: HttpUrl = "https://www.googleapis.com"
     daily_quota: int = Field(default=10_000, ge=1)
     max_wait: Duration = 900.0
+    # The quota is daily: waiting for its reset is believed up to a day.
+    max_backoff: Duration = 86400.0
 
 
 def build(config: YouTubeConfig, ctx: SourceContext) -> YouTubeSource:
@@ -104,6 +106,7 @@ def build(config: YouTubeConfig, ctx: SourceContext) -> YouTubeSource:
         base_url=config.base_url,
         daily_quota=config.daily_quota,
         max_wait=config.max_wait,
+        max_backoff=config.max_backoff,
     )
 
 
@@ -203,6 +206,7 @@ class YouTubeSource:
         daily_quota: int = 10_000,
         max_wait: float = 900.0,
         limits: ReadLimits = DEFAULT_LIMITS,
+        max_backoff: float = 86400.0,
     ) -> None:
         self._key = api_key
         self._clock = clock
@@ -210,7 +214,13 @@ class YouTubeSource:
         self._ledger = QuotaLedger.open(ledger_path, daily_quota, clock)
         # No rate-limit headers: the ledger is the budget, so the parser never reports one.
         self._requester = Requester(
-            client, clock, "YouTube", lambda h, now: None, max_wait, limits=limits
+            client,
+            clock,
+            "YouTube",
+            lambda h, now: None,
+            max_wait,
+            limits=limits,
+            max_backoff=max_backoff,
         )
         # Handles resolved by this process, for callers that do not pass platform_id back.
         self._known: dict[str, str] = {}
