@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -19,20 +22,27 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from followerwatch.campaign_config import CampaignConfig
+from followerwatch.config_files import paths_relative_to
 from followerwatch.configbase import (
     ENV_PREFIX,
     Duration,
-    HttpUrl,
     PlatformConfig,
+    PositiveDuration,
     RuleDefaults,
     StrictModel,
     one_line,
+    url_validator,
 )
 from followerwatch.errors import ConfigError
-from followerwatch.models import Account
+from followerwatch.models import MAX_COUNT, Account
 from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
 from followerwatch.routing import AlertsConfig
@@ -42,12 +52,16 @@ from followerwatch.tomlfile import Unsplittable, toml_pieces
 from followerwatch.tomlfile import read_toml as read_toml
 from followerwatch.watchlist import WatchEntry, resolve_watch
 
+InfluxUrl = Annotated[
+    str, BeforeValidator(url_validator("username and password_file, or token_file"))
+]
+
 
 class InfluxConfig(StrictModel):
     """Where points go: `v1` is /write + /query (1.x, 2.x, 3 Core); `v2` is influxdb-client."""
 
     transport: Literal["v1", "v2"] = "v1"
-    url: HttpUrl = "http://127.0.0.1:8086"
+    url: InfluxUrl = "http://127.0.0.1:8086"
     database: str = "followerwatch"
     retention_policy: str | None = None
     username: str | None = None
@@ -57,7 +71,7 @@ class InfluxConfig(StrictModel):
     bucket: str | None = None
     precision: Literal["s", "ms"] = "s"
     create_database: bool = False
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
 
 
 class ServiceConfig(StrictModel):
@@ -68,7 +82,7 @@ class ServiceConfig(StrictModel):
     log_format: Literal["auto", "json", "console"] = "auto"
     shutdown_timeout: Duration = 8.0
     # Points waiting for InfluxDB; past this the oldest are dropped (and counted).
-    spool_cap: int = Field(default=5_000_000, ge=1000)
+    spool_cap: int = Field(default=5_000_000, ge=1000, le=MAX_COUNT)
     # HOST:PORT of /healthz, /readyz and /metrics; "" turns the endpoint off.
     ops_address: str = "127.0.0.1:9108"
     # "INDEX/COUNT" or "auto/COUNT" (index from a StatefulSet pod's hostname); "" polls all.
@@ -232,9 +246,12 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
     # and their rules are what the service needs, not 100,000 pydantic models).
     inline = data.pop("watch", None)
     try:
-        settings = Settings(**data)
+        with paths_relative_to(base_dir):
+            settings = Settings(**data)
     except ValidationError as exc:
         raise one_line(exc, where, data) from None
+    except SettingsError as exc:
+        raise _environment_error(exc) from None
     raw: object = inline if inline is not None else list(settings.watch)
     del inline
     settings = _resolve_paths(settings.model_copy(update={"watch": []}), base_dir)
@@ -302,6 +319,22 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     return settings.model_copy(
         update={"service": service, "platforms": current.model_copy(update=platforms)}
     )
+
+
+def _environment_error(exc: SettingsError) -> ConfigError:
+    """A FOLLOWERWATCH_* variable that is not the JSON its key needs, as one line."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    field = match.group(1) if match else ""
+    prefix = (ENV_PREFIX + field).upper()
+    for name in sorted(os.environ):
+        if not name.upper().startswith(prefix):
+            continue
+        try:
+            json.loads(os.environ[name])
+        except ValueError:
+            # The value itself stays out: it may hold a secret.
+            return ConfigError(f"environment {name}: {field}: not valid JSON")
+    return ConfigError(f"environment {prefix}*: {field or '(top level)'}: not valid JSON")
 
 
 def config_path_from_env(explicit: Path | None) -> Path | None:

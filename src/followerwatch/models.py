@@ -8,6 +8,9 @@ from enum import StrEnum
 
 from followerwatch.projection import Projection
 
+# The largest count (followers, a threshold, a milestone): exact in JSON, in Grafana and in floats.
+MAX_COUNT = 2**53 - 1
+
 
 @dataclass(frozen=True, slots=True)
 class Account:

@@ -22,6 +22,7 @@ import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from followerwatch.config_files import CONFIG_KEY, read_secret_file, resolve_path
 from followerwatch.configbase import StrictModel
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Severity
@@ -94,20 +95,19 @@ class AppriseConfig(StrictModel):
         if not isinstance(data, dict) or data.get("urls_file") in (None, ""):
             return data
         data = dict(data)
-        path = str(data.pop("urls_file"))
+        path = resolve_path(data.pop("urls_file"))
         if data.get("urls"):
             raise PydanticCustomError(
                 "secret_conflict", "urls and urls_file are both set; set only one"
             )
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
+        lines = read_secret_file(path, "urls_file").splitlines()
+        data["urls"] = [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+        if not data["urls"]:
             raise PydanticCustomError(
                 "secret_file",
-                "urls_file: cannot read {path}: {reason}",
-                {"path": path, "reason": exc.strerror or "error"},
-            ) from None
-        data["urls"] = [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+                "{path}: no Apprise URL in the file",
+                {"path": str(path), CONFIG_KEY: "urls_file"},
+            )
         return data
 
     @field_validator("urls")
