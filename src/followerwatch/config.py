@@ -43,6 +43,7 @@ from followerwatch.configbase import (
 )
 from followerwatch.errors import ConfigError
 from followerwatch.models import MAX_COUNT, Account
+from followerwatch.notify import REGISTRY as NOTIFIERS
 from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
 from followerwatch.routing import AlertsConfig
@@ -103,6 +104,9 @@ class ServiceConfig(StrictModel):
     @classmethod
     def _shard_spec(cls, value: str) -> str:
         return validate_spec(value)
+
+
+NOTIFIER_TYPES = frozenset(NOTIFIERS)
 
 
 def _default_notifiers() -> list[NotifierConfig]:
@@ -249,7 +253,7 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
         with paths_relative_to(base_dir):
             settings = Settings(**data)
     except ValidationError as exc:
-        raise one_line(exc, where, data) from None
+        raise one_line(exc, where, data, tags=NOTIFIER_TYPES) from None
     except SettingsError as exc:
         raise _environment_error(exc) from None
     raw: object = inline if inline is not None else list(settings.watch)

@@ -347,16 +347,22 @@ def one_line(
     *,
     shift: int = 0,
     more: int = 0,
+    tags: frozenset[str] = frozenset(),
 ) -> ConfigError:
     """The first validation error as one line: file, key (watch entries by platform/handle).
 
     `shift` is added to the list index after `prefix` (for a list validated in chunks); `more`
-    counts errors found beyond `exc`.
+    counts errors found beyond `exc`; `tags` are the tags of tagged-union lists (left out).
     """
     errors = exc.errors(include_input=False, include_url=False)
     first = errors[0]
+    raw_loc = first["loc"]
+    # Not keys the user wrote: validator names, a dict key's marker, a tagged union's tag.
     loc = prefix + tuple(
-        p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        p
+        for i, p in enumerate(raw_loc)
+        if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+        and not (p in tags and i > 0 and isinstance(raw_loc[i - 1], int))
     )
     # A model-level check about one of its keys names that key (see _bad_secret).
     named = (first.get("ctx") or {}).get(CONFIG_KEY)
