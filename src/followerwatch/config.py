@@ -328,17 +328,18 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
 def _environment_error(exc: SettingsError) -> ConfigError:
     """A FOLLOWERWATCH_* variable that is not the JSON its key needs, as one line."""
     match = re.search(r'field "(\w+)"', str(exc))
-    field = match.group(1) if match else ""
-    prefix = (ENV_PREFIX + field).upper()
+    prefix = (ENV_PREFIX + (match.group(1) if match else "")).upper()
     for name in sorted(os.environ):
-        if not name.upper().startswith(prefix):
+        value = os.environ[name].strip()
+        if not name.upper().startswith(prefix) or not value.startswith(("{", "[")):
             continue
         try:
-            json.loads(os.environ[name])
+            json.loads(value)
         except ValueError:
+            key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
             # The value itself stays out: it may hold a secret.
-            return ConfigError(f"environment {name}: {field}: not valid JSON")
-    return ConfigError(f"environment {prefix}*: {field or '(top level)'}: not valid JSON")
+            return ConfigError(f"environment {name}: {key}: not valid JSON")
+    return ConfigError(f"environment {prefix}*: not valid JSON")
 
 
 def config_path_from_env(explicit: Path | None) -> Path | None:
