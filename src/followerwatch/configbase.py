@@ -136,15 +136,13 @@ def _holds_secrets(annotation: Any) -> bool:
 
 
 @functools.cache
-def _secret_fields(cls: type[BaseModel]) -> tuple[str, ...]:
-    """The SecretStr fields of a model class (computed once per class)."""
-    return tuple(n for n, info in cls.model_fields.items() if _is_secret(info.annotation))
-
-
-@functools.cache
-def _secret_collections(cls: type[BaseModel]) -> tuple[str, ...]:
-    """The list-of-secrets and dict-of-secrets fields of a model class."""
-    return tuple(n for n, info in cls.model_fields.items() if _holds_secrets(info.annotation))
+def _secret_fields(cls: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The SecretStr fields of a model class, then its lists and dicts of secrets (cached)."""
+    fields = cls.model_fields.items()
+    return (
+        tuple(n for n, info in fields if _is_secret(info.annotation)),
+        tuple(n for n, info in fields if _holds_secrets(info.annotation)),
+    )
 
 
 def _bad_secret(key: str, problem: str, path: Path | None = None) -> PydanticCustomError:
@@ -169,8 +167,7 @@ class StrictModel(BaseModel):
     def _read_secret_files(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        secret_fields = _secret_fields(cls)
-        collections = _secret_collections(cls)
+        secret_fields, collections = _secret_fields(cls)
         if not secret_fields and not collections:
             return data  # most models (every watch entry) have none: skip the copy
         data = dict(data)
