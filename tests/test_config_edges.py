@@ -202,6 +202,7 @@ def test_relative_secret_files_resolve_from_the_config_folder(
     ]
     assert [a.handle for a in config.accounts] == ["realone"]
     assert config.settings.service.data_dir == home / "state"
+    assert config.settings.watchlist == home / "lists" / "w.toml"
     # The CLI run from another folder finds them too (without decoys, main exits 2 here).
     for folder in ("secrets", "lists"):
         for child in (elsewhere / folder).iterdir():

@@ -266,11 +266,7 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
         raw = list(raw) if isinstance(raw, list) else raw
         accounts, rules = resolve_watch([raw], defaults, where)
     else:
-        wl_path = (
-            settings.watchlist
-            if settings.watchlist.is_absolute()
-            else base_dir / settings.watchlist
-        )
+        wl_path = settings.watchlist
         try:
             accounts, rules = _watchlist(toml_pieces(wl_path), bool(raw), where, wl_path, defaults)
         except Unsplittable:
@@ -312,6 +308,9 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     service = settings.service
     if not service.data_dir.is_absolute():
         service = service.model_copy(update={"data_dir": base_dir / service.data_dir})
+    watchlist = settings.watchlist
+    if watchlist is not None and not watchlist.is_absolute():
+        watchlist = base_dir / watchlist
     platforms: dict[str, Any] = {}
     for key in REGISTRY:
         cfg = getattr(settings.platforms, key)
@@ -321,7 +320,11 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
         platforms[key] = cfg
     current: Any = settings.platforms
     return settings.model_copy(
-        update={"service": service, "platforms": current.model_copy(update=platforms)}
+        update={
+            "service": service,
+            "platforms": current.model_copy(update=platforms),
+            "watchlist": watchlist,
+        }
     )
 
 
