@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -147,8 +148,20 @@ class AppriseConfig(StrictModel):
         return value
 
     def secrets(self) -> list[str]:
-        """Every URL: Apprise URLs carry tokens and passwords."""
-        return [url.get_secret_value() for url in self.urls]
+        """Every URL (they carry tokens and passwords), and each password on its own.
+
+        The password alone is redacted too, so a URL printed in another form (re-encoded,
+        its query reordered) still never shows it.
+        """
+        urls = [url.get_secret_value() for url in self.urls]
+        return urls + [form for url in urls for form in _password(url)]
+
+
+def _password(url: str) -> list[str]:
+    """The password of a URL's `user:password@` as written and decoded (none if it has none)."""
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    return list(dict.fromkeys(p for p in (password, unquote(password)) if p))
 
 
 def charted(event: Event) -> bool:
