@@ -42,15 +42,17 @@ def stop_service(proc: subprocess.Popen[str], timeout: float = 15.0) -> str:
     return out
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """One `followerwatch ARGS…` command to completion, output captured, 200 columns wide."""
     return subprocess.run(
         [sys.executable, "-m", "followerwatch", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
         cwd=cwd,
         # Wide, so rich tables never wrap a value the test looks for.
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )

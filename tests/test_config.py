@@ -389,7 +389,7 @@ def test_a_watchlist_bigger_than_a_piece_loads_piece_by_piece(tmp_path: Path) ->
     assert [a.handle for a in config.accounts] == [f"h{i}" for i in range(12_000)]
     assert len({id(r) for r in config.rules.values()}) == 1
     far = 11_000
-    entries[far] = entries[far].replace("below = 100", "below = -1\nfor = 0")
+    entries[far] = entries[far].replace("below = 100", "below = 100\nfor = 0")
     entries[17] = entries[17].replace('"h17"', '"bad handle"')
     write(tmp_path, "".join(entries), "watch.toml")
     with pytest.raises(ConfigError) as exc:

@@ -8,14 +8,14 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from followerwatch.configbase import Duration, StrictModel
+from followerwatch.configbase import Count, PositiveDuration, StrictModel
 
 
 class GoalConfig(StrictModel):
     """`goal = { below = 1_000_000 }` (or `above`)."""
 
-    below: int | None = None
-    above: int | None = None
+    below: Count | None = None
+    above: Count | None = None
 
     @model_validator(mode="after")
     def _one(self) -> GoalConfig:
@@ -37,7 +37,7 @@ class CampaignConfig(StrictModel):
     end: datetime
     controls: list[str] = Field(default_factory=list)
     goal: GoalConfig | None = None
-    baseline: Duration = 7 * 86_400.0
+    baseline: PositiveDuration = 7 * 86_400.0
 
     @model_validator(mode="after")
     def _window(self) -> CampaignConfig:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     Field,
     SecretStr,
     ValidationError,
@@ -19,20 +22,28 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from followerwatch.campaign_config import CampaignConfig
+from followerwatch.config_files import paths_relative_to
 from followerwatch.configbase import (
     ENV_PREFIX,
     Duration,
-    HttpUrl,
     PlatformConfig,
+    PositiveDuration,
     RuleDefaults,
     StrictModel,
     one_line,
+    url_validator,
 )
 from followerwatch.errors import ConfigError
-from followerwatch.models import Account
+from followerwatch.models import MAX_COUNT, Account
+from followerwatch.notify import REGISTRY as NOTIFIERS
 from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
 from followerwatch.routing import AlertsConfig
@@ -42,12 +53,16 @@ from followerwatch.tomlfile import Unsplittable, toml_pieces
 from followerwatch.tomlfile import read_toml as read_toml
 from followerwatch.watchlist import WatchEntry, resolve_watch
 
+InfluxUrl = Annotated[
+    str, BeforeValidator(url_validator("username and password_file, or token_file"))
+]
+
 
 class InfluxConfig(StrictModel):
     """Where points go: `v1` is /write + /query (1.x, 2.x, 3 Core); `v2` is influxdb-client."""
 
     transport: Literal["v1", "v2"] = "v1"
-    url: HttpUrl = "http://127.0.0.1:8086"
+    url: InfluxUrl = "http://127.0.0.1:8086"
     database: str = "followerwatch"
     retention_policy: str | None = None
     username: str | None = None
@@ -57,7 +72,7 @@ class InfluxConfig(StrictModel):
     bucket: str | None = None
     precision: Literal["s", "ms"] = "s"
     create_database: bool = False
-    timeout: Duration = 10.0
+    timeout: PositiveDuration = 10.0
 
 
 class ServiceConfig(StrictModel):
@@ -68,7 +83,7 @@ class ServiceConfig(StrictModel):
     log_format: Literal["auto", "json", "console"] = "auto"
     shutdown_timeout: Duration = 8.0
     # Points waiting for InfluxDB; past this the oldest are dropped (and counted).
-    spool_cap: int = Field(default=5_000_000, ge=1000)
+    spool_cap: int = Field(default=5_000_000, ge=1000, le=MAX_COUNT)
     # HOST:PORT of /healthz, /readyz and /metrics; "" turns the endpoint off.
     ops_address: str = "127.0.0.1:9108"
     # "INDEX/COUNT" or "auto/COUNT" (index from a StatefulSet pod's hostname); "" polls all.
@@ -89,6 +104,9 @@ class ServiceConfig(StrictModel):
     @classmethod
     def _shard_spec(cls, value: str) -> str:
         return validate_spec(value)
+
+
+NOTIFIER_TYPES = frozenset(NOTIFIERS)
 
 
 def _default_notifiers() -> list[NotifierConfig]:
@@ -232,9 +250,12 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
     # and their rules are what the service needs, not 100,000 pydantic models).
     inline = data.pop("watch", None)
     try:
-        settings = Settings(**data)
+        with paths_relative_to(base_dir):
+            settings = Settings(**data)
     except ValidationError as exc:
-        raise one_line(exc, where, data) from None
+        raise one_line(exc, where, data, tags=NOTIFIER_TYPES) from None
+    except SettingsError as exc:
+        raise _environment_error(exc) from None
     raw: object = inline if inline is not None else list(settings.watch)
     del inline
     settings = _resolve_paths(settings.model_copy(update={"watch": []}), base_dir)
@@ -245,11 +266,7 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
         raw = list(raw) if isinstance(raw, list) else raw
         accounts, rules = resolve_watch([raw], defaults, where)
     else:
-        wl_path = (
-            settings.watchlist
-            if settings.watchlist.is_absolute()
-            else base_dir / settings.watchlist
-        )
+        wl_path = settings.watchlist
         try:
             accounts, rules = _watchlist(toml_pieces(wl_path), bool(raw), where, wl_path, defaults)
         except Unsplittable:
@@ -291,6 +308,9 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     service = settings.service
     if not service.data_dir.is_absolute():
         service = service.model_copy(update={"data_dir": base_dir / service.data_dir})
+    watchlist = settings.watchlist
+    if watchlist is not None and not watchlist.is_absolute():
+        watchlist = base_dir / watchlist
     platforms: dict[str, Any] = {}
     for key in REGISTRY:
         cfg = getattr(settings.platforms, key)
@@ -300,8 +320,29 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
         platforms[key] = cfg
     current: Any = settings.platforms
     return settings.model_copy(
-        update={"service": service, "platforms": current.model_copy(update=platforms)}
+        update={
+            "service": service,
+            "platforms": current.model_copy(update=platforms),
+            "watchlist": watchlist,
+        }
     )
+
+
+def _environment_error(exc: SettingsError) -> ConfigError:
+    """A FOLLOWERWATCH_* variable that is not the JSON its key needs, as one line."""
+    match = re.search(r'field "(\w+)"', str(exc))
+    prefix = (ENV_PREFIX + (match.group(1) if match else "")).upper()
+    for name in sorted(os.environ):
+        value = os.environ[name].strip()
+        if not name.upper().startswith(prefix) or not value.startswith(("{", "[")):
+            continue
+        try:
+            json.loads(value)
+        except ValueError:
+            key = name[len(ENV_PREFIX) :].lower().replace("__", ".")
+            # The value itself stays out: it may hold a secret.
+            return ConfigError(f"environment {name}: {key}: not valid JSON")
+    return ConfigError(f"environment {prefix}*: not valid JSON")
 
 
 def config_path_from_env(explicit: Path | None) -> Path | None:

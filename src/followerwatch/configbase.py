@@ -7,10 +7,13 @@ import os
 import re
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -22,29 +25,100 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from followerwatch.config_files import CONFIG_KEY, read_secret_file, resolve_path
 from followerwatch.durations import parse_duration
 from followerwatch.errors import ConfigError
+from followerwatch.models import MAX_COUNT
 
 ENV_PREFIX = "FOLLOWERWATCH_"
+# The longest duration any key takes: longer ones are typos (or `inf`) that would crash a timer.
+MAX_DURATION = 366 * 86_400.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _secret_problem(value: object) -> str | None:
+    """Why a secret value cannot be used (None when it can, or is not text at all)."""
+    if not isinstance(value, str):
+        return None
+    if not value.strip():
+        return "must not be empty"
+    if _CONTROL.search(value):
+        return "must be one line (no control characters)"
+    return None
 
 
 def _duration(value: object) -> float:
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise PydanticCustomError("duration", str(exc)) from None
+    if seconds > MAX_DURATION:
+        raise PydanticCustomError("duration", "a duration cannot be longer than 366 days")
+    return seconds
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise PydanticCustomError("duration", "must be longer than 0")
+    return seconds
 
 
 Duration = Annotated[float, BeforeValidator(_duration)]
+# A duration that 0 would break (an interval, a timeout, a backoff).
+PositiveDuration = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
+# A count-like value (a threshold, a milestone, a size): the range every count is held to.
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 
 
-def _http_url(value: object) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
-        raise PydanticCustomError("url", "must be an http:// or https:// URL")
-    return value.rstrip("/")
+def url_validator(credentials: str) -> Callable[[object], str]:
+    """An http(s) URL check that refuses `user:password@`, pointing to `credentials` instead."""
+
+    def check(value: object) -> str:
+        if not isinstance(value, str) or not re.match(r"^https?://[^\s/]+", value):
+            raise PydanticCustomError("url", "must be an http:// or https:// URL")
+        refuse_userinfo(value, credentials)
+        return value.rstrip("/")
+
+    return check
 
 
-HttpUrl = Annotated[str, BeforeValidator(_http_url)]
+def refuse_userinfo(url: str, credentials: str) -> None:
+    """Raise when `url` carries `user:password@` (the URL itself stays out of the message)."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        raise PydanticCustomError("url", "not a valid URL") from None
+    if "@" in netloc:
+        raise PydanticCustomError(
+            "url",
+            "must not contain credentials (user:password@host); set them with {credentials}",
+            {"credentials": credentials},
+        )
+
+
+HttpUrl = Annotated[
+    str, BeforeValidator(url_validator("this section's token or password keys (`*_file`)"))
+]
+
+
+def _header_name(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise PydanticCustomError("header", "header names are letters, digits and !#$%&'*+-.^_`|~")
+    return value
+
+
+def _header_text(value: str) -> str:
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            "header", "header values must be one line (no control characters)"
+        )
+    return value
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+# Text sent in an HTTP header: a CR or LF would end the header (or inject another).
+HeaderText = Annotated[str, AfterValidator(_header_text)]
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -56,45 +130,80 @@ def _is_secret(annotation: Any) -> bool:
     return False
 
 
+def _holds_secrets(annotation: Any) -> bool:
+    """A list or dict of secrets (Apprise URLs, per-instance tokens, secret headers)."""
+    origin = typing.get_origin(annotation)
+    return origin in (list, dict) and typing.get_args(annotation)[-1:] == (SecretStr,)
+
+
 @functools.cache
-def _secret_fields(cls: type[BaseModel]) -> tuple[str, ...]:
-    """The SecretStr fields of a model class (computed once per class)."""
-    return tuple(n for n, info in cls.model_fields.items() if _is_secret(info.annotation))
+def _secret_fields(cls: type[BaseModel]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The SecretStr fields of a model class, then its lists and dicts of secrets (cached)."""
+    fields = cls.model_fields.items()
+    return (
+        tuple(n for n, info in fields if _is_secret(info.annotation)),
+        tuple(n for n, info in fields if _holds_secrets(info.annotation)),
+    )
+
+
+def _bad_secret(key: str, problem: str, path: Path | None = None) -> PydanticCustomError:
+    # The value itself never goes into the message; the file it came from does.
+    if path is None:
+        return PydanticCustomError("secret", "{problem}", {"problem": problem, CONFIG_KEY: key})
+    return PydanticCustomError(
+        "secret", "{path}: {problem}", {"path": str(path), "problem": problem, CONFIG_KEY: key}
+    )
 
 
 class StrictModel(BaseModel):
-    """Unknown keys are errors; every secret field `x` may instead be given as `x_file`."""
+    """Unknown keys are errors; every secret field `x` may instead be given as `x_file`.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A secret, from the file or inline, must be one non-empty line.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
     def _read_secret_files(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        secret_fields = _secret_fields(cls)
-        if not secret_fields:
+        secret_fields, collections = _secret_fields(cls)
+        if not secret_fields and not collections:
             return data  # most models (every watch entry) have none: skip the copy
         data = dict(data)
         for name in secret_fields:
             file_key = f"{name}_file"
             path = data.pop(file_key, None)
-            if path in (None, ""):
+            if path not in (None, ""):
+                if data.get(name) not in (None, ""):
+                    raise PydanticCustomError(
+                        "secret_conflict",
+                        "{name} and {file_key} are both set; set only one",
+                        {"name": name, "file_key": file_key},
+                    )
+                resolved = resolve_path(path)
+                data[name] = read_secret_file(resolved, file_key).strip()
+                problem = _secret_problem(data[name])
+                if problem is not None:
+                    problem = "the file is empty" if problem == "must not be empty" else problem
+                    raise _bad_secret(file_key, problem, resolved)
                 continue
-            if data.get(name) not in (None, ""):
-                raise PydanticCustomError(
-                    "secret_conflict",
-                    "{name} and {file_key} are both set; set only one",
-                    {"name": name, "file_key": file_key},
-                )
-            try:
-                data[name] = Path(str(path)).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise PydanticCustomError(
-                    "secret_file",
-                    "{file_key}: cannot read {path}: {reason}",
-                    {"file_key": file_key, "path": str(path), "reason": exc.strerror or "error"},
-                ) from None
+            problem = _secret_problem(data.get(name))
+            if problem is not None:
+                raise _bad_secret(name, problem)
+        for name in collections:
+            value = data.get(name)
+            if isinstance(value, dict):
+                items = [(f"{name}.{key}", item) for key, item in value.items()]
+            elif isinstance(value, list):
+                items = [(f"{name}[{index}]", item) for index, item in enumerate(value)]
+            else:
+                continue
+            for key, item in items:
+                problem = _secret_problem(item)
+                if problem is not None:
+                    raise _bad_secret(key, problem)
         return data
 
 
@@ -106,8 +215,8 @@ def _is_int(value: object) -> bool:
 class MilestoneConfig(StrictModel):
     """A ladder (`every`) or a list (`levels`); `down` also announces falling back below one."""
 
-    every: int | None = Field(default=None, ge=1)
-    levels: list[int] = Field(default_factory=list)
+    every: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    levels: list[Count] = Field(default_factory=list)
     down: bool = False
 
     @model_validator(mode="after")
@@ -121,8 +230,8 @@ class ChangeConfig(StrictModel):
     """A change within `window`: exactly one of drop, rise, drop_pct, rise_pct."""
 
     window: Duration
-    drop: int | None = Field(default=None, ge=1)
-    rise: int | None = Field(default=None, ge=1)
+    drop: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    rise: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     drop_pct: float | None = Field(default=None, gt=0, le=100)
     rise_pct: float | None = Field(default=None, gt=0)
 
@@ -141,10 +250,10 @@ class RuleDefaults(StrictModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    below: list[int] | None = None
-    above: list[int] | None = None
-    hysteresis: int | None = Field(default=None, ge=0)
-    for_polls: int | None = Field(default=None, ge=1, alias="for")
+    below: list[Count] | None = None
+    above: list[Count] | None = None
+    hysteresis: Count | None = None
+    for_polls: int | None = Field(default=None, ge=1, le=MAX_COUNT, alias="for")
     resolved: bool | None = None
     repeat: Duration | None = None
     milestones: MilestoneConfig | None = None
@@ -193,12 +302,12 @@ class ReplayConfig(StrictModel):
 class PlatformConfig(StrictModel):
     """Settings every platform has: polling cadence, batch size, rule defaults, optional replay."""
 
-    interval: Duration = 300.0
+    interval: PositiveDuration = 300.0
     jitter: Duration = 0.0
     # How long a fall to exactly 0 (from 100 or more) must last, over at least two polls,
     # before it is believed: such glitches (a profile read as all zeros) last minutes.
     zero_confirm: Duration = 900.0
-    batch_size: int | None = Field(default=None, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, le=MAX_COUNT)
     # The longest rate-limit wait believed (reset, Retry-After, quota): the platform's documented
     # window, overridden per platform; a longer one is cut to this and the platform retried then.
     max_backoff: Duration = 900.0
@@ -211,9 +320,9 @@ class PlatformConfig(StrictModel):
     @field_validator("max_backoff")
     @classmethod
     def _believable_backoff(cls, value: float) -> float:
-        # Back-offs start at 1 s; beyond a year a reset is far past any platform's window.
-        if not 1.0 <= value <= 365 * 86400.0:
-            raise ValueError("must be between 1s and 365d")
+        # Back-offs start at 1 s (the longest, MAX_DURATION, every duration has already).
+        if value < 1.0:
+            raise ValueError("must be at least 1s")
         return value
 
     def secrets(self) -> list[str]:
@@ -250,17 +359,27 @@ def one_line(
     *,
     shift: int = 0,
     more: int = 0,
+    tags: frozenset[str] = frozenset(),
 ) -> ConfigError:
     """The first validation error as one line: file, key (watch entries by platform/handle).
 
     `shift` is added to the list index after `prefix` (for a list validated in chunks); `more`
-    counts errors found beyond `exc`.
+    counts errors found beyond `exc`; `tags` are the tags of tagged-union lists (left out).
     """
     errors = exc.errors(include_input=False, include_url=False)
     first = errors[0]
+    raw_loc = first["loc"]
+    # Not keys the user wrote: validator names, a dict key's marker, a tagged union's tag.
     loc = prefix + tuple(
-        p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+        p
+        for i, p in enumerate(raw_loc)
+        if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+        and not (p in tags and i > 0 and isinstance(raw_loc[i - 1], int))
     )
+    # A model-level check about one of its keys names that key (see _bad_secret).
+    named = (first.get("ctx") or {}).get(CONFIG_KEY)
+    if isinstance(named, str):
+        loc = (*loc, named)
     if shift and len(loc) > len(prefix) and isinstance(loc[len(prefix)], int):
         index = len(prefix)
         loc = (*loc[:index], int(loc[index]) + shift, *loc[index + 1 :])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -31,6 +32,8 @@ def parse_duration(value: object) -> float:
                 raise ValueError("expected a duration like 60, '90s', '5m' or '1h'") from None
     else:
         raise ValueError("expected a duration like 60, '90s', '5m' or '1h'")
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
     return seconds

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import Field
 
-from followerwatch.configbase import Duration, StrictModel
+from followerwatch.configbase import PositiveDuration, StrictModel
 from followerwatch.models import Event, EventKind, Severity
 
 
@@ -36,12 +36,12 @@ class AlertsConfig(StrictModel):
     routes: list[RouteConfig] = Field(default_factory=list)
     # Notifiers for events no route takes; None means every notifier.
     default: list[str] | None = None
-    backoff_initial: Duration = 1.0
-    backoff_max: Duration = 600.0
+    backoff_initial: PositiveDuration = 1.0
+    backoff_max: PositiveDuration = 600.0
     # The longest one delivery attempt may take, whatever the receiver does (a retryable failure).
-    attempt_timeout: Duration = Field(default=30.0, gt=0)
+    attempt_timeout: PositiveDuration = 30.0
     # How long a one-shot `poll` tries delivery before it exits; the rest waits for the next run.
-    poll_delivery_timeout: Duration = Field(default=10.0, gt=0)
+    poll_delivery_timeout: PositiveDuration = 10.0
 
     def unknown_notifier(self, names: Sequence[str]) -> str | None:
         """The first notifier name a route or the default mentions that does not exist."""

@@ -25,16 +25,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.configbase import Duration, HttpUrl, StrictModel
+from followerwatch.configbase import Duration, HttpUrl, PositiveDuration, StrictModel, url_validator
 from followerwatch.errors import DeliveryError
-from followerwatch.models import Event, EventStatus
+from followerwatch.models import MAX_COUNT, Event, EventStatus
 
 ALERTS_PATH = "/api/v2/alerts"
 ALERTNAME_PREFIX = "Followerwatch"
@@ -50,8 +50,10 @@ class AlertmanagerConfig(StrictModel):
 
     type: Literal["alertmanager"]
     name: str = "alertmanager"
-    url: HttpUrl
-    timeout: Duration = 10.0
+    url: Annotated[
+        str, BeforeValidator(url_validator("username and password_file, or bearer_token_file"))
+    ]
+    timeout: PositiveDuration = 10.0
     bearer_token: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
@@ -61,7 +63,7 @@ class AlertmanagerConfig(StrictModel):
     generator_url: HttpUrl | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     # Deliveries (accounts) in flight at once; 1 sends one event at a time, in stored order.
-    concurrency: int = Field(default=16, ge=1)
+    concurrency: int = Field(default=16, ge=1, le=MAX_COUNT)
 
     @field_validator("labels")
     @classmethod

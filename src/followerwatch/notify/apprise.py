@@ -17,11 +17,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import unquote, urlsplit
 
 import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from followerwatch.config_files import CONFIG_KEY, read_secret_file, resolve_path
 from followerwatch.configbase import StrictModel
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Severity
@@ -94,20 +96,19 @@ class AppriseConfig(StrictModel):
         if not isinstance(data, dict) or data.get("urls_file") in (None, ""):
             return data
         data = dict(data)
-        path = str(data.pop("urls_file"))
+        path = resolve_path(data.pop("urls_file"))
         if data.get("urls"):
             raise PydanticCustomError(
                 "secret_conflict", "urls and urls_file are both set; set only one"
             )
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
+        lines = read_secret_file(path, "urls_file").splitlines()
+        data["urls"] = [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+        if not data["urls"]:
             raise PydanticCustomError(
                 "secret_file",
-                "urls_file: cannot read {path}: {reason}",
-                {"path": path, "reason": exc.strerror or "error"},
-            ) from None
-        data["urls"] = [s for line in lines if (s := line.strip()) and not s.startswith("#")]
+                "{path}: no Apprise URL in the file",
+                {"path": str(path), CONFIG_KEY: "urls_file"},
+            )
         return data
 
     @field_validator("urls")
@@ -147,8 +148,20 @@ class AppriseConfig(StrictModel):
         return value
 
     def secrets(self) -> list[str]:
-        """Every URL: Apprise URLs carry tokens and passwords."""
-        return [url.get_secret_value() for url in self.urls]
+        """Every URL (they carry tokens and passwords), and each password on its own.
+
+        The password alone is redacted too, so a URL printed in another form (re-encoded,
+        its query reordered) still never shows it.
+        """
+        urls = [url.get_secret_value() for url in self.urls]
+        return urls + [form for url in urls for form in _password(url)]
+
+
+def _password(url: str) -> list[str]:
+    """The password of a URL's `user:password@` as written and decoded (none if it has none)."""
+    userinfo, at, _ = urlsplit(url).netloc.rpartition("@")
+    password = userinfo.partition(":")[2] if at else ""
+    return list(dict.fromkeys(p for p in (password, unquote(password)) if p))
 
 
 def charted(event: Event) -> bool:

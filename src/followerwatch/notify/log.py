@@ -8,7 +8,7 @@ import structlog
 from pydantic import Field
 
 from followerwatch.configbase import StrictModel
-from followerwatch.models import Event
+from followerwatch.models import MAX_COUNT, Event
 
 
 class LogConfig(StrictModel):
@@ -17,7 +17,7 @@ class LogConfig(StrictModel):
     type: Literal["log"] = "log"
     name: str = "log"
     # Deliveries (accounts) in flight at once; 1 sends one event at a time, in stored order.
-    concurrency: int = Field(default=16, ge=1)
+    concurrency: int = Field(default=16, ge=1, le=MAX_COUNT)
 
     def secrets(self) -> list[str]:
         """No secrets."""

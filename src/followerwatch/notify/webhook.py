@@ -5,15 +5,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import httpx
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.configbase import Duration, HttpUrl, StrictModel
+from followerwatch.configbase import (
+    HeaderName,
+    HeaderText,
+    PositiveDuration,
+    StrictModel,
+    url_validator,
+)
 from followerwatch.errors import DeliveryError
-from followerwatch.models import Event
+from followerwatch.models import MAX_COUNT, Event
 from followerwatch.notify.base import event_payload
 
 SIGNATURE_HEADER = "X-Followerwatch-Signature"
@@ -26,13 +32,13 @@ class WebhookConfig(StrictModel):
 
     type: Literal["webhook"]
     name: str = "webhook"
-    url: HttpUrl
-    timeout: Duration = 10.0
+    url: Annotated[str, BeforeValidator(url_validator("bearer_token_file or headers"))]
+    timeout: PositiveDuration = 10.0
     secret: SecretStr | None = None
     bearer_token: SecretStr | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[HeaderName, HeaderText] = Field(default_factory=dict)
     # Deliveries (accounts) in flight at once; 1 sends one event at a time, in stored order.
-    concurrency: int = Field(default=16, ge=1)
+    concurrency: int = Field(default=16, ge=1, le=MAX_COUNT)
 
     def secrets(self) -> list[str]:
         """The signing secret and bearer token, if any."""

@@ -23,7 +23,13 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, PlatformConfig
+from followerwatch.configbase import (
+    Duration,
+    HeaderName,
+    HeaderText,
+    PlatformConfig,
+    refuse_userinfo,
+)
 from followerwatch.errors import AuthError, ConfigError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
 from followerwatch.ratelimit import (
@@ -47,7 +53,6 @@ from followerwatch.sources.common import (
 DEFAULT_HANDLE_PATTERN = r"^(?!\.{1,2}$)[A-Za-z0-9_.@-]{1,100}$"
 _URL = re.compile(r"^https?://[^\s/]+")
 _TOKEN = re.compile(r"""\.?([^.\[\]"']+)|\[([0-9]+)\]|\[(["'])(.*?)\3\]""")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Step = str | int
 Path = tuple[Step, ...]
@@ -113,9 +118,9 @@ class HttpJsonConfig(PlatformConfig):
     url: str | None = None
     id_url: str | None = None
     method: Literal["GET", "POST"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[HeaderName, HeaderText] = Field(default_factory=dict)
     # Headers whose values are redacted from logs, e.g. an API key header.
-    secret_headers: dict[str, SecretStr] = Field(default_factory=dict)
+    secret_headers: dict[HeaderName, SecretStr] = Field(default_factory=dict)
     bearer_token: SecretStr | None = None
     body: str | None = None
     count_path: str | None = None
@@ -134,6 +139,8 @@ class HttpJsonConfig(PlatformConfig):
     def _http(cls, value: str | None) -> str | None:
         if value is not None and not _URL.match(value):
             raise PydanticCustomError("url", "must be an http:// or https:// URL")
+        if value is not None:
+            refuse_userinfo(value, "bearer_token_file or secret_headers")
         return value
 
     @field_validator("count_path", "id_path", "handle_path", "following_path", "posts_path")
@@ -151,13 +158,6 @@ class HttpJsonConfig(PlatformConfig):
                 raise PydanticCustomError(
                     "regex", "not a regular expression: {e}", {"e": str(exc)}
                 ) from None
-        return value
-
-    @field_validator("headers")
-    @classmethod
-    def _one_line(cls, value: dict[str, str]) -> dict[str, str]:
-        if any(_CONTROL.search(k + v) for k, v in value.items()):
-            raise PydanticCustomError("header", "header names and values must be one line")
         return value
 
     @model_validator(mode="after")

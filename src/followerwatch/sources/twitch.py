@@ -19,7 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.configbase import Duration, HeaderText, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, ConfigError, NotFoundError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
 from followerwatch.ratelimit import parse_epoch_reset
@@ -52,7 +52,7 @@ class TwitchConfig(PlatformConfig):
 
     required_secrets: ClassVar[tuple[str, ...]] = ("client_secret",)
 
-    client_id: str | None = None
+    client_id: HeaderText | None = None
     client_secret: SecretStr | None = None
     # Only used if channels/followers refuses the app token (Twitch documents a user token there).
     user_token: SecretStr | None = None

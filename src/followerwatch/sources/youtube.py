@@ -25,7 +25,15 @@ from followerwatch.errors import (
     RateLimitedError,
     TransientError,
 )
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
+from followerwatch.models import (
+    MAX_COUNT,
+    Account,
+    Failure,
+    FailureKind,
+    FetchResult,
+    Observation,
+    RateLimit,
+)
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,
@@ -80,7 +88,7 @@ class YouTubeConfig(PlatformConfig):
 
     api_key: SecretStr | None = None
     base_url: HttpUrl = "https://www.googleapis.com"
-    daily_quota: int = Field(default=10_000, ge=1)
+    daily_quota: int = Field(default=10_000, ge=1, le=MAX_COUNT)
     max_wait: Duration = 900.0
     # The quota is daily: waiting for its reset is believed up to a day.
     max_backoff: Duration = 86400.0
