@@ -138,13 +138,24 @@ class App:
         transport: httpx.AsyncBaseTransport | None = None,
         dry_run: bool = False,
         store: Store | None = None,
+        reset_state: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.client = build_client(transport)
         settings = config.settings
+        data = settings.service.data_dir
+        # First, so a damaged or read-only file stops start-up before anything else is opened.
+        reset_at = self.clock.now() if reset_state else None
+        self.state = StateDB(data / "state.sqlite3", reset_at=reset_at)
+        try:
+            self.spool = Spool(
+                data / "spool.sqlite3", settings.service.spool_cap, reset_at=reset_at
+            )
+        except BaseException:
+            self.state.close()
+            raise
+        self.client = build_client(transport)
         self.store = store or build_store(settings.influxdb, self.client)
-        self.state = StateDB(settings.service.data_dir / "state.sqlite3")
         # InfluxQL reads (campaign reports, alert charts) go over /query even when writes use v2.
         self.reader = (
             self.store
@@ -172,7 +183,6 @@ class App:
                 self.reader, lambda: self.pipeline.thresholds, local=self.state.history
             ),
         )
-        self.spool = Spool(settings.service.data_dir / "spool.sqlite3", settings.service.spool_cap)
         route = make_router(alerts, [n.name for n in self.notifiers])
         self.writer = Writer(
             self.store,

@@ -22,7 +22,7 @@ from followerwatch.events_cli import test_alert as test_alert_cmd
 from followerwatch.history_cli import history as history_cmd
 from followerwatch.history_cli import import_csv as import_csv_cmd
 from followerwatch.impact_cli import impact as impact_cmd
-from followerwatch.options_cli import ConfigOpt, ShardOpt
+from followerwatch.options_cli import ConfigOpt, ResetOpt, ShardOpt, state_file_errors
 from followerwatch.pipeline import Row
 from followerwatch.plan import PlanRow
 from followerwatch.plot_cli import plot as plot_cmd
@@ -71,7 +71,7 @@ def _load(path: Path | None) -> Config:
 
 
 @app.command()
-def run(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
+def run(config: ConfigOpt = None, shard: ShardOpt = None, reset_state: ResetOpt = False) -> None:
     """Run the service: poll every account on schedule until SIGINT/SIGTERM."""
     from followerwatch.app import App
     from followerwatch.service import serve
@@ -79,10 +79,11 @@ def run(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
     cfg = _load_sharded(config, shard)
 
     async def main() -> bool:
-        async with App(cfg) as application:
+        async with App(cfg, reset_state=reset_state) as application:
             return await serve(application)
 
-    clean = asyncio.run(main())
+    with state_file_errors():
+        clean = asyncio.run(main())
     raise typer.Exit(0 if clean else 1)
 
 
@@ -96,6 +97,7 @@ def poll(
         ),
     ] = False,
     shard: ShardOpt = None,
+    reset_state: ResetOpt = False,
 ) -> None:
     """Poll every account once now, print a table, write the points and evaluate the rules."""
     from followerwatch.app import App
@@ -103,10 +105,11 @@ def poll(
     cfg = _load_sharded(config, shard)
 
     async def main() -> list[Row]:
-        async with App(cfg, dry_run=dry_run) as application:
+        async with App(cfg, dry_run=dry_run, reset_state=reset_state) as application:
             return await application.poll_once()
 
-    rows = asyncio.run(main())
+    with state_file_errors():
+        rows = asyncio.run(main())
     print_rows(rows, title="Poll (dry run: nothing written)" if dry_run else "Poll")
     raise typer.Exit(1 if rows and all(r.failure for r in rows) else 0)
 

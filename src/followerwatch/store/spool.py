@@ -38,12 +38,15 @@ class SpoolCounts:
 class Spool:
     """A FIFO of line-protocol lines that survives crashes; capped, dropping the oldest."""
 
-    def __init__(self, path: Path, cap: int = 5_000_000) -> None:
+    def __init__(
+        self, path: Path, cap: int = 5_000_000, *, reset_at: datetime | None = None
+    ) -> None:
+        """Open (creating) the file; a damaged one raises StateFileError unless `reset_at`."""
         self.path = path
         self.dead_letter_path = path.with_name("dead-letter.jsonl")
         self.cap = cap
         # The loop's connection: peek, ack, dead-letter, counts, and the synchronous add.
-        self._db = open_db(path, _SCHEMA)
+        self._db = open_db(path, _SCHEMA, check=True, reset_at=reset_at)
         # The committer thread's own connection, so its fsyncs never hold the event loop.
         self._committer: GroupCommitter[Sequence[str], int] = GroupCommitter(
             open_db(path, _SCHEMA), self._append_group, "spool-committer"
