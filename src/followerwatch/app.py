@@ -16,6 +16,7 @@ from followerwatch.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.collector import Collector
 from followerwatch.config import Config, InfluxConfig
+from followerwatch.diskfull import MemoryBuffer
 from followerwatch.enrich import ProjectionEnricher
 from followerwatch.http import build_client
 from followerwatch.models import Account
@@ -184,12 +185,16 @@ class App:
             ),
         )
         route = make_router(alerts, [n.name for n in self.notifiers])
+        # One bound for what the pipeline and the writer hold in memory while the disk is full.
+        self.buffer = MemoryBuffer(settings.service.memory_buffer)
+        self.lost_readings = 0  # held in memory and lost at exit (the disk stayed full)
         self.writer = Writer(
             self.store,
             self.state,
             self.spool,
             self.clock,
             raise_event=lambda e: self.state.add_events([e], route),
+            buffer=self.buffer,
         )
         self.pipeline = Pipeline(
             state=self.state,
@@ -202,6 +207,7 @@ class App:
             dry_run=dry_run,
             suspect_zero=frozenset(k for k, s in REGISTRY.items() if s.suspect_zero),
             thresholds=threshold_lines(config),
+            buffer=self.buffer,
         )
         self.campaigns = CampaignRunner(
             settings.campaigns, self.state, self.reader, self.clock, route
@@ -307,6 +313,9 @@ class App:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # What the full disk kept in memory gets a last chance, oldest (rule work) first.
+        self.lost_readings = await self.pipeline.waiting.close()
+        self.lost_readings += await self.writer.settle()
         await self.store.close()
         await self.client.aclose()
         self.state.close()

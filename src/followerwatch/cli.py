@@ -104,14 +104,16 @@ def poll(
 
     cfg = _load_sharded(config, shard)
 
-    async def main() -> list[Row]:
+    async def main() -> tuple[list[Row], int]:
         async with App(cfg, dry_run=dry_run, reset_state=reset_state) as application:
-            return await application.poll_once()
+            rows = await application.poll_once()
+        return rows, application.lost_readings
 
     with state_file_errors():
-        rows = asyncio.run(main())
+        rows, lost = asyncio.run(main())
     print_rows(rows, title="Poll (dry run: nothing written)" if dry_run else "Poll")
-    raise typer.Exit(1 if rows and all(r.failure for r in rows) else 0)
+    # Readings a full disk kept from being stored fail the run (cron shows it).
+    raise typer.Exit(1 if lost or (rows and all(r.failure for r in rows)) else 0)
 
 
 MAX_TABLE_ROWS = 200

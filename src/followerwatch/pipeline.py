@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -12,12 +13,14 @@ from typing import NamedTuple
 import structlog
 
 from followerwatch.clock import Clock
+from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
 from followerwatch.outbox import Outbox
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state import Change, LastSeen, StateDB
 from followerwatch.thresholds import Lines
+from followerwatch.waiting import WaitingBatches
 from followerwatch.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
@@ -37,6 +40,23 @@ class Row(NamedTuple):
     failure: str | None = None
 
 
+class Prepared(NamedTuple):
+    """A batch screened and evaluated: what it commits, its report rows and its points."""
+
+    changes: list[Change]
+    rows: list[Row]
+    points: PollPoints
+
+
+class Waiting(NamedTuple):
+    """A batch waiting in memory for the disk; `prepared` once it has been evaluated."""
+
+    result: FetchResult
+    extra_points: Sequence[Point]
+    polled: Sequence[Account]
+    prepared: Prepared | None = None
+
+
 class Pipeline:
     """Applies rules against stored state, writes points, and hands events to the outbox."""
 
@@ -54,8 +74,13 @@ class Pipeline:
         suspect_zero: frozenset[str] = frozenset(),
         confirm_polls: int = 2,
         thresholds: Lines | None = None,
+        buffer: MemoryBuffer | None = None,
     ) -> None:
         self.state = state
+        # Batches the full disk kept from being committed, in order, with their retry task.
+        self.waiting: WaitingBatches[Waiting] = WaitingBatches(
+            buffer or MemoryBuffer(), self.replay_waiting
+        )
         self.writer = writer
         self.outbox = outbox
         self.clock = clock
@@ -102,28 +127,101 @@ class Pipeline:
             if (k := self._keep.get(o.account.key))
         ]
         await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
+        if self.waiting.batches and not self.dry_run:
+            # Batches wait for the disk: this one goes behind them, evaluated when its turn comes.
+            return self._hold(Waiting(result, extra_points, polled))
+        batch = self._prepare(result, extra_points, polled, keys, since)
+        if self.dry_run:
+            return batch.rows
+        try:
+            await self._store(batch)
+        except (sqlite3.Error, OSError) as exc:
+            if not out_of_space(exc):
+                raise
+            # Nothing of it is committed: kept, evaluated, for the retry to commit as it is.
+            self.waiting.failed(exc)
+            return self._hold(Waiting(result, extra_points, polled, batch))
+        return batch.rows
+
+    def _prepare(
+        self,
+        result: FetchResult,
+        extra_points: Sequence[Point],
+        polled: Sequence[Account],
+        keys: Sequence[tuple[str, str]],
+        since: Sequence[datetime],
+    ) -> Prepared:
+        """Screen and evaluate a batch against stored state (no await: nothing changes under it)."""
         known = _Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
         observations, held = self._screen(result.observations, known)
         changes, rows = self._evaluate(observations, known)
         changes += self._absent(polled, observations, result.failures, held, known)
         rows += held + [_failure_row(f) for f in result.failures]
-        if self.dry_run:
-            return rows
-        # Taken before the first await: another batch's process resets the list.
-        projected = self._projection_points
+        points = PollPoints(
+            observations, self.thresholds, [*self._projection_points, *extra_points]
+        )
+        return Prepared(changes, rows, points)
+
+    async def _store(self, batch: Prepared) -> None:
+        """Commit a prepared batch, then spool its points and deliver; disk-full errors raise."""
         # Fsynced in the state's committer thread (grouped with other batches' commits); delivery
         # and the spool wait for it as before.
-        await self.state.commit_async(changes, self.route, self._keep)
-        self.state.add_events(self._repeats(), self.route)
+        await self.state.commit_async(batch.changes, self.route, self._keep)
+        try:
+            self.state.add_events(self._repeats(), self.route)
+        except sqlite3.Error as exc:
+            if not out_of_space(exc):
+                raise
+            # Not announced, so not marked as announced: the next poll repeats it.
+            log.warning("disk full: a repeated alert waits for the next poll", error=str(exc))
         if self.writer is not None:
-            await self.writer.write(
-                PollPoints(observations, self.thresholds, [*projected, *extra_points])
-            )
+            await self.writer.write(batch.points)  # holds its lines in memory on a full disk
         if self.outbox is not None:
             await self.outbox.deliver_due()
             self.outbox.kick()
-        return rows
+
+    async def replay_waiting(self) -> bool:
+        """Store waiting batches oldest first until none is left or the disk refuses; empty?"""
+        while head := self.waiting.head():
+            result, extra, polled = head.result, head.extra_points, head.polled
+            batch = head.prepared
+            if batch is None:
+                keys = [o.account.key for o in result.observations]
+                keys += [a.key for a in polled] + [f.account.key for f in result.failures]
+                await self.state.settled(keys)
+                since = [
+                    o.time - timedelta(seconds=k)
+                    for o in result.observations
+                    if (k := self._keep.get(o.account.key))
+                ]
+                batch = self._prepare(result, extra, polled, keys, since)
+            try:
+                await self._store(batch)
+            except (sqlite3.Error, OSError) as exc:
+                if not out_of_space(exc):
+                    self.waiting.done(head)  # as a poll's own failure: logged, not retried
+                    log.exception("a held batch failed to store; dropped")
+                    continue
+                self.waiting.failed(exc, head._replace(prepared=batch))
+                return False
+            self.waiting.done(head)
+        return True
+
+    def _hold(self, waiting: Waiting) -> list[Row]:
+        """Keep a batch in memory for the disk, or past the bound drop it (counted); its rows."""
+        obs = waiting.result.observations
+        if self.waiting.hold(waiting, len(obs)):
+            if waiting.prepared is not None:
+                return waiting.prepared.rows
+            note = "held in memory: disk full"
+        else:
+            # Its points count as dropped in the spool's ledger.
+            if self.writer is not None:
+                self.writer.drop(PollPoints(obs, self.thresholds, waiting.extra_points))
+            note = "dropped: disk and memory buffer full"
+        rows = [Row(*o.account.key, o.followers, None, failure=note) for o in obs]
+        return rows + [_failure_row(f) for f in waiting.result.failures]
 
     def _screen(
         self, observations: Sequence[Observation], known: _Known | None = None
