@@ -80,7 +80,9 @@ def run(config: ConfigOpt = None, shard: ShardOpt = None, reset_state: ResetOpt 
 
     async def main() -> bool:
         async with App(cfg, reset_state=reset_state) as application:
-            return await serve(application)
+            clean = await serve(application)
+        # Readings a full disk kept in memory and the exit lost make the stop unclean.
+        return clean and not application.lost_readings
 
     with state_file_errors():
         clean = asyncio.run(main())

@@ -54,6 +54,7 @@ class Waiting(NamedTuple):
     result: FetchResult
     extra_points: Sequence[Point]
     polled: Sequence[Account]
+    polled_at: datetime  # stale and lifecycle rules judge an absent count as of then
     prepared: Prepared | None = None
 
 
@@ -129,7 +130,7 @@ class Pipeline:
         await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
         if self.waiting.batches and not self.dry_run:
             # Batches wait for the disk: this one goes behind them, evaluated when its turn comes.
-            return self._hold(Waiting(result, extra_points, polled))
+            return self._hold(Waiting(result, extra_points, polled, self.clock.now()))
         batch = self._prepare(result, extra_points, polled, keys, since)
         if self.dry_run:
             return batch.rows
@@ -140,7 +141,7 @@ class Pipeline:
                 raise
             # Nothing of it is committed: kept, evaluated, for the retry to commit as it is.
             self.waiting.failed(exc)
-            return self._hold(Waiting(result, extra_points, polled, batch))
+            return self._hold(Waiting(result, extra_points, polled, self.clock.now(), batch))
         return batch.rows
 
     def _prepare(
@@ -150,13 +151,14 @@ class Pipeline:
         polled: Sequence[Account],
         keys: Sequence[tuple[str, str]],
         since: Sequence[datetime],
+        polled_at: datetime | None = None,
     ) -> Prepared:
         """Screen and evaluate a batch against stored state (no await: nothing changes under it)."""
         known = _Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
         observations, held = self._screen(result.observations, known)
         changes, rows = self._evaluate(observations, known)
-        changes += self._absent(polled, observations, result.failures, held, known)
+        changes += self._absent(polled, observations, result.failures, held, known, polled_at)
         rows += held + [_failure_row(f) for f in result.failures]
         points = PollPoints(
             observations, self.thresholds, [*self._projection_points, *extra_points]
@@ -178,7 +180,13 @@ class Pipeline:
         if self.writer is not None:
             await self.writer.write(batch.points)  # holds its lines in memory on a full disk
         if self.outbox is not None:
-            await self.outbox.deliver_due()
+            try:
+                await self.outbox.deliver_due()
+            except (sqlite3.Error, OSError) as exc:
+                if not out_of_space(exc):
+                    raise
+                # Committed all the same: the outbox's own loop delivers once the disk allows.
+                log.warning("disk full: delivery waits", error=str(exc))
             self.outbox.kick()
 
     async def replay_waiting(self) -> bool:
@@ -195,7 +203,7 @@ class Pipeline:
                     for o in result.observations
                     if (k := self._keep.get(o.account.key))
                 ]
-                batch = self._prepare(result, extra, polled, keys, since)
+                batch = self._prepare(result, extra, polled, keys, since, head.polled_at)
             try:
                 await self._store(batch)
             except (sqlite3.Error, OSError) as exc:
@@ -325,13 +333,14 @@ class Pipeline:
         failures: Sequence[Failure],
         held: Sequence[Row],
         known: _Known | None = None,
+        now: datetime | None = None,
     ) -> list[Change]:
         """Rules for accounts this poll gave no count for (stale, lifecycle)."""
         known = known or _Known(self.state)
         seen = {o.account.key for o in observations} | {(r.platform, r.account) for r in held}
         failed = {f.account.key: f for f in failures}
         accounts = {a.key: a for a in polled} | {f.account.key: f.account for f in failures}
-        now = self.clock.now()
+        now = now or self.clock.now()  # a batch held for the disk: when it was polled
         changes = []
         for key, account in accounts.items():
             if key in seen:

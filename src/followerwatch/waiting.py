@@ -44,7 +44,8 @@ class WaitingBatches(Generic[T]):
 
     def hold(self, batch: T, readings: int) -> bool:
         """Queue a batch behind the others; False (counted as dropped) past the memory bound."""
-        if not self.buffer.take(readings):
+        # Batches without readings (a platform down) count too, or they would grow unbounded.
+        if len(self.batches) >= max(1, self.buffer.limit) or not self.buffer.take(readings):
             return False
         self.batches.append((batch, readings))
         self._start()

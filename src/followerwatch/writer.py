@@ -182,7 +182,8 @@ class Writer:
         return True
 
     def _hold(self, lines: list[str], readings: int) -> None:
-        if self.buffer.take(readings):
+        # Writes without readings (events, health) are bounded in number as well.
+        if len(self._unspooled) < max(1, self.buffer.limit) and self.buffer.take(readings):
             self._unspooled.append((lines, readings))
         else:
             self._dropped_unrecorded += len(lines)
