@@ -15,6 +15,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from followerwatch.diskfull import out_of_space
 from followerwatch.errors import StateFileError
 
 T = TypeVar("T")
@@ -31,6 +32,7 @@ RESET_HINT = (
     " (which keeps it beside the new one as {name}.broken-<UTC time>)"
 )
 READ_ONLY_HINT = "make it and its folder writable for the user followerwatch runs as"
+FULL_HINT = "free some space on its disk"
 
 
 def open_db(
@@ -63,7 +65,7 @@ def open_db(
     try:
         return _connect(path, schema)
     except sqlite3.DatabaseError as exc:
-        raise StateFileError(path, f"cannot be opened ({exc})", READ_ONLY_HINT) from None
+        raise StateFileError(path, f"cannot be opened ({exc})", _hint(exc)) from None
 
 
 def check_db(path: Path) -> None:
@@ -110,13 +112,21 @@ def set_aside(path: Path, when: datetime) -> Path:
 def _create(path: Path, schema: str) -> None:
     """Make a new database aside and rename it into place: never an empty file at `path`."""
     tmp = path.with_name(path.name + ".new")
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        tmp.with_name(tmp.name + suffix).unlink(missing_ok=True)
+    sides = [tmp.with_name(tmp.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
     try:
+        for side in sides:
+            side.unlink(missing_ok=True)
         _connect(tmp, schema).close()  # the last connection's close folds the WAL in
         os.replace(tmp, path)
     except (OSError, sqlite3.DatabaseError) as exc:
-        raise StateFileError(path, f"cannot be created ({exc})", READ_ONLY_HINT) from None
+        for side in sides:
+            with contextlib.suppress(OSError):
+                side.unlink(missing_ok=True)
+        raise StateFileError(path, f"cannot be created ({exc})", _hint(exc)) from None
+
+
+def _hint(exc: BaseException) -> str:
+    return FULL_HINT if out_of_space(exc) else READ_ONLY_HINT
 
 
 def _connect(path: Path, schema: str) -> sqlite3.Connection:
