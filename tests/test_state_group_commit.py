@@ -94,7 +94,7 @@ async def test_a_failed_commit_reaches_the_poll_and_stores_nothing(tmp_path: Pat
     assert state.last_seen_many(a.key for a in many) == {}
     assert state.unstored_events() == []
     db.execute("PRAGMA max_page_count=1073741823")
-    assert await pipe.replay_waiting()  # the committer outlives the failure
+    assert await pipe.waiting.replay()  # the committer outlives the failure
     stored = len(state.last_seen_many(a.key for a in many))
     assert await pipe.waiting.close() == 0
     state.close()

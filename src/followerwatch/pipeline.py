@@ -20,7 +20,7 @@ from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state import Change, LastSeen, StateDB
 from followerwatch.thresholds import Lines
-from followerwatch.waiting import WaitingBatches
+from followerwatch.waiting import Prepared, Waiting, WaitingBatches
 from followerwatch.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
@@ -38,24 +38,6 @@ class Row(NamedTuple):
     change: int | None
     events: tuple[Event, ...] = ()
     failure: str | None = None
-
-
-class Prepared(NamedTuple):
-    """A batch screened and evaluated: what it commits, its report rows and its points."""
-
-    changes: list[Change]
-    rows: list[Row]
-    points: PollPoints
-
-
-class Waiting(NamedTuple):
-    """A batch waiting in memory for the disk; `prepared` once it has been evaluated."""
-
-    result: FetchResult
-    extra_points: Sequence[Point]
-    polled: Sequence[Account]
-    polled_at: datetime  # stale and lifecycle rules judge an absent count as of then
-    prepared: Prepared | None = None
 
 
 class Pipeline:
@@ -80,7 +62,7 @@ class Pipeline:
         self.state = state
         # Batches the full disk kept from being committed, in order, with their retry task.
         self.waiting: WaitingBatches[Waiting] = WaitingBatches(
-            buffer or MemoryBuffer(), self.replay_waiting
+            buffer or MemoryBuffer(), self._ready, self._store_held
         )
         self.writer = writer
         self.outbox = outbox
@@ -118,20 +100,12 @@ class Pipeline:
         polled: Sequence[Account] = (),
     ) -> list[Row]:
         """Handle one batch end to end; `polled` lets rules see accounts that got no count."""
-        # Every stored count and rule state this batch needs, read in a few queries up front.
-        keys = [o.account.key for o in result.observations]
-        keys += [a.key for a in polled] + [f.account.key for f in result.failures]
-        # The history window rules need, for the accounts that have any, in one pass too.
-        since = [
-            o.time - timedelta(seconds=k)
-            for o in result.observations
-            if (k := self._keep.get(o.account.key))
-        ]
+        keys = _keys(result, polled)
         await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
         if self.waiting.batches and not self.dry_run:
             # Batches wait for the disk: this one goes behind them, evaluated when its turn comes.
             return self._hold(Waiting(result, extra_points, polled, self.clock.now()))
-        batch = self._prepare(result, extra_points, polled, keys, since)
+        batch = self._prepare(result, extra_points, polled, keys)
         if self.dry_run:
             return batch.rows
         try:
@@ -150,10 +124,16 @@ class Pipeline:
         extra_points: Sequence[Point],
         polled: Sequence[Account],
         keys: Sequence[tuple[str, str]],
-        since: Sequence[datetime],
         polled_at: datetime | None = None,
     ) -> Prepared:
         """Screen and evaluate a batch against stored state (no await: nothing changes under it)."""
+        # Every stored count, rule state and the history window rules need (for the accounts
+        # that have any), read in a few queries up front.
+        since = [
+            o.time - timedelta(seconds=k)
+            for o in result.observations
+            if (k := self._keep.get(o.account.key))
+        ]
         known = _Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
         observations, held = self._screen(result.observations, known)
@@ -189,32 +169,19 @@ class Pipeline:
                 log.warning("disk full: delivery waits", error=str(exc))
             self.outbox.kick()
 
-    async def replay_waiting(self) -> bool:
-        """Store waiting batches oldest first until none is left or the disk refuses; empty?"""
-        while head := self.waiting.head():
-            result, extra, polled = head.result, head.extra_points, head.polled
-            batch = head.prepared
-            if batch is None:
-                keys = [o.account.key for o in result.observations]
-                keys += [a.key for a in polled] + [f.account.key for f in result.failures]
-                await self.state.settled(keys)
-                since = [
-                    o.time - timedelta(seconds=k)
-                    for o in result.observations
-                    if (k := self._keep.get(o.account.key))
-                ]
-                batch = self._prepare(result, extra, polled, keys, since, head.polled_at)
-            try:
-                await self._store(batch)
-            except (sqlite3.Error, OSError) as exc:
-                if not out_of_space(exc):
-                    self.waiting.done(head)  # as a poll's own failure: logged, not retried
-                    log.exception("a held batch failed to store; dropped")
-                    continue
-                self.waiting.failed(exc, head._replace(prepared=batch))
-                return False
-            self.waiting.done(head)
-        return True
+    async def _ready(self, waiting: Waiting) -> Waiting:
+        """A held batch, evaluated now if it was held unevaluated (its turn has come)."""
+        if waiting.prepared is not None:
+            return waiting
+        result, polled = waiting.result, waiting.polled
+        keys = _keys(result, polled)
+        await self.state.settled(keys)
+        batch = self._prepare(result, waiting.extra_points, polled, keys, waiting.polled_at)
+        return waiting._replace(prepared=batch)
+
+    async def _store_held(self, waiting: Waiting) -> None:
+        assert waiting.prepared is not None
+        await self._store(waiting.prepared)
 
     def _hold(self, waiting: Waiting) -> list[Row]:
         """Keep a batch in memory for the disk, or past the bound drop it (counted); its rows."""
@@ -444,6 +411,12 @@ _NO_STATES: Mapping[str, str] = MappingProxyType({})
 
 def _previous(last: LastSeen | None) -> Previous | None:
     return None if last is None else Previous(last.followers, last.time, last.handle)
+
+
+def _keys(result: FetchResult, polled: Sequence[Account]) -> list[tuple[str, str]]:
+    """Every account a batch reads and writes state of."""
+    keys = [o.account.key for o in result.observations]
+    return keys + [a.key for a in polled] + [f.account.key for f in result.failures]
 
 
 def _failure_row(failure: Failure) -> Row:

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 import structlog
 
-from followerwatch.diskfull import MemoryBuffer
+from followerwatch.diskfull import MemoryBuffer, out_of_space
+from followerwatch.models import Account, FetchResult, Point
+
+if TYPE_CHECKING:
+    from followerwatch.pipeline import Row
+    from followerwatch.state import Change
+    from followerwatch.writer import PollPoints
 
 log = structlog.get_logger("followerwatch.waiting")
 
@@ -20,16 +28,40 @@ RETRY_FIRST = 0.5  # seconds before the first retry; doubling up to RETRY_MAX
 RETRY_MAX = 5.0
 
 
+class Prepared(NamedTuple):
+    """A batch screened and evaluated: what it commits, its report rows and its points."""
+
+    changes: list[Change]
+    rows: list[Row]
+    points: PollPoints
+
+
+class Waiting(NamedTuple):
+    """A poll batch waiting in memory for the disk; `prepared` once it has been evaluated."""
+
+    result: FetchResult
+    extra_points: Sequence[Point]
+    polled: Sequence[Account]
+    polled_at: datetime  # stale and lifecycle rules judge an absent count as of then
+    prepared: Prepared | None = None
+
+
 class WaitingBatches(Generic[T]):
     """A FIFO of batches (with their readings, within a MemoryBuffer) and the task retrying it.
 
-    `replay` stores waiting batches oldest first and returns True once none is left; it runs
-    in one task at a time, so batches are stored in the order they arrived.
+    One task stores them oldest first (`ready` evaluates a batch when its turn comes, `store`
+    commits it), so they are stored in the order they arrived.
     """
 
-    def __init__(self, buffer: MemoryBuffer, replay: Callable[[], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        buffer: MemoryBuffer,
+        ready: Callable[[T], Awaitable[T]],
+        store: Callable[[T], Awaitable[None]],
+    ) -> None:
         self.buffer = buffer
-        self._replay = replay
+        self._ready = ready
+        self._store = store
         self.batches: deque[tuple[T, int]] = deque()
         self.problem: str | None = None  # why batches wait ("disk full: ..."), None when none do
         self._task: asyncio.Task[None] | None = None
@@ -74,6 +106,23 @@ class WaitingBatches(Generic[T]):
         if head is not None and self.batches:
             self.batches[0] = (head, self.batches[0][1])
 
+    async def replay(self) -> bool:
+        """Store waiting batches oldest first until none is left or the disk refuses; empty?"""
+        while self.batches:
+            head = self.batches[0][0]
+            ready = await self._ready(head)
+            try:
+                await self._store(ready)
+            except (sqlite3.Error, OSError) as exc:
+                if not out_of_space(exc):
+                    self.done(head)  # as a poll's own failure would be: logged, not retried
+                    log.exception("a held batch failed to store; dropped")
+                    continue
+                self.failed(exc, ready)  # kept evaluated: nothing of it is committed
+                return False
+            self.done(head)
+        return True
+
     def _start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
@@ -84,7 +133,7 @@ class WaitingBatches(Generic[T]):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), delay)
             try:
-                empty = await self._replay()
+                empty = await self.replay()
             except Exception:  # the retry must outlive any one failure
                 log.exception("replay of held batches failed")
                 empty = False
@@ -109,7 +158,7 @@ class WaitingBatches(Generic[T]):
             await self._task
         elif self.batches:
             with contextlib.suppress(Exception):
-                await self._replay()
+                await self.replay()
         lost = self.readings
         if self.batches:
             log.error(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import random
 import sqlite3
 import uuid
@@ -20,6 +19,7 @@ from followerwatch.models import Event, EventKind, EventStatus, Observation, Poi
 from followerwatch.schema import event_point, observation_line, observation_point, spool_point
 from followerwatch.state import StateDB
 from followerwatch.store.base import Store
+from followerwatch.store.held import HeldLines
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.spool import Spool, SpoolCounts
 from followerwatch.thresholds import (
@@ -105,12 +105,8 @@ class Writer:
         self._next_attempt = 0.0
         self.auth_failed = False
         self.rejected = 0  # points that could not even be encoded
-        # While the disk is full: lines the spool could not take (with their readings), oldest
-        # first, and points dropped past the memory bound that the ledger has yet to record.
-        self.buffer = buffer or MemoryBuffer()
-        self._unspooled: list[tuple[list[str], int]] = []
-        self._dropped_unrecorded = 0
-        self.disk_problem: str | None = None
+        # While the disk is full, lines the spool cannot take wait in memory (bounded).
+        self.held = HeldLines(spool, buffer or MemoryBuffer())
 
     @property
     def backlog(self) -> int:
@@ -118,15 +114,13 @@ class Writer:
         return self.spool.size()
 
     def counts(self) -> SpoolCounts:
-        """The spool's ledger, with the drops the full disk has kept it from recording yet."""
-        counts = self.spool.counts()
-        if not self._dropped_unrecorded:
-            return counts
-        return dataclasses.replace(
-            counts,
-            added=counts.added + self._dropped_unrecorded,
-            dropped_disk_full=counts.dropped_disk_full + self._dropped_unrecorded,
-        )
+        """The spool's ledger (with drops a full disk has kept it from recording yet)."""
+        return self.held.counts()
+
+    @property
+    def disk_problem(self) -> str | None:
+        """Why lines wait in memory ("disk full: ..."), or None."""
+        return self.held.problem
 
     @property
     def healthy(self) -> bool:
@@ -152,22 +146,11 @@ class Writer:
 
     def drop(self, points: Sequence[Point]) -> None:
         """Count points that cannot be kept (disk and memory buffer full) as dropped."""
-        self._dropped_unrecorded += len(self._lines(points))
+        self.held.drop(len(self._lines(points)))
 
     async def _spool_lines(self, lines: list[str], readings: int) -> bool:
         """Add lines to the spool, or hold them in memory while the disk is full; spooled?"""
-        if self._unspooled:  # older lines wait in memory: these go behind them
-            self._hold(lines, readings)
-            return False
-        try:
-            # Committed (fsynced) by the spool's committer thread, grouped with other writes.
-            dropped = await self.spool.add_async(lines)
-        except (sqlite3.Error, OSError) as exc:
-            if not out_of_space(exc):
-                raise
-            self._disk_full(exc)
-            self._hold(lines, readings)
-            return False
+        dropped = await self.held.add(lines, readings)
         if dropped:
             log.error(
                 "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
@@ -179,73 +162,14 @@ class Writer:
                 f"followerwatch spool full: dropped the {dropped:,} oldest points",
                 dropped,
             )
-        return True
-
-    def _hold(self, lines: list[str], readings: int) -> None:
-        # Writes without readings (events, health) are bounded in number as well.
-        if len(self._unspooled) < max(1, self.buffer.limit) and self.buffer.take(readings):
-            self._unspooled.append((lines, readings))
-        else:
-            self._dropped_unrecorded += len(lines)
-
-    def _disk_full(self, exc: BaseException) -> None:
-        if self.disk_problem is None:
-            log.error(
-                "disk full: cannot add to the spool; holding points in memory",
-                file=str(self.spool.path),
-                error=str(exc),
-                memory_buffer=self.buffer.limit,
-            )
-        self.disk_problem = f"disk full: {exc}"
-
-    async def _respool(self) -> bool:
-        """Move what memory holds into the spool, oldest first; whether none is left."""
-        if not self._unspooled and not self._dropped_unrecorded:
-            return True
-        # Taken off first: a write meanwhile goes to the spool's committer behind this add.
-        held, self._unspooled = self._unspooled, []
-        try:
-            if held:
-                await self.spool.add_async([line for lines, _ in held for line in lines])
-        except (sqlite3.Error, OSError) as exc:
-            self._unspooled = held + self._unspooled
-            if not out_of_space(exc):
-                raise
-            self._disk_full(exc)
-            return False
-        self.buffer.release(sum(n for _, n in held))
-        try:
-            self.spool.add_dropped(self._dropped_unrecorded)
-        except (sqlite3.Error, OSError) as exc:
-            if not out_of_space(exc):
-                raise
-            self._disk_full(exc)
-            return False
-        self._dropped_unrecorded = 0
-        if self.disk_problem is not None and not self._unspooled:
-            log.warning(
-                "disk has space again: points held in memory are spooled",
-                lines=sum(len(lines) for lines, _ in held),
-                dropped_readings=self.buffer.dropped,
-                **self._ledger(),
-            )
-            self.disk_problem = None
-        return not self._unspooled
+        return dropped is not None
 
     async def settle(self) -> int:
         """At shutdown: spool what memory holds if the disk allows; the readings lost if not."""
         async with self._lock:
             with contextlib.suppress(sqlite3.Error, OSError):
-                await self._respool()
-        lost = sum(n for _, n in self._unspooled)
-        if self._unspooled or self._dropped_unrecorded:
-            log.error(
-                "disk still full at shutdown: points held in memory are lost",
-                readings=lost,
-                lines=sum(len(lines) for lines, _ in self._unspooled),
-                dropped_unrecorded=self._dropped_unrecorded,
-            )
-        return lost
+                await self.held.respool(self._ledger)
+        return self.held.lost()
 
     def _lines(self, points: Sequence[Point]) -> list[str]:
         """Points as line protocol (a poll's counts straight from its observations)."""
@@ -295,7 +219,7 @@ class Writer:
         """Write spooled lines oldest first until empty, an error, or a backoff in force."""
         async with self._lock:
             try:
-                if not await self._respool():
+                if not await self.held.respool(self._ledger):
                     return  # the disk is still full: acks and events would fail as well
                 await self._spool_events()
                 if self.clock.now().timestamp() < self._next_attempt:
@@ -310,9 +234,7 @@ class Writer:
             except (sqlite3.Error, OSError) as exc:
                 # An ack or dead-letter the disk refused: those lines are re-sent later, and
                 # InfluxDB stores a re-sent point once.
-                if not out_of_space(exc):
-                    raise
-                self._disk_full(exc)
+                self.held.failed(exc)
 
     async def _spool_events(self) -> None:
         # Events live in the state database first; spool their points, then mark them.
