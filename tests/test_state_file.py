@@ -126,6 +126,7 @@ def test_a_read_only_state_file_stops_start_up_with_one_line(tmp_path: Path) -> 
         for args in (("poll",), ("run",)):
             line = one_line_naming(run_cli(*args, "--config", str(cfg)), state, "read-only")
             assert "writable" in line
-        # --reset-state cannot move a file on a read-only filesystem: it says so, in one line.
-        one_line_naming(run_cli("poll", "--reset-state", "--config", str(cfg)), state, "")
+        # --reset-state sets aside only a damaged file, never a sound one it cannot write.
+        reset = run_cli("poll", "--reset-state", "--config", str(cfg))
+        one_line_naming(reset, state, "read-only")
         assert state.read_bytes() == before

@@ -72,10 +72,11 @@ class StoreAuthError(StoreError):
 class StateFileError(FollowerwatchError):
     """A local SQLite file (state, spool) that cannot be used as it is; never replaced silently."""
 
-    def __init__(self, path: Path, problem: str, fix: str) -> None:
+    def __init__(self, path: Path, problem: str, fix: str, *, damaged: bool = False) -> None:
         super().__init__(f"{path} {problem}; {fix}")
         self.path = path
         self.problem = problem
+        self.damaged = damaged  # its content is bad (--reset-state may set it aside)
 
 
 class DeliveryError(FollowerwatchError):

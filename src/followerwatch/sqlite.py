@@ -33,6 +33,7 @@ RESET_HINT = (
 )
 READ_ONLY_HINT = "make it and its folder writable for the user followerwatch runs as"
 FULL_HINT = "free some space on its disk"
+BUSY_HINT = "another process holds it: stop it, or try again"
 
 
 def open_db(
@@ -51,7 +52,8 @@ def open_db(
         try:
             check_db(path)
         except StateFileError as exc:
-            if reset_at is None:
+            # Only a file whose content is bad is set aside; read-only or busy ones never are.
+            if reset_at is None or not exc.damaged:
                 raise
             kept = set_aside(path, reset_at)
             log.warning(
@@ -74,11 +76,14 @@ def check_db(path: Path) -> None:
     # We never leave an empty file (a new one is made aside and renamed into place), so 0 bytes
     # means it was truncated: opening it would silently start with no outbox and no rule state.
     if path.stat().st_size == 0:
-        raise StateFileError(path, "is empty (0 bytes): its outbox and rule state are gone", reset)
+        raise StateFileError(
+            path, "is empty (0 bytes): its outbox and rule state are gone", reset, damaged=True
+        )
     if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK):
         raise StateFileError(path, "is read-only", READ_ONLY_HINT)
     try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True)) as db:
+        uri = f"file:{path}?mode=rw"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)) as db:
             rows = db.execute("PRAGMA quick_check").fetchall()
             # A write lock too, so a file SQLite can only read fails here, not at the first poll.
             db.execute("BEGIN IMMEDIATE")
@@ -87,10 +92,14 @@ def check_db(path: Path) -> None:
         code = getattr(exc, "sqlite_errorname", "")
         if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM")):
             raise StateFileError(path, f"cannot be written ({exc})", READ_ONLY_HINT) from None
-        raise StateFileError(path, f"is damaged ({exc})", reset) from None
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+            raise StateFileError(path, f"is in use ({exc})", BUSY_HINT) from None
+        if out_of_space(exc):
+            raise StateFileError(path, f"cannot be written ({exc})", FULL_HINT) from None
+        raise StateFileError(path, f"is damaged ({exc})", reset, damaged=True) from None
     if rows != [("ok",)]:
         detail = " ".join(str(rows[0][0]).replace("*** in database main ***", "").split())
-        raise StateFileError(path, f"is damaged (quick_check: {detail})", reset)
+        raise StateFileError(path, f"is damaged (quick_check: {detail})", reset, damaged=True)
 
 
 def set_aside(path: Path, when: datetime) -> Path:
