@@ -17,6 +17,7 @@ from followerwatch.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.collector import Collector
 from followerwatch.config import Config, InfluxConfig
+from followerwatch.diskfull import MemoryBuffer
 from followerwatch.enrich import ProjectionEnricher
 from followerwatch.http import build_client
 from followerwatch.models import Account
@@ -144,13 +145,24 @@ class App:
         transport: httpx.AsyncBaseTransport | None = None,
         dry_run: bool = False,
         store: Store | None = None,
+        reset_state: bool = False,
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
-        self.client = build_client(transport)
         settings = config.settings
+        data = settings.service.data_dir
+        # First, so a damaged or read-only file stops start-up before anything else is opened.
+        reset_at = self.clock.now() if reset_state else None
+        self.state = StateDB(data / "state.sqlite3", reset_at=reset_at)
+        try:
+            self.spool = Spool(
+                data / "spool.sqlite3", settings.service.spool_cap, reset_at=reset_at
+            )
+        except BaseException:
+            self.state.close()
+            raise
+        self.client = build_client(transport)
         self.store = store or build_store(settings.influxdb, self.client)
-        self.state = StateDB(settings.service.data_dir / "state.sqlite3")
         # InfluxQL reads (campaign reports, alert charts) go over /query even when writes use v2.
         self.reader = (
             self.store
@@ -179,14 +191,17 @@ class App:
                 self.reader, lambda: self.pipeline.thresholds, local=self.state.history
             ),
         )
-        self.spool = Spool(settings.service.data_dir / "spool.sqlite3", settings.service.spool_cap)
         route = make_router(alerts, [n.name for n in self.notifiers])
+        # One bound for what the pipeline and the writer hold in memory while the disk is full.
+        self.buffer = MemoryBuffer(settings.service.memory_buffer)
+        self.lost_readings = 0  # held in memory and lost at exit (the disk stayed full)
         self.writer = Writer(
             self.store,
             self.state,
             self.spool,
             self.clock,
             raise_event=lambda e: self.state.add_events([e], route),
+            buffer=self.buffer,
         )
         self.pipeline = Pipeline(
             state=self.state,
@@ -199,6 +214,7 @@ class App:
             dry_run=dry_run,
             zero_confirm=zero_windows(config),
             thresholds=threshold_lines(config),
+            buffer=self.buffer,
         )
         self.campaigns = CampaignRunner(
             settings.campaigns, self.state, self.reader, self.clock, route
@@ -317,6 +333,9 @@ class App:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # What the full disk kept in memory gets a last chance, oldest (rule work) first.
+        self.lost_readings = await self.pipeline.waiting.close()
+        self.lost_readings += await self.writer.settle()
         await self.store.close()
         await self.client.aclose()
         self.state.close()

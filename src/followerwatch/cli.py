@@ -23,7 +23,7 @@ from followerwatch.events_cli import test_alert as test_alert_cmd
 from followerwatch.history_cli import history as history_cmd
 from followerwatch.history_cli import import_csv as import_csv_cmd
 from followerwatch.impact_cli import impact as impact_cmd
-from followerwatch.options_cli import ConfigOpt, ShardOpt
+from followerwatch.options_cli import ConfigOpt, ResetOpt, ShardOpt, state_file_errors
 from followerwatch.pipeline import Row
 from followerwatch.plan import PlanRow
 from followerwatch.plot_cli import plot as plot_cmd
@@ -72,7 +72,7 @@ def _load(path: Path | None) -> Config:
 
 
 @app.command()
-def run(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
+def run(config: ConfigOpt = None, shard: ShardOpt = None, reset_state: ResetOpt = False) -> None:
     """Run the service: poll every account on schedule until SIGINT/SIGTERM."""
     from followerwatch.app import App
     from followerwatch.service import serve
@@ -80,10 +80,13 @@ def run(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
     cfg = _load_sharded(config, shard)
 
     async def main() -> bool:
-        async with App(cfg) as application:
-            return await serve(application)
+        async with App(cfg, reset_state=reset_state) as application:
+            clean = await serve(application)
+        # Readings a full disk kept in memory and the exit lost make the stop unclean.
+        return clean and not application.lost_readings
 
-    clean = asyncio.run(main())
+    with state_file_errors():
+        clean = asyncio.run(main())
     raise typer.Exit(0 if clean else 1)
 
 
@@ -97,19 +100,23 @@ def poll(
         ),
     ] = False,
     shard: ShardOpt = None,
+    reset_state: ResetOpt = False,
 ) -> None:
     """Poll every account once now, print a table, write the points and evaluate the rules."""
     from followerwatch.app import App
 
     cfg = _load_sharded(config, shard)
 
-    async def main() -> list[Row]:
-        async with App(cfg, dry_run=dry_run) as application:
-            return await application.poll_once()
+    async def main() -> tuple[list[Row], int]:
+        async with App(cfg, dry_run=dry_run, reset_state=reset_state) as application:
+            rows = await application.poll_once()
+        return rows, application.lost_readings
 
-    rows = asyncio.run(main())
+    with state_file_errors():
+        rows, lost = asyncio.run(main())
     print_rows(rows, title="Poll (dry run: nothing written)" if dry_run else "Poll")
-    raise typer.Exit(1 if rows and all(r.failure for r in rows) else 0)
+    # Readings a full disk kept from being stored fail the run (cron shows it).
+    raise typer.Exit(1 if lost or (rows and all(r.failure for r in rows)) else 0)
 
 
 MAX_TABLE_ROWS = 200

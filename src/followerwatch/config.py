@@ -84,6 +84,9 @@ class ServiceConfig(StrictModel):
     shutdown_timeout: Duration = 8.0
     # Points waiting for InfluxDB; past this the oldest are dropped (and counted).
     spool_cap: int = Field(default=5_000_000, ge=1000, le=MAX_COUNT)
+    # Readings kept in memory while the data folder's disk is full; past it they are dropped
+    # (and counted in the spool ledger's dropped_disk_full and in /metrics).
+    memory_buffer: int = Field(default=100_000, ge=0, le=MAX_COUNT)
     # HOST:PORT of /healthz, /readyz and /metrics; "" turns the endpoint off.
     ops_address: str = "127.0.0.1:9108"
     # "INDEX/COUNT" or "auto/COUNT" (index from a StatefulSet pod's hostname); "" polls all.

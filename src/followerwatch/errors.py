@@ -9,12 +9,14 @@ FollowerwatchError
 │   └── TransientError          network errors, 5xx, malformed bodies: retry next cycle
 ├── StoreError                  InfluxDB write/query failed
 │   └── StoreAuthError          InfluxDB refused the credentials
+├── StateFileError              a local SQLite file is damaged or read-only (CLI exits 1)
 └── DeliveryError               a notifier could not deliver; `permanent` means do not retry
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 
 class FollowerwatchError(Exception):
@@ -75,6 +77,16 @@ class StoreAuthError(StoreError):
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message, status=status, retryable=False)
+
+
+class StateFileError(FollowerwatchError):
+    """A local SQLite file (state, spool) that cannot be used as it is; never replaced silently."""
+
+    def __init__(self, path: Path, problem: str, fix: str, *, damaged: bool = False) -> None:
+        super().__init__(f"{path} {problem}; {fix}")
+        self.path = path
+        self.problem = problem
+        self.damaged = damaged  # its content is bad (--reset-state may set it aside)
 
 
 class DeliveryError(FollowerwatchError):

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from followerwatch.options_cli import ConfigOpt
+from followerwatch.options_cli import ConfigOpt, state_file_errors
 
 
 def events(
@@ -20,7 +20,8 @@ def events(
     from followerwatch.state import StateDB
 
     cfg = _load(config)
-    state = StateDB(cfg.settings.service.data_dir / "state.sqlite3")
+    with state_file_errors():
+        state = StateDB(cfg.settings.service.data_dir / "state.sqlite3")
     try:
         rows = state.events(limit)
     finally:

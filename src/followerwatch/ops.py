@@ -142,8 +142,9 @@ class _Snapshot:
         yield spooled
         ledger = CounterMetricFamily(
             "followerwatch_spool",
-            "The spool ledger: points added, written to InfluxDB, dropped (spool full) and "
-            "dead-lettered (rejected by InfluxDB).",
+            "The spool ledger: points added, written to InfluxDB, dropped (spool full), "
+            "dropped_disk_full (disk and memory buffer full) and dead-lettered (rejected by "
+            "InfluxDB).",
             labels=["state"],
         )
         for state, value in (
@@ -151,9 +152,11 @@ class _Snapshot:
             ("written", counts.written),
             ("dropped", counts.dropped),
             ("dead_lettered", counts.dead_lettered),
+            ("dropped_disk_full", counts.dropped_disk_full),
         ):
             ledger.add_metric([state], value)
         yield ledger
+        yield from _disk_metrics(app)
         pending = GaugeMetricFamily(
             "followerwatch_alerts_pending", "Alert deliveries waiting to be sent (or retried)."
         )
@@ -226,6 +229,27 @@ def _suspects(app: App) -> Iterator[Metric]:
     yield ended
 
 
+def _disk_metrics(app: App) -> Iterator[Metric]:
+    """What a full disk keeps in memory, and the readings it made us drop."""
+    held = GaugeMetricFamily(
+        "followerwatch_memory_buffer_readings",
+        "Readings held in memory because the data folder's disk is full (service.memory_buffer).",
+    )
+    held.add_metric([], app.buffer.held)
+    yield held
+    dropped = CounterMetricFamily(
+        "followerwatch_readings_dropped_disk_full",
+        "Readings dropped since start because the disk and the memory buffer were full.",
+    )
+    dropped.add_metric([], app.buffer.dropped)
+    yield dropped
+
+
+def disk_problem(app: App) -> str | None:
+    """Why the data folder cannot be written now (readings wait in memory), if it cannot."""
+    return app.pipeline.waiting.problem or app.writer.disk_problem
+
+
 def _events_by_kind(app: App) -> list[tuple[str, int]]:
     # A separate read-only connection: the scrape must not share the service's transactions.
     uri = f"file:{app.state.path}?mode=ro"
@@ -272,8 +296,13 @@ class OpsServer:
 
     @property
     def ready(self) -> bool:
-        """Polling runs, the last InfluxDB check passed and writes are not refused."""
-        return self.running() and self.influx_problem is None and not self.app.writer.auth_failed
+        """Polling runs, InfluxDB checks out and takes our writes, and the disk takes them too."""
+        return (
+            self.running()
+            and self.influx_problem is None
+            and not self.app.writer.auth_failed
+            and disk_problem(self.app) is None
+        )
 
     async def check_influx(self) -> None:
         """One readiness check of InfluxDB: reachable, credentials accepted, database there."""
@@ -339,6 +368,8 @@ class OpsServer:
                 "polling": self.running(),
                 "influxdb": self.influx_problem or "ok",
                 "influxdb_auth_refused": self.app.writer.auth_failed,
+                "disk": disk_problem(self.app) or "ok",
+                "held_in_memory": self.app.buffer.held,
             }
             return _json(200 if ready else 503, detail)
         return 404, "text/plain", b"not found: try /healthz, /readyz or /metrics\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -12,6 +13,7 @@ from typing import NamedTuple
 import structlog
 
 from followerwatch.clock import Clock
+from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
 from followerwatch.outbox import Outbox
 from followerwatch.rules.approaching import Approaching, projection_points
@@ -19,6 +21,7 @@ from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state import Change, LastSeen, StateDB
 from followerwatch.suspect import Screened, SuspectZeros
 from followerwatch.thresholds import Lines
+from followerwatch.waiting import Prepared, Waiting, WaitingBatches
 from followerwatch.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
@@ -53,8 +56,13 @@ class Pipeline:
         dry_run: bool = False,
         zero_confirm: Mapping[str, float] | None = None,
         thresholds: Lines | None = None,
+        buffer: MemoryBuffer | None = None,
     ) -> None:
         self.state = state
+        # Batches the full disk kept from being committed, in order, with their retry task.
+        self.waiting: WaitingBatches[Waiting] = WaitingBatches(
+            buffer or MemoryBuffer(), self._ready, self._store_held
+        )
         self.writer = writer
         self.outbox = outbox
         self.clock = clock
@@ -93,43 +101,106 @@ class Pipeline:
         polled: Sequence[Account] = (),
     ) -> list[Row]:
         """Handle one batch end to end; `polled` lets rules see accounts that got no count."""
-        # Every stored count and rule state this batch needs, read in a few queries up front.
-        keys = [o.account.key for o in result.observations]
-        keys += [a.key for a in polled] + [f.account.key for f in result.failures]
-        # The history window rules need, for the accounts that have any, in one pass too.
+        keys = _keys(result, polled)
+        await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
+        if self.waiting.batches and not self.dry_run:
+            # Batches wait for the disk: this one goes behind them, evaluated when its turn comes.
+            return self._hold(Waiting(result, extra_points, polled, self.clock.now()))
+        batch = self._prepare(result, extra_points, polled, keys)
+        if self.dry_run:
+            return batch.rows
+        try:
+            await self._store(batch)
+        except (sqlite3.Error, OSError) as exc:
+            if not out_of_space(exc):
+                raise
+            # Nothing of it is committed: kept, evaluated, for the retry to commit as it is.
+            self.waiting.failed(exc)
+            return self._hold(Waiting(result, extra_points, polled, self.clock.now(), batch))
+        return batch.rows
+
+    def _prepare(
+        self,
+        result: FetchResult,
+        extra_points: Sequence[Point],
+        polled: Sequence[Account],
+        keys: Sequence[tuple[str, str]],
+        polled_at: datetime | None = None,
+    ) -> Prepared:
+        """Screen and evaluate a batch against stored state (no await: nothing changes under it)."""
+        # Every stored count, rule state and the history window rules need (for the accounts
+        # that have any), read in a few queries up front.
         since = [
             o.time - timedelta(seconds=k)
             for o in result.observations
             if (k := self._keep.get(o.account.key))
         ]
-        await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
         known = _Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
         screened = self._screen(result.observations, known)
         observations = screened.observations
         held = [Row(*o.account.key, 0, None, suspect=True) for o in screened.suspect]
         changes, rows = self._evaluate(observations, known)
-        changes += self._absent(polled, observations, result.failures, held, known)
+        changes += self._absent(polled, observations, result.failures, held, known, polled_at)
         rows += held + [_failure_row(f) for f in result.failures]
-        if self.dry_run:
-            return rows
-        # Taken before the first await: another batch's process resets the list.
-        projected = self._projection_points
+        points = PollPoints(
+            observations, self.thresholds, [*self._projection_points, *extra_points]
+        )
+        return Prepared(changes, rows, points, screened)
+
+    async def _store(self, batch: Prepared) -> None:
+        """Commit a prepared batch, then spool its points and deliver; disk-full errors raise."""
         # Fsynced in the state's committer thread (grouped with other batches' commits); delivery
         # and the spool wait for it as before.
         await self.state.commit_async(
-            changes, self.route, self._keep, held=screened.held, released=screened.released
+            batch.changes,
+            self.route,
+            self._keep,
+            held=batch.screened.held,
+            released=batch.screened.released,
         )
-        self.state.add_events(self._repeats(), self.route)
+        try:
+            self.state.add_events(self._repeats(), self.route)
+        except sqlite3.Error as exc:
+            if not out_of_space(exc):
+                raise
+            # Not announced, so not marked as announced: the next poll repeats it.
+            log.warning("disk full: a repeated alert waits for the next poll", error=str(exc))
         if self.writer is not None:
-            await self.writer.write(
-                PollPoints(observations, self.thresholds, [*projected, *extra_points])
-            )
+            await self.writer.write(batch.points)  # holds its lines in memory on a full disk
         if self.outbox is not None:
             # Delivery has its own task (the outbox loop; a one-shot poll's last step): a receiver
             # that never answers must not hold up the next poll.
             self.outbox.kick()
-        return rows
+
+    async def _ready(self, waiting: Waiting) -> Waiting:
+        """A held batch, evaluated now if it was held unevaluated (its turn has come)."""
+        if waiting.prepared is not None:
+            return waiting
+        result, polled = waiting.result, waiting.polled
+        keys = _keys(result, polled)
+        await self.state.settled(keys)
+        batch = self._prepare(result, waiting.extra_points, polled, keys, waiting.polled_at)
+        return waiting._replace(prepared=batch)
+
+    async def _store_held(self, waiting: Waiting) -> None:
+        assert waiting.prepared is not None
+        await self._store(waiting.prepared)
+
+    def _hold(self, waiting: Waiting) -> list[Row]:
+        """Keep a batch in memory for the disk, or past the bound drop it (counted); its rows."""
+        obs = waiting.result.observations
+        if self.waiting.hold(waiting, len(obs)):
+            if waiting.prepared is not None:
+                return waiting.prepared.rows
+            note = "held in memory: disk full"
+        else:
+            # Its points count as dropped in the spool's ledger.
+            if self.writer is not None:
+                self.writer.drop(PollPoints(obs, self.thresholds, waiting.extra_points))
+            note = "dropped: disk and memory buffer full"
+        rows = [Row(*o.account.key, o.followers, None, failure=note) for o in obs]
+        return rows + [_failure_row(f) for f in waiting.result.failures]
 
     def _screen(self, observations: Sequence[Observation], known: _Known) -> Screened:
         """Hold falls to exactly 0 until they have lasted; a dry run holds nothing for good."""
@@ -209,13 +280,14 @@ class Pipeline:
         failures: Sequence[Failure],
         held: Sequence[Row],
         known: _Known | None = None,
+        now: datetime | None = None,
     ) -> list[Change]:
         """Rules for accounts this poll gave no count for (stale, lifecycle)."""
         known = known or _Known(self.state)
         seen = {o.account.key for o in observations} | {(r.platform, r.account) for r in held}
         failed = {f.account.key: f for f in failures}
         accounts = {a.key: a for a in polled} | {f.account.key: f.account for f in failures}
-        now = self.clock.now()
+        now = now or self.clock.now()  # a batch held for the disk: when it was polled
         changes = []
         for key, account in accounts.items():
             if key in seen:
@@ -319,6 +391,12 @@ _NO_STATES: Mapping[str, str] = MappingProxyType({})
 
 def _previous(last: LastSeen | None) -> Previous | None:
     return None if last is None else Previous(last.followers, last.time, last.handle)
+
+
+def _keys(result: FetchResult, polled: Sequence[Account]) -> list[tuple[str, str]]:
+    """Every account a batch reads and writes state of."""
+    keys = [o.account.key for o in result.observations]
+    return keys + [a.key for a in polled] + [f.account.key for f in result.failures]
 
 
 def _failure_row(failure: Failure) -> Row:

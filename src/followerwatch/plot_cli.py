@@ -36,6 +36,7 @@ def plot(
     from followerwatch.cli import _load
     from followerwatch.http import build_client
     from followerwatch.impact import load_series
+    from followerwatch.options_cli import state_file_errors
     from followerwatch.state import StateDB
 
     cfg = _load(Path(config) if config else None)
@@ -61,7 +62,8 @@ def plot(
     rules = cfg.rules.get((platform, name))
     lines = [("below", v) for v in (rules.below or [])] if rules else []
     lines += [("above", v) for v in (rules.above or [])] if rules else []
-    state = StateDB(cfg.settings.service.data_dir / "state.sqlite3")
+    with state_file_errors():
+        state = StateDB(cfg.settings.service.data_dir / "state.sqlite3")
     try:
         events = [
             (e.time, e.value, str(e.kind))

@@ -114,7 +114,7 @@ def poll_point(
 
 
 def spool_point(counts: SpoolCounts, time: datetime, alerts_pending: int = 0) -> Point:
-    """`followerwatch_spool`: the spool ledger (added, written, dropped, dead_lettered, spooled)."""
+    """`followerwatch_spool`: the spool ledger (added, written, dropped, ..., spooled)."""
     return Point(
         SPOOL,
         (("host", "followerwatch"),),
@@ -123,6 +123,7 @@ def spool_point(counts: SpoolCounts, time: datetime, alerts_pending: int = 0) ->
             ("written", counts.written),
             ("dropped", counts.dropped),
             ("dead_lettered", counts.dead_lettered),
+            ("dropped_disk_full", counts.dropped_disk_full),
             ("spooled", counts.spooled),
             ("alerts_pending", alerts_pending),
         ),

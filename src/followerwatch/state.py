@@ -60,9 +60,10 @@ CREATE TABLE IF NOT EXISTS active (
 class StateDB(OutboxState):
     """The service's durable memory; single-process, synchronous (local SQLite is fast)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, reset_at: datetime | None = None) -> None:
+        """Open (creating) the file; a damaged one raises StateFileError unless `reset_at`."""
         self.path = path
-        self._db = open_db(path, _SCHEMA)
+        self._db = open_db(path, _SCHEMA, check=True, reset_at=reset_at)
         migrate_events(self._db)
         # Poll commits fsync in this thread, with its own connection, off the event loop.
         self._committer: GroupCommitter[Commit, bool] = GroupCommitter(

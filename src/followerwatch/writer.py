@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, overload
@@ -12,11 +13,13 @@ from typing import Any, overload
 import structlog
 
 from followerwatch.clock import Clock
+from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
 from followerwatch.schema import event_point, observation_line, observation_point, spool_point
 from followerwatch.state import StateDB
 from followerwatch.store.base import Store
+from followerwatch.store.held import HeldLines
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.spool import Spool, SpoolCounts
 from followerwatch.thresholds import (
@@ -85,6 +88,7 @@ class Writer:
         rng: random.Random | None = None,
         raise_event: Callable[[Event], None] | None = None,
         health_every: float | None = HEALTH_EVERY,
+        buffer: MemoryBuffer | None = None,
     ) -> None:
         self.store = store
         self._raise_event = raise_event
@@ -101,6 +105,8 @@ class Writer:
         self._next_attempt = 0.0
         self.auth_failed = False
         self.rejected = 0  # points that could not even be encoded
+        # While the disk is full, lines the spool cannot take wait in memory (bounded).
+        self.held = HeldLines(spool, buffer or MemoryBuffer())
 
     @property
     def backlog(self) -> int:
@@ -108,8 +114,13 @@ class Writer:
         return self.spool.size()
 
     def counts(self) -> SpoolCounts:
-        """The spool's ledger."""
-        return self.spool.counts()
+        """The spool's ledger (with drops a full disk has kept it from recording yet)."""
+        return self.held.counts()
+
+    @property
+    def disk_problem(self) -> str | None:
+        """Why lines wait in memory ("disk full: ..."), or None."""
+        return self.held.problem
 
     @property
     def healthy(self) -> bool:
@@ -118,6 +129,50 @@ class Writer:
 
     async def write(self, points: Sequence[Point]) -> None:
         """Spool the points (durably), then try to drain the spool; never raises."""
+        readings = len(points.observations) if isinstance(points, PollPoints) else 0
+        lines = self._lines(points)
+        now = self.clock.now()
+        every = self._health_every
+        if every is not None and now.timestamp() - self._last_health >= every:
+            # The ledger itself, for the service-health dashboard (spooled like any point).
+            self._last_health = now.timestamp()
+            pending = self.state.delivery_counts().get("pending", 0)
+            health = spool_point(self.counts(), now, pending)
+            lines.append(encode(health, self.store.precision))
+        if await self._spool_lines(lines, readings) and not self._lock.locked():
+            # A flush under way drains until the spool is empty, so it takes these lines too,
+            # in its next (larger) batch, instead of one small write per caller.
+            await self.flush()
+
+    def drop(self, points: Sequence[Point]) -> None:
+        """Count points that cannot be kept (disk and memory buffer full) as dropped."""
+        self.held.drop(len(self._lines(points)))
+
+    async def _spool_lines(self, lines: list[str], readings: int) -> bool:
+        """Add lines to the spool, or hold them in memory while the disk is full; spooled?"""
+        dropped = await self.held.add(lines, readings)
+        if dropped:
+            log.error(
+                "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
+            )
+            self._event(
+                EventKind.SPOOL_OVERFLOW,
+                EventStatus.ONCE,
+                Severity.CRITICAL,
+                f"followerwatch spool full: dropped the {dropped:,} oldest points",
+                dropped,
+            )
+        return dropped is not None
+
+    async def settle(self) -> int:
+        """At shutdown: spool what memory holds if the disk allows; the readings lost if not."""
+        async with self._lock:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self.held.respool(self._ledger)
+        return self.held.lost()
+
+    def _lines(self, points: Sequence[Point]) -> list[str]:
+        """Points as line protocol (a poll's counts straight from its observations)."""
         precision = self.store.precision
         lines: list[str] = []
         if isinstance(points, PollPoints):
@@ -143,32 +198,7 @@ class Writer:
             points = points.points
         for point in points:
             self._encoded(lines, encode, point, precision)
-        now = self.clock.now()
-        every = self._health_every
-        if every is not None and now.timestamp() - self._last_health >= every:
-            # The ledger itself, for the service-health dashboard (spooled like any point).
-            self._last_health = now.timestamp()
-            pending = self.state.delivery_counts().get("pending", 0)
-            health = spool_point(self.spool.counts(), now, pending)
-            lines.append(encode(health, self.store.precision))
-        # Committed (fsynced) by the spool's committer thread, grouped with other writes' lines.
-        dropped = await self.spool.add_async(lines)
-        if dropped:
-            log.error(
-                "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
-            )
-            self._event(
-                EventKind.SPOOL_OVERFLOW,
-                EventStatus.ONCE,
-                Severity.CRITICAL,
-                f"followerwatch spool full: dropped the {dropped:,} oldest points",
-                dropped,
-            )
-        if self._lock.locked():
-            # A flush is under way: it drains until the spool is empty, so it takes these lines
-            # too, in its next (larger) batch, instead of one small write per caller.
-            return
-        await self.flush()
+        return lines
 
     def _encoded(
         self, lines: list[str], encoder: Callable[..., str | list[str]], *args: Any
@@ -188,16 +218,23 @@ class Writer:
     async def flush(self) -> None:
         """Write spooled lines oldest first until empty, an error, or a backoff in force."""
         async with self._lock:
-            await self._spool_events()
-            if self.clock.now().timestamp() < self._next_attempt:
-                return
-            while batch := self.spool.peek(BATCH_LINES, BATCH_BYTES):
-                try:
-                    await self._write(batch)
-                except StoreError as exc:
-                    self._failed(exc)
+            try:
+                if not await self.held.respool(self._ledger):
+                    return  # the disk is still full: acks and events would fail as well
+                await self._spool_events()
+                if self.clock.now().timestamp() < self._next_attempt:
                     return
-                self._recovered()
+                while batch := self.spool.peek(BATCH_LINES, BATCH_BYTES):
+                    try:
+                        await self._write(batch)
+                    except StoreError as exc:
+                        self._failed(exc)
+                        return
+                    self._recovered()
+            except (sqlite3.Error, OSError) as exc:
+                # An ack or dead-letter the disk refused: those lines are re-sent later, and
+                # InfluxDB stores a re-sent point once.
+                self.held.failed(exc)
 
     async def _spool_events(self) -> None:
         # Events live in the state database first; spool their points, then mark them.
@@ -290,29 +327,34 @@ class Writer:
         if self._raise_event is None:
             return
         now = self.clock.now()
-        self._raise_event(
-            Event(
-                id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"followerwatch:{kind}:{now.isoformat()}")),
-                time=now,
-                platform="followerwatch",
-                account="service",
-                rule="influxdb",
-                kind=kind,
-                value=value,
-                threshold=0,
-                message=message,
-                severity=severity,
-                status=status,
-            )
+        event = Event(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"followerwatch:{kind}:{now.isoformat()}")),
+            time=now,
+            platform="followerwatch",
+            account="service",
+            rule="influxdb",
+            kind=kind,
+            value=value,
+            threshold=0,
+            message=message,
+            severity=severity,
+            status=status,
         )
+        try:
+            self._raise_event(event)
+        except sqlite3.Error as exc:
+            if not out_of_space(exc):
+                raise
+            log.error("disk full: operational event not stored", message=message)
 
     def _ledger(self) -> dict[str, int]:
-        c = self.spool.counts()
+        c = self.counts()
         return {
             "added": c.added,
             "written": c.written,
             "dropped": c.dropped,
             "dead_lettered": c.dead_lettered,
+            "dropped_disk_full": c.dropped_disk_full,
             "spooled": c.spooled,
         }
 

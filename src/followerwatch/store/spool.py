@@ -15,35 +15,46 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO counters VALUES ('added', 0), ('written', 0), ('dropped', 0),
-    ('dead_lettered', 0);
+    ('dead_lettered', 0), ('dropped_disk_full', 0);
 """
 
 
 @dataclass(frozen=True, slots=True)
 class SpoolCounts:
-    """The spool's ledger: `added == written + dropped + dead_lettered + spooled` always holds."""
+    """The spool's ledger: `added == written + dropped + dropped_disk_full + dead_lettered +
+    spooled` always holds.
+
+    `dropped` counts the oldest points dropped at the spool's cap; `dropped_disk_full` the
+    points that never reached it because the disk was full and the memory buffer too (they count
+    as added when dropped, so the sum stays balanced).
+    """
 
     added: int
     written: int
     dropped: int
     dead_lettered: int
     spooled: int
+    dropped_disk_full: int = 0
 
     @property
     def balanced(self) -> bool:
         """Whether the invariant holds."""
-        return self.added == self.written + self.dropped + self.dead_lettered + self.spooled
+        lost = self.dropped + self.dropped_disk_full + self.dead_lettered
+        return self.added == self.written + lost + self.spooled
 
 
 class Spool:
     """A FIFO of line-protocol lines that survives crashes; capped, dropping the oldest."""
 
-    def __init__(self, path: Path, cap: int = 5_000_000) -> None:
+    def __init__(
+        self, path: Path, cap: int = 5_000_000, *, reset_at: datetime | None = None
+    ) -> None:
+        """Open (creating) the file; a damaged one raises StateFileError unless `reset_at`."""
         self.path = path
         self.dead_letter_path = path.with_name("dead-letter.jsonl")
         self.cap = cap
         # The loop's connection: peek, ack, dead-letter, counts, and the synchronous add.
-        self._db = open_db(path, _SCHEMA)
+        self._db = open_db(path, _SCHEMA, check=True, reset_at=reset_at)
         # The committer thread's own connection, so its fsyncs never hold the event loop.
         self._committer: GroupCommitter[Sequence[str], int] = GroupCommitter(
             open_db(path, _SCHEMA), self._append_group, "spool-committer"
@@ -90,6 +101,14 @@ class Spool:
             )
             self._bump(db, "dropped", overflow)
         return max(0, overflow)
+
+    def add_dropped(self, points: int) -> None:
+        """Record points dropped before the spool (disk full, memory buffer full) in the ledger."""
+        if points:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                self._bump(self._db, "added", points)
+                self._bump(self._db, "dropped_disk_full", points)
 
     def peek(self, max_lines: int, max_bytes: int = 2_000_000) -> list[tuple[int, str]]:
         """The oldest lines, at most `max_lines` and about `max_bytes`."""
@@ -154,6 +173,7 @@ class Spool:
             values["dropped"],
             values["dead_lettered"],
             self.size(),
+            values["dropped_disk_full"],
         )
 
     def _delete(self, seqs: Sequence[int]) -> int:
