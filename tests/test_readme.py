@@ -39,3 +39,22 @@ def test_readme_config_examples_load(tmp_path: Path, index: int) -> None:
 def test_readme_documents_the_schema_and_payload() -> None:
     for name in ("`followers`", "`followerwatch_events`", "`followerwatch_polls`", '"version": 1'):
         assert name in README
+
+
+def test_every_test_the_reliability_table_names_exists() -> None:
+    section = README.split("## Trust at the edges", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [int(r.split("|")[1]) for r in rows] == list(range(1, 17))
+    for row in rows:
+        cell = row.rsplit("|", 2)[1]
+        # `file.py`, `file.py::test_name` (a trailing * is a prefix), or `::name` in the last file.
+        refs = re.findall(r"`([\w/]+\.py)?(?:::(\w+\*?))?`", cell)
+        assert refs, row
+        text = ""
+        for path, name in refs:
+            if path:
+                text = (ROOT / "tests" / path).read_text()
+            assert text, row
+            if name:
+                tail = r"\w*" if name.endswith("*") else r"\b"
+                assert re.search(rf"def {re.escape(name.rstrip('*'))}{tail}", text), (path, name)
