@@ -19,6 +19,7 @@ from followerwatch.collector import Collector
 from followerwatch.config import Config, InfluxConfig
 from followerwatch.diskfull import MemoryBuffer
 from followerwatch.enrich import ProjectionEnricher
+from followerwatch.errors import StoreError
 from followerwatch.http import build_client
 from followerwatch.models import Account
 from followerwatch.notify import build_notifier
@@ -82,6 +83,12 @@ def build_store(cfg: InfluxConfig, client: httpx.AsyncClient) -> Store:
         precision=cfg.precision,
         retention_policy=cfg.retention_policy,
     )
+
+
+async def ensure_database(cfg: InfluxConfig, store: Store) -> None:
+    """Create the database when `create_database` is on (1.x API only); StoreError if it fails."""
+    if cfg.create_database and isinstance(store, InfluxV1Store):
+        await store.create_database()
 
 
 def build_reader(cfg: InfluxConfig, client: httpx.AsyncClient) -> InfluxV1Store:
@@ -251,10 +258,12 @@ class App:
         return REGISTRY[platform].build(pcfg, SourceContext(self.client, self.clock, state_dir))
 
     async def prepare(self) -> None:
-        """Create the database when asked to (1.x only)."""
-        cfg = self.config.settings.influxdb
-        if cfg.create_database and isinstance(self.store, InfluxV1Store):
-            await self.store.create_database()
+        """Create the database when asked to (1.x only); a failure is logged, not raised."""
+        try:
+            await ensure_database(self.config.settings.influxdb, self.store)
+        except StoreError as exc:
+            # The writes that follow fail the same way and are spooled (and reported).
+            log.warning("could not create the database", error=str(exc))
 
     async def poll_group(self, group: Group) -> list[Row]:
         """Poll one batch group as soon as its platform has a free slot."""

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,7 +17,7 @@ from followerwatch import __version__, logs
 from followerwatch.accounts_cli import accounts_app
 from followerwatch.config import Config, config_path_from_env, load_config
 from followerwatch.durations import format_duration
-from followerwatch.errors import ConfigError, StoreError
+from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
 from followerwatch.events_cli import events as events_cmd
 from followerwatch.events_cli import test_alert as test_alert_cmd
 from followerwatch.history_cli import history as history_cmd
@@ -28,6 +28,9 @@ from followerwatch.pipeline import Row
 from followerwatch.plan import PlanRow
 from followerwatch.plot_cli import plot as plot_cmd
 from followerwatch.report_cli import report as report_cmd
+
+if TYPE_CHECKING:
+    from followerwatch.writer import Unwritten
 
 app = typer.Typer(
     help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
@@ -102,21 +105,55 @@ def poll(
     shard: ShardOpt = None,
     reset_state: ResetOpt = False,
 ) -> None:
-    """Poll every account once now, print a table, write the points and evaluate the rules."""
+    """Poll every account once now, print a table, write the points and evaluate the rules.
+
+    Exits 1 when readings wait in the spool, a whole platform failed or every account failed.
+    """
     from followerwatch.app import App
 
     cfg = _load_sharded(config, shard)
 
-    async def main() -> tuple[list[Row], int]:
+    async def main() -> tuple[list[Row], Unwritten | None, int]:
         async with App(cfg, dry_run=dry_run, reset_state=reset_state) as application:
+            if not dry_run:
+                await application.prepare()  # create_database
             rows = await application.poll_once()
-        return rows, application.lost_readings
+            # Whether this run's points reached InfluxDB, or wait in the spool (and why).
+            unwritten = None if dry_run else await application.writer.unwritten()
+        return rows, unwritten, application.lost_readings
 
     with state_file_errors():
-        rows, lost = asyncio.run(main())
+        rows, unwritten, lost = asyncio.run(main())
     print_rows(rows, title="Poll (dry run: nothing written)" if dry_run else "Poll")
-    # Readings a full disk kept from being stored fail the run (cron shows it).
-    raise typer.Exit(1 if lost or (rows and all(r.failure for r in rows)) else 0)
+    problems = poll_problems(rows, unwritten, lost)
+    for problem in problems:
+        print(f"followerwatch: {problem}", file=sys.stderr)
+    raise typer.Exit(1 if problems else 0)
+
+
+def _readings(n: int) -> str:
+    return f"{n:,} reading" + ("" if n == 1 else "s")
+
+
+def poll_problems(rows: list[Row], unwritten: Unwritten | None, lost: int) -> list[str]:
+    """What fails a poll (exit 1), one line each; accounts not found etc. are not in it."""
+    problems = []
+    if unwritten is not None:
+        what = (
+            _readings(unwritten.readings) if unwritten.readings else f"{unwritten.lines:,} points"
+        )
+        problems.append(f"{what} spooled for later: {unwritten.reason}")
+    if lost:
+        problems.append(f"{_readings(lost)} lost: the disk stayed full")
+    by_platform: dict[str, list[Row]] = {}
+    for row in rows:
+        by_platform.setdefault(row.platform, []).append(row)
+    down = [mine for mine in by_platform.values() if all(r.source_down for r in mine)]
+    for mine in down:
+        problems.append(f"{mine[0].platform} failed for every account: {mine[0].failure}")
+    if rows and all(r.failure for r in rows) and len(down) < len(by_platform):
+        problems.append("every account failed (see the table)")
+    return problems
 
 
 MAX_TABLE_ROWS = 200
@@ -181,24 +218,29 @@ def check(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
     ok = True
     out.print(f"[green]✓[/] config valid: {len(cfg.accounts)} accounts")
 
-    async def influx() -> str | None:
+    async def influx() -> tuple[str | None, bool]:
+        """The problem, if any, and whether the database is missing."""
         async with build_client() as client:
             store = build_store(cfg.settings.influxdb, client)
             try:
                 await store.check()
+            except DatabaseMissingError as exc:
+                # Read-only: `poll`, `run` and `import` create it when asked to.
+                return (None if cfg.settings.influxdb.create_database else str(exc)), True
             except StoreError as exc:
-                return str(exc)
+                return str(exc), False
             finally:
                 await store.close()
-        return None
+        return None, False
 
-    problem = asyncio.run(influx())
+    problem, missing = asyncio.run(influx())
     url = cfg.settings.influxdb.url
     if problem is None:
-        out.print(f"[green]✓[/] InfluxDB reachable at {url}")
+        created = "; database missing; it will be created on first write" if missing else ""
+        out.print(f"[green]✓[/] InfluxDB reachable at {url}{created}")
     else:
         ok = False
-        out.print(f"[red]✗[/] InfluxDB: {problem}")
+        out.print(Text.assemble(("✗", "red"), f" InfluxDB: {problem}"))
     ok = print_plan(build_plan(cfg)) and ok
     raise typer.Exit(0 if ok else 1)
 

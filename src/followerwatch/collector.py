@@ -68,7 +68,10 @@ class Collector:
                 polled=accounts,
             )
             status = f"source {outcome}: {exc}"
-            return [Row(self.platform, a.name, None, None, failure=status) for a in accounts]
+            return [
+                Row(self.platform, a.name, None, None, failure=status, source_down=True)
+                for a in accounts
+            ]
         if group in self._down:
             log.info(
                 "source recovered", platform=self.platform, group=group, was=self._down.pop(group)

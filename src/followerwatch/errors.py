@@ -8,7 +8,8 @@ FollowerwatchError
 │   ├── NotFoundError           the endpoint or the single requested account does not exist
 │   └── TransientError          network errors, 5xx, malformed bodies: retry next cycle
 ├── StoreError                  InfluxDB write/query failed
-│   └── StoreAuthError          InfluxDB refused the credentials
+│   ├── StoreAuthError          InfluxDB refused the credentials
+│   └── DatabaseMissingError    the database does not exist (yet)
 ├── StateFileError              a local SQLite file is damaged or read-only (CLI exits 1)
 └── DeliveryError               a notifier could not deliver; `permanent` means do not retry
 """
@@ -77,6 +78,10 @@ class StoreAuthError(StoreError):
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message, status=status, retryable=False)
+
+
+class DatabaseMissingError(StoreError):
+    """The InfluxDB database does not exist (yet): the data is fine, keep it."""
 
 
 class StateFileError(FollowerwatchError):

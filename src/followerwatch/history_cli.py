@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
@@ -26,7 +27,7 @@ def import_csv(
     from rich.progress import Progress
 
     from followerwatch import importer
-    from followerwatch.app import build_store
+    from followerwatch.app import build_store, ensure_database
     from followerwatch.cli import _load, out
     from followerwatch.http import build_client
 
@@ -53,6 +54,7 @@ def import_csv(
         async with build_client() as client:
             store = build_store(cfg.settings.influxdb, client)
             try:
+                await ensure_database(cfg.settings.influxdb, store)
                 with Progress(console=out, transient=True) as progress:
                     task = progress.add_task("importing", total=len(parsed.lines))
                     await importer.write(store, parsed.lines, lambda n: progress.advance(task, n))
@@ -64,7 +66,10 @@ def import_csv(
 
     problem = asyncio.run(write())
     if problem is not None:
-        out.print(f"[red]✗[/] import stopped: {problem} (importing again is safe)")
+        # Text, so brackets in the server's words are not markup.
+        out.print(
+            Text.assemble(("✗", "red"), f" import stopped: {problem} (importing again is safe)")
+        )
         raise typer.Exit(1)
     out.print(f"[green]✓[/] imported {summary}")
     raise typer.Exit(1 if parsed.bad else 0)

@@ -38,6 +38,8 @@ class Row(NamedTuple):
     failure: str | None = None
     # A fall to 0 held until it has lasted the platform's `zero_confirm` (nothing stored yet).
     suspect: bool = False
+    # The platform failed the whole batch (auth, rate limit, unreachable), not this account.
+    source_down: bool = False
 
 
 class Pipeline:

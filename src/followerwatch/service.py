@@ -10,7 +10,6 @@ from collections.abc import Callable
 import structlog
 
 from followerwatch.app import App
-from followerwatch.errors import StoreError
 from followerwatch.ops import start_ops
 from followerwatch.scheduler import PollScheduler
 
@@ -21,10 +20,7 @@ async def serve(
     app: App, *, until: Callable[[], bool] | None = None, check_every: float = 0.2
 ) -> bool:
     """Poll on schedule until SIGINT/SIGTERM (or `until()` is true); True if shutdown was clean."""
-    try:
-        await app.prepare()
-    except StoreError as exc:
-        log.warning("could not create the database", error=str(exc))
+    await app.prepare()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -8,7 +8,7 @@ import random
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, overload
+from typing import Any, NamedTuple, overload
 
 import structlog
 
@@ -16,7 +16,13 @@ from followerwatch.clock import Clock
 from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
-from followerwatch.schema import event_point, observation_line, observation_point, spool_point
+from followerwatch.schema import (
+    FOLLOWERS,
+    event_point,
+    observation_line,
+    observation_point,
+    spool_point,
+)
 from followerwatch.state import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.held import HeldLines
@@ -73,6 +79,14 @@ class PollPoints(Sequence[Point]):
         return self._built()[index]
 
 
+class Unwritten(NamedTuple):
+    """What this process spooled that InfluxDB has not taken: its readings, its lines, and why."""
+
+    readings: int
+    lines: int
+    reason: str
+
+
 class Writer:
     """Spools every point before InfluxDB and removes it only after a 2xx answer."""
 
@@ -104,7 +118,9 @@ class Writer:
         self._failures = 0
         self._next_attempt = 0.0
         self.auth_failed = False
+        self.last_error: str | None = None  # the last write failure, until a write works
         self.rejected = 0  # points that could not even be encoded
+        self._added = 0  # lines this process put in the spool (the newest ones)
         # While the disk is full, lines the spool cannot take wait in memory (bounded).
         self.held = HeldLines(spool, buffer or MemoryBuffer())
 
@@ -151,6 +167,8 @@ class Writer:
     async def _spool_lines(self, lines: list[str], readings: int) -> bool:
         """Add lines to the spool, or hold them in memory while the disk is full; spooled?"""
         dropped = await self.held.add(lines, readings)
+        if dropped is not None:
+            self._added += len(lines)
         if dropped:
             log.error(
                 "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
@@ -163,6 +181,17 @@ class Writer:
                 dropped,
             )
         return dropped is not None
+
+    async def unwritten(self) -> Unwritten | None:
+        """After one more flush: what this process spooled that is still waiting, or None."""
+        await self.flush()  # a backoff in force (a write failed just now) makes this a no-op
+        # The spool drains oldest first, so what waits of this process's lines is the newest.
+        lines = min(self.spool.size(), self._added)
+        if not lines:
+            return None
+        readings = self.spool.newest_with_prefix(lines, FOLLOWERS + ",")
+        reason = self.last_error or self.disk_problem or "InfluxDB has not taken them yet"
+        return Unwritten(readings, lines, reason)
 
     async def settle(self) -> int:
         """At shutdown: spool what memory holds if the disk allows; the readings lost if not."""
@@ -240,9 +269,9 @@ class Writer:
         # Events live in the state database first; spool their points, then mark them.
         events = self.state.unstored_events()
         if events:
-            await self.spool.add_async(
-                [encode(event_point(e), self.store.precision) for e in events]
-            )
+            lines = [encode(event_point(e), self.store.precision) for e in events]
+            await self.spool.add_async(lines)
+            self._added += len(lines)
             self.state.mark_stored(e.id for e in events)
 
     async def _write(self, batch: list[tuple[int, str]]) -> None:
@@ -274,6 +303,7 @@ class Writer:
 
     def _failed(self, exc: StoreError) -> None:
         now = self.clock.now().timestamp()
+        self.last_error = str(exc)
         if isinstance(exc, StoreAuthError):
             if not self.auth_failed:
                 self._event(
@@ -317,6 +347,7 @@ class Writer:
         if self.auth_failed or self._failures:
             log.info("influxdb writes work again", **self._ledger())
         self.auth_failed = False
+        self.last_error = None
         self._failures = 0
         self._next_attempt = 0.0
 

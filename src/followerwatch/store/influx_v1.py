@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from followerwatch.errors import StoreAuthError, StoreError
+from followerwatch.errors import DatabaseMissingError, StoreAuthError, StoreError
 from followerwatch.models import Point
 from followerwatch.store.lineprotocol import PRECISIONS, encode
 
@@ -22,6 +22,7 @@ V1_PRECISION = {"s": "s", "ms": "ms", "us": "u", "ns": "n"}
 # Well below 1.x's 25 MB and 3 Core's 10 MB body limits even if every character took 4 bytes.
 _MAX_BATCH_CHARS = 2_000_000
 _MAX_ERROR_CHARS = 300
+CREATE_HINT = "create it, or set influxdb.create_database = true"
 # Characters InfluxQL cannot carry inside quotes: its reader turns CR into a newline and
 # treats NUL as end of input.
 _INFLUXQL_FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -83,6 +84,8 @@ def error_for_status(status: int, what: str, detail: str) -> StoreError:
         return StoreError(message, status=status, retryable=False)
     if status == 404:
         # Usually a database/bucket that does not exist yet: the data is fine, keep it.
+        if "database not found" in detail:
+            return DatabaseMissingError(f"{message}; {CREATE_HINT}", status=status)
         return StoreError(message, status=status, retryable=True)
     if status == 413:
         return StoreError(message, status=status, retryable=False)
@@ -232,8 +235,8 @@ class InfluxV1Store:
             ) from exc
         except StoreError as exc:
             if "database not found" in str(exc):
-                raise StoreError(
-                    f"{what} has no database {self.database!r}; create it first",
+                raise DatabaseMissingError(
+                    f"{what} has no database {self.database!r}; {CREATE_HINT}",
                     status=exc.status,
                     retryable=False,
                 ) from exc

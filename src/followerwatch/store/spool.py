@@ -164,6 +164,15 @@ class Spool:
         """Lines waiting."""
         return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
 
+    def newest_with_prefix(self, lines: int, prefix: str) -> int:
+        """How many of the newest `lines` lines start with `prefix` (a measurement and ",")."""
+        row = self._db.execute(
+            "SELECT count(*) FROM (SELECT line FROM spool ORDER BY seq DESC LIMIT ?)"
+            " WHERE substr(line, 1, ?) = ?",
+            (lines, len(prefix), prefix),
+        ).fetchone()
+        return int(row[0])
+
     def counts(self) -> SpoolCounts:
         """The ledger."""
         values = dict(self._db.execute("SELECT name, value FROM counters").fetchall())
