@@ -14,16 +14,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from followerwatch.charts import event_markers
 from followerwatch.config import load_config
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Point
-from followerwatch.report_page import Section, load, sections
 from followerwatch.store.influx_v1 import InfluxV1Store
+
+if TYPE_CHECKING:
+    from followerwatch.report_page import Section
 
 UNTIL = datetime(2026, 3, 1, tzinfo=UTC)
 SOLO_AT = UNTIL - timedelta(days=3)
@@ -101,6 +103,9 @@ def _summaries(text: str) -> dict[str, str]:
 
 
 async def _sections(page: Page) -> list[Section]:
+    # Imported here, so the tests of the page's text run (and fail) on code without this module.
+    from followerwatch.report_page import load, sections
+
     cfg = load_config(page.config)
     async with httpx.AsyncClient(timeout=10) as client:
         store = InfluxV1Store(client, url=page.url, database=page.database)
@@ -144,6 +149,8 @@ def test_milestones_give_a_projection(page: Page) -> None:
 
 
 async def test_events_are_listed_and_marked_on_the_chart(page: Page) -> None:
+    from followerwatch.charts import event_markers
+
     for when, kind, value in EVENTS:
         line = f"{when:%Y-%m-%d %H:%M} UTC: {kind.replace('_', ' ')} at {value:,}"
         assert line in page.html
