@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from followerwatch.charts import account_figure, load_events
 from followerwatch.impact import load_series
 from followerwatch.models import Account, at_handle
-from followerwatch.projection import milestone_lines, plural, project, signed
+from followerwatch.projection import Projection, milestone_lines, plural, project, signed
 from followerwatch.store.base import QueryableStore
 
 if TYPE_CHECKING:
@@ -91,12 +91,14 @@ def section(data: Readings, rules: RuleDefaults | None) -> Section:
     lines += [("above", v) for v in (rules.above or [])] if rules else []
     milestones = milestone_lines(rules.milestones if rules else None, series[-1][1])
     estimate = project(series, lines, milestones=milestones)
+    # Only the milestone the trend heads for: a whole ladder would stretch the axis to nothing.
+    heading_for = [estimate.line] if isinstance(estimate, Projection) and estimate.milestone else []
     figure = account_figure(
         at_handle(account.name),
         series,
         lines,
         [(t, v, k.replace("_", " ")) for t, v, k in data.events],
-        [v for _, v in milestones],
+        heading_for,
     )
     return Section(heading, summary_line(series, estimate.message()), data.events, figure)
 
