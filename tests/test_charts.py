@@ -82,8 +82,8 @@ def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
     text = (tmp_path / "report.html").read_text()
     assert "data:image/png;base64," in text
     assert (
-        "@aplusk (x): 993,377 followers; 24 h +897; 7 d -24,996; no projection for @aplusk:"
-        " the count is already past every line"
+        "<h2>@aplusk (x)</h2><p>993,377 followers on 2009-04-28 23:00 UTC (360 readings in this"
+        " range); 24 h +897; 7 d -24,996; no projection: the count is already past every line"
     ) in text
     for name in ("plot.png", "impact.png"):
         data = (tmp_path / name).read_bytes()

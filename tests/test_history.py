@@ -75,3 +75,33 @@ below = 1_000_000
 
     away = run_cli("history", "nobody", "-c", str(config))
     assert away.returncode == 2 and "not watched" in away.stderr
+
+
+async def test_history_projects_toward_the_next_milestone(
+    tmp_path: Path, influx_db: tuple[str, str]
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    # Rising 100 an hour, 300 short of a milestone; no below/above line at all: 3 h to go.
+    points = [
+        Point(
+            "followers",
+            (("platform", "x"), ("account", "climber")),
+            (("followers", 1_999_700 - 100 * h),),
+            now - timedelta(hours=h),
+        )
+        for h in range(48)
+    ]
+    async with httpx.AsyncClient() as client:
+        await InfluxV1Store(client, url=influx_db[0], database=influx_db[1]).write(points)
+    config = tmp_path / "fw.toml"
+    config.write_text(
+        f'[influxdb]\nurl = "{influx_db[0]}"\ndatabase = "{influx_db[1]}"\n'
+        '[platforms.x]\nbearer_token = "t0ken"\n'
+        '[[watch]]\nplatform = "x"\nhandle = "climber"\nmilestones = 1_000_000\n'
+    )
+    result = run_cli("history", "climber", "-c", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "at the current rate @climber on x reaches the 2,000,000 milestone in about 3 h"
+        in " ".join(result.stdout.split())
+    ), result.stdout

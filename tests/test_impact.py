@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -124,3 +129,73 @@ async def test_frozen_stretch_inside_the_window(influx_db: tuple[str, str]) -> N
 
 def test_no_report_without_data_at_the_window() -> None:
     assert analyse("@nobody", [], START, END) is None
+
+
+async def test_the_headline_and_the_lines_below_it_agree(influx_db: tuple[str, str]) -> None:
+    # -62/h with a wide band: the expected -1,482 is printed as the band allows, -1,000, in
+    # the headline and in the line below alike; the effect is what those printed figures give.
+    series = await stored(influx_db, "agree", history(-62, 400, 0, drop=20_000))
+    report = analyse("@agree", series, START, END)
+    assert report is not None and report.significant
+    assert report.expected == pytest.approx(-1_482, abs=20)
+    headline, count, trend, *_ = report.lines()
+    assert headline == (
+        "the campaign cost @agree about 21,000 followers (± 1,000)"
+        " against an expected loss of 1,000"
+    )
+    assert count.startswith("count 988,464 → 966,496 (-21,968)")
+    assert trend == "baseline trend -61.7/h; expected -1,000 (± 1,000)"
+
+
+async def test_a_zero_never_carries_a_sign(influx_db: tuple[str, str]) -> None:
+    signed_zero = re.compile(r"[-+]0(?:\.0+)?(?![\d,.])")
+    # A control 3 followers off its exact trend at the end: -0.0003 %, printed as 0.00%.
+    control = [(t, 800_000 + 300 * i) for i, (t, _) in enumerate(history(0, 0, 7))]
+    control = [(t, v - 3 if t >= END else v) for t, v in control]
+    target = await stored(influx_db, "target", history(400, 150, 6))
+    report = analyse("@target", target, START, END, controls=[control])
+    assert report is not None and report.control_swing is not None
+    assert -0.00005 < report.control_swing < 0
+    assert "control accounts moved 0.00% against their trend" in report.lines()
+    # A flat account: no change observed, none expected, none in its worst hour.
+    flat = await stored(influx_db, "flat", [(t, 500_000) for t, _ in history(0, 0, 6)])
+    still = analyse("@flat", flat, START, END)
+    assert still is not None
+    assert still.lines()[0] == (
+        "no effect on @flat distinguishable from normal variation: 0 against an expected 0 (± 0)"
+    )
+    assert "baseline trend 0.0/h; expected 0 (± 0)" in still.lines()
+    for line in report.lines() + still.lines():
+        assert signed_zero.search(line) is None, line
+
+
+async def test_too_little_data_before_the_window(
+    influx_db: tuple[str, str], tmp_path: Path
+) -> None:
+    # Three hours of readings before a one-day window with a 7-day baseline.
+    series = await stored(influx_db, "newcomer", history(400, 150, 8)[8 * 24 - 3 :])
+    report = analyse("@newcomer", series, START, END)
+    assert report is not None and not report.estimable and not report.significant
+    assert report.verdict() == (
+        "too little data before the window to expect anything of @newcomer: 4 readings over 3 h"
+        f" of the 7 d baseline (at least 5 over 3 d 12 h needed); observed {report.observed:+,}"
+    )
+    assert not any("expected" in line for line in report.lines()[1:])
+    config = tmp_path / "fw.toml"
+    config.write_text(
+        f'[influxdb]\nurl = "{influx_db[0]}"\ndatabase = "{influx_db[1]}"\n'
+        '[platforms.x]\nbearer_token = "t"\n[[watch]]\nplatform = "x"\nhandle = "newcomer"\n'
+        "below = 1\n"
+    )
+    window = ["--from", START.isoformat(), "--to", END.isoformat()]
+    run = subprocess.run(
+        [sys.executable, "-m", "followerwatch", "impact", "x/newcomer", *window, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stdout.startswith("too little data before the window to expect anything of")
+    assert "expected -" not in run.stdout and "expected +" not in run.stdout

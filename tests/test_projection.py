@@ -106,3 +106,41 @@ def test_format_eta(seconds: float, text: str) -> None:
 def _reason(result: Projection | NoProjection) -> str:
     assert isinstance(result, NoProjection), result
     return result.reason
+
+
+def test_milestones_are_lines_in_the_trends_direction() -> None:
+    from followerwatch.configbase import MilestoneConfig
+    from followerwatch.projection import milestone_lines
+
+    ladder = MilestoneConfig(every=100_000)
+    assert milestone_lines(ladder, 1_002_800) == [("above", 1_100_000), ("below", 1_000_000)]
+    assert milestone_lines(ladder, 40_000) == [("above", 100_000)]
+    levels = MilestoneConfig(levels=[500_000, 2_000_000])
+    assert milestone_lines(levels, 1_002_800) == [("above", 2_000_000), ("below", 500_000)]
+    assert milestone_lines(None, 5) == []
+    # Falling 100/h, 2,800 above the milestone below it: 28 h; the line at 900,000 is further.
+    falling = project(
+        trend(1_005_200, -100),
+        [("below", 900_000)],
+        milestones=[*milestone_lines(ladder, 1_002_800)],
+    )
+    assert isinstance(falling, Projection) and falling.milestone
+    assert falling.message() == (
+        "at the current rate the count drops below the 1,000,000 milestone in about 1 d 4 h"
+    )
+    # A nearer threshold line wins over a milestone, and is not called one.
+    line = project(
+        trend(1_005_200, -100), [("below", 1_001_000)], milestones=[("below", 1_000_000)]
+    )
+    assert isinstance(line, Projection) and not line.milestone and line.line == 1_001_000
+
+
+def test_readings_and_signs_read_as_people_write_them() -> None:
+    from followerwatch.projection import plural, signed
+
+    one = project(trend(1_000_000, -100, hours=0), [("below", 900_000)])
+    assert isinstance(one, NoProjection)
+    assert one.message() == "no projection: only 1 reading in the last 1 d (need 5)"
+    assert plural(2, "reading") == "2 readings"
+    assert [signed(v) for v in (3, -3, 0, -0.0, -0.4, 0.4)] == ["+3", "-3", "0", "0", "0", "0"]
+    assert signed(-0.00003, ".2%") == "0.00%" and signed(-0.0003, ".2%") == "-0.03%"

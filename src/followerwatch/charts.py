@@ -16,11 +16,17 @@ from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import quote_literal
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     from matplotlib.ticker import Formatter
 
 Series = Sequence[tuple[datetime, int]]
 # (platform, account name) → the account's threshold lines as (direction, value).
 LinesFor = Callable[[str, str], Sequence[tuple[str, int]]]
+# The `gid` of an event's marker: what tells a drawn event from the count's own line.
+EVENT_GID = "event"
+# A chart narrower than this (one reading, or a burst) is widened around its readings; else
+# matplotlib pads a zero-width date range by years.
+MIN_SPAN = timedelta(days=1)
 
 
 def human(value: float, _: object = None) -> str:
@@ -85,7 +91,19 @@ def account_chart(
     lines: Sequence[tuple[str, int]] = (),
     events: Sequence[tuple[datetime, int, str]] = (),
 ) -> Path:
-    """The count over time, its threshold lines, and its events as markers."""
+    """The count over time, its threshold lines, and its events as markers, as a PNG."""
+    account_figure(who, series, lines, events).savefig(path)
+    return path
+
+
+def account_figure(
+    who: str,
+    series: Series,
+    lines: Sequence[tuple[str, int]] = (),
+    events: Sequence[tuple[datetime, int, str]] = (),
+    milestones: Sequence[int] = (),
+) -> Figure:
+    """The figure `account_chart` saves; events are lines whose gid is `EVENT_GID`."""
     fig, ax = _figure(f"{who}: followers")
     # Markers when there are few readings: a single one would otherwise draw nothing.
     marker = "o" if len(series) < 30 else None
@@ -101,12 +119,37 @@ def account_chart(
         ax.axhline(
             line, color="tab:red", linestyle="--", linewidth=1, label=f"{direction} {human(line)}"
         )
+    for level in milestones:
+        ax.axhline(
+            level, color="tab:gray", linestyle=":", linewidth=1, label=f"milestone {human(level)}"
+        )
     for when, value, label in events:
-        ax.plot([when], [value], marker="o", color="tab:orange")
+        ax.plot([when], [value], marker="D", color="tab:orange", linestyle="none", gid=EVENT_GID)
+        ax.axvline(when, color="tab:orange", linewidth=0.8, alpha=0.5)
         ax.annotate(label, (when, value), textcoords="offset points", xytext=(5, 8), fontsize=8)
+    times = [t for t, _ in series] + [t for t, _, _ in events]
+    if times and max(times) - min(times) < MIN_SPAN:
+        middle = min(times) + (max(times) - min(times)) / 2
+        ax.set_xlim(middle - MIN_SPAN / 2, middle + MIN_SPAN / 2)
     ax.legend(loc="best")
-    fig.savefig(path)
-    return path
+    figure: Figure = fig
+    return figure
+
+
+def event_markers(fig: Figure) -> list[tuple[datetime, float]]:
+    """Where a figure marks events, read back from its drawing: (time, count) per marker."""
+    from matplotlib.dates import num2date
+
+    out = []
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if line.get_gid() == EVENT_GID:
+                xs, ys = line.get_xydata().T  # type: ignore[union-attr]
+                out += [
+                    (num2date(x), float(y))  # type: ignore[no-untyped-call]
+                    for x, y in zip(xs, ys, strict=True)
+                ]
+    return out
 
 
 def impact_chart(path: Path, report: Impact, series: Series) -> Path:

@@ -92,7 +92,7 @@ def history(
     from followerwatch.durations import parse_duration
     from followerwatch.history import fetch, per_day, sparkline
     from followerwatch.http import build_client
-    from followerwatch.projection import project
+    from followerwatch.projection import milestone_lines, project
     from followerwatch.store.influx_v1 import InfluxV1Store
 
     cfg = _load(config)
@@ -150,4 +150,5 @@ def history(
     out.print(table)
     values = [v for _, v in rows]
     out.print(f"{sparkline(values)}  {min(values):,} … {max(values):,}, now {values[-1]:,}")
-    out.print(project(rows, lines, window=window_s).message(who))
+    ahead = milestone_lines(rules.milestones if rules else None, values[-1])
+    out.print(project(rows, lines, milestones=ahead, window=window_s).message(who))

@@ -14,12 +14,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from followerwatch.projection import theil_sen
+from followerwatch.projection import format_eta, plural, signed, theil_sen
 from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import quote_literal
 
 Series = Sequence[tuple[datetime, int]]
 Z95 = 1.96
+# Fewer readings before the window, or readings covering less than half the baseline, and the
+# trend is a guess: the report says so instead of printing an expected change.
+MIN_BASELINE_READINGS = 5
+MIN_BASELINE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class Impact:
     baseline_per_hour: float
     control_swing: float | None
     hourly: tuple[tuple[datetime, int], ...]
+    baseline: float  # the baseline asked for, in seconds before the start
+    baseline_readings: int  # readings in it
+    baseline_covered: float  # seconds from its first reading to its last
     goal: tuple[str, int] | None = None
     goal_reached_at: datetime | None = None
     frozen: tuple[Frozen, ...] = field(default_factory=tuple)
@@ -56,56 +63,83 @@ class Impact:
         return self.observed - self.expected
 
     @property
+    def estimable(self) -> bool:
+        """Whether the baseline holds enough readings, long enough, to set an expectation."""
+        return (
+            self.baseline_readings >= MIN_BASELINE_READINGS
+            and self.baseline_covered >= MIN_BASELINE_SHARE * self.baseline
+        )
+
+    @property
     def significant(self) -> bool:
         """Whether the effect lies outside the baseline's normal variation."""
-        return abs(self.effect) > self.band
+        return self.estimable and abs(self.effect) > self.band
 
     @property
     def worst_hour(self) -> tuple[datetime, int] | None:
         """The hour with the most negative net change."""
         return min(self.hourly, key=lambda h: h[1]) if self.hourly else None
 
-    def _round(self, value: float) -> str:
-        """Figures no more precise than the band allows: 17,741 ± 400 reads "17,700"."""
+    def _rounded(self, value: float) -> float:
+        """Figures no more precise than the band allows: 17,741 ± 400 reads 17,700."""
         step = 10 ** max(0, len(str(int(self.band))) - 1) if self.band >= 10 else 1
-        return f"{round(value / step) * step:,.0f}"
+        return float(round(value / step) * step)
+
+    def _round(self, value: float) -> str:
+        return f"{abs(self._rounded(value)):,.0f}"
 
     def verdict(self) -> str:
         """A plain sentence."""
-        exp = "gain" if self.expected >= 0 else "loss"
+        if not self.estimable:
+            return (
+                f"too little data before the window to expect anything of {self.who}: "
+                f"{plural(self.baseline_readings, 'reading')} over "
+                f"{format_eta(self.baseline_covered)} of the {format_eta(self.baseline)} "
+                f"baseline (at least {MIN_BASELINE_READINGS} over "
+                f"{format_eta(MIN_BASELINE_SHARE * self.baseline)} needed); observed "
+                f"{signed(self.observed)}"
+            )
+        # Every figure as printed, so the headline and the lines below add up: the effect shown
+        # is the observed change minus the expected change shown.
+        expected = self._rounded(self.expected)
+        effect = self.observed - expected
+        exp = "gain" if expected >= 0 else "loss"
         if not self.significant:
             return (
                 f"no effect on {self.who} distinguishable from normal variation: "
-                f"{self.observed:+,} against an expected {self.expected:+,.0f} "
-                f"(± {self.band:,.0f})"
+                f"{signed(self.observed)} against an expected {signed(expected)} "
+                f"(± {self._round(self.band)})"
             )
         r = self._round
-        if self.effect < 0:
+        if effect < 0:
             return (
-                f"the campaign cost {self.who} about {r(-self.effect)} followers "
-                f"(± {r(self.band)}) against an expected {exp} of {r(abs(self.expected))}"
+                f"the campaign cost {self.who} about {r(effect)} followers "
+                f"(± {r(self.band)}) against an expected {exp} of {r(expected)}"
             )
         return (
-            f"{self.who} gained about {r(self.effect)} more followers than expected "
-            f"(± {r(self.band)}; expected {exp} of {r(abs(self.expected))})"
+            f"{self.who} gained about {r(effect)} more followers than expected "
+            f"(± {r(self.band)}; expected {exp} of {r(expected)})"
         )
 
     def lines(self) -> list[str]:
         """The whole report as text lines."""
         out = [
             self.verdict(),
-            f"count {self.start_count:,} → {self.end_count:,} ({self.observed:+,}) from "
+            f"count {self.start_count:,} → {self.end_count:,} ({signed(self.observed)}) from "
             f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC",
-            f"baseline trend {self.baseline_per_hour:+,.1f}/h; expected {self.expected:+,.0f}",
         ]
+        if self.estimable:
+            out.append(
+                f"baseline trend {signed(self.baseline_per_hour, ',.1f')}/h; "
+                f"expected {signed(self._rounded(self.expected))} (± {self._round(self.band)})"
+            )
         if self.control_swing is not None:
-            out.append(f"control accounts moved {self.control_swing:+.2%} against their trend")
+            swing = signed(self.control_swing, ".2%")
+            out.append(f"control accounts moved {swing} against their trend")
         worst = self.worst_hour
         if worst is not None:
-            out.append(
-                f"worst hour {worst[0]:%Y-%m-%d %H:00}: {worst[1]:+,} "
-                f"(baseline {self.baseline_per_hour:+,.0f}/h)"
-            )
+            trend = f" (baseline {signed(self.baseline_per_hour)}/h)" if self.estimable else ""
+            out.append(f"worst hour {worst[0]:%Y-%m-%d %H:00}: {signed(worst[1])}{trend}")
         if self.goal is not None:
             direction, line = self.goal
             when = (
@@ -238,6 +272,9 @@ def analyse(
         baseline_per_hour=slope * 3600,
         control_swing=swing,
         hourly=tuple(_hourly(series, start, end)),
+        baseline=baseline,
+        baseline_readings=len(before),
+        baseline_covered=(before[-1][0] - before[0][0]).total_seconds() if before else 0.0,
         goal=goal,
         goal_reached_at=reached,
         frozen=tuple(frozen_stretches(inside, frozen_min)),

@@ -86,6 +86,9 @@ def impact(
         raise typer.Exit(1)
     for line in report.lines():
         out.print(line)
+    if not report.estimable:
+        # The lines above say why; there is no expected path to draw.
+        raise typer.Exit(1)
     if png:
         from followerwatch.charts import impact_chart
 

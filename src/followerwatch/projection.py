@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 DAY = 86_400.0
 
@@ -35,11 +36,16 @@ class Projection:
     at: datetime
     per_day: float
     agreement: float
+    milestone: bool = False
 
-    def message(self, who: str) -> str:
-        """'at the current rate @x drops below 1,000,000 in about 3 d 4 h'."""
+    def message(self, who: str | None = None) -> str:
+        """'at the current rate @x drops below 1,000,000 in about 3 d 4 h' (or "the count")."""
         verb = "drops below" if self.direction == "below" else "reaches"
-        return f"at the current rate {who} {verb} {self.line:,} in about {format_eta(self.seconds)}"
+        target = f"the {self.line:,} milestone" if self.milestone else f"{self.line:,}"
+        return (
+            f"at the current rate {who or 'the count'} {verb} {target} "
+            f"in about {format_eta(self.seconds)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -48,9 +54,45 @@ class NoProjection:
 
     reason: str
 
-    def message(self, who: str) -> str:
-        """'no projection for @x: …'."""
-        return f"no projection for {who}: {self.reason}"
+    def message(self, who: str | None = None) -> str:
+        """'no projection for @x: …' (or 'no projection: …' under a heading that names it)."""
+        return f"no projection for {who}: {self.reason}" if who else f"no projection: {self.reason}"
+
+
+class MilestoneLadder(Protocol):
+    """What a projection needs of a milestone rule: a ladder (`every`) or a list (`levels`)."""
+
+    @property
+    def every(self) -> int | None: ...
+
+    @property
+    def levels(self) -> Sequence[int]: ...
+
+
+def milestone_lines(ladder: MilestoneLadder | None, count: int) -> list[tuple[str, int]]:
+    """The milestones next to `count` as lines: the next one up, and the one it would fall below."""
+    if ladder is None:
+        return []
+    if ladder.every:
+        up, down = (count // ladder.every + 1) * ladder.every, count // ladder.every * ladder.every
+        return [("above", up)] + ([("below", down)] if down > 0 else [])
+    above = [m for m in ladder.levels if m > count]
+    below = [m for m in ladder.levels if m <= count]
+    lines = [("above", min(above))] if above else []
+    return lines + ([("below", max(below))] if below else [])
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 reading', '2 readings'."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def signed(value: float, spec: str = ",.0f") -> str:
+    """`value` signed, except a zero (as printed) never carries a sign: '+3', '0', '-0.01%'."""
+    text = format(abs(value), spec)
+    if not any(c in "123456789" for c in text):
+        return text
+    return ("+" if value > 0 else "-") + text
 
 
 def format_eta(seconds: float) -> str:
@@ -107,20 +149,23 @@ def project(
     history: Sequence[tuple[datetime, int]],
     lines: Sequence[tuple[str, int]],
     *,
+    milestones: Sequence[tuple[str, int]] = (),
     window: float = DAY,
     min_points: int = 5,
     min_agreement: float = 0.7,
     horizon: float = 365 * DAY,
 ) -> Projection | NoProjection:
-    """Estimate when the count reaches its nearest line in the direction of the trend."""
-    if not lines:
-        return NoProjection("no threshold is configured")
+    """Estimate when the count reaches its nearest line (or milestone) in the trend's direction."""
+    if not lines and not milestones:
+        return NoProjection("no threshold or milestone is configured")
     if not history:
         return NoProjection("no readings yet")
     fit = fit_window(history, window, max_points=300)
     span = _span(window)
     if fit.points < min_points:
-        return NoProjection(f"only {fit.points} readings in the last {span} (need {min_points})")
+        return NoProjection(
+            f"only {plural(fit.points, 'reading')} in the last {span} (need {min_points})"
+        )
     when, current = history[-1]
     if fit.slope == 0:
         return NoProjection(f"the count has been flat over the last {span}")
@@ -129,18 +174,19 @@ def project(
             f"the trend over the last {span} is too noisy to project "
             f"(only {fit.agreement:.0%} of pairs of readings agree on its direction)"
         )
+    marked = [(d, v, False) for d, v in lines] + [(d, v, True) for d, v in milestones]
     ahead = [
-        (d, v)
-        for d, v in lines
+        (d, v, m)
+        for d, v, m in marked
         if (d == "below" and current >= v) or (d == "above" and current < v)
     ]
     if not ahead:
         return NoProjection("the count is already past every line")
-    toward = [(d, v) for d, v in ahead if (d == "below") == (fit.slope < 0)]
+    toward = [(d, v, m) for d, v, m in ahead if (d == "below") == (fit.slope < 0)]
     per_day = fit.slope * DAY
     if not toward:
         return NoProjection(f"the trend ({per_day:+,.0f}/day) points away from every line")
-    direction, line = min(toward, key=lambda dv: abs(current - dv[1]))
+    direction, line, milestone = min(toward, key=lambda dvm: abs(current - dvm[1]))
     seconds = abs(current - line) / abs(fit.slope)
     if seconds > horizon:
         return NoProjection(
@@ -148,7 +194,13 @@ def project(
             f"{format_eta(horizon)} away"
         )
     return Projection(
-        direction, line, seconds, when + timedelta(seconds=seconds), per_day, fit.agreement
+        direction,
+        line,
+        seconds,
+        when + timedelta(seconds=seconds),
+        per_day,
+        fit.agreement,
+        milestone,
     )
 
 
