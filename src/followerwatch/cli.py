@@ -15,7 +15,7 @@ from rich.text import Text
 
 from followerwatch import __version__, logs
 from followerwatch.accounts_cli import accounts_app
-from followerwatch.config import Config, config_path_from_env, load_config
+from followerwatch.config import Config, MissingConfig, find_config, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, StoreError
 from followerwatch.events_cli import events as events_cmd
@@ -50,7 +50,7 @@ def _load_sharded(path: Path | None, shard: str | None) -> Config:
             raise typer.Exit(2) from None
         # Through the environment, so a config reloaded later keeps the same shard.
         os.environ["FOLLOWERWATCH_SERVICE__SHARD"] = shard
-    config = _load(path)
+    config = _load(path, watchlist=True)
     try:
         resolve(config.settings.service.shard)
     except ConfigError as exc:
@@ -59,9 +59,13 @@ def _load_sharded(path: Path | None, shard: str | None) -> Config:
     return config
 
 
-def _load(path: Path | None) -> Config:
+def _load(path: Path | None, *, watchlist: bool = False) -> Config:
+    """The config (exit 2 on a bad one); `watchlist`: the command needs one (see find_config)."""
     try:
-        config = load_config(config_path_from_env(path))
+        config = load_config(find_config(path, watchlist=watchlist))
+    except MissingConfig as exc:
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     except ConfigError as exc:
         print(f"followerwatch: invalid config: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
