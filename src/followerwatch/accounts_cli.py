@@ -14,9 +14,9 @@ from followerwatch import logs
 from followerwatch.config import Config, MissingConfig, find_config
 from followerwatch.counts import parse_count
 from followerwatch.errors import ConfigError
-from followerwatch.options_cli import ConfigOpt
+from followerwatch.options_cli import ConfigOpt, Typer
 
-accounts_app = typer.Typer(help="Add, remove and list watched accounts (edits the TOML in place).")
+accounts_app = Typer(help="Add, remove and list watched accounts (edits the TOML in place).")
 
 
 def _config_file(config: Path | None) -> Path:
