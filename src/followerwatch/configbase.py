@@ -71,8 +71,8 @@ PositiveDuration = Annotated[float, BeforeValidator(_duration), AfterValidator(_
 
 
 def _count(value: object) -> int:
-    if type(value) is int:
-        return value  # the common case, range-checked by the Field
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return value  # the common case
     try:
         return parse_count(value)
     except ValueError as exc:
