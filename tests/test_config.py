@@ -355,8 +355,7 @@ def test_errors_far_down_a_long_watchlist_name_the_right_entry(tmp_path: Path) -
     with pytest.raises(ConfigError) as exc:
         load_config(path, {"watch": entries})
     assert str(exc.value) == (
-        f"{path}: watch[{far}] (x/h{far}).hysteresis: "
-        "a count cannot be negative (and 1 more)"
+        f"{path}: watch[{far}] (x/h{far}).hysteresis: a count cannot be negative (and 1 more)"
     )
     assert entries[3] == {"platform": "x", "handle": "bad handle"}  # the caller's list is intact
     del entries[far]["hysteresis"], entries[far + 3]["bogus"]
