@@ -72,6 +72,11 @@ def test_the_environment_alone_can_configure_influxdb_and_the_watchlist(
     assert "InfluxDB reachable" in result.stdout
     listed = run_cli("accounts", "list", cwd=tmp_path, env=env)
     assert listed.returncode == 0 and "jay.bsky.team" in listed.stdout
+    edit = run_cli("accounts", "add", "bluesky", "b.bsky.social", cwd=tmp_path, env=env)
+    assert one_line(edit) == (
+        "followerwatch: the watchlist comes from the environment; accounts add and remove "
+        "edit a config file (use --config)"
+    )
     # InfluxDB alone is not a config: without a watchlist the missing file is the problem.
     del env["FOLLOWERWATCH_WATCH"]
     assert one_line(run_cli("check", cwd=tmp_path, env=env)) == NO_CONFIG
