@@ -109,9 +109,9 @@ def test_duplicates_and_invalid_results_are_refused_and_nothing_is_written(tmp_p
     assert dup.returncode == 1 and "already on the watchlist" in dup.stderr
     assert f"{config}:" in dup.stderr  # names the line of the existing entry
     bad = cli("accounts", "add", "x", "not a handle!", "--offline", "-c", str(config))
-    assert bad.returncode == 1 and "not a valid X handle" in bad.stderr
+    assert bad.returncode == 2 and "not a valid X handle" in bad.stderr
     unknown = cli("accounts", "add", "nosuch", "someone", "--offline", "-c", str(config))
-    assert unknown.returncode == 1 and "unknown platform" in unknown.stderr
+    assert unknown.returncode == 2 and "unknown platform" in unknown.stderr
     assert config.read_text() == before
     assert not list(tmp_path.glob(".followerwatch-edit-*"))
 

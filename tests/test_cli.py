@@ -48,8 +48,10 @@ def test_check_passes_and_prints_the_plan(tmp_path: Path, influx_db: tuple[str, 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "InfluxDB reachable" in result.stdout
     plan = next(line for line in result.stdout.splitlines() if line.strip().startswith("│ x"))
-    assert "300 / 15m" in plan and "5m" in plan and "1%" in plan and "$0.01" in plan
-    assert "│ 3s " in plan  # the shortest interval one request per cycle sustains
+    cells = [c.strip() for c in plan.strip("│ ").split("│")]
+    # accounts, requests per cycle, interval, ceiling, the shortest interval it sustains, use
+    assert cells == ["x", "1", "1", "5m", "300/15m", "3s", "1%"]
+    assert "X costs $0.01/day for 1 account:" in result.stdout
     assert "secret-token-abc" not in result.stdout + result.stderr
 
 

@@ -269,7 +269,8 @@ def test_a_duration_that_would_crash_later_is_refused(
 # Item 11 (and item 4's config half): thresholds, milestones and counts in 0 … 2^53 − 1.
 TOO_BIG = MAX_COUNT + 1
 COUNTS = [
-    ("platforms.x.defaults.below[0]", "[platforms.x.defaults]\nbelow = 100000000000000000000"),
+    # A single value where a list goes is named by its key (no [0] the user did not write).
+    ("platforms.x.defaults.below", "[platforms.x.defaults]\nbelow = 100000000000000000000"),
     ("platforms.x.defaults.above[1]", f"[platforms.x.defaults]\nabove = [5, {TOO_BIG}]"),
     (
         "platforms.x.defaults.milestones.levels[0]",
@@ -282,7 +283,7 @@ COUNTS = [
     ),
     ("platforms.x.defaults.hysteresis", f"[platforms.x.defaults]\nhysteresis = {TOO_BIG}"),
     (
-        "watch[0] (x/aplusk).below[0]",
+        "watch[0] (x/aplusk).below",
         '[platforms.x]\nbearer_token = "t-1234"\n'
         '[[watch]]\nplatform = "x"\nhandle = "aplusk"\nbelow = -1',
     ),

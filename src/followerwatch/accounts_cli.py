@@ -11,19 +11,37 @@ import typer
 from rich.table import Table
 
 from followerwatch import logs
-from followerwatch.config import Config, config_path_from_env
+from followerwatch.config import Config, MissingConfig, find_config
+from followerwatch.counts import parse_count
 from followerwatch.errors import ConfigError
-from followerwatch.options_cli import ConfigOpt
+from followerwatch.options_cli import ConfigOpt, Typer
 
-accounts_app = typer.Typer(help="Add, remove and list watched accounts (edits the TOML in place).")
+accounts_app = Typer(help="Add, remove and list watched accounts (edits the TOML in place).")
 
 
 def _config_file(config: Path | None) -> Path:
-    path = config_path_from_env(config)
+    try:
+        path = find_config(config, watchlist=True)
+    except MissingConfig as exc:
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     if path is None:
-        print("followerwatch: no config file (use --config)", file=sys.stderr)
+        print(
+            "followerwatch: the watchlist comes from the environment; accounts add and remove "
+            "edit a config file (use --config)",
+            file=sys.stderr,
+        )
         raise typer.Exit(2)
     return path
+
+
+def _counts(option: str, values: list[str]) -> list[int]:
+    """Each value of a count option (e.g. "5M"), or exit 2 with one line."""
+    try:
+        return [parse_count(value) for value in values]
+    except ValueError as exc:
+        print(f"followerwatch: {option}: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
 
 
 @accounts_app.command("add")
@@ -32,10 +50,19 @@ def accounts_add(
     handle: Annotated[str, typer.Argument(help="The handle as the platform knows it.")],
     config: ConfigOpt = None,
     name: Annotated[str | None, typer.Option(help="The stable `account` tag.")] = None,
-    below: Annotated[list[int] | None, typer.Option(help="Alert below this (repeatable).")] = None,
-    above: Annotated[list[int] | None, typer.Option(help="Alert at this (repeatable).")] = None,
+    below: Annotated[
+        list[str] | None,
+        typer.Option(metavar="COUNT", help="Alert below this, e.g. 5M (repeatable)."),
+    ] = None,
+    above: Annotated[
+        list[str] | None,
+        typer.Option(metavar="COUNT", help="Alert at this, e.g. 250k (repeatable)."),
+    ] = None,
     every: Annotated[
-        int | None, typer.Option(help="A milestone every N followers (`milestones = N`).")
+        str | None,
+        typer.Option(
+            metavar="COUNT", help="A milestone every COUNT followers (`milestones = COUNT`)."
+        ),
     ] = None,
     offline: Annotated[
         bool, typer.Option("--offline", help="Do not look the handle up on the platform.")
@@ -45,15 +72,21 @@ def accounts_add(
     from followerwatch.cli import out
     from followerwatch.watchlist_edit import EditError, add_account, resolve_handle
 
+    # Written as whole numbers (5_000_000), whatever form they were typed in.
+    lines = {
+        key: _counts(f"--{key}", values or [])
+        for key, values in (("below", below), ("above", above))
+    }
+    milestones = _counts("--every", [every]) if every is not None else []
     path = _config_file(config)
     entry: dict[str, object] = {"platform": platform, "handle": handle}
     if name is not None:
         entry["name"] = name
-    for key, values in (("below", below), ("above", above)):
+    for key, values in lines.items():
         if values:
             entry[key] = values[0] if len(values) == 1 else values
-    if every is not None:
-        entry["milestones"] = every
+    if milestones:
+        entry["milestones"] = milestones[0]
 
     def resolve(candidate: Config) -> str | None:
         logs.register_secrets(candidate.settings.secrets())
@@ -63,7 +96,7 @@ def accounts_add(
         target, note = add_account(path, entry, None if offline else resolve)
     except ConfigError as exc:
         print(f"followerwatch: not added, the result would be invalid: {exc}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     except EditError as exc:
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
@@ -96,7 +129,7 @@ def accounts_list(config: ConfigOpt = None) -> None:
     """List the watched accounts and their threshold rules."""
     from followerwatch.cli import _load, out
 
-    cfg = _load(config)
+    cfg = _load(config, watchlist=True)
     table = Table(title=f"{len(cfg.accounts)} watched accounts")
     for col in ("platform", "handle", "name", "below", "above", "milestones"):
         table.add_column(col)

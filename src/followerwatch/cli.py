@@ -15,7 +15,7 @@ from rich.text import Text
 
 from followerwatch import __version__, logs
 from followerwatch.accounts_cli import accounts_app
-from followerwatch.config import Config, config_path_from_env, load_config
+from followerwatch.config import Config, MissingConfig, find_config, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
 from followerwatch.events_cli import events as events_cmd
@@ -23,7 +23,7 @@ from followerwatch.events_cli import test_alert as test_alert_cmd
 from followerwatch.history_cli import history as history_cmd
 from followerwatch.history_cli import import_csv as import_csv_cmd
 from followerwatch.impact_cli import impact as impact_cmd
-from followerwatch.options_cli import ConfigOpt, ResetOpt, ShardOpt, state_file_errors
+from followerwatch.options_cli import ConfigOpt, ResetOpt, ShardOpt, Typer, state_file_errors
 from followerwatch.pipeline import Row
 from followerwatch.plan import PlanRow
 from followerwatch.plot_cli import plot as plot_cmd
@@ -32,13 +32,31 @@ from followerwatch.report_cli import report as report_cmd
 if TYPE_CHECKING:
     from followerwatch.writer import Unwritten
 
-app = typer.Typer(
+app = Typer(
     help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 out = Console()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"followerwatch {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Options before the command (`followerwatch --version`)."""
 
 
 def _load_sharded(path: Path | None, shard: str | None) -> Config:
@@ -53,7 +71,7 @@ def _load_sharded(path: Path | None, shard: str | None) -> Config:
             raise typer.Exit(2) from None
         # Through the environment, so a config reloaded later keeps the same shard.
         os.environ["FOLLOWERWATCH_SERVICE__SHARD"] = shard
-    config = _load(path)
+    config = _load(path, watchlist=True)
     try:
         resolve(config.settings.service.shard)
     except ConfigError as exc:
@@ -62,9 +80,13 @@ def _load_sharded(path: Path | None, shard: str | None) -> Config:
     return config
 
 
-def _load(path: Path | None) -> Config:
+def _load(path: Path | None, *, watchlist: bool = False) -> Config:
+    """The config (exit 2 on a bad one); `watchlist`: the command needs one (see find_config)."""
     try:
-        config = load_config(config_path_from_env(path))
+        config = load_config(find_config(path, watchlist=watchlist))
+    except MissingConfig as exc:
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     except ConfigError as exc:
         print(f"followerwatch: invalid config: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
@@ -246,51 +268,60 @@ def check(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
 
 
 def print_plan(rows: list[PlanRow]) -> bool:
-    """The polling-plan table; False when an interval is shorter than a ceiling allows."""
-    ok = True
-    table = Table(title="Polling plan")
-    for col in (
-        "platform",
-        "accounts",
-        "requests/cycle",
-        "interval",
-        "ceiling",
-        "shortest interval",
-        "use of ceiling",
-        "cost/day",
-    ):
-        table.add_column(col)
+    """The polling-plan table; False when an interval is shorter than a ceiling allows.
+
+    No row wraps in 80 columns: values are short, `requests` is left out when the platform
+    names would not fit otherwise, and a name that still does not is cut with "…".
+    """
+    cells: list[dict[str, str | Text]] = []
+    over: list[str] = []
     for row in rows:
-        ceiling, shortest, use = "-", "-", "-"
-        if row.replay:
-            ceiling = "replay (no requests)"
-        elif row.ceiling is not None and row.min_interval is not None:
-            ceiling = f"{row.ceiling[0]:,} / {format_duration(row.ceiling[1])}"
-            shortest = format_duration(row.min_interval)
-            share = row.share or 0.0
-            use = f"{share:.0%}"
-            if share > 1:
-                ok = False
-                use = f"[red]{share:.0%} (over the limit: interval < {shortest})[/]"
-        cost = f"${row.usd_per_day:,.2f}" if row.usd_per_day is not None else "-"
         name = f"{row.platform} ({row.scope})" if row.scope else row.platform
-        table.add_row(
-            name,
-            str(row.accounts),
-            str(row.requests_per_cycle),
-            format_duration(row.interval),
-            ceiling,
-            shortest,
-            use,
-            cost,
-        )
+        cell: dict[str, str | Text] = {
+            "platform": Text(name, no_wrap=True, overflow="ellipsis"),
+            "accounts": f"{row.accounts:,}",
+            "requests": f"{row.requests_per_cycle:,}",
+            "interval": format_duration(row.interval),
+            "ceiling": "replay" if row.replay else "-",
+            "shortest": "-",
+            "use": "-",
+        }
+        if not row.replay and row.ceiling is not None and row.min_interval is not None:
+            share = row.share or 0.0
+            cell["ceiling"] = f"{row.ceiling[0]:,}/{format_duration(row.ceiling[1])}"
+            cell["shortest"] = format_duration(row.min_interval)
+            cell["use"] = Text(f"{share:.0%}", style="red" if share > 1 else "")
+            if share > 1:
+                over.append(
+                    f"{name}: interval {cell['interval']} is under {cell['shortest']}, "
+                    "the shortest its ceiling sustains (over the limit)"
+                )
+        cells.append(cell)
+    columns = list(cells[0]) if cells else []
+
+    def width(col: str) -> int:
+        return max(len(col), *(len(str(c[col])) for c in cells)) + 3  # padding and border
+
+    if cells and sum(width(col) for col in columns) + 1 > out.width:
+        columns.remove("requests")  # the least needed: ceiling × shortest ÷ window
+    table = Table(title="Polling plan")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "platform" else "right")
+    for cell in cells:
+        table.add_row(*(cell[col] for col in columns))
     out.print(table)
-    if any(r.usd_per_day for r in rows):
+    out.print("shortest: the shortest interval the ceiling sustains; use: its share of it")
+    for line in over:
+        out.print(Text(f"✗ {line}", style="red"))
+    x_accounts = sum(r.accounts for r in rows if r.usd_per_day is not None)
+    if x_accounts:
+        cost = sum(r.usd_per_day or 0.0 for r in rows)
+        accounts = f"{x_accounts:,} account{'s' * (x_accounts != 1)}"
         out.print(
-            "X bills $0.010 per user read and each user once per UTC day, so polling more "
-            "often than daily costs nothing extra."
+            f"X costs ${cost:,.2f}/day for {accounts}: it bills $0.010 per user read and each "
+            "user once per UTC day, so polling more often than daily costs nothing extra."
         )
-    return ok
+    return not over
 
 
 @app.command()

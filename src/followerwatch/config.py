@@ -348,6 +348,13 @@ def _environment_error(exc: SettingsError) -> ConfigError:
     return ConfigError(f"environment {prefix}*: not valid JSON")
 
 
+DEFAULT_CONFIG = Path("followerwatch.toml")
+
+
+class MissingConfig(ConfigError):
+    """No config file where one was named, or none where a command needs one."""
+
+
 def config_path_from_env(explicit: Path | None) -> Path | None:
     """The --config path, else FOLLOWERWATCH_CONFIG, else ./followerwatch.toml if it exists."""
     if explicit is not None:
@@ -355,5 +362,28 @@ def config_path_from_env(explicit: Path | None) -> Path | None:
     env = os.environ.get(f"{ENV_PREFIX}CONFIG")
     if env:
         return Path(env)
-    default = Path("followerwatch.toml")
-    return default if default.exists() else None
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() else None
+
+
+def find_config(explicit: Path | None, *, watchlist: bool = False) -> Path | None:
+    """The config file to load, or None for defaults and the environment; MissingConfig when a
+    named file does not exist, or (`watchlist`: the command needs one) when there is no file
+    and the environment does not configure both InfluxDB and a watchlist."""
+    path = config_path_from_env(explicit)
+    if path is not None:
+        if not path.exists():
+            # Typer reads the variable into --config: the same path there means it came from it.
+            env = os.environ.get(f"{ENV_PREFIX}CONFIG")
+            named_by = f"{ENV_PREFIX}CONFIG" if env and Path(env) == path else "--config"
+            raise MissingConfig(f"no config at {path} (named by {named_by}; no such file)")
+        return path
+    if watchlist and not environment_configures():
+        raise MissingConfig(f"no config at ./{DEFAULT_CONFIG} (use --config or {ENV_PREFIX}CONFIG)")
+    return None
+
+
+def environment_configures() -> bool:
+    """Whether FOLLOWERWATCH_* variables alone set InfluxDB and a watchlist (no file needed)."""
+    names = {name.upper() for name, value in os.environ.items() if value.strip()}
+    influx = any(n.startswith(f"{ENV_PREFIX}INFLUXDB") for n in names)
+    return influx and bool(names & {f"{ENV_PREFIX}WATCH", f"{ENV_PREFIX}WATCHLIST"})

@@ -26,6 +26,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from followerwatch.config_files import CONFIG_KEY, read_secret_file, resolve_path
+from followerwatch.counts import parse_count
 from followerwatch.durations import parse_duration
 from followerwatch.errors import ConfigError
 from followerwatch.models import MAX_COUNT
@@ -67,8 +68,20 @@ def _positive(seconds: float) -> float:
 Duration = Annotated[float, BeforeValidator(_duration)]
 # A duration that 0 would break (an interval, a timeout, a backoff).
 PositiveDuration = Annotated[float, BeforeValidator(_duration), AfterValidator(_positive)]
-# A count-like value (a threshold, a milestone, a size): the range every count is held to.
-Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
+
+def _count(value: object) -> int:
+    if type(value) is int and 0 <= value <= MAX_COUNT:
+        return value  # the common case
+    try:
+        return parse_count(value)
+    except ValueError as exc:
+        raise PydanticCustomError("count", str(exc)) from None
+
+
+# A threshold or milestone: 1_000_000 or as people write it ("1M", "1.5k"), in 0 … MAX_COUNT.
+Count = Annotated[int, BeforeValidator(_count), Field(ge=0, le=MAX_COUNT)]
+PositiveCount = Annotated[int, BeforeValidator(_count), Field(ge=1, le=MAX_COUNT)]
 
 
 def url_validator(credentials: str) -> Callable[[object], str]:
@@ -207,15 +220,14 @@ class StrictModel(BaseModel):
         return data
 
 
-def _is_int(value: object) -> bool:
-    """An int that is not a bool (True must not read as the number 1)."""
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_list_or_none(value: object) -> bool:
+    return value is None or isinstance(value, list)
 
 
 class MilestoneConfig(StrictModel):
     """A ladder (`every`) or a list (`levels`); `down` also announces falling back below one."""
 
-    every: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    every: PositiveCount | None = None
     levels: list[Count] = Field(default_factory=list)
     down: bool = False
 
@@ -230,8 +242,8 @@ class ChangeConfig(StrictModel):
     """A change within `window`: exactly one of drop, rise, drop_pct, rise_pct."""
 
     window: Duration
-    drop: int | None = Field(default=None, ge=1, le=MAX_COUNT)
-    rise: int | None = Field(default=None, ge=1, le=MAX_COUNT)
+    drop: PositiveCount | None = None
+    rise: PositiveCount | None = None
     drop_pct: float | None = Field(default=None, gt=0, le=100)
     rise_pct: float | None = Field(default=None, gt=0)
 
@@ -271,19 +283,26 @@ class RuleDefaults(StrictModel):
             return data
         below, above, milestones = data.get("below"), data.get("above"), data.get("milestones")
         # Runs for every watch entry: copy only when a shorthand is there to expand.
-        if not (_is_int(below) or _is_int(above) or _is_int(milestones)) and not isinstance(
-            milestones, list
+        if (
+            _is_list_or_none(below)
+            and _is_list_or_none(above)
+            and (milestones is None or isinstance(milestones, dict | BaseModel))
         ):
             return data
         data = dict(data)
-        if _is_int(below):
-            data["below"] = [below]
-        if _is_int(above):
-            data["above"] = [above]
-        if _is_int(milestones):
-            data["milestones"] = {"every": milestones}
-        elif isinstance(milestones, list):
+        for key, value in (("below", below), ("above", above)):
+            if not _is_list_or_none(value):
+                # One value where a list is allowed: a count, named by its key if it is not one.
+                try:
+                    data[key] = [parse_count(value)]
+                except ValueError as exc:
+                    raise PydanticCustomError(
+                        "count", "{problem}", {"problem": str(exc), CONFIG_KEY: key}
+                    ) from None
+        if isinstance(milestones, list):
             data["milestones"] = {"levels": milestones}
+        elif milestones is not None and not isinstance(milestones, dict | BaseModel):
+            data["milestones"] = {"every": milestones}
         return data
 
     def merged_over(self, defaults: RuleDefaults) -> RuleDefaults:

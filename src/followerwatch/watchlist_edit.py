@@ -21,7 +21,7 @@ import tomlkit
 
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.config import Config, load_config, read_toml
-from followerwatch.errors import SourceError
+from followerwatch.errors import ConfigError, SourceError
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import SourceContext
 
@@ -171,17 +171,29 @@ def remove_text(target: Target, text: str, platform: str, handle: str) -> tuple[
 
 
 def validate(target: Target, new_text: str) -> Config:
-    """Load the config as it would be with `new_text` in place; raises ConfigError."""
+    """Load the config as it would be with `new_text` in place; raises ConfigError.
+
+    The candidate is loaded from temporary files beside the real ones (so relative paths
+    resolve alike); an error names the real file, never a temporary one.
+    """
     directory = target.file.parent
     temps: list[Path] = []
+    real: dict[str, Path] = {}
     try:
         candidate = _temp(directory, new_text, temps)
+        real.update({str(candidate): target.file, str(candidate.resolve()): target.file})
         if not target.separate:
             return load_config(candidate)
         doc = tomlkit.parse(target.config.read_text(encoding="utf-8"))
         doc["watchlist"] = str(candidate.resolve())
         config = _temp(target.config.parent, tomlkit.dumps(doc), temps)
+        real.update({str(config): target.config, str(config.resolve()): target.config})
         return load_config(config)
+    except ConfigError as exc:
+        message = str(exc)
+        for temp, path in real.items():
+            message = message.replace(temp, str(path))
+        raise ConfigError(message) from None
     finally:
         for path in temps:
             path.unlink(missing_ok=True)
