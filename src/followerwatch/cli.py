@@ -255,7 +255,10 @@ def print_plan(rows: list[PlanRow]) -> bool:
 def demo(
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB (v1 API).")] = None,
     spawn_influxd: Annotated[
-        Path | None, typer.Option(help="Start a throwaway influxd with its data in this folder.")
+        Path | None,
+        typer.Option(
+            help="Start the throwaway influxd with its data in this folder (kept at the end)."
+        ),
     ] = None,
     seconds: Annotated[float, typer.Option(help="How long the replay takes.")] = 20.0,
     keep_running: Annotated[
@@ -265,23 +268,40 @@ def demo(
         ),
     ] = False,
 ) -> None:
-    """Replay April 2009 (@aplusk vs @cnnbrk, then an Unfollow Day) through the real pipeline."""
-    from followerwatch.demo import run_demo
+    """Replay April 2009 (@aplusk vs @cnnbrk, then an Unfollow Day) through the real pipeline.
 
-    if (influx_url is None) == (spawn_influxd is None):
+    With no options it starts a throwaway influxd (the one on PATH) in a temp folder and stops it
+    at the end.
+    """
+    import math
+
+    from followerwatch.demo import run_demo
+    from followerwatch.demo_influxd import DemoError
+
+    if influx_url is not None and spawn_influxd is not None:
         print(
-            "followerwatch: demo needs exactly one of --influx-url or --spawn-influxd",
+            "followerwatch: demo takes --influx-url or --spawn-influxd, not both",
+            file=sys.stderr,
+        )
+        raise typer.Exit(2)
+    if not (math.isfinite(seconds) and seconds > 0):
+        print(
+            f"followerwatch: --seconds must be a positive number of seconds, not {seconds}",
             file=sys.stderr,
         )
         raise typer.Exit(2)
     logs.configure("info", "console", sys.stdout)
-    code = run_demo(
-        out,
-        influx_url=influx_url,
-        spawn_dir=spawn_influxd,
-        seconds=seconds,
-        keep_running=keep_running,
-    )
+    try:
+        code = run_demo(
+            out,
+            influx_url=influx_url,
+            spawn_dir=spawn_influxd,
+            seconds=seconds,
+            keep_running=keep_running,
+        )
+    except DemoError as exc:
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.code) from None
     raise typer.Exit(code)
 
 
