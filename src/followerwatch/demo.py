@@ -270,8 +270,8 @@ def _run_demo(
             f"GROUP BY time($__interval), account"
         )
         if keep_running and binary is not None:
-            console.print("influxd stays up; press Ctrl-C to stop it.")
-            with suppress(KeyboardInterrupt):
+            with suppress(KeyboardInterrupt):  # the way to end it, so exit 0
+                console.print("influxd stays up; press Ctrl-C to stop it.")
                 while True:
                     signal.pause()
     ok = len(events) > 0 and all(s["values"] for s in points) and receiver.received
