@@ -281,3 +281,36 @@ def test_a_killed_demo_takes_its_influxd_along(tmp_path: Path, reaper: Reaper) -
     proc.kill()  # nothing of ours runs after SIGKILL: Linux's parent-death signal stops influxd
     proc.wait(timeout=30)
     assert gone(pid)
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--influx-url", ""], "--influx-url: must be an http:// or https:// URL"),
+        (["--influx-url", "http://[::1"], "--influx-url: not a valid URL"),
+        (["--influx-url", "http://me:s3cret@127.0.0.1:1"], "--influx-url: must not contain"),
+        (["--influx-url", "http://127.0.0.1:1", "--seconds", "nan"], "--seconds must be"),
+        (["--influx-url", "http://127.0.0.1:1", "--seconds", "-inf"], "--seconds must be"),
+        (["--influx-url", "http://127.0.0.1:1", "--seconds", "0"], "--seconds must be"),
+        (["--spawn-influxd", "a-file"], "--spawn-influxd a-file: File exists"),
+        (["--spawn-influxd", "d", "--influx-url", "http://127.0.0.1:1"], "not both"),
+    ],
+)
+def test_bad_demo_options_are_one_line_and_exit_2(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "followerwatch", "demo", *args],
+        capture_output=True,
+        text=True,
+        env=demo_env(tmp_path / "tmp"),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    [error] = result.stderr.splitlines()
+    assert error.startswith("followerwatch: ") and line in error, error
+    assert "s3cret" not in result.stdout + result.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []

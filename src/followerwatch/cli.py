@@ -270,11 +270,13 @@ def demo(
 ) -> None:
     """Replay April 2009 (@aplusk vs @cnnbrk, then an Unfollow Day) through the real pipeline.
 
-    With no options it starts a throwaway influxd (the one on PATH) in a temp folder and stops it
-    at the end.
+    With neither option: a throwaway influxd from PATH, in a temp folder, stopped at the end.
     """
     import math
 
+    from pydantic_core import PydanticCustomError
+
+    from followerwatch.configbase import url_validator
     from followerwatch.demo import run_demo
     from followerwatch.demo_influxd import DemoError
 
@@ -284,6 +286,12 @@ def demo(
             file=sys.stderr,
         )
         raise typer.Exit(2)
+    try:
+        if influx_url is not None:
+            influx_url = url_validator("a config file; the demo takes no credentials")(influx_url)
+    except PydanticCustomError as exc:
+        print(f"followerwatch: --influx-url: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
     if not (math.isfinite(seconds) and seconds > 0):
         print(
             f"followerwatch: --seconds must be a positive number of seconds, not {seconds}",

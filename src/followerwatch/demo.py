@@ -247,8 +247,7 @@ def _run_demo(
         assert influx_url is not None
         problem = asyncio.run(_reachable(influx_url))
         if problem is not None:
-            console.print(f"[red]InfluxDB is not usable:[/] {problem}")
-            return 1
+            raise DemoError(f"InfluxDB is not usable: {problem}")
         data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-demo-")))
         receiver = Receiver()
         webhook = f"http://127.0.0.1:{receiver.port}/alerts"

@@ -71,7 +71,10 @@ def _one_line(exc: InfluxdError) -> str:
 def spawn(stack: ExitStack, console: Console, binary: str, directory: Path | None) -> str:
     """Start influxd with its data in `directory` (None: a temp folder); stopped with `stack`."""
     if directory is not None:
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file, or a place we may not write: the option is wrong
+            raise DemoError(f"--spawn-influxd {directory}: {exc.strerror}", 2) from None
     server = TempInfluxd(directory, binary=binary, die_with_parent=True)
     try:
         stack.enter_context(server)
