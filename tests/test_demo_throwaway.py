@@ -207,14 +207,16 @@ def test_demo_runs_without_an_ops_error_when_9108_is_busy(
 
 
 @pytest.mark.parametrize(
-    ("args", "moment", "sig", "code"),
+    ("args", "moment", "sig", "again", "code"),
     [
-        (["--seconds", "30"], "▶ 14 Apr 2009", signal.SIGINT, 130),
-        (["--seconds", "30"], "▶ 14 Apr 2009", signal.SIGTERM, 130),
+        (["--seconds", "30"], "▶ 14 Apr 2009", signal.SIGINT, None, 130),
+        (["--seconds", "30"], "▶ 14 Apr 2009", signal.SIGTERM, None, 130),
+        # The impatient user: a second Ctrl-C as the service stops and the demo unwinds.
+        (["--seconds", "30"], "▶ 14 Apr 2009", signal.SIGINT, "followerwatch stopped", 130),
         # After the replay: the service's own signal handling is over by then.
-        (["--seconds", "1", "--keep-running"], "influxd stays up", signal.SIGTERM, 0),
+        (["--seconds", "1", "--keep-running"], "influxd stays up", signal.SIGTERM, None, 0),
     ],
-    ids=["ctrl-c-in-replay", "sigterm-in-replay", "sigterm-kept-running"],
+    ids=["ctrl-c-in-replay", "sigterm-in-replay", "ctrl-c-twice", "sigterm-kept-running"],
 )
 def test_a_stopped_demo_stops_its_influxd_and_removes_its_folder(
     tmp_path: Path,
@@ -222,6 +224,7 @@ def test_a_stopped_demo_stops_its_influxd_and_removes_its_folder(
     args: list[str],
     moment: str,
     sig: signal.Signals,
+    again: str | None,
     code: int,
 ) -> None:
     tmp = tmp_path / "tmp"
@@ -231,6 +234,9 @@ def test_a_stopped_demo_stops_its_influxd_and_removes_its_folder(
     pid, _ = influxd_of(proc.pid, lines.until("Started a throwaway influxd"), reaper)
     lines.until(moment)
     proc.send_signal(sig)
+    if again is not None:
+        lines.until(again)
+        proc.send_signal(sig)
     assert proc.wait(timeout=60) == code
     assert proc.stderr is not None
     err = proc.stderr.read()

@@ -26,6 +26,7 @@ from followerwatch.demo_influxd import (
     DemoError,
     influxd_on_path,
     interruptible,
+    signals_ignored,
     spawn,
 )
 from followerwatch.demo_story import UNFOLLOW_END, UNFOLLOW_START, Narrator, narrate, story
@@ -219,15 +220,20 @@ def run_demo(
     """
     binary = influxd_on_path() if influx_url is None else None
     with interruptible():
+        stack = ExitStack()  # influxd and the temp folders
         try:
-            return _run_demo(console, influx_url, binary, spawn_dir, seconds, keep_running)
+            return _run_demo(stack, console, influx_url, binary, spawn_dir, seconds, keep_running)
         except KeyboardInterrupt:
             raise DemoError("demo interrupted", INTERRUPTED) from None
         except (InfluxdError, StoreError, httpx.HTTPError, OSError) as exc:
             raise DemoError(f"demo failed: {exc}") from None
+        finally:
+            with signals_ignored():  # a second Ctrl-C must not leave influxd or a folder behind
+                stack.close()
 
 
 def _run_demo(
+    stack: ExitStack,
     console: Console,
     influx_url: str | None,
     binary: str | None,
@@ -241,38 +247,37 @@ def _run_demo(
         "follows the story: @aplusk beats @cnnbrk to 1,000,000 followers, then an "
         '"Unfollow Day" drags him back under.'
     )
-    with ExitStack() as stack:
-        if binary is not None:
-            influx_url = spawn(stack, console, binary, spawn_dir)
-        assert influx_url is not None
-        problem = asyncio.run(_reachable(influx_url))
-        if problem is not None:
-            raise DemoError(f"InfluxDB is not usable: {problem}")
-        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-demo-")))
-        receiver = Receiver()
-        webhook = f"http://127.0.0.1:{receiver.port}/alerts"
-        settings = demo_settings(influx_url, data_dir, seconds, webhook)
-        narrator = Narrator(console, story(read_replay(replay_file(), "x")), receiver.received)
-        console.rule("The replay (story and alerts, in replay time)")
-        if not asyncio.run(_run(settings, receiver, narrator)):
-            raise KeyboardInterrupt
-        points, events = asyncio.run(_summary(influx_url))
-        _print_summary(console, points, events, receiver)
-        console.rule("Unfollow Day: what did it cost?")
-        chart = (spawn_dir.parent if spawn_dir is not None else Path.cwd()) / "unfollow-day.png"
-        for line in asyncio.run(_unfollow_day(influx_url, chart)):
-            console.print(line)
-        console.print(
-            f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
-            f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "
-            f"2009-04-29 and query: SELECT last(followers) FROM followers WHERE $timeFilter "
-            f"GROUP BY time($__interval), account"
-        )
-        if keep_running and binary is not None:
-            with suppress(KeyboardInterrupt):  # the way to end it, so exit 0
-                console.print("influxd stays up; press Ctrl-C to stop it.")
-                while True:
-                    signal.pause()
+    if binary is not None:
+        influx_url = spawn(stack, console, binary, spawn_dir)
+    assert influx_url is not None
+    problem = asyncio.run(_reachable(influx_url))
+    if problem is not None:
+        raise DemoError(f"InfluxDB is not usable: {problem}")
+    data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-demo-")))
+    receiver = Receiver()
+    webhook = f"http://127.0.0.1:{receiver.port}/alerts"
+    settings = demo_settings(influx_url, data_dir, seconds, webhook)
+    narrator = Narrator(console, story(read_replay(replay_file(), "x")), receiver.received)
+    console.rule("The replay (story and alerts, in replay time)")
+    if not asyncio.run(_run(settings, receiver, narrator)):
+        raise KeyboardInterrupt  # the service took the signal; unwind as Ctrl-C does
+    points, events = asyncio.run(_summary(influx_url))
+    _print_summary(console, points, events, receiver)
+    console.rule("Unfollow Day: what did it cost?")
+    chart = (spawn_dir.parent if spawn_dir is not None else Path.cwd()) / "unfollow-day.png"
+    for line in asyncio.run(_unfollow_day(influx_url, chart)):
+        console.print(line)
+    console.print(
+        f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
+        f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "
+        f"2009-04-29 and query: SELECT last(followers) FROM followers WHERE $timeFilter "
+        f"GROUP BY time($__interval), account"
+    )
+    if keep_running and binary is not None:
+        with suppress(KeyboardInterrupt):  # the way to end it, so exit 0
+            console.print("influxd stays up; press Ctrl-C to stop it.")
+            while True:
+                signal.pause()
     ok = len(events) > 0 and all(s["values"] for s in points) and receiver.received
     return 0 if ok else 1
 

@@ -60,6 +60,20 @@ def interruptible() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait while influxd is being stopped and its folder removed."""
+    previous = [
+        (sig, signal.signal(sig, signal.SIG_IGN))
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    ]
+    try:
+        yield
+    finally:
+        for sig, handler in previous:
+            signal.signal(sig, handler)
+
+
 def _one_line(exc: InfluxdError) -> str:
     # "influxd exited … during startup; log PATH:" then the log's tail: the first part and the
     # last log line (the folder, and so the log, may be gone by the time the user reads this).
