@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from followerwatch.demo import DATABASE, replay_file, story
+from followerwatch.demo import DATABASE, replay_file
+from followerwatch.demo_story import story
 from followerwatch.influxd import TempInfluxd
 from followerwatch.sources.replay import read_replay
 

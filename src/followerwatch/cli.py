@@ -328,7 +328,10 @@ def print_plan(rows: list[PlanRow]) -> bool:
 def demo(
     influx_url: Annotated[str | None, typer.Option(help="Use this InfluxDB (v1 API).")] = None,
     spawn_influxd: Annotated[
-        Path | None, typer.Option(help="Start a throwaway influxd with its data in this folder.")
+        Path | None,
+        typer.Option(
+            help="Start the throwaway influxd with its data in this folder (kept at the end)."
+        ),
     ] = None,
     seconds: Annotated[float, typer.Option(help="How long the replay takes.")] = 20.0,
     keep_running: Annotated[
@@ -338,23 +341,48 @@ def demo(
         ),
     ] = False,
 ) -> None:
-    """Replay April 2009 (@aplusk vs @cnnbrk, then an Unfollow Day) through the real pipeline."""
-    from followerwatch.demo import run_demo
+    """Replay April 2009 (@aplusk vs @cnnbrk, then an Unfollow Day) through the real pipeline.
 
-    if (influx_url is None) == (spawn_influxd is None):
+    With neither option: a throwaway influxd from PATH, in a temp folder, stopped at the end.
+    """
+    import math
+
+    from pydantic_core import PydanticCustomError
+
+    from followerwatch.configbase import url_validator
+    from followerwatch.demo import run_demo
+    from followerwatch.demo_influxd import DemoError
+
+    if influx_url is not None and spawn_influxd is not None:
         print(
-            "followerwatch: demo needs exactly one of --influx-url or --spawn-influxd",
+            "followerwatch: demo takes --influx-url or --spawn-influxd, not both",
+            file=sys.stderr,
+        )
+        raise typer.Exit(2)
+    try:
+        if influx_url is not None:
+            influx_url = url_validator("a config file; the demo takes no credentials")(influx_url)
+    except PydanticCustomError as exc:
+        print(f"followerwatch: --influx-url: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    if not (math.isfinite(seconds) and seconds > 0):
+        print(
+            f"followerwatch: --seconds must be a positive number of seconds, not {seconds}",
             file=sys.stderr,
         )
         raise typer.Exit(2)
     logs.configure("info", "console", sys.stdout)
-    code = run_demo(
-        out,
-        influx_url=influx_url,
-        spawn_dir=spawn_influxd,
-        seconds=seconds,
-        keep_running=keep_running,
-    )
+    try:
+        code = run_demo(
+            out,
+            influx_url=influx_url,
+            spawn_dir=spawn_influxd,
+            seconds=seconds,
+            keep_running=keep_running,
+        )
+    except DemoError as exc:
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(exc.code) from None
     raise typer.Exit(code)
 
 

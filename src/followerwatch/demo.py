@@ -1,8 +1,7 @@
 """`followerwatch demo`: an illustrative April 2009 replay through the real pipeline.
 
-While it replays, the demo tells the story: dated narration lines merged, in replay time, with the
-alerts its webhook receiver gets. The crossing times in the narration come from the replay's own
-rows; the other beats are fixed dates keyed to replay time.
+While it replays, the demo tells the story (demo_story.py) with the alerts its webhook receiver
+gets; its InfluxDB is a URL or a throwaway influxd (demo_influxd.py).
 """
 
 from __future__ import annotations
@@ -11,37 +10,34 @@ import asyncio
 import json
 import signal
 import tempfile
-from collections.abc import Mapping, Sequence
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from importlib import resources
-from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from followerwatch.config import load_config
-from followerwatch.durations import format_duration
-from followerwatch.influxd import TempInfluxd, free_port
+from followerwatch.demo_influxd import (
+    INTERRUPTED,
+    DemoError,
+    influxd_on_path,
+    interruptible,
+    signals_ignored,
+    spawn,
+)
+from followerwatch.demo_story import UNFOLLOW_END, UNFOLLOW_START, Narrator, narrate, story
+from followerwatch.errors import StoreError
+from followerwatch.influxd import InfluxdError, free_port
 from followerwatch.models import at_handle
 from followerwatch.sources.replay import read_replay
 from followerwatch.store.influx_v1 import InfluxV1Store
 
-if TYPE_CHECKING:
-    from followerwatch.app import App
-
 DATABASE = "followerwatch_demo"
 REPLAY = "april2009.csv"
-LINE = 1_000_000
-# The replay's (illustrative) Unfollow Day, as the campaign report at the end measures it.
-UNFOLLOW_START = datetime(2009, 4, 27, tzinfo=UTC)
-UNFOLLOW_END = datetime(2009, 4, 28, tzinfo=UTC)
-# Oprah's first tweet was on her show of 17 April 2009; only the date is told, this orders it.
-OPRAH = datetime(2009, 4, 17, 16, tzinfo=UTC)
 
 
 def replay_file() -> Path:
@@ -57,7 +53,8 @@ def demo_settings(
     times = [t for series in rows.values() for t, _ in series]
     span = (max(times) - min(times)).total_seconds()
     return {
-        "service": {"data_dir": str(data_dir), "log_format": "console"},
+        # No ops endpoint: it would live only as long as the replay, and 9108 may be taken.
+        "service": {"data_dir": str(data_dir), "log_format": "console", "ops_address": ""},
         "influxdb": {"url": influx_url, "database": DATABASE, "create_database": True},
         "platforms": {
             "x": {
@@ -91,111 +88,6 @@ def demo_settings(
     }
 
 
-@dataclass(frozen=True)
-class Beat:
-    """One line of the story, told once the replay has reached `time`."""
-
-    time: datetime
-    text: str
-
-
-def crossing(
-    series: Sequence[tuple[datetime, int]], line: int, *, up: bool, after: datetime | None = None
-) -> datetime | None:
-    """The first row after `after` across `line` from the row before it: rising if `up`."""
-    for (_, before), (when, count) in pairwise(series):
-        if (after is None or when > after) and (
-            before < line <= count if up else count < line <= before
-        ):
-            return when
-    return None
-
-
-def story(rows: Mapping[str, Sequence[tuple[datetime, int]]]) -> list[Beat]:
-    """The narration, in replay-time order; when a line is crossed comes from `rows` themselves."""
-    start = min(series[0][0] for series in rows.values() if series)
-    beats = [
-        Beat(
-            start,
-            f"{start:%d %b %Y} — Ashton Kutcher (@aplusk) challenges CNN (@cnnbrk) to a race to "
-            f"{LINE:,} followers on Twitter.",
-        ),
-        Beat(
-            OPRAH,
-            f"{OPRAH:%d %b %Y} — Oprah Winfrey sends her first tweet live on her show, with "
-            "Kutcher as a guest.",
-        ),
-        Beat(
-            UNFOLLOW_START,
-            f"{UNFOLLOW_START:%d %b %Y} — the replay's (illustrative) Unfollow Day: @aplusk's "
-            "followers are urged to unfollow him for a day.",
-        ),
-    ]
-    ups = {a: crossing(rows.get(a, ()), LINE, up=True) for a in ("aplusk", "cnnbrk")}
-    reached = sorted((t, a) for a, t in ups.items() if t is not None)
-    if reached:
-        (when, winner), rest = reached[0], ""
-        if len(reached) == 2:
-            lead = format_duration((reached[1][0] - when).total_seconds())
-            rest = f", {lead} ahead of {at_handle(reached[1][1])}"
-        text = f"{when:%d %b %Y %H:%M} UTC — {at_handle(winner)} passes {LINE:,} followers{rest}."
-        beats.append(Beat(when, text))
-    fall = crossing(rows.get("aplusk", ()), LINE, up=False, after=ups["aplusk"])
-    if fall is not None:
-        peak = max(rows["aplusk"], key=lambda row: row[1])
-        text = (
-            f"{fall:%d %b %Y %H:%M} UTC — @aplusk falls back below {LINE:,} followers "
-            f"(from {peak[1]:,} on {peak[0]:%d %b})."
-        )
-        beats.append(Beat(fall, text))
-    return sorted(beats, key=lambda beat: beat.time)
-
-
-class Narrator:
-    """Prints the story and the alerts the receiver got, merged in replay-time order."""
-
-    def __init__(self, console: Console, beats: Sequence[Beat], received: list[dict[str, Any]]):
-        self.console = console
-        self.received = received
-        # (replay time, 0 for the story so it comes before an alert of the same moment, line)
-        self._queue = [(b.time, 0, f"▶ {b.text}") for b in beats]
-        self._queued: set[str] = set()  # event ids: a retried delivery can arrive twice
-
-    def tell(self, bound: datetime | None = None, *, strict: bool = False) -> None:
-        """Print what happened up to `bound` (before it, if `strict`; everything if None)."""
-        for payload in self.received:
-            event = payload["event"]
-            if event["id"] not in self._queued:
-                self._queued.add(event["id"])
-                when = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
-                self._queue.append((when, 1, f"  alert [{when:%d %b %H:%M}] {event['message']}"))
-        self._queue.sort()
-        while self._queue and (
-            bound is None
-            or self._queue[0][0] < bound
-            or (not strict and self._queue[0][0] == bound)
-        ):
-            _, kind, line = self._queue.pop(0)
-            self.console.print(Text(line, style="bold cyan" if kind == 0 else ""))
-
-
-def told_up_to(
-    app: App, accounts: Sequence[str], received: set[str]
-) -> tuple[datetime, bool] | None:
-    """How far in replay time the story can be told: (bound, strict), or None for not yet.
-
-    The state commits counts and their events together, so once every account's last count is
-    past a moment, every event before it is stored; those the receiver has not got yet hold the
-    story back (strictly before the earliest of them), so nothing is told out of order.
-    """
-    seen = [app.state.last_seen("x", account) for account in accounts]
-    if any(s is None for s in seen):
-        return None
-    safe = min(s.time for s in seen if s is not None)
-    waiting = [e.time for e, _ in app.state.events(1000) if e.id not in received and e.time <= safe]
-    return (min(waiting), True) if waiting else (safe, False)
-
-
 class Receiver:
     """A minimal local webhook receiver so the demo shows real HTTP delivery."""
 
@@ -220,17 +112,8 @@ class Receiver:
         return await asyncio.start_server(self._handle, "127.0.0.1", self.port)
 
 
-async def _narrate(app: App, narrator: Narrator, accounts: Sequence[str]) -> None:
-    """Tell the story as far as it is safe to, ten times a second, until cancelled."""
-    while True:
-        received = {str(p["event"]["id"]) for p in narrator.received}
-        bound = told_up_to(app, accounts, received)
-        if bound is not None:
-            narrator.tell(bound[0], strict=bound[1])
-        await asyncio.sleep(0.1)
-
-
-async def _run(settings: dict[str, Any], receiver: Receiver, narrator: Narrator) -> None:
+async def _run(settings: dict[str, Any], receiver: Receiver, narrator: Narrator) -> bool:
+    """Replay through the service; False if SIGINT/SIGTERM stopped it before the end."""
     from followerwatch.app import App
     from followerwatch.service import serve
     from followerwatch.sources.replay import ReplaySource
@@ -242,9 +125,11 @@ async def _run(settings: dict[str, Any], receiver: Receiver, narrator: Narrator)
             source = app.sources["x"]
             assert isinstance(source, ReplaySource)
             accounts = [w["handle"] for w in settings["watch"]]
-            teller = asyncio.create_task(_narrate(app, narrator, accounts))
+            teller = asyncio.create_task(narrate(app, narrator, accounts))
             try:
                 await serve(app, until=lambda: source.exhausted, check_every=0.1)
+                if not source.exhausted:  # serve() took the signal: the user wants out
+                    return False
                 await app.outbox.drain(timeout=10)
             finally:
                 teller.cancel()
@@ -253,6 +138,7 @@ async def _run(settings: dict[str, Any], receiver: Receiver, narrator: Narrator)
             narrator.tell()  # the replay is over: whatever is left, in order
     finally:
         server.close()
+    return True
 
 
 async def _reachable(url: str) -> str | None:
@@ -328,47 +214,70 @@ def run_demo(
     seconds: float,
     keep_running: bool,
 ) -> int:
-    """Run the demo end to end; returns the exit code."""
+    """Run the demo end to end; returns the exit code (DemoError: one line and the code).
+
+    With neither `influx_url` nor `spawn_dir`, a throwaway influxd runs in a temp folder.
+    """
+    binary = influxd_on_path() if influx_url is None else None
+    with interruptible():
+        stack = ExitStack()  # influxd and the temp folders
+        try:
+            return _run_demo(stack, console, influx_url, binary, spawn_dir, seconds, keep_running)
+        except KeyboardInterrupt:
+            raise DemoError("demo interrupted", INTERRUPTED) from None
+        except (InfluxdError, StoreError, httpx.HTTPError, OSError) as exc:
+            raise DemoError(f"demo failed: {exc}") from None
+        finally:
+            with signals_ignored():  # a second Ctrl-C must not leave influxd or a folder behind
+                stack.close()
+
+
+def _run_demo(
+    stack: ExitStack,
+    console: Console,
+    influx_url: str | None,
+    binary: str | None,
+    spawn_dir: Path | None,
+    seconds: float,
+    keep_running: bool,
+) -> int:
     console.rule("followerwatch demo: April 2009")
     console.print(
         "[bold]The replay numbers are illustrative, not historical records.[/] The shape "
         "follows the story: @aplusk beats @cnnbrk to 1,000,000 followers, then an "
         '"Unfollow Day" drags him back under.'
     )
-    with ExitStack() as stack:
-        if spawn_dir is not None:
-            spawn_dir.mkdir(parents=True, exist_ok=True)
-            influxd = stack.enter_context(TempInfluxd(directory=spawn_dir))
-            influx_url = influxd.url
-            console.print(f"Started a throwaway influxd at {influx_url} (data in {spawn_dir})")
-        assert influx_url is not None
-        problem = asyncio.run(_reachable(influx_url))
-        if problem is not None:
-            console.print(f"[red]InfluxDB is not usable:[/] {problem}")
-            return 1
-        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-demo-")))
-        receiver = Receiver()
-        webhook = f"http://127.0.0.1:{receiver.port}/alerts"
-        settings = demo_settings(influx_url, data_dir, seconds, webhook)
-        narrator = Narrator(console, story(read_replay(replay_file(), "x")), receiver.received)
-        console.rule("The replay (story and alerts, in replay time)")
-        asyncio.run(_run(settings, receiver, narrator))
-        points, events = asyncio.run(_summary(influx_url))
-        _print_summary(console, points, events, receiver)
-        console.rule("Unfollow Day: what did it cost?")
-        chart = (spawn_dir.parent if spawn_dir is not None else Path.cwd()) / "unfollow-day.png"
-        for line in asyncio.run(_unfollow_day(influx_url, chart)):
-            console.print(line)
-        console.print(
-            f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
-            f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "
-            f"2009-04-29 and query: SELECT last(followers) FROM followers WHERE $timeFilter "
-            f"GROUP BY time($__interval), account"
-        )
-        if keep_running and spawn_dir is not None:
+    if binary is not None:
+        influx_url = spawn(stack, console, binary, spawn_dir)
+    assert influx_url is not None
+    problem = asyncio.run(_reachable(influx_url))
+    if problem is not None:
+        raise DemoError(f"InfluxDB is not usable: {problem}")
+    data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fw-demo-")))
+    receiver = Receiver()
+    webhook = f"http://127.0.0.1:{receiver.port}/alerts"
+    settings = demo_settings(influx_url, data_dir, seconds, webhook)
+    narrator = Narrator(console, story(read_replay(replay_file(), "x")), receiver.received)
+    console.rule("The replay (story and alerts, in replay time)")
+    if not asyncio.run(_run(settings, receiver, narrator)):
+        raise KeyboardInterrupt  # the service took the signal; unwind as Ctrl-C does
+    points, events = asyncio.run(_summary(influx_url))
+    _print_summary(console, points, events, receiver)
+    console.rule("Unfollow Day: what did it cost?")
+    chart = (spawn_dir.parent if spawn_dir is not None else Path.cwd()) / "unfollow-day.png"
+    for line in asyncio.run(_unfollow_day(influx_url, chart)):
+        console.print(line)
+    console.print(
+        f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
+        f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "
+        f"2009-04-29 and query: SELECT last(followers) FROM followers WHERE $timeFilter "
+        f"GROUP BY time($__interval), account"
+    )
+    if keep_running and binary is not None:
+        with suppress(KeyboardInterrupt):  # the way to end it, so exit 0
             console.print("influxd stays up; press Ctrl-C to stop it.")
-            with suppress(KeyboardInterrupt):
-                signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            while True:
+                signal.pause()
     ok = len(events) > 0 and all(s["values"] for s in points) and receiver.received
     return 0 if ok else 1
 

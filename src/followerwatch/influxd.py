@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -75,6 +78,25 @@ def find_influxd() -> str:
     return shutil.which("influxd") or DEFAULT_BINARY
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when its parent dies (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        # Looked up before the fork: the child only makes the call.
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_parent_death_signal() -> None:
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the call: nobody would stop us
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return set_parent_death_signal
+
+
 def _toml_str(value: str | Path) -> str:
     # json string syntax is valid TOML basic-string syntax for paths.
     return json.dumps(str(value))
@@ -91,10 +113,14 @@ class TempInfluxd:
         auth_enabled: bool = False,
         startup_timeout_s: float = 30.0,
         stop_timeout_s: float = 10.0,
+        die_with_parent: bool = False,
     ) -> None:
         self._requested_dir = Path(directory) if directory is not None else None
         self.binary = binary or find_influxd()
         self.auth_enabled = auth_enabled
+        # Linux: influxd gets SIGTERM if this process dies without stopping it (even SIGKILL).
+        # Opt-in, since the kernel ties it to the starting thread, not the process.
+        self.die_with_parent = die_with_parent
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -110,6 +136,13 @@ class TempInfluxd:
         if self._port is None:
             raise InfluxdError("influxd is not running")
         return self._port
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        if self._proc is None:
+            raise InfluxdError("influxd is not running")
+        return self._proc.pid
 
     @property
     def url(self) -> str:
@@ -277,6 +310,7 @@ class TempInfluxd:
                 stderr=subprocess.STDOUT,
                 # Keep Ctrl-C in an interactive demo from reaching influxd before we stop it.
                 start_new_session=True,
+                preexec_fn=_die_with_parent() if self.die_with_parent else None,
             )
 
     def _wait_ready(self, http_port: int) -> None:

@@ -23,7 +23,8 @@ async def serve(
     await app.prepare()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
         loop.add_signal_handler(sig, stop.set)
     scheduler = PollScheduler(app.groups, app.poll_group, app.clock.now)
     outbox_stop = asyncio.Event()
@@ -48,8 +49,11 @@ async def serve(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=check_every)
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig, handler in previous.items():
             loop.remove_signal_handler(sig)
+            # The caller's handler, not SIG_DFL: the demo stops its influxd on SIGTERM.
+            if handler is not None:
+                signal.signal(sig, handler)
     clean = await scheduler.stop(app.config.settings.service.shutdown_timeout)
     outbox_stop.set()
     try:
