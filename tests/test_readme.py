@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from followerwatch.config import load_config
+from followerwatch.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -58,3 +59,17 @@ def test_every_test_the_reliability_table_names_exists() -> None:
             if name:
                 tail = r"\w*" if name.endswith("*") else r"\b"
                 assert re.search(rf"def {re.escape(name.rstrip('*'))}{tail}", text), (path, name)
+
+
+def test_the_platforms_the_readme_lists_are_the_ones_the_config_accepts() -> None:
+    from followerwatch.sources import REGISTRY
+
+    paragraph = README.split("\nPlatforms: ", 1)[1].split("\n\n", 1)[0]
+    listed = {name.lower() for name in re.findall(r"\*\*([\w ]+?)\*\*", paragraph)}
+    # The generic JSON source is listed by its key, as the config spells it.
+    titles = {"http_json" if k == "http_json" else s.title.lower() for k, s in REGISTRY.items()}
+    assert listed == titles
+    for key in REGISTRY:
+        load_config(None, {"platforms": {key: {}}})
+    with pytest.raises(ConfigError, match="replay"):
+        load_config(None, {"watch": [{"platform": "replay", "handle": "aplusk"}]})
