@@ -147,3 +147,47 @@ async def test_batches_past_the_count_bound_are_counted_and_logged() -> None:
     assert kept == [True, True, False]
     assert buffer.dropped == 1
     assert any("dropped" in entry["event"] for entry in logs)
+
+
+async def test_a_shutdown_with_the_disk_still_full_does_not_say_it_has_space(
+    tmp_path: Path,
+) -> None:
+    state = StateDB(tmp_path / "state.sqlite3")
+    pipe = pipeline(state)
+    fill_state(state)
+    await pipe.process(at(0, *((a, 500_000) for a in CROWD)))
+    assert pipe.waiting.readings == len(CROWD)
+    with capture_logs() as logs:
+        lost = await pipe.waiting.close()
+    state.close()
+    assert lost == len(CROWD)
+    assert pipe.waiting.problem is not None
+    events = [entry["event"] for entry in logs]
+    assert not any("space again" in e for e in events)
+    assert any("disk still full at shutdown" in e for e in events)
+
+
+async def test_a_held_batch_that_keeps_failing_is_dropped_and_the_rest_stored(
+    tmp_path: Path,
+) -> None:
+    state = StateDB(tmp_path / "state.sqlite3")
+    pipe = pipeline(state)
+    fill_state(state)
+    await pipe.process(at(0, *((a, 500_000) for a in CROWD)))  # held: the disk is full
+    # Held behind it: a count SQLite cannot store (not a disk error), then a good one.
+    await pipe.process(at(1, (X, 2**70)))
+    await pipe.process(at(2, (X, 250_000)))
+    free_state(state)
+    with capture_logs() as logs:
+        tries = [await pipe.waiting.replay() for _ in range(3)]
+    stored = state.last_seen(*X.key)
+    crowd = len(state.last_seen_many(a.key for a in CROWD))
+    state.close()
+    assert tries == [False, False, True]
+    assert stored is not None and stored.followers == 250_000
+    assert crowd == len(CROWD)
+    assert pipe.waiting.buffer.dropped == 1
+    assert [e["event"] for e in logs if "dropped" in e["event"]] == [
+        "a held batch kept failing to store; dropped"
+    ]
+    assert pipe.waiting.problem is None

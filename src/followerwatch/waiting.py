@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -123,26 +122,24 @@ class WaitingBatches(Generic[T]):
             try:
                 ready = await self._ready(head)
                 await self._store(ready)
-            except (sqlite3.Error, OSError) as exc:
-                if not out_of_space(exc):
-                    self._broken(head, ready, exc)
-                    return False
-                self.failed(exc, ready)  # kept evaluated: nothing of it is committed
-                return False
             except Exception as exc:
-                self._broken(head, ready, exc)
+                if out_of_space(exc):
+                    self.failed(exc, ready)  # kept evaluated: nothing of it is committed
+                    return False
+                if self._broken(ready, exc):
+                    continue
                 return False
             self.done(head)
+        self.recovered()
         return True
 
-    def _broken(self, head: T, ready: T, exc: Exception) -> None:
-        """The oldest batch failed for another reason than a full disk: given up at the 3rd."""
+    def _broken(self, ready: T, exc: Exception) -> bool:
+        """The oldest batch failed, not for a full disk: kept for a retry; dropped at the 3rd?"""
         self._failures += 1
         if self._failures < FAILURES_MAX:
             log.warning("a held batch failed to store; retrying", error=repr(exc))
-            if self.batches:
-                self.batches[0] = (ready, self.batches[0][1])  # kept as far as it got
-            return
+            self.batches[0] = (ready, self.batches[0][1])  # kept as far as it got
+            return False
         _, readings = self.batches.popleft()
         self.buffer.release(readings)
         self._failures = 0
@@ -155,6 +152,7 @@ class WaitingBatches(Generic[T]):
         )
         if self._dropped is not None:
             self._dropped(ready)
+        return True
 
     def recovered(self) -> None:
         """A commit went through: with no batch left waiting, the disk problem is over."""
