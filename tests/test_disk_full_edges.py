@@ -6,15 +6,23 @@ import errno
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from structlog.testing import capture_logs
 
 from followerwatch.clock import ManualClock
 from followerwatch.diskfull import MemoryBuffer
-from followerwatch.models import Account, FetchResult, Observation
+from followerwatch.influxd import TempInfluxd
+from followerwatch.models import Account, FetchResult, Observation, Point
 from followerwatch.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
 from followerwatch.state import StateDB
+from followerwatch.store.influx_v1 import InfluxV1Store
+from followerwatch.store.lineprotocol import encode
+from followerwatch.store.spool import Spool
 from followerwatch.waiting import WaitingBatches
+from followerwatch.writer import Writer
+from smallfs import small_fs
+from test_disk_full import fill
 
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
 X = Account("bluesky", "x", "x")
@@ -191,3 +199,28 @@ async def test_a_held_batch_that_keeps_failing_is_dropped_and_the_rest_stored(
         "a held batch kept failing to store; dropped"
     ]
     assert pipe.waiting.problem is None
+
+
+async def test_the_writer_is_ready_again_once_the_spool_takes_a_write(
+    tmp_path: Path, influxd: TempInfluxd
+) -> None:
+    influxd.query('CREATE DATABASE "edges"')
+    state = StateDB(tmp_path / "state.sqlite3")
+    with small_fs(tmp_path / "data", "2m") as data:
+        spool = Spool(data / "spool.sqlite3")
+        async with httpx.AsyncClient() as client:
+            store = InfluxV1Store(client, url=influxd.url, database="edges", precision="ns")
+            writer = Writer(store, state, spool, ManualClock(T0), health_every=None)
+            await spool.add_async([encode(Point("m", (("t", "a"),), (("f", 1),), T0), "ns")])
+            fill(data / "filler")
+            await writer.flush()  # InfluxDB has the line; the disk refuses its ack
+            refused = writer.disk_problem
+            (data / "filler").unlink()
+            await writer.write([Point("m", (("t", "a"),), (("f", 2),), T0)])
+            problem = writer.disk_problem
+            left = spool.size()
+        spool.close()
+    state.close()
+    assert refused is not None and "full" in refused
+    assert problem is None
+    assert left == 0
