@@ -22,13 +22,15 @@ from aiohttp import web
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from followerwatch.clock import ManualClock
+from followerwatch.clock import ManualClock, SystemClock
 from followerwatch.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
 from followerwatch.outbox import Outbox
 from followerwatch.state import StateDB
+from smallfs import small_fs
+from test_disk_full import fill
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 Handler = Callable[[dict[str, Any]], Awaitable[int]]
@@ -382,3 +384,34 @@ def test_events_routed_nowhere_are_never_enrichment_work(tmp_path: Path) -> None
     state.add_events([event("a", 0), event("b", 0)], lambda e: [] if e.account == "a" else ["hook"])
     assert [e.id for e in state.unenriched()] == ["b-0"]
     state.close()
+
+
+async def test_a_full_disk_that_refuses_the_outcome_causes_no_resend_storm(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    async def ok(payload: dict[str, Any]) -> int:
+        return 200
+
+    with small_fs(tmp_path / "data", "2m") as data:
+        state = StateDB(data / "state.sqlite3")
+        state.add_events([event("ann", 0)], lambda e: ["hook"])
+        state.set_enrichment({"ann-0": None})
+        fill(data / "filler")  # the outcome of the delivery cannot be written
+        async with Receiver(ok) as receiver:
+            outbox = Outbox(state, [webhook(client, receiver.url)], SystemClock())
+            stop = asyncio.Event()
+            loop = asyncio.create_task(outbox.run(stop))
+            while not receiver.answered:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(1.5)  # a storm re-sends every 50 ms
+            during = len(receiver.arrived)
+            (data / "filler").unlink()  # space again: the outcome is recorded
+            while state.delivery_counts().get("pending", 0):
+                await asyncio.sleep(0.01)
+            stop.set()
+            await loop
+        counts = state.delivery_counts()
+        state.close()
+    assert during == 1
+    assert receiver.arrived == ["ann-0"]
+    assert counts == {"delivered": 1}

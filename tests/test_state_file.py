@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from followerwatch.errors import StateFileError
 from followerwatch.influxd import free_port
+from followerwatch.sqlite import check_db
 from service_proc import run_cli
 from smallfs import remount_read_only, small_fs
 
@@ -138,3 +140,35 @@ def test_a_read_only_state_file_stops_start_up_with_one_line(tmp_path: Path) -> 
         reset = run_cli("poll", "--reset-state", "--config", str(cfg))
         one_line_naming(reset, state, "read-only")
         assert state.read_bytes() == before
+
+
+def test_a_dry_run_refuses_to_reset_state(tmp_path: Path) -> None:
+    cfg = config(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    state = data / "state.sqlite3"
+    state.write_bytes(GARBAGE)
+    result = run_cli("poll", "--dry-run", "--reset-state", "--config", str(cfg))
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2, result.stderr
+    assert len(lines) == 1 and "--dry-run" in lines[0] and "--reset-state" in lines[0]
+    assert state.read_bytes() == GARBAGE  # a dry run changes nothing
+    assert list(data.glob("*.broken-*")) == []
+
+
+@pytest.mark.parametrize("folder", ["data?mode=ro", "data#1"])
+def test_the_damage_check_opens_the_file_in_a_folder_named_with_uri_characters(
+    tmp_path: Path, folder: str
+) -> None:
+    data = tmp_path / folder
+    data.mkdir()
+    state = data / "state.sqlite3"
+    state.write_bytes(GARBAGE)
+    with pytest.raises(StateFileError, match="is damaged"):
+        check_db(state)
+    state.unlink()
+    sqlite3.connect(state).close()
+    with sqlite3.connect(state) as db:
+        db.execute("CREATE TABLE t (x)")
+    check_db(state)  # a sound file in such a folder is sound
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]  # no other file opened

@@ -211,3 +211,35 @@ def test_a_state_file_from_before_suspect_zeros_gains_the_table(tmp_path: Path) 
         assert state.held_zeros() == {}
     finally:
         state.close()
+
+
+async def test_a_reload_that_removes_an_account_forgets_its_suspect_zeros(
+    bluesky: tuple[App, FakeBluesky, dict[str, Any], ManualClock],
+    tmp_path: Path,
+    influx_db: tuple[str, str],
+) -> None:
+    app, fake, profile, clock = bluesky
+    await app.poll_once()
+    glitch(profile)
+    clock.advance(1)
+    await app.poll_once()
+    assert KEY in app.state.held_zeros()
+    other = FakeBluesky.make_profile(2, followersCount=5_000)
+    fake.add(other)
+    app.apply_config(
+        load_config(
+            None,
+            {
+                "service": {"data_dir": str(tmp_path / "data")},
+                "influxdb": {"url": influx_db[0], "database": influx_db[1]},
+                "platforms": {"bluesky": {"base_url": fake.base_url, "interval": "1s"}},
+                "watch": [{"platform": "bluesky", "handle": other["handle"], "below": 1_000}],
+            },
+        )
+    )
+    held = gauge(app)[("followerwatch_suspect_zero_accounts", (("platform", "bluesky"),))]
+    deadline = time.monotonic() + 5
+    while app.state.held_zeros() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)  # the release is committed by the state's committer thread
+    assert held == 0
+    assert app.state.held_zeros() == {}

@@ -311,7 +311,9 @@ class App:
             self._add_collector(platform)
         for platform in set(self.sources) - needed:
             del self.sources[platform], self.collectors[platform]
-        self.account_failures.forget({a.key for g in groups for a in g.accounts})
+        watched = {a.key for g in groups for a in g.accounts}
+        self.account_failures.forget(watched)
+        pipeline.forget(watched)
         self.groups = groups
         fixed = [
             key

@@ -133,6 +133,10 @@ def poll(
     """
     from followerwatch.app import App
 
+    if dry_run and reset_state:
+        # A dry run promises to change nothing; setting a state file aside is a change.
+        print("followerwatch: --dry-run and --reset-state cannot be combined", file=sys.stderr)
+        raise typer.Exit(2)
     cfg = _load_sharded(config, shard)
 
     async def main() -> tuple[list[Row], Unwritten | None, int]:

@@ -42,6 +42,11 @@ class MemoryBuffer:
         if self.held + readings <= self.limit:
             self.held += readings
             return True
+        self.drop(readings)
+        return False
+
+    def drop(self, readings: int) -> None:
+        """Count readings dropped because memory holds all it may (logged once an episode)."""
         self.dropped += readings
         if not self._dropping:
             self._dropping = True
@@ -50,7 +55,6 @@ class MemoryBuffer:
                 memory_buffer=self.limit,
                 held=self.held,
             )
-        return False
 
     def release(self, readings: int) -> None:
         """These readings reached the disk (or were given up)."""

@@ -42,6 +42,9 @@ PASS_LIMIT = 5000
 # Events per request for notifiers that take a list (`send_many`, e.g. Alertmanager).
 BATCH_MAX = 200
 
+# Seconds between tries to record outcomes the disk refused.
+UNRECORDED_RETRY = 1.0
+
 Lane = tuple[str, str, str]  # (notifier, platform, account)
 
 
@@ -87,6 +90,9 @@ class Outbox:
         self._finished: list[Lane] = []
         self._flush_soon = False
         self._wanted: set[Lane] = set()  # busy lanes a pass had to skip
+        # Lanes whose outcomes the disk refused: kept out of passes (their deliveries would be
+        # sent again at once) until a later flush records those outcomes.
+        self._unrecorded: set[Lane] = set()
         self._freed = asyncio.Event()  # set (and replaced) whenever lanes are released
         # New events wake the background loop the moment they are stored, so delivery starts
         # while the poll that raised them is still writing to InfluxDB.
@@ -107,6 +113,8 @@ class Outbox:
         Lanes another pass holds are waited for and then taken up (so when a poll's call
         returns, its events have been tried); with `wait=False` they are left to that pass.
         """
+        if self._unrecorded:
+            self._flush()  # outcomes the disk refused before: recorded first, if it takes them
         await self._enrich()
         now = self.clock.now().timestamp()
         sent = await asyncio.gather(*(self._deliver(n, now, wait) for n in self.notifiers))
@@ -157,7 +165,9 @@ class Outbox:
             lane = (notifier.name, "", "") if single else (notifier.name, *lane_key(ref))
             if lane in stopped:
                 continue
-            if lane in self._busy:
+            if lane in self._unrecorded:
+                stopped.add(lane)  # sent already: its outcome waits for the disk
+            elif lane in self._busy:
                 self._wanted.add(lane)
                 held.add(lane)
                 stopped.add(lane)
@@ -316,7 +326,16 @@ class Outbox:
         try:
             self.state.mark_deliveries(marks)
         except Exception:  # unrecorded sends stay pending: at least once, never lost
-            log.exception("recording alert deliveries failed", deliveries=len(marks))
+            if not self._unrecorded:
+                log.exception("recording alert deliveries failed", deliveries=len(marks))
+            # Kept, with their lanes held back, until a later flush records them.
+            self._marks = marks + self._marks
+            self._unrecorded.update(finished)
+        else:
+            if self._unrecorded:
+                log.warning("alert deliveries recorded again", deliveries=len(marks))
+            finished += self._unrecorded
+            self._unrecorded = set()
         finally:
             self._busy.difference_update(finished)
         if finished:
@@ -351,10 +370,13 @@ class Outbox:
         heads = [
             due
             for notifier, platform, account, due in self.state.pending_heads()
-            if notifier in lanes and (notifier, platform, account) not in self._busy
+            if notifier in lanes
+            and (notifier, platform, account) not in self._busy
+            and (notifier, platform, account) not in self._unrecorded
         ]
         for n in self.notifiers:  # one lane: the head is the oldest pending delivery
-            if n.name not in lanes and (n.name, "", "") not in self._busy:
+            lane = (n.name, "", "")
+            if n.name not in lanes and lane not in self._busy and lane not in self._unrecorded:
                 heads += [d.next_attempt for d in self.state.pending(n.name, 1)]
         return min(heads) if heads else None
 
@@ -367,6 +389,8 @@ class Outbox:
                 continue
             due = self.next_due()
             wait = idle if due is None else max(0.05, min(idle, due - self.clock.now().timestamp()))
+            if self._unrecorded:
+                wait = min(wait, UNRECORDED_RETRY)  # the next pass tries to record them again
             waiters = [asyncio.ensure_future(self._kick.wait()), asyncio.ensure_future(stop.wait())]
             await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -63,7 +64,7 @@ class Pipeline:
         self.state = state
         # Batches the full disk kept from being committed, in order, with their retry task.
         self.waiting: WaitingBatches[Waiting] = WaitingBatches(
-            buffer or MemoryBuffer(), self._ready, self._store_held
+            buffer or MemoryBuffer(), self._ready, self._store_held, self._dropped
         )
         self.writer = writer
         self.outbox = outbox
@@ -73,6 +74,7 @@ class Pipeline:
         # Suspect zeros held by an earlier run (a cron `poll`) are confirmed or dropped by this one.
         self.suspects = SuspectZeros(state.held_zeros(), zero_confirm)
         self._projection_points: list[Point] = []
+        self._releasing: set[asyncio.Task[None]] = set()
         self.configure(rules, repeat or {}, thresholds or {})
 
     def configure(
@@ -115,10 +117,15 @@ class Pipeline:
             await self._store(batch)
         except (sqlite3.Error, OSError) as exc:
             if not out_of_space(exc):
+                self._unscreen(batch)
                 raise
             # Nothing of it is committed: kept, evaluated, for the retry to commit as it is.
             self.waiting.failed(exc)
             return self._hold(Waiting(result, extra_points, polled, self.clock.now(), batch))
+        except Exception:
+            self._unscreen(batch)
+            raise
+        self.waiting.recovered()  # a store went through: the disk takes writes again
         return batch.rows
 
     def _prepare(
@@ -197,12 +204,40 @@ class Pipeline:
                 return waiting.prepared.rows
             note = "held in memory: disk full"
         else:
+            if waiting.prepared is not None:
+                self._unscreen(waiting.prepared)
             # Its points count as dropped in the spool's ledger.
             if self.writer is not None:
                 self.writer.drop(PollPoints(obs, self.thresholds, waiting.extra_points))
             note = "dropped: disk and memory buffer full"
         rows = [Row(*o.account.key, o.followers, None, failure=note) for o in obs]
         return rows + [_failure_row(f) for f in waiting.result.failures]
+
+    def _unscreen(self, batch: Prepared) -> None:
+        """A screened batch is given up: its accounts' suspect zeros as the state DB has them."""
+        screened = batch.screened
+        keys = {(h.platform, h.account) for h in screened.held} | set(screened.released)
+        if keys and not self.dry_run:
+            self.suspects.reload(keys, self.state.held_zeros())
+
+    def forget(self, watched: Collection[tuple[str, str]]) -> None:
+        """Drop the suspect zeros of accounts no longer watched, in memory and on disk."""
+        gone = self.suspects.forget(watched)
+        if gone and not self.dry_run:
+            task = asyncio.get_running_loop().create_task(self._release(gone))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release(self, keys: list[tuple[str, str]]) -> None:
+        try:
+            await self.state.commit_async([], self.route, released=keys)
+        except (sqlite3.Error, OSError) as exc:
+            # Only their rows stay; memory no longer counts them, and a restart's reload drops them.
+            log.warning("suspect zeros of removed accounts stay on disk", error=str(exc))
+
+    def _dropped(self, waiting: Waiting) -> None:
+        if waiting.prepared is not None:
+            self._unscreen(waiting.prepared)
 
     def _screen(self, observations: Sequence[Observation], known: _Known) -> Screened:
         """Hold falls to exactly 0 until they have lasted; a dry run holds nothing for good."""

@@ -8,6 +8,7 @@ import os
 import queue
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -82,7 +83,8 @@ def check_db(path: Path) -> None:
     if not os.access(path, os.R_OK | os.W_OK) or not os.access(path.parent, os.W_OK):
         raise StateFileError(path, "is read-only", READ_ONLY_HINT)
     try:
-        uri = f"file:{path}?mode=rw"
+        # Quoted: a `?` or `#` in the folder's name would otherwise end the file's name.
+        uri = f"file:{urllib.parse.quote(str(path))}?mode=rw"
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)) as db:
             rows = db.execute("PRAGMA quick_check").fetchall()
             # A write lock too, so a file SQLite can only read fails here, not at the first poll.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 import structlog
@@ -70,6 +70,16 @@ class SuspectZeros:
         for obs in ordered:
             key = obs.account.key
             held = work.get(key)
+            if held is not None and (fresh := _fresh(held, last_seen(key))) is not held:
+                # Readings a stored count has since overtaken (a release that was never
+                # committed): forgotten, on disk as in memory, so they confirm nothing.
+                released.append(key)
+                if fresh:
+                    work[key] = held = fresh
+                    to_hold += fresh
+                else:
+                    del work[key]
+                    held = None
             if obs.followers != 0:
                 if held is not None:
                     released.append(key)
@@ -122,7 +132,25 @@ class SuspectZeros:
             work[key] = held
             to_hold.append(reading)
             suspect.append(obs)
+        # Only what is still held at the end: a reading released later in the same batch must
+        # not be written after its release is.
+        to_hold = [h for h in to_hold if h in work.get((h.platform, h.account), ())]
         return Screened(out, suspect, to_hold, released)
+
+    def reload(self, keys: Iterable[Key], stored: Mapping[Key, list[HeldZero]]) -> None:
+        """Take these accounts' held readings from the state database again (a batch given up)."""
+        for key in keys:
+            if key in stored:
+                self._held[key] = stored[key]
+            else:
+                self._held.pop(key, None)
+
+    def forget(self, watched: Collection[Key]) -> list[Key]:
+        """Drop the held readings of accounts no longer watched; those accounts."""
+        gone = [key for key in self._held if key not in watched]
+        for key in gone:
+            del self._held[key]
+        return gone
 
     def window(self, platform: str) -> float:
         """Seconds a fall to 0 on this platform must last before it is believed."""
@@ -144,6 +172,13 @@ class SuspectZeros:
             since=held[0].time.isoformat(),
             now=obs.followers,
         )
+
+
+def _fresh(held: list[HeldZero], last: LastSeen | None) -> list[HeldZero]:
+    """The held readings newer than the stored count (`held` itself when all of them are)."""
+    if last is None or last.followers == 0 or held[0].time > last.time:
+        return held
+    return [h for h in held if h.time > last.time]
 
 
 def _observation(obs: Observation, held: HeldZero) -> Observation:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
@@ -27,6 +26,7 @@ T = TypeVar("T")
 
 RETRY_FIRST = 0.5  # seconds before the first retry; doubling up to RETRY_MAX
 RETRY_MAX = 5.0
+FAILURES_MAX = 3  # failures other than a full disk before the oldest batch is given up
 
 
 class Prepared(NamedTuple):
@@ -60,10 +60,13 @@ class WaitingBatches(Generic[T]):
         buffer: MemoryBuffer,
         ready: Callable[[T], Awaitable[T]],
         store: Callable[[T], Awaitable[None]],
+        dropped: Callable[[T], None] | None = None,
     ) -> None:
         self.buffer = buffer
         self._ready = ready
         self._store = store
+        self._dropped = dropped  # told of a batch given up (as far as it got), to undo its work
+        self._failures = 0  # failures of the oldest batch other than a full disk
         self.batches: deque[tuple[T, int]] = deque()
         self.problem: str | None = None  # why batches wait ("disk full: ..."), None when none do
         self._task: asyncio.Task[None] | None = None
@@ -79,7 +82,10 @@ class WaitingBatches(Generic[T]):
     def hold(self, batch: T, readings: int) -> bool:
         """Queue a batch behind the others; False (counted as dropped) past the memory bound."""
         # Batches without readings (a platform down) count too, or they would grow unbounded.
-        if len(self.batches) >= max(1, self.buffer.limit) or not self.buffer.take(readings):
+        if len(self.batches) >= max(1, self.buffer.limit):
+            self.buffer.drop(readings)
+            return False
+        if not self.buffer.take(readings):
             return False
         self.batches.append((batch, readings))
         self._start()
@@ -95,6 +101,7 @@ class WaitingBatches(Generic[T]):
             _, readings = self.batches.popleft()
             self.buffer.release(readings)
             self._stored += readings
+            self._failures = 0
 
     def failed(self, exc: BaseException, head: T | None = None) -> None:
         """The disk refused a write; `head` replaces the oldest batch (now evaluated)."""
@@ -111,19 +118,53 @@ class WaitingBatches(Generic[T]):
     async def replay(self) -> bool:
         """Store waiting batches oldest first until none is left or the disk refuses; empty?"""
         while self.batches:
-            head = self.batches[0][0]
-            ready = await self._ready(head)
+            head = ready = self.batches[0][0]
             try:
+                ready = await self._ready(head)
                 await self._store(ready)
-            except (sqlite3.Error, OSError) as exc:
-                if not out_of_space(exc):
-                    self.done(head)  # as a poll's own failure would be: logged, not retried
-                    log.exception("a held batch failed to store; dropped")
+            except Exception as exc:
+                if out_of_space(exc):
+                    self.failed(exc, ready)  # kept evaluated: nothing of it is committed
+                    return False
+                if self._broken(ready, exc):
                     continue
-                self.failed(exc, ready)  # kept evaluated: nothing of it is committed
                 return False
             self.done(head)
+        self.recovered()
         return True
+
+    def _broken(self, ready: T, exc: Exception) -> bool:
+        """The oldest batch failed, not for a full disk: kept for a retry; dropped at the 3rd?"""
+        self._failures += 1
+        if self._failures < FAILURES_MAX:
+            log.warning("a held batch failed to store; retrying", error=repr(exc))
+            self.batches[0] = (ready, self.batches[0][1])  # kept as far as it got
+            return False
+        _, readings = self.batches.popleft()
+        self.buffer.release(readings)
+        self._failures = 0
+        self.buffer.dropped += readings
+        log.error(
+            "a held batch kept failing to store; dropped",
+            error=repr(exc),
+            failures=FAILURES_MAX,
+            dropped_readings=readings,
+        )
+        if self._dropped is not None:
+            self._dropped(ready)
+        return True
+
+    def recovered(self) -> None:
+        """A commit went through: with no batch left waiting, the disk problem is over."""
+        if self.problem is None or self.batches:
+            return
+        log.warning(
+            "disk has space again: readings held in memory are stored, in order",
+            readings=self._stored,
+            dropped_readings=self.buffer.dropped,
+        )
+        self.problem = None
+        self._stored = 0
 
     def _start(self) -> None:
         if self._task is None or self._task.done():
@@ -142,14 +183,7 @@ class WaitingBatches(Generic[T]):
             if self._closing:
                 break
             delay = RETRY_FIRST if empty else min(RETRY_MAX, delay * 2)
-        if self.problem is not None:
-            log.warning(
-                "disk has space again: readings held in memory are stored, in order",
-                readings=self._stored,
-                dropped_readings=self.buffer.dropped,
-            )
-            self.problem = None
-            self._stored = 0
+        self.recovered()
 
     async def close(self) -> int:
         """Stop retrying after one last try; the readings still waiting (lost), logged."""

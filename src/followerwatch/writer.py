@@ -260,6 +260,7 @@ class Writer:
                         self._failed(exc)
                         return
                     self._recovered()
+                self.held.recovered()  # every ack went through: the disk takes writes again
             except (sqlite3.Error, OSError) as exc:
                 # An ack or dead-letter the disk refused: those lines are re-sent later, and
                 # InfluxDB stores a re-sent point once.

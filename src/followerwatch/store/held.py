@@ -50,11 +50,13 @@ class HeldLines:
             return None
         try:
             # Committed (fsynced) by the spool's committer thread, grouped with other adds.
-            return await self.spool.add_async(lines)
+            dropped = await self.spool.add_async(lines)
         except (sqlite3.Error, OSError) as exc:
             self.failed(exc)
             self._hold(lines, readings)
             return None
+        self.recovered()
+        return dropped
 
     def failed(self, exc: BaseException) -> None:
         """A write the disk refused (re-raised unless the disk is full)."""
@@ -71,10 +73,12 @@ class HeldLines:
 
     def _hold(self, lines: list[str], readings: int) -> None:
         # Writes without readings (events, health) are bounded in number as well.
-        if len(self._lines) < max(1, self.buffer.limit) and self.buffer.take(readings):
+        if len(self._lines) >= max(1, self.buffer.limit):
+            self.buffer.drop(readings)
+        elif self.buffer.take(readings):
             self._lines.append((lines, readings))
-        else:
-            self._dropped += len(lines)
+            return
+        self._dropped += len(lines)
 
     async def respool(self, ledger: Callable[[], dict[str, int]]) -> bool:
         """Move what memory holds into the spool, oldest first; whether none is left."""
@@ -105,6 +109,12 @@ class HeldLines:
             )
             self.problem = None
         return not self._lines
+
+    def recovered(self) -> None:
+        """A write went through: with nothing held in memory, the disk problem is over."""
+        if self.problem is not None and not self._lines and not self._dropped:
+            log.warning("disk has space again: the spool takes writes", file=str(self.spool.path))
+            self.problem = None
 
     def lost(self) -> int:
         """At exit: the readings still held (logged with the points), which are lost."""
