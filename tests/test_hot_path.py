@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from followerwatch.clock import ManualClock
 from followerwatch.config import load_config
+from followerwatch.known import Known
 from followerwatch.models import Account, FailureKind, FetchResult, Observation
-from followerwatch.pipeline import Pipeline, _Known
+from followerwatch.pipeline import Pipeline
 from followerwatch.rules.approaching import ApproachingState
 from followerwatch.rules.base import Reading, dump_state, load_state
 from followerwatch.rules.health import FrozenState, StaleState
@@ -281,7 +282,7 @@ async def test_window_rules_see_the_same_history_prefetched_as_read_one_by_one(
             edges = [T0 + timedelta(seconds=300 * s, microseconds=s % 2) for s in range(8)]
             for since in edges:
                 for nudge in (timedelta(0), timedelta(microseconds=1), -timedelta(microseconds=1)):
-                    known = _Known(state, keys, T0 - timedelta(hours=1))
+                    known = Known(state, keys, T0 - timedelta(hours=1))
                     for key in keys:
                         expected = state.history(*key, since + nudge)
                         assert known.history(key, since + nudge) == expected

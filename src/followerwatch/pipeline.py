@@ -7,14 +7,14 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from types import MappingProxyType
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 import structlog
 
 from followerwatch.clock import Clock
 from followerwatch.diskfull import MemoryBuffer, out_of_space
+from followerwatch.known import Known
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
 from followerwatch.outbox import Outbox
 from followerwatch.rules.approaching import Approaching, projection_points
@@ -144,7 +144,7 @@ class Pipeline:
             for o in result.observations
             if (k := self._keep.get(o.account.key))
         ]
-        known = _Known(self.state, keys, min(since) if since else None)
+        known = Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
         screened = self._screen(result.observations, known)
         observations = screened.observations
@@ -239,14 +239,14 @@ class Pipeline:
         if waiting.prepared is not None:
             self._unscreen(waiting.prepared)
 
-    def _screen(self, observations: Sequence[Observation], known: _Known) -> Screened:
+    def _screen(self, observations: Sequence[Observation], known: Known) -> Screened:
         """Hold falls to exactly 0 until they have lasted; a dry run holds nothing for good."""
         return self.suspects.screen(observations, known.last_seen, apply=not self.dry_run)
 
     def _evaluate(
-        self, observations: Sequence[Observation], known: _Known | None = None
+        self, observations: Sequence[Observation], known: Known | None = None
     ) -> tuple[list[Change], list[Row]]:
-        known = known or _Known(self.state)
+        known = known or Known(self.state)
         changes: dict[tuple[str, str], Change] = {}
         # Each account's rule states as this batch has left them so far (Change holds only
         # the states that differ from the stored ones: unchanged states are not rewritten).
@@ -301,7 +301,7 @@ class Pipeline:
         key: tuple[str, str],
         obs: Observation,
         batch: Sequence[tuple[datetime, int]],
-        known: _Known,
+        known: Known,
     ) -> tuple[tuple[datetime, int], ...]:
         """Stored readings within the rules' longest window, plus this batch's uncommitted ones."""
         keep = self._keep.get(key, 0.0)
@@ -316,11 +316,11 @@ class Pipeline:
         observations: Sequence[Observation],
         failures: Sequence[Failure],
         held: Sequence[Row],
-        known: _Known | None = None,
+        known: Known | None = None,
         now: datetime | None = None,
     ) -> list[Change]:
         """Rules for accounts this poll gave no count for (stale, lifecycle)."""
-        known = known or _Known(self.state)
+        known = known or Known(self.state)
         seen = {o.account.key for o in observations} | {(r.platform, r.account) for r in held}
         failed = {f.account.key: f for f in failures}
         accounts = {a.key: a for a in polled} | {f.account.key: f.account for f in failures}
@@ -380,50 +380,6 @@ class Pipeline:
             self.state.touch_active(event, now.timestamp())
             out.append(again)
         return out
-
-
-class _Known:
-    """Stored counts and rule states, prefetched for a batch's keys (else read one by one)."""
-
-    def __init__(
-        self,
-        state: StateDB,
-        keys: Iterable[tuple[str, str]] | None = None,
-        history_since: datetime | None = None,
-    ) -> None:
-        self._state = state
-        self._keys: frozenset[tuple[str, str]] = frozenset(keys or ())
-        self._last = state.last_seen_many(self._keys) if self._keys else {}
-        self._states = state.rule_states_many(self._keys) if self._keys else {}
-        # Every stored reading from the earliest window start on (None: read per account).
-        self._since = history_since
-        self._history = (
-            state.history_many(self._keys, history_since) if history_since is not None else {}
-        )
-
-    def history(self, key: tuple[str, str], since: datetime) -> list[tuple[datetime, int]]:
-        """Stored readings of an account from `since` on, oldest first."""
-        if self._since is None or key not in self._keys or since < self._since:
-            return self._state.history(*key, since)
-        # The same float comparison the query makes, so the window edge is identical.
-        start = since.timestamp()
-        return [
-            (datetime.fromtimestamp(t, UTC), n) for t, n in self._history.get(key, ()) if t >= start
-        ]
-
-    def last_seen(self, key: tuple[str, str]) -> LastSeen | None:
-        if key in self._keys:
-            return self._last.get(key)
-        return self._state.last_seen(*key)
-
-    def rule_states(self, key: tuple[str, str]) -> Mapping[str, str]:
-        # Read-only: callers build new dicts for what changes.
-        if key in self._keys:
-            return self._states.get(key, _NO_STATES)
-        return self._state.rule_states(*key)
-
-
-_NO_STATES: Mapping[str, str] = MappingProxyType({})
 
 
 def _previous(last: LastSeen | None) -> Previous | None:
