@@ -15,6 +15,7 @@ from rich.text import Text
 
 from followerwatch import __version__, logs
 from followerwatch.accounts_cli import accounts_app
+from followerwatch.cli_args import OneLineErrors
 from followerwatch.config import Config, config_path_from_env, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, StoreError
@@ -30,6 +31,7 @@ from followerwatch.plot_cli import plot as plot_cmd
 from followerwatch.report_cli import report as report_cmd
 
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
     no_args_is_help=True,
     add_completion=False,

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from followerwatch.durations import parse_duration
+from followerwatch.cli_args import LAST_30D, Lookback, lookback, moment, output_file
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
 
@@ -39,9 +39,16 @@ def summary_line(who: str, series: list[tuple[datetime, int]], projection: str) 
 
 
 def report(
-    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")],
-    since: Annotated[str, typer.Option(help="How far back each chart goes.")] = "30d",
-    until: Annotated[str | None, typer.Option(help="End (ISO 8601, with zone).")] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", callback=output_file, help="HTML file to write.")
+    ],
+    since: Annotated[
+        Lookback, typer.Option(parser=lookback, help="How far back each chart goes.")
+    ] = LAST_30D,
+    until: Annotated[
+        datetime | None,
+        typer.Option(parser=moment, help="End (ISO 8601 date or time, UTC unless a zone); now."),
+    ] = None,
     config: Annotated[
         str | None,
         typer.Option("--config", "-c", envvar="FOLLOWERWATCH_CONFIG", help="Config TOML."),
@@ -56,12 +63,8 @@ def report(
     from followerwatch.projection import project
 
     cfg = _load(Path(config) if config else None)
-    stop = (
-        datetime.fromisoformat(until.replace("Z", "+00:00"))
-        if until
-        else datetime.now().astimezone()
-    )
-    start = stop - timedelta(seconds=parse_duration(since))
+    stop = until or datetime.now().astimezone()
+    start = stop - timedelta(seconds=since.seconds)
 
     async def fetch() -> list[list[tuple[datetime, int]]]:
         async with build_client() as client:
@@ -95,5 +98,9 @@ def report(
                 f'src="data:image/png;base64,{image}"></section>'
             )
     generated = f"{len(cfg.accounts)} accounts, {start:%Y-%m-%d} to {stop:%Y-%m-%d %H:%M} UTC"
-    output.write_text(_PAGE.format(generated=generated, sections="\n".join(sections)))
+    try:
+        output.write_text(_PAGE.format(generated=generated, sections="\n".join(sections)))
+    except OSError as exc:
+        print(f"followerwatch: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        raise typer.Exit(1) from None
     print(f"report: {output}")
