@@ -176,6 +176,14 @@ def test_dates_with_or_without_time_and_weeks(setup: Path, tmp_path: Path) -> No
     page = (tmp_path / "r.html").read_text()
     assert "@obama (x)" in page and "data:image/png;base64," in page
     assert parse_duration("2w") == 14 * 86400 and parse_duration("1w2d") == 9 * 86400
+    # The config reads durations with the same parser.
+    text = setup.read_text().replace('handle = "aplusk"\n', 'handle = "aplusk"\nstale = "1w"\n')
+    setup.write_text(text)
+    assert load_config(setup).rules[("x", "aplusk")].stale == 7 * 86400
+    setup.write_text(text.replace('"1w"', '"1y"'))
+    code, _, err = run("accounts", "list", *c)
+    assert code == 2 and err.count("\n") == 1
+    assert "aplusk).stale: expected a duration like" in err and "(units: s m h d w)" in err
 
 
 @pytest.mark.parametrize(

@@ -78,10 +78,14 @@ def history(
         str | None, typer.Option(help="The platform, when the name is on several.")
     ] = None,
     since: Annotated[
-        Lookback, typer.Option(parser=lookback, help="How far back, e.g. 7d, 36h, 2w.")
+        Lookback,
+        typer.Option(parser=lookback, metavar="DURATION", help="How far back, e.g. 7d, 36h, 2w."),
     ] = LAST_7D,
     window: Annotated[
-        Lookback, typer.Option(parser=lookback, help="The trend window for the projection.")
+        Lookback,
+        typer.Option(
+            parser=lookback, metavar="DURATION", help="The trend window for the projection."
+        ),
     ] = LAST_24H,
 ) -> None:
     """Show an account's count per day, a sparkline, and when it reaches its nearest line."""

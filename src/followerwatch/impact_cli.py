@@ -30,11 +30,18 @@ def impact(
     account: Annotated[str, typer.Argument(help="platform/name (x/aplusk), or the name alone.")],
     start: Annotated[
         datetime,
-        typer.Option("--from", parser=moment, help="Window start (ISO 8601, UTC unless a zone)."),
+        typer.Option(
+            "--from",
+            parser=moment,
+            metavar="DATE",
+            help="Window start (ISO 8601, UTC unless a zone).",
+        ),
     ],
     end: Annotated[
         datetime,
-        typer.Option("--to", parser=moment, help="Window end (ISO 8601, UTC unless a zone)."),
+        typer.Option(
+            "--to", parser=moment, metavar="DATE", help="Window end (ISO 8601, UTC unless a zone)."
+        ),
     ],
     config: Annotated[
         str | None,
@@ -43,7 +50,8 @@ def impact(
         ),
     ] = None,
     baseline: Annotated[
-        Lookback, typer.Option(parser=lookback, help="Trend window before the start.")
+        Lookback,
+        typer.Option(parser=lookback, metavar="DURATION", help="Trend window before the start."),
     ] = LAST_7D,
     control: Annotated[
         list[str] | None,
@@ -52,7 +60,10 @@ def impact(
     below: Annotated[int | None, typer.Option(help="Goal: below this count.")] = None,
     above: Annotated[int | None, typer.Option(help="Goal: at or above this count.")] = None,
     png: Annotated[
-        Path | None, typer.Option(callback=output_file, help="Also draw actual vs expected here.")
+        Path | None,
+        typer.Option(
+            callback=output_file, metavar="FILE", help="Also draw actual vs expected here."
+        ),
     ] = None,
 ) -> None:
     """What a campaign did to an account: observed change against the trend before it."""

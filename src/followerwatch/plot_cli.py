@@ -25,14 +25,22 @@ from followerwatch.models import at_handle
 def plot(
     account: Annotated[str, typer.Argument(help="platform/name (x/aplusk), or the name alone.")],
     output: Annotated[
-        Path, typer.Option("--output", "-o", callback=output_file, help="PNG file to write.")
+        Path,
+        typer.Option(
+            "--output", "-o", callback=output_file, metavar="FILE", help="PNG file to write."
+        ),
     ],
     since: Annotated[
-        Lookback, typer.Option(parser=lookback, help="How far back, e.g. 30d, 2w.")
+        Lookback,
+        typer.Option(parser=lookback, metavar="DURATION", help="How far back, e.g. 30d, 2w."),
     ] = LAST_30D,
     until: Annotated[
         datetime | None,
-        typer.Option(parser=moment, help="End (ISO 8601 date or time, UTC unless a zone); now."),
+        typer.Option(
+            parser=moment,
+            metavar="DATE",
+            help="End (ISO 8601 date or time, UTC unless a zone); now.",
+        ),
     ] = None,
     config: Annotated[
         str | None,

@@ -40,14 +40,22 @@ def summary_line(who: str, series: list[tuple[datetime, int]], projection: str) 
 
 def report(
     output: Annotated[
-        Path, typer.Option("--output", "-o", callback=output_file, help="HTML file to write.")
+        Path,
+        typer.Option(
+            "--output", "-o", callback=output_file, metavar="FILE", help="HTML file to write."
+        ),
     ],
     since: Annotated[
-        Lookback, typer.Option(parser=lookback, help="How far back each chart goes.")
+        Lookback,
+        typer.Option(parser=lookback, metavar="DURATION", help="How far back each chart goes."),
     ] = LAST_30D,
     until: Annotated[
         datetime | None,
-        typer.Option(parser=moment, help="End (ISO 8601 date or time, UTC unless a zone); now."),
+        typer.Option(
+            parser=moment,
+            metavar="DATE",
+            help="End (ISO 8601 date or time, UTC unless a zone); now.",
+        ),
     ] = None,
     config: Annotated[
         str | None,
