@@ -78,7 +78,7 @@ VALID = {
 }
 
 
-def commands() -> Iterator[tuple[list[str], typer.main.TyperCommand | typer.main.TyperGroup]]:
+def commands() -> Iterator[tuple[list[str], object]]:
     """(path, command) of the root and every command and subcommand of the app."""
 
     def walk(cmd: object, path: list[str]) -> Iterator[tuple[list[str], object]]:
@@ -86,7 +86,7 @@ def commands() -> Iterator[tuple[list[str], typer.main.TyperCommand | typer.main
         for name, sub in sorted(getattr(cmd, "commands", {}).items()):
             yield from walk(sub, [*path, name])
 
-    yield from walk(typer.main.get_command(app), [])  # type: ignore[misc]
+    yield from walk(typer.main.get_command(app), [])
 
 
 def config_text(url: str, db: str) -> str:
