@@ -15,7 +15,7 @@ from rich.text import Text
 
 from followerwatch import __version__, logs
 from followerwatch.accounts_cli import accounts_app
-from followerwatch.cli_args import OneLineErrors, replay_seconds
+from followerwatch.cli_args import OneLineErrors
 from followerwatch.config import Config, config_path_from_env, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, StoreError
@@ -259,9 +259,7 @@ def demo(
     spawn_influxd: Annotated[
         Path | None, typer.Option(help="Start a throwaway influxd with its data in this folder.")
     ] = None,
-    seconds: Annotated[
-        float, typer.Option(callback=replay_seconds, help="How long the replay takes.")
-    ] = 20.0,
+    seconds: Annotated[float, typer.Option(help="How long the replay takes.")] = 20.0,
     keep_running: Annotated[
         bool,
         typer.Option(

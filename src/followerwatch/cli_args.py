@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections.abc import Collection, Sequence
@@ -124,13 +123,6 @@ def output_file(value: Path | None) -> Path | None:
         raise typer.BadParameter(f"{str(value)!r}: {exc.strerror}") from None
     if not os.access(folder, os.W_OK):
         raise typer.BadParameter(f"the folder {str(folder)!r} is not writable")
-    return value
-
-
-def replay_seconds(value: float) -> float:
-    """Typer callback for demo --seconds: a finite, positive length of at most a day."""
-    if not (math.isfinite(value) and 0 < value <= 86400):
-        raise typer.BadParameter(f"{value}: a number of seconds above 0 and at most 86400, e.g. 20")
     return value
 
 

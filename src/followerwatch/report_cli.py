@@ -106,9 +106,5 @@ def report(
                 f'src="data:image/png;base64,{image}"></section>'
             )
     generated = f"{len(cfg.accounts)} accounts, {start:%Y-%m-%d} to {stop:%Y-%m-%d %H:%M} UTC"
-    try:
-        output.write_text(_PAGE.format(generated=generated, sections="\n".join(sections)))
-    except OSError as exc:
-        print(f"followerwatch: cannot write {output}: {exc.strerror}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    output.write_text(_PAGE.format(generated=generated, sections="\n".join(sections)))
     print(f"report: {output}")
