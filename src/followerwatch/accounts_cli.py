@@ -107,21 +107,40 @@ def accounts_add(
 
 @accounts_app.command("remove")
 def accounts_remove(
-    platform: Annotated[str, typer.Argument(help="Platform key.")],
-    handle: Annotated[str, typer.Argument(help="The handle (or the entry's name).")],
+    account: Annotated[
+        str, typer.Argument(help="platform/name (x/jack), the name alone, or the platform key.")
+    ],
+    handle: Annotated[
+        str | None, typer.Argument(help="The handle or name, after a platform key.")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Remove an account from the watchlist."""
-    from followerwatch.cli import out
+    """Remove an account from the watchlist (`remove x/jack`, `remove jack` or `remove x jack`)."""
+    from followerwatch.cli import _load, out
+    from followerwatch.cli_args import (
+        AccountRefError,
+        AmbiguousAccount,
+        resolve_account,
+        usage_error,
+    )
     from followerwatch.watchlist_edit import EditError, remove_account
 
     path = _config_file(config)
+    ref = account if handle is None else f"{account}/{handle}"
     try:
-        target, removed = remove_account(path, platform, handle)
+        found = resolve_account(_load(path).accounts, ref)
+    except AmbiguousAccount as exc:
+        usage_error(str(exc))
+    except AccountRefError as exc:
+        # Not on the watchlist: refused, as the README's "1 refused" says.
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    try:
+        target, removed = remove_account(path, found.platform, found.handle)
     except (ConfigError, EditError) as exc:
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    out.print(f"[green]✓[/] removed {platform}/{removed} from {target.file}")
+    out.print(f"[green]✓[/] removed {found.platform}/{removed} from {target.file}")
 
 
 @accounts_app.command("list")

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from followerwatch import __version__, logs
 from followerwatch.accounts_cli import accounts_app
+from followerwatch.cli_args import OneLineErrors
 from followerwatch.config import Config, MissingConfig, find_config, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from followerwatch.writer import Unwritten
 
 app = Typer(
+    cls=OneLineErrors,
     help="Watch follower counts on social platforms, store them in InfluxDB, alert on thresholds.",
     no_args_is_help=True,
     add_completion=False,

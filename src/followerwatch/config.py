@@ -371,11 +371,15 @@ def find_config(explicit: Path | None, *, watchlist: bool = False) -> Path | Non
     and the environment does not configure both InfluxDB and a watchlist."""
     path = config_path_from_env(explicit)
     if path is not None:
-        if not path.exists():
+        try:
+            problem = None if path.exists() else "no such file"
+        except OSError as exc:  # a name too long for the filesystem, say
+            problem = exc.strerror or type(exc).__name__
+        if problem:
             # Typer reads the variable into --config: the same path there means it came from it.
             env = os.environ.get(f"{ENV_PREFIX}CONFIG")
             named_by = f"{ENV_PREFIX}CONFIG" if env and Path(env) == path else "--config"
-            raise MissingConfig(f"no config at {path} (named by {named_by}; no such file)")
+            raise MissingConfig(f"no config at {path} (named by {named_by}; {problem})")
         return path
     if watchlist and not environment_configures():
         raise MissingConfig(f"no config at ./{DEFAULT_CONFIG} (use --config or {ENV_PREFIX}CONFIG)")

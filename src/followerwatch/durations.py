@@ -1,24 +1,26 @@
-"""Human durations ("90s", "5m", "1h30m", 300) to seconds, and back."""
+"""Human durations ("90s", "5m", "1h30m", "2w", 300) to seconds, and back."""
 
 from __future__ import annotations
 
 import math
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+# Every error names the units, so a user never has to guess which ones exist.
+_EXPECTED = "expected a duration like 60, '90s', '5m', '1h30m', '2d' or '2w' (units: s m h d w)"
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from a number or a string like "90s", "5m", "1h30m"; raises ValueError otherwise."""
+    """Seconds from a number or a string like "90s", "5m", "1h30m", "2w"; else ValueError."""
     if isinstance(value, bool):
-        raise ValueError("expected a duration like 60, '90s', '5m' or '1h'")
+        raise ValueError(_EXPECTED)
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         if not text:
-            raise ValueError("expected a duration like 60, '90s', '5m' or '1h'")
+            raise ValueError(_EXPECTED)
         pos, seconds = 0, 0.0
         for match in _PART.finditer(text):
             if match.start() != pos:
@@ -29,9 +31,9 @@ def parse_duration(value: object) -> float:
             try:
                 seconds = float(text)
             except ValueError:
-                raise ValueError("expected a duration like 60, '90s', '5m' or '1h'") from None
+                raise ValueError(_EXPECTED) from None
     else:
-        raise ValueError("expected a duration like 60, '90s', '5m' or '1h'")
+        raise ValueError(_EXPECTED)
     if not math.isfinite(seconds):
         raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:

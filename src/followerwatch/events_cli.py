@@ -13,7 +13,9 @@ from followerwatch.options_cli import ConfigOpt, state_file_errors
 
 def events(
     config: ConfigOpt = None,
-    limit: Annotated[int, typer.Option(help="How many of the newest events.")] = 20,
+    limit: Annotated[
+        int, typer.Option(min=1, max=100_000, help="How many of the newest events.")
+    ] = 20,
 ) -> None:
     """List recent events with their delivery status per notifier."""
     from followerwatch.cli import _load, out

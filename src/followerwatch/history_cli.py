@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from followerwatch.cli_args import LAST_7D, LAST_24H, Lookback, account_or_exit, lookback
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
 from followerwatch.options_cli import ConfigOpt
@@ -76,41 +77,35 @@ def import_csv(
 
 
 def history(
-    account: Annotated[str, typer.Argument(help="The account's name (or handle).")],
+    account: Annotated[str, typer.Argument(help="platform/name, or the name (or handle) alone.")],
     config: ConfigOpt = None,
     platform: Annotated[
         str | None, typer.Option(help="The platform, when the name is on several.")
     ] = None,
-    since: Annotated[str, typer.Option(help="How far back, e.g. 7d, 36h.")] = "7d",
-    window: Annotated[str, typer.Option(help="The trend window for the projection.")] = "24h",
+    since: Annotated[
+        Lookback,
+        typer.Option(parser=lookback, metavar="DURATION", help="How far back, e.g. 7d, 36h, 2w."),
+    ] = LAST_7D,
+    window: Annotated[
+        Lookback,
+        typer.Option(
+            parser=lookback, metavar="DURATION", help="The trend window for the projection."
+        ),
+    ] = LAST_24H,
 ) -> None:
     """Show an account's count per day, a sparkline, and when it reaches its nearest line."""
     from datetime import UTC, datetime, timedelta
 
     from followerwatch.app import build_store
     from followerwatch.cli import _load, out
-    from followerwatch.durations import parse_duration
     from followerwatch.history import fetch, per_day, sparkline
     from followerwatch.http import build_client
     from followerwatch.projection import milestone_lines, project
     from followerwatch.store.influx_v1 import InfluxV1Store
 
     cfg = _load(config)
-    try:
-        since_s, window_s = parse_duration(since), parse_duration(window)
-    except ValueError as exc:
-        print(f"followerwatch: --since/--window: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    matches = [
-        a for a in cfg.accounts if account in (a.name, a.handle) and platform in (None, a.platform)
-    ]
-    if len(matches) > 1:
-        print(f"followerwatch: {account} is on several platforms; add --platform", file=sys.stderr)
-        raise typer.Exit(2)
-    if not matches and platform is None:
-        print(f"followerwatch: {account} is not watched; add --platform", file=sys.stderr)
-        raise typer.Exit(2)
-    key = matches[0].key if matches else (platform or "", account)
+    key = account_or_exit(cfg.accounts, account, platform).key
+    since_s, window_s = since.seconds, window.seconds
     rules = cfg.rules.get(key)
     lines: list[tuple[str, int]] = []
     if rules is not None:

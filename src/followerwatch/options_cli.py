@@ -108,8 +108,8 @@ class PlainGroup(TyperGroup):
 class Typer(typer.Typer):
     """typer.Typer whose groups and commands show plain help (PlainGroup, PlainCommand)."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cls=PlainGroup, **kwargs)
+    def __init__(self, *, cls: type[TyperGroup] = PlainGroup, **kwargs: Any) -> None:
+        super().__init__(cls=cls, **kwargs)
 
     def command(
         self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kwargs: Any

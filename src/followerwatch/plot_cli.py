@@ -10,17 +10,37 @@ from typing import Annotated
 
 import typer
 
-from followerwatch.durations import parse_duration
+from followerwatch.cli_args import (
+    LAST_30D,
+    Lookback,
+    account_or_exit,
+    lookback,
+    moment,
+    output_file,
+)
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
 
 
 def plot(
-    account: Annotated[str, typer.Argument(help="platform/name, e.g. x/aplusk.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")],
-    since: Annotated[str, typer.Option(help="How far back, e.g. 30d.")] = "30d",
+    account: Annotated[str, typer.Argument(help="platform/name (x/aplusk), or the name alone.")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", callback=output_file, metavar="FILE", help="PNG file to write."
+        ),
+    ],
+    since: Annotated[
+        Lookback,
+        typer.Option(parser=lookback, metavar="DURATION", help="How far back, e.g. 30d, 2w."),
+    ] = LAST_30D,
     until: Annotated[
-        str | None, typer.Option(help="End (ISO 8601 with zone); default now.")
+        datetime | None,
+        typer.Option(
+            parser=moment,
+            metavar="DATE",
+            help="End (ISO 8601 date or time, UTC unless a zone); now.",
+        ),
     ] = None,
     config: Annotated[
         str | None,
@@ -31,7 +51,6 @@ def plot(
 ) -> None:
     """Draw the count over time with the account's threshold lines and its events."""
     from followerwatch.app import build_reader
-    from followerwatch.campaign_config import split
     from followerwatch.charts import account_chart
     from followerwatch.cli import _load
     from followerwatch.http import build_client
@@ -40,15 +59,14 @@ def plot(
     from followerwatch.state import StateDB
 
     cfg = _load(Path(config) if config else None)
-    platform, name = split(account)
-    end = datetime.fromisoformat(until.replace("Z", "+00:00")) if until else None
+    platform, name = account_or_exit(cfg.accounts, account).key
 
     async def run() -> list[tuple[datetime, int]]:
         async with build_client() as client:
             store = build_reader(cfg.settings.influxdb, client)
-            stop = end or datetime.now().astimezone()
+            stop = until or datetime.now().astimezone()
             return await load_series(
-                store, platform, name, stop - timedelta(seconds=parse_duration(since)), stop
+                store, platform, name, stop - timedelta(seconds=since.seconds), stop
             )
 
     try:
@@ -57,7 +75,7 @@ def plot(
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     if not series:
-        print(f"followerwatch: no counts for {account} in that range", file=sys.stderr)
+        print(f"followerwatch: no counts for {platform}/{name} in that range", file=sys.stderr)
         raise typer.Exit(1)
     rules = cfg.rules.get((platform, name))
     lines = [("below", v) for v in (rules.below or [])] if rules else []
@@ -73,5 +91,9 @@ def plot(
         ]
     finally:
         state.close()
-    account_chart(output, at_handle(name), series, lines, events)
+    try:
+        account_chart(output, at_handle(name), series, lines, events)
+    except OSError as exc:
+        print(f"followerwatch: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        raise typer.Exit(1) from None
     print(f"chart: {output}")

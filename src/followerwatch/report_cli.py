@@ -13,14 +13,29 @@ from typing import Annotated
 
 import typer
 
-from followerwatch.durations import parse_duration
+from followerwatch.cli_args import LAST_30D, Lookback, lookback, moment, output_file
 from followerwatch.errors import StoreError
 
 
 def report(
-    output: Annotated[Path, typer.Option("--output", "-o", help="HTML file to write.")],
-    since: Annotated[str, typer.Option(help="How far back each chart goes.")] = "30d",
-    until: Annotated[str | None, typer.Option(help="End (ISO 8601, with zone).")] = None,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", callback=output_file, metavar="FILE", help="HTML file to write."
+        ),
+    ],
+    since: Annotated[
+        Lookback,
+        typer.Option(parser=lookback, metavar="DURATION", help="How far back each chart goes."),
+    ] = LAST_30D,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=moment,
+            metavar="DATE",
+            help="End (ISO 8601 date or time, UTC unless a zone); now.",
+        ),
+    ] = None,
     config: Annotated[
         str | None,
         typer.Option("--config", "-c", envvar="FOLLOWERWATCH_CONFIG", help="Config TOML."),
@@ -33,12 +48,8 @@ def report(
     from followerwatch.report_page import Readings, load, render, sections
 
     cfg = _load(Path(config) if config else None)
-    stop = (
-        datetime.fromisoformat(until.replace("Z", "+00:00"))
-        if until
-        else datetime.now().astimezone()
-    )
-    start = stop - timedelta(seconds=parse_duration(since))
+    stop = until or datetime.now().astimezone()
+    start = stop - timedelta(seconds=since.seconds)
 
     async def fetch() -> list[Readings]:
         async with build_client() as client:
