@@ -42,10 +42,11 @@ def test_readme_documents_the_schema_and_payload() -> None:
         assert name in README
 
 
-def test_every_test_the_reliability_table_names_exists() -> None:
-    section = README.split("## Trust at the edges", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if re.match(r"\| \d+ \|", line)]
-    assert [int(r.split("|")[1]) for r in rows] == list(range(1, 17))
+def _rows_name_real_tests(heading: str, numbered: int) -> None:
+    section = README.split(heading, 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if re.match(r"\| (\d+|—) \|", line)]
+    numbers = [r.split("|")[1].strip() for r in rows]
+    assert [int(n) for n in numbers if n != "—"] == list(range(1, numbered + 1))
     for row in rows:
         cell = row.rsplit("|", 2)[1]
         # `file.py`, `file.py::test_name` (a trailing * is a prefix), or `::name` in the last file.
@@ -59,6 +60,14 @@ def test_every_test_the_reliability_table_names_exists() -> None:
             if name:
                 tail = r"\w*" if name.endswith("*") else r"\b"
                 assert re.search(rf"def {re.escape(name.rstrip('*'))}{tail}", text), (path, name)
+
+
+def test_every_test_the_reliability_table_names_exists() -> None:
+    _rows_name_real_tests("## Trust at the edges", 16)
+
+
+def test_every_test_the_command_line_table_names_exists() -> None:
+    _rows_name_real_tests("## The command line", 12)
 
 
 def test_the_platforms_the_readme_lists_are_the_ones_the_config_accepts() -> None:
