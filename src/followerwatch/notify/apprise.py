@@ -96,7 +96,7 @@ class AppriseConfig(StrictModel):
         if not isinstance(data, dict) or data.get("urls_file") in (None, ""):
             return data
         data = dict(data)
-        path = resolve_path(data.pop("urls_file"))
+        path = resolve_path(data.pop("urls_file"), "urls_file")
         if data.get("urls"):
             raise PydanticCustomError(
                 "secret_conflict", "urls and urls_file are both set; set only one"
