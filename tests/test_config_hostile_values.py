@@ -162,7 +162,8 @@ def test_a_fifo_or_a_device_as_the_watchlist_is_refused_without_hanging(
     path = tmp_path / "fw.toml"
     path.write_text(f'watchlist = "{target}"\n' + write(tmp_path, "", "base.toml").read_text())
     named = target if target.startswith("/") else str(tmp_path / target)
-    assert _no_hang(path, cwd=tmp_path).endswith(f"{named}: cannot read: not a regular file")
+    line = _no_hang(path, cwd=tmp_path)
+    assert line.endswith(f"{path}: watchlist: {named}: cannot read: not a regular file")
 
 
 def test_a_watchlist_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
@@ -172,4 +173,4 @@ def test_a_watchlist_over_the_size_limit_is_refused_before_it_is_read(tmp_path: 
     path = tmp_path / "fw.toml"
     path.write_text(f'watchlist = "{big}"\n' + write(tmp_path, "", "base.toml").read_text())
     line = refusal(path, cli=True)
-    assert line.endswith(f"{big}: cannot read: larger than 256 MiB")
+    assert line.endswith(f"{path}: watchlist: {big}: cannot read: larger than 256 MiB")

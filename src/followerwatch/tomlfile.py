@@ -15,7 +15,7 @@ import rtoml
 from followerwatch.config_files import MAX_CONFIG_FILE, Unreadable, open_regular
 from followerwatch.errors import ConfigError
 
-__all__ = ["PIECE_CHARS", "Unsplittable", "read_toml", "toml_pieces"]
+__all__ = ["PIECE_CHARS", "Unopenable", "Unsplittable", "read_toml", "toml_pieces"]
 
 # rtoml's tree of a piece this long is about 6 MB.
 PIECE_CHARS = 1 << 18
@@ -23,6 +23,10 @@ PIECE_CHARS = 1 << 18
 _DATETIME = re.compile(r"-\d\d-\d\d[Tt ]\d\d:\d\d")
 # A line that is exactly an array-of-tables header `[[watch]]`.
 _WATCH_HEADER = re.compile(r"\[\[watch\]\][ \t]*\r?\n?$")
+
+
+class Unopenable(ConfigError):
+    """The file is missing, unreadable, not a regular file or too big: "PATH: problem"."""
 
 
 class Unsplittable(Exception):
@@ -64,7 +68,7 @@ def toml_pieces(path: Path, piece_chars: int = PIECE_CHARS) -> Iterator[dict[str
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not valid TOML: not UTF-8") from None
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+            raise Unopenable(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def _pieces(lines: Iterable[str], piece_chars: int) -> Iterator[dict[str, Any]]:
@@ -101,11 +105,11 @@ def _open(path: Path) -> BinaryIO:
     try:
         return open_regular(path, MAX_CONFIG_FILE)
     except Unreadable as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
+        raise Unopenable(f"{path}: cannot read: {exc}") from None
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise Unopenable(f"{path}: file not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise Unopenable(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def _text(path: Path) -> str:
@@ -113,9 +117,9 @@ def _text(path: Path) -> str:
         with _open(path) as fh:
             raw = fh.read()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise Unopenable(f"{path}: file not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise Unopenable(f"{path}: cannot read: {exc.strerror}") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
