@@ -125,6 +125,10 @@ PORTS = [
         '[platforms.http_json]\nurl = "https://api:1e3/u/{handle}"\ncount_path = "n"',
     ),
     ("platforms.mastodon.instance_urls.m", '[platforms.mastodon.instance_urls]\nm = "http://m:x"'),
+    (
+        "notifiers[0].urls",
+        f'[[notifiers]]\ntype = "apprise"\nurls = ["json://u:{SECRET}@h:99999/x"]',
+    ),
 ]
 
 
