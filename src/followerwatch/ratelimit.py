@@ -40,8 +40,8 @@ _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 class RateLimiter:
     """The last known budget of one credential, and the wait it implies before the next request.
 
-    A reset more than `max_backoff` away is not believed: the wait ends after `max_backoff`, and
-    one request then finds out whether the limit still holds.
+    A reset more than `max_backoff` (plus CLOCK_SKEW) away is not believed: the wait ends after
+    `max_backoff`, and one request then finds out whether the limit still holds.
     """
 
     def __init__(self, max_backoff: float = MAX_BACKOFF) -> None:
