@@ -49,7 +49,7 @@ from followerwatch.notify.log import LogConfig
 from followerwatch.routing import AlertsConfig
 from followerwatch.shard import validate_spec
 from followerwatch.sources import REGISTRY
-from followerwatch.tomlfile import Unsplittable, toml_pieces
+from followerwatch.tomlfile import Unopenable, Unsplittable, toml_pieces
 from followerwatch.tomlfile import read_toml as read_toml
 from followerwatch.watchlist import WatchEntry, resolve_watch
 
@@ -275,6 +275,8 @@ def _load(path: Path | None, overrides: dict[str, Any] | None) -> Config:
         except Unsplittable:
             whole = iter([read_toml(wl_path)])
             accounts, rules = _watchlist(whole, bool(raw), where, wl_path, defaults)
+        except Unopenable as exc:
+            raise ConfigError(f"{where}: watchlist: {exc}") from None
     del raw
     for key in sorted({a.platform for a in accounts}):
         pcfg = settings.platform(key)

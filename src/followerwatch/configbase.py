@@ -38,7 +38,13 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
-def _secret_problem(value: object) -> str | None:
+# Secrets sent in an HTTP header (tokens, keys, header values), by the name of their field;
+# passwords and client secrets go through Basic auth or a form body, Apprise URLs to Apprise.
+_HEADER_SECRETS = ("token", "tokens", "key", "headers")
+_NOT_ASCII = "must be ASCII: it is sent in an HTTP header"
+
+
+def _secret_problem(value: object, header: bool = False) -> str | None:
     """Why a secret value cannot be used (None when it can, or is not text at all)."""
     if not isinstance(value, str):
         return None
@@ -46,6 +52,8 @@ def _secret_problem(value: object) -> str | None:
         return "must not be empty"
     if _CONTROL.search(value):
         return "must be one line (no control characters)"
+    if header and not value.isascii():
+        return _NOT_ASCII
     return None
 
 
@@ -97,11 +105,23 @@ def url_validator(credentials: str) -> Callable[[object], str]:
 
 
 def refuse_userinfo(url: str, credentials: str) -> None:
-    """Raise when `url` carries `user:password@` (the URL itself stays out of the message)."""
+    """Raise when `url` has no valid host and port, or carries `user:password@`.
+
+    The URL itself stays out of the message.
+    """
     try:
-        netloc = urlsplit(url).netloc
+        parts = urlsplit(url)
     except ValueError:
         raise PydanticCustomError("url", "not a valid URL") from None
+    netloc = parts.netloc
+    if "@" not in netloc:
+        # With credentials, the error below says where they go; else the host and port.
+        try:
+            parts.port  # noqa: B018 - raises for a port out of range or not a number
+        except ValueError:
+            raise PydanticCustomError("url", "the port must be a number from 1 to 65535") from None
+        if not parts.hostname or parts.port == 0:
+            raise PydanticCustomError("url", "must name a host (and a port from 1 to 65535)")
     if "@" in netloc:
         raise PydanticCustomError(
             "url",
@@ -126,6 +146,9 @@ def _header_text(value: str) -> str:
         raise PydanticCustomError(
             "header", "header values must be one line (no control characters)"
         )
+    # httpx encodes a header given as text as ASCII: anything else fails every request.
+    if not value.isascii():
+        raise PydanticCustomError("header", _NOT_ASCII)
     return value
 
 
@@ -195,14 +218,14 @@ class StrictModel(BaseModel):
                         "{name} and {file_key} are both set; set only one",
                         {"name": name, "file_key": file_key},
                     )
-                resolved = resolve_path(path)
+                resolved = resolve_path(path, file_key)
                 data[name] = read_secret_file(resolved, file_key).strip()
-                problem = _secret_problem(data[name])
+                problem = _secret_problem(data[name], name.endswith(_HEADER_SECRETS))
                 if problem is not None:
                     problem = "the file is empty" if problem == "must not be empty" else problem
                     raise _bad_secret(file_key, problem, resolved)
                 continue
-            problem = _secret_problem(data.get(name))
+            problem = _secret_problem(data.get(name), name.endswith(_HEADER_SECRETS))
             if problem is not None:
                 raise _bad_secret(name, problem)
         for name in collections:
@@ -214,7 +237,7 @@ class StrictModel(BaseModel):
             else:
                 continue
             for key, item in items:
-                problem = _secret_problem(item)
+                problem = _secret_problem(item, name.endswith(_HEADER_SECRETS))
                 if problem is not None:
                     raise _bad_secret(key, problem)
         return data

@@ -27,6 +27,9 @@ BACKOFF_FIRST = 1.0
 """Seconds of the first back-off after a refusal that names no future reset; doubled per refusal."""
 MAX_BACKOFF = 900.0
 """The longest wait believed by default: X's documented 15-minute window."""
+CLOCK_SKEW = 30.0
+"""Seconds past `max_backoff` a reset may still be believed: a fresh window of exactly
+`max_backoff`, stamped by a platform whose clock runs ahead of ours, names a reset that far out."""
 
 ResetParser = Callable[[str | None], datetime | None]
 
@@ -37,8 +40,8 @@ _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 class RateLimiter:
     """The last known budget of one credential, and the wait it implies before the next request.
 
-    A reset more than `max_backoff` away is not believed: the wait ends after `max_backoff`, and
-    one request then finds out whether the limit still holds.
+    A reset more than `max_backoff` (plus CLOCK_SKEW) away is not believed: the wait ends after
+    `max_backoff`, and one request then finds out whether the limit still holds.
     """
 
     def __init__(self, max_backoff: float = MAX_BACKOFF) -> None:
@@ -68,7 +71,7 @@ class RateLimiter:
         prev = self._state
         if now is not None and rl.reset_at is not None:
             cap = now + timedelta(seconds=self.max_backoff)
-            if rl.reset_at > cap:
+            if rl.reset_at > cap + timedelta(seconds=CLOCK_SKEW):
                 self._not_believed = rl.reset_at
                 rl = RateLimit(rl.limit, rl.remaining, cap)
             else:
@@ -225,7 +228,7 @@ def reset_from_seconds(value: str | None, now: datetime) -> datetime | None:
         return None
     try:
         return now + timedelta(seconds=number)
-    except OverflowError:
+    except (OverflowError, ValueError):
         return None
 
 
@@ -234,12 +237,9 @@ def reset_from_iso(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
-        stamp = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return _utc(datetime.fromisoformat(value.strip()))
+    except (ValueError, OverflowError):
         return None
-    if stamp.tzinfo is None:
-        return stamp.replace(tzinfo=UTC)
-    return stamp.astimezone(UTC)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
@@ -250,9 +250,16 @@ def parse_retry_after(value: str | None, now: datetime) -> datetime | None:
     if seconds is not None:
         return seconds
     try:
-        stamp = parsedate_to_datetime(value.strip())
+        return _utc(parsedate_to_datetime(value.strip()))
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
+
+
+def _utc(stamp: datetime) -> datetime:
+    """`stamp` in UTC (zone-less read as UTC); OverflowError when that leaves years 1-9999.
+
+    "9999-12-31T23:59:59-01:00" parses, but is a moment in the year 10000.
+    """
     if stamp.tzinfo is None:
         return stamp.replace(tzinfo=UTC)
     return stamp.astimezone(UTC)

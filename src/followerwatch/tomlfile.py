@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import re
 import tomllib
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import rtoml
 
+from followerwatch.config_files import MAX_CONFIG_FILE, Unreadable, open_regular
 from followerwatch.errors import ConfigError
 
-__all__ = ["PIECE_CHARS", "Unsplittable", "read_toml", "toml_pieces"]
+__all__ = ["PIECE_CHARS", "Unopenable", "Unsplittable", "read_toml", "toml_pieces"]
 
 # rtoml's tree of a piece this long is about 6 MB.
 PIECE_CHARS = 1 << 18
@@ -21,6 +23,10 @@ PIECE_CHARS = 1 << 18
 _DATETIME = re.compile(r"-\d\d-\d\d[Tt ]\d\d:\d\d")
 # A line that is exactly an array-of-tables header `[[watch]]`.
 _WATCH_HEADER = re.compile(r"\[\[watch\]\][ \t]*\r?\n?$")
+
+
+class Unopenable(ConfigError):
+    """The file is missing, unreadable, not a regular file or too big: "PATH: problem"."""
 
 
 class Unsplittable(Exception):
@@ -55,20 +61,14 @@ def toml_pieces(path: Path, piece_chars: int = PIECE_CHARS) -> Iterator[dict[str
     [[watch]] entries does not add up: Unsplittable then, part-way, and the caller starts over
     with read_toml. A small file is one piece, parsed by rtoml, else tomllib (its messages).
     """
-    try:
-        # newline="": the text reaches the parser exactly as it is in the file.
-        fh = path.open(encoding="utf-8", newline="")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    with fh:
+    # newline="": the text reaches the parser exactly as it is in the file.
+    with io.TextIOWrapper(_open(path), encoding="utf-8", newline="") as fh:
         try:
             yield from _pieces(fh, piece_chars)
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not valid TOML: not UTF-8") from None
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+            raise Unopenable(f"{path}: cannot read: {exc.strerror}") from None
 
 
 def _pieces(lines: Iterable[str], piece_chars: int) -> Iterator[dict[str, Any]]:
@@ -100,13 +100,26 @@ def _piece(text: str, first: bool, headed: bool, *, last: bool) -> dict[str, Any
     return _stdlib_zones(part) if _DATETIME.search(text) else part
 
 
+def _open(path: Path) -> BinaryIO:
+    """The file opened for reading: a FIFO or a device would hang the load, so never those."""
+    try:
+        return open_regular(path, MAX_CONFIG_FILE)
+    except Unreadable as exc:
+        raise Unopenable(f"{path}: cannot read: {exc}") from None
+    except FileNotFoundError:
+        raise Unopenable(f"{path}: file not found") from None
+    except OSError as exc:
+        raise Unopenable(f"{path}: cannot read: {exc.strerror}") from None
+
+
 def _text(path: Path) -> str:
     try:
-        raw = path.read_bytes()
+        with _open(path) as fh:
+            raw = fh.read()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        raise Unopenable(f"{path}: file not found") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise Unopenable(f"{path}: cannot read: {exc.strerror}") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -219,6 +219,14 @@ ABSURD_RATE = (
     ("RateLimit-Reset", "2026-13-45T99:99:99Z"),
     ("Ratelimit-Remaining", "-1"),
 )
+# Dates and epochs that parse but lie past any datetime (the year 10000 once moved to UTC).
+OVERFLOWING_RATE = (
+    ("Content-Type", "application/json"),
+    ("Retry-After", "Fri, 31 Dec 9999 23:59:59 -0100"),
+    ("X-RateLimit-Reset", "9999-12-31T23:59:59-01:00"),
+    ("x-rate-limit-reset", "1" + "0" * 400),
+    ("RateLimit-Reset", "99999999999999999999"),
+)
 HTML = (("Content-Type", "text/html"),)
 # Answers whose every byte is hostile: served to every request, token requests included.
 ANSWERS: dict[str, Answer] = {
@@ -234,6 +242,11 @@ ANSWERS: dict[str, Answer] = {
     "absurd rate-limit headers": Answer(body=b"{}", headers=ABSURD_RATE),
     "429 with absurd rate-limit headers": Answer(status=429, body=b"{}", headers=ABSURD_RATE),
     "429 without rate-limit headers": Answer(status=429, body=b"{}"),
+    "overflowing rate-limit dates": Answer(body=b"{}", headers=OVERFLOWING_RATE),
+    "429 with overflowing rate-limit dates": Answer(
+        status=429, body=b"{}", headers=OVERFLOWING_RATE
+    ),
+    "a token that never expires": Answer(body=b'{"access_token": "t", "expires_in": 1e300}'),
     "trickle": Answer(body=b'{"access_token": "t", "expires_in": 3600}', trickle=0.05),
     "oversize": Answer(endless=True),
 }

@@ -163,3 +163,41 @@ async def test_a_reset_beyond_max_backoff_is_cut_and_not_slept_on() -> None:
     clock.advance(901)  # the cut and its margin have passed: one request may find out
     await limiter.acquire(clock, max_wait=60)
     assert clock.sleeps == []
+
+
+# Dates that parse but overflow when moved to UTC, and epochs past any datetime.
+OVERFLOWING = [
+    "9999-12-31T23:59:59-01:00",
+    "Fri, 31 Dec 9999 23:59:59 -0100",
+    "0001-01-01T00:00:00+01:00",
+    "1" + "0" * 400,
+    "9" * 300 + ".5",
+    "99999999999999999999",
+    "1e300",
+    "-1",
+]
+
+
+@pytest.mark.parametrize("value", OVERFLOWING)
+def test_an_overflowing_date_or_epoch_is_none_not_an_overflow(value: str) -> None:
+    assert reset_from_epoch(value) is None
+    assert reset_from_seconds(value, NOW) is None
+    assert reset_from_iso(value) is None
+    assert parse_retry_after(value, NOW) is None
+    assert parse_epoch_reset({"x-rate-limit-reset": value}, "x-rate-limit-") is None
+
+
+async def test_a_reset_just_past_the_window_from_a_slow_clock_is_believed() -> None:
+    # X answers a fresh window's reset as now + 900 s by its clock; ours is 1.5 s behind.
+    clock = ManualClock(NOW)
+    limiter = RateLimiter(max_backoff=900)
+    reset = NOW + timedelta(seconds=901.5)
+    limiter.update(RateLimit(300, 0, reset), clock.now())
+
+    assert limiter.not_believed is None
+    assert limiter.state == RateLimit(300, 0, reset)
+    await limiter.acquire(clock, max_wait=10**4)
+    assert clock.sleeps == [902.5]
+    # Beyond the tolerance it is still cut.
+    limiter.update(RateLimit(300, 0, NOW + timedelta(seconds=2000)), NOW)
+    assert limiter.not_believed == NOW + timedelta(seconds=2000)

@@ -266,13 +266,21 @@ class AlertmanagerNotifier:
 
     async def _request(self, method: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self._client.request(
+            request = self._client.build_request(
                 method,
                 self._config.url + ALERTS_PATH,
                 headers=self._headers,
-                auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT,
                 timeout=self._config.timeout,
                 **kwargs,
+            )
+        except Exception as exc:  # a request that cannot be built never will be: not retried
+            raise DeliveryError(
+                f"alertmanager {self.name}: cannot build the request ({type(exc).__name__})",
+                permanent=True,
+            ) from None
+        try:
+            response = await self._client.send(
+                request, auth=self._auth if self._auth is not None else httpx.USE_CLIENT_DEFAULT
             )
         except httpx.HTTPError as exc:
             raise DeliveryError(f"alertmanager {self.name}: {type(exc).__name__}") from None

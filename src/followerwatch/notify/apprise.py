@@ -96,7 +96,7 @@ class AppriseConfig(StrictModel):
         if not isinstance(data, dict) or data.get("urls_file") in (None, ""):
             return data
         data = dict(data)
-        path = resolve_path(data.pop("urls_file"))
+        path = resolve_path(data.pop("urls_file"), "urls_file")
         if data.get("urls"):
             raise PydanticCustomError(
                 "secret_conflict", "urls and urls_file are both set; set only one"
@@ -119,7 +119,16 @@ class AppriseConfig(StrictModel):
 
         with _apprise_silenced():
             for index, url in enumerate(value):
-                if apprise_lib.Apprise.instantiate(url.get_secret_value()) is None:
+                plugin = apprise_lib.Apprise.instantiate(url.get_secret_value())
+                # Apprise takes any port number, then fails every delivery (retried for ever).
+                port = getattr(plugin, "port", None)
+                if isinstance(port, int) and not 1 <= port <= 65535:
+                    raise PydanticCustomError(
+                        "apprise_url",
+                        "urls[{index}]: the port must be a number from 1 to 65535",
+                        {"index": index},
+                    )
+                if plugin is None:
                     # The URL itself stays out of the message: it may hold credentials.
                     raise PydanticCustomError(
                         "apprise_url",

@@ -82,9 +82,20 @@ class WebhookNotifier:
                 self._config.secret.get_secret_value(), timestamp, body
             )
         try:
-            response = await self._client.post(
-                self._config.url, content=body, headers=headers, timeout=self._config.timeout
+            request = self._client.build_request(
+                "POST",
+                self._config.url,
+                content=body,
+                headers=headers,
+                timeout=self._config.timeout,
             )
+        except Exception as exc:  # a request that cannot be built never will be: not retried
+            raise DeliveryError(
+                f"webhook {self.name}: cannot build the request ({type(exc).__name__})",
+                permanent=True,
+            ) from None
+        try:
+            response = await self._client.send(request)
         except httpx.HTTPError as exc:
             raise DeliveryError(f"webhook {self.name}: {type(exc).__name__}") from None
         if response.status_code >= 500 or response.status_code == 429:

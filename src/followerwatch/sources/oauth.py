@@ -14,6 +14,8 @@ from followerwatch.sources.common import Requester, Tally, json_object
 
 # Stop using a token this long before its stated expiry, so no request races the deadline.
 REFRESH_MARGIN = 300.0
+MAX_LIFETIME = 86_400.0
+"""The longest token lifetime believed, in seconds; the token is fetched again after it."""
 _MASK = "***"
 
 
@@ -102,7 +104,8 @@ class ClientCredentials:
             raise TransientError(f"{self._platform} token endpoint answered without access_token")
         if isinstance(expires_in, bool) or not isinstance(expires_in, int | float):
             raise TransientError(f"{self._platform} token endpoint answered without expires_in")
-        lifetime = max(0.0, float(expires_in))
+        # A lifetime past a day is not believed (1e300 would overflow the refresh stamp).
+        lifetime = min(max(0.0, float(expires_in)), MAX_LIFETIME)
         margin = min(REFRESH_MARGIN, lifetime / 2)
         self._token = value
         self._refresh_at = received + timedelta(seconds=lifetime - margin)

@@ -84,8 +84,9 @@ class RedditConfig(PlatformConfig):
     @field_validator("user_agent")
     @classmethod
     def _printable(cls, value: str) -> str:
-        if _CONTROL.search(value) or not value.strip():
-            raise PydanticCustomError("user_agent", "must be printable text")
+        # It is the User-Agent header, which httpx encodes as ASCII.
+        if _CONTROL.search(value) or not value.strip() or not value.isascii():
+            raise PydanticCustomError("user_agent", "must be printable ASCII text")
         return value.strip()
 
     @model_validator(mode="after")
