@@ -7,7 +7,7 @@ import sys
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -107,6 +107,15 @@ def moment(value: str) -> datetime:
     if not YEARS[0] <= when.astimezone(UTC).year <= YEARS[1]:
         raise typer.BadParameter(f"{value!r}: a year between {YEARS[0]} and {YEARS[1]}")
     return when
+
+
+# The end of what plot and report draw.
+UntilOpt = Annotated[
+    datetime | None,
+    typer.Option(
+        parser=moment, metavar="DATE", help="End (ISO 8601 date or time, UTC unless a zone); now."
+    ),
+]
 
 
 def output_file(value: Path | None) -> Path | None:

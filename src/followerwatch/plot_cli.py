@@ -13,9 +13,9 @@ import typer
 from followerwatch.cli_args import (
     LAST_30D,
     Lookback,
+    UntilOpt,
     account_or_exit,
     lookback,
-    moment,
     output_file,
 )
 from followerwatch.errors import StoreError
@@ -34,14 +34,7 @@ def plot(
         Lookback,
         typer.Option(parser=lookback, metavar="DURATION", help="How far back, e.g. 30d, 2w."),
     ] = LAST_30D,
-    until: Annotated[
-        datetime | None,
-        typer.Option(
-            parser=moment,
-            metavar="DATE",
-            help="End (ISO 8601 date or time, UTC unless a zone); now.",
-        ),
-    ] = None,
+    until: UntilOpt = None,
     config: Annotated[
         str | None,
         typer.Option(

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from followerwatch.cli_args import LAST_30D, Lookback, lookback, moment, output_file
+from followerwatch.cli_args import LAST_30D, Lookback, UntilOpt, lookback, output_file
 from followerwatch.errors import StoreError
 
 
@@ -28,14 +28,7 @@ def report(
         Lookback,
         typer.Option(parser=lookback, metavar="DURATION", help="How far back each chart goes."),
     ] = LAST_30D,
-    until: Annotated[
-        datetime | None,
-        typer.Option(
-            parser=moment,
-            metavar="DATE",
-            help="End (ISO 8601 date or time, UTC unless a zone); now.",
-        ),
-    ] = None,
+    until: UntilOpt = None,
     config: Annotated[
         str | None,
         typer.Option("--config", "-c", envvar="FOLLOWERWATCH_CONFIG", help="Config TOML."),
