@@ -11,8 +11,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from followerwatch.cli import app
-from followerwatch.cli_args import AmbiguousAccount, resolve_account
+from followerwatch.cli.args import AmbiguousAccount, resolve_account
+from followerwatch.cli.main import app
 from followerwatch.config import load_config
 from followerwatch.durations import parse_duration
 from followerwatch.influxd import TempInfluxd

@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from followerwatch import __version__
-from followerwatch.cli import app
+from followerwatch.cli.main import app
 from followerwatch.influxd import free_port
 from service_proc import run_cli
 

@@ -19,7 +19,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from followerwatch.cli import app
+from followerwatch.cli.main import app
 from followerwatch.influxd import TempInfluxd
 
 HUGE = "9" * 400

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from followerwatch.options_cli import ConfigOpt, state_file_errors
+from followerwatch.cli.options import ConfigOpt, state_file_errors
 
 
 def events(
@@ -18,7 +18,7 @@ def events(
     ] = 20,
 ) -> None:
     """List recent events with their delivery status per notifier."""
-    from followerwatch.cli import _load, out
+    from followerwatch.cli.main import _load, out
     from followerwatch.state import StateDB
 
     cfg = _load(config)
@@ -47,7 +47,7 @@ def events(
 def test_alert(config: ConfigOpt = None) -> None:
     """Send a test event through every configured notifier and report each result."""
     from followerwatch.alerting import send_test_alert
-    from followerwatch.cli import _load, out
+    from followerwatch.cli.main import _load, out
 
     cfg = _load(config)
     results = asyncio.run(send_test_alert(cfg))

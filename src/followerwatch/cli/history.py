@@ -11,10 +11,10 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from followerwatch.cli_args import LAST_7D, LAST_24H, Lookback, account_or_exit, lookback
+from followerwatch.cli.args import LAST_7D, LAST_24H, Lookback, account_or_exit, lookback
+from followerwatch.cli.options import ConfigOpt
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
-from followerwatch.options_cli import ConfigOpt
 
 
 def import_csv(
@@ -29,7 +29,7 @@ def import_csv(
 
     from followerwatch import importer
     from followerwatch.app import build_store, ensure_database
-    from followerwatch.cli import _load, out
+    from followerwatch.cli.main import _load, out
     from followerwatch.http import build_client
 
     cfg = _load(config)
@@ -97,7 +97,7 @@ def history(
     from datetime import UTC, datetime, timedelta
 
     from followerwatch.app import build_store
-    from followerwatch.cli import _load, out
+    from followerwatch.cli.main import _load, out
     from followerwatch.history import fetch, per_day, sparkline
     from followerwatch.http import build_client
     from followerwatch.projection import milestone_lines, project

@@ -11,10 +11,10 @@ import typer
 from rich.table import Table
 
 from followerwatch import logs
+from followerwatch.cli.options import ConfigOpt, Typer
 from followerwatch.config import Config, MissingConfig, find_config
 from followerwatch.counts import parse_count
 from followerwatch.errors import ConfigError
-from followerwatch.options_cli import ConfigOpt, Typer
 
 accounts_app = Typer(help="Add, remove and list watched accounts (edits the TOML in place).")
 
@@ -69,7 +69,7 @@ def accounts_add(
     ] = False,
 ) -> None:
     """Add an account to the watchlist after validating it (and looking it up once)."""
-    from followerwatch.cli import out
+    from followerwatch.cli.main import out
     from followerwatch.watchlist_edit import EditError, add_account, resolve_handle
 
     # Written as whole numbers (5_000_000), whatever form they were typed in.
@@ -116,13 +116,13 @@ def accounts_remove(
     config: ConfigOpt = None,
 ) -> None:
     """Remove an account from the watchlist (`remove x/jack`, `remove jack` or `remove x jack`)."""
-    from followerwatch.cli import _load, out
-    from followerwatch.cli_args import (
+    from followerwatch.cli.args import (
         AccountRefError,
         AmbiguousAccount,
         resolve_account,
         usage_error,
     )
+    from followerwatch.cli.main import _load, out
     from followerwatch.watchlist_edit import EditError, remove_account
 
     path = _config_file(config)
@@ -146,7 +146,7 @@ def accounts_remove(
 @accounts_app.command("list")
 def accounts_list(config: ConfigOpt = None) -> None:
     """List the watched accounts and their threshold rules."""
-    from followerwatch.cli import _load, out
+    from followerwatch.cli.main import _load, out
 
     cfg = _load(config, watchlist=True)
     table = Table(title=f"{len(cfg.accounts)} watched accounts")

@@ -14,21 +14,21 @@ from rich.table import Table
 from rich.text import Text
 
 from followerwatch import __version__, logs
-from followerwatch.accounts_cli import accounts_app
-from followerwatch.cli_args import OneLineErrors
+from followerwatch.cli.accounts import accounts_app
+from followerwatch.cli.args import OneLineErrors
+from followerwatch.cli.events import events as events_cmd
+from followerwatch.cli.events import test_alert as test_alert_cmd
+from followerwatch.cli.history import history as history_cmd
+from followerwatch.cli.history import import_csv as import_csv_cmd
+from followerwatch.cli.impact import impact as impact_cmd
+from followerwatch.cli.options import ConfigOpt, ResetOpt, ShardOpt, Typer, state_file_errors
+from followerwatch.cli.plot import plot as plot_cmd
+from followerwatch.cli.report import report as report_cmd
 from followerwatch.config import Config, MissingConfig, find_config, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
-from followerwatch.events_cli import events as events_cmd
-from followerwatch.events_cli import test_alert as test_alert_cmd
-from followerwatch.history_cli import history as history_cmd
-from followerwatch.history_cli import import_csv as import_csv_cmd
-from followerwatch.impact_cli import impact as impact_cmd
-from followerwatch.options_cli import ConfigOpt, ResetOpt, ShardOpt, Typer, state_file_errors
 from followerwatch.pipeline import Row
 from followerwatch.plan import PlanRow
-from followerwatch.plot_cli import plot as plot_cmd
-from followerwatch.report_cli import report as report_cmd
 
 if TYPE_CHECKING:
     from followerwatch.writer import Unwritten

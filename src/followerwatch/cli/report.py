@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from followerwatch.cli_args import LAST_30D, Lookback, UntilOpt, lookback, output_file
+from followerwatch.cli.args import LAST_30D, Lookback, UntilOpt, lookback, output_file
 from followerwatch.errors import StoreError
 
 
@@ -36,7 +36,7 @@ def report(
 ) -> None:
     """Write a self-contained HTML page for people without Grafana."""
     from followerwatch.app import build_reader
-    from followerwatch.cli import _load
+    from followerwatch.cli.main import _load
     from followerwatch.http import build_client
     from followerwatch.report_page import Readings, load, render, sections
 

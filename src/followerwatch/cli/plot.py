@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from followerwatch.cli_args import (
+from followerwatch.cli.args import (
     LAST_30D,
     Lookback,
     UntilOpt,
@@ -45,10 +45,10 @@ def plot(
     """Draw the count over time with the account's threshold lines and its events."""
     from followerwatch.app import build_reader
     from followerwatch.charts import account_chart
-    from followerwatch.cli import _load
+    from followerwatch.cli.main import _load
+    from followerwatch.cli.options import state_file_errors
     from followerwatch.http import build_client
     from followerwatch.impact import load_series
-    from followerwatch.options_cli import state_file_errors
     from followerwatch.state import StateDB
 
     cfg = _load(Path(config) if config else None)

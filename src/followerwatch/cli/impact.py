@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from followerwatch.cli_args import (
+from followerwatch.cli.args import (
     LAST_7D,
     Lookback,
     account_or_exit,
@@ -68,7 +68,7 @@ def impact(
 ) -> None:
     """What a campaign did to an account: observed change against the trend before it."""
     from followerwatch.app import build_reader
-    from followerwatch.cli import _load
+    from followerwatch.cli.main import _load
 
     window_order(start, end)
     cfg = _load(Path(config) if config else None)

@@ -11,9 +11,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from followerwatch.cli.options import PlainGroup
 from followerwatch.durations import parse_duration
 from followerwatch.models import Account
-from followerwatch.options_cli import PlainGroup
 
 # Click's base error, whether typer vendors click (0.2x) or imports it (0.12).
 CLICK_ERROR: type[Exception] = next(
