@@ -32,11 +32,11 @@ import httpx
 from pytest_httpserver import HTTPServer
 
 from fakes.fake_github import FakeGitHub, make_user
-from followerwatch.app import App
 from followerwatch.clock import ManualClock
 from followerwatch.config import load_config
 from followerwatch.demo import replay_file
 from followerwatch.models import Event, Observation, Point
+from followerwatch.service.app import App
 from followerwatch.thresholds import Lines, threshold_lines
 
 ROOT = Path(__file__).resolve().parent.parent

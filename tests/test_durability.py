@@ -13,11 +13,11 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from followerwatch.app import App
 from followerwatch.clock import ManualClock
 from followerwatch.config import load_config
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Event, EventKind, Point
+from followerwatch.service.app import App
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool

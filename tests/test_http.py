@@ -286,7 +286,8 @@ async def test_a_big_body_arrives_whole_and_unchunked(httpserver: HTTPServer) ->
 
 def test_aiohttp_is_imported_only_by_a_request() -> None:
     probe = (
-        "import sys, followerwatch.cli.main, followerwatch.app, followerwatch.service\n"
+        "import sys, followerwatch.cli.main\n"
+        "import followerwatch.service.app, followerwatch.service.serve\n"
         "from followerwatch.http import build_client\n"
         "build_client()\n"
         "print('aiohttp' in sys.modules)"

@@ -380,7 +380,7 @@ async def test_running_service_attaches_the_chart_to_its_alert(
     tmp_path: Path, httpserver: HTTPServer, influx_db: tuple[str, str]
 ) -> None:
     """The App wires the reader into the apprise notifier: replay → crossing → alert with chart."""
-    from followerwatch.app import App
+    from followerwatch.service.app import App
 
     httpserver.expect_request("/c", method="POST").respond_with_data("ok")
     t0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from followerwatch.config import load_config
-from followerwatch.plan import build_plan
+from followerwatch.service.plan import build_plan
 
 
 def test_plan_per_platform_and_credential() -> None:

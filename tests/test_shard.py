@@ -16,11 +16,11 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, Seen, make_user
-from followerwatch.app import plan_groups
 from followerwatch.clock import SystemClock
 from followerwatch.config import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
+from followerwatch.service.app import plan_groups
 from followerwatch.shard import Shard, owner, resolve, select, validate_spec
 from followerwatch.store.influx_v1 import InfluxV1Store
 

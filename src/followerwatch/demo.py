@@ -114,8 +114,8 @@ class Receiver:
 
 async def _run(settings: dict[str, Any], receiver: Receiver, narrator: Narrator) -> bool:
     """Replay through the service; False if SIGINT/SIGTERM stopped it before the end."""
-    from followerwatch.app import App
-    from followerwatch.service import serve
+    from followerwatch.service.app import App
+    from followerwatch.service.serve import serve
     from followerwatch.sources.replay import ReplaySource
 
     config = load_config(None, settings)

@@ -20,7 +20,7 @@ from followerwatch.durations import format_duration
 from followerwatch.models import at_handle
 
 if TYPE_CHECKING:
-    from followerwatch.app import App
+    from followerwatch.service.app import App
 
 LINE = 1_000_000
 # The replay's (illustrative) Unfollow Day, as the campaign report at the end measures it.

@@ -28,9 +28,9 @@ def import_csv(
     from rich.progress import Progress
 
     from followerwatch import importer
-    from followerwatch.app import build_store, ensure_database
     from followerwatch.cli.main import _load, out
     from followerwatch.http import build_client
+    from followerwatch.service.app import build_store, ensure_database
 
     cfg = _load(config)
     labels = {a.key: a.labels for a in cfg.accounts}
@@ -96,11 +96,11 @@ def history(
     """Show an account's count per day, a sparkline, and when it reaches its nearest line."""
     from datetime import UTC, datetime, timedelta
 
-    from followerwatch.app import build_store
     from followerwatch.cli.main import _load, out
     from followerwatch.history import fetch, per_day, sparkline
     from followerwatch.http import build_client
     from followerwatch.projection import milestone_lines, project
+    from followerwatch.service.app import build_store
     from followerwatch.store.influx_v1 import InfluxV1Store
 
     cfg = _load(config)

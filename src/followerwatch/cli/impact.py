@@ -67,8 +67,8 @@ def impact(
     ] = None,
 ) -> None:
     """What a campaign did to an account: observed change against the trend before it."""
-    from followerwatch.app import build_reader
     from followerwatch.cli.main import _load
+    from followerwatch.service.app import build_reader
 
     window_order(start, end)
     cfg = _load(Path(config) if config else None)

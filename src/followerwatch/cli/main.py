@@ -28,7 +28,7 @@ from followerwatch.config import Config, MissingConfig, find_config, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
 from followerwatch.pipeline import Row
-from followerwatch.plan import PlanRow
+from followerwatch.service.plan import PlanRow
 
 if TYPE_CHECKING:
     from followerwatch.writer import Unwritten
@@ -101,8 +101,8 @@ def _load(path: Path | None, *, watchlist: bool = False) -> Config:
 @app.command()
 def run(config: ConfigOpt = None, shard: ShardOpt = None, reset_state: ResetOpt = False) -> None:
     """Run the service: poll every account on schedule until SIGINT/SIGTERM."""
-    from followerwatch.app import App
-    from followerwatch.service import serve
+    from followerwatch.service.app import App
+    from followerwatch.service.serve import serve
 
     cfg = _load_sharded(config, shard)
 
@@ -133,7 +133,7 @@ def poll(
 
     Exits 1 when readings wait in the spool, a whole platform failed or every account failed.
     """
-    from followerwatch.app import App
+    from followerwatch.service.app import App
 
     if dry_run and reset_state:
         # A dry run promises to change nothing; setting a state file aside is a change.
@@ -238,9 +238,9 @@ def print_rows(rows: list[Row], title: str) -> None:
 @app.command()
 def check(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
     """Validate config and watchlist, check InfluxDB, and print the polling plan per platform."""
-    from followerwatch.app import build_store
     from followerwatch.http import build_client
-    from followerwatch.plan import build_plan
+    from followerwatch.service.app import build_store
+    from followerwatch.service.plan import build_plan
 
     cfg = _load_sharded(config, shard)
     ok = True

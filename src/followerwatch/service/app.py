@@ -330,7 +330,7 @@ class App:
         """Watch the config file(s) and apply every change until `stop` (no file: nothing)."""
         if self.config.path is None:
             return
-        from followerwatch.reload import ConfigWatcher
+        from followerwatch.service.reload import ConfigWatcher
 
         watcher = ConfigWatcher(self.config, lambda cfg: reschedule(self.apply_config(cfg)))
         self.reload_task = asyncio.create_task(watcher.run(stop))

@@ -20,7 +20,7 @@ from followerwatch.schema import FOLLOWERS, POLLS
 from followerwatch.writer import PollPoints
 
 if TYPE_CHECKING:
-    from followerwatch.app import App
+    from followerwatch.service.app import App
     from followerwatch.writer import Writer
 
 log = structlog.get_logger("followerwatch.ops")

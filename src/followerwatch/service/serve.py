@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import structlog
 
-from followerwatch.app import App
-from followerwatch.ops import start_ops
-from followerwatch.scheduler import PollScheduler
+from followerwatch.service.app import App
+from followerwatch.service.ops import start_ops
+from followerwatch.service.scheduler import PollScheduler
 
 log = structlog.get_logger("followerwatch.service")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from followerwatch.app import plan_groups
 from followerwatch.config import Config
+from followerwatch.service.app import plan_groups
 from followerwatch.sources import REGISTRY
 
 X_USD_PER_USER_READ = 0.010
