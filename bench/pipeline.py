@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from followerwatch.clock import ManualClock
-from followerwatch.collector import Collector
 from followerwatch.http import build_client
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Account, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.collector import Collector
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.base import Rule
 from followerwatch.rules.health import Frozen, Stale
 from followerwatch.rules.lifecycle import Lifecycle

@@ -11,9 +11,9 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import START, TOKEN, FakeX, make_user
 from followerwatch.clock import ManualClock
-from followerwatch.collector import Collector
 from followerwatch.models import Account, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.collector import Collector
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
 from followerwatch.sources.base import Source
 from followerwatch.sources.x import XSource

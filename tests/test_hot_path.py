@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from followerwatch.clock import ManualClock
 from followerwatch.config import load_config
-from followerwatch.known import Known
 from followerwatch.models import Account, FailureKind, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.known import Known
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.approaching import ApproachingState
 from followerwatch.rules.base import Reading, dump_state, load_state
 from followerwatch.rules.health import FrozenState, StaleState

@@ -9,7 +9,7 @@ import httpx
 
 from followerwatch.clock import ManualClock
 from followerwatch.models import Account, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store

@@ -21,7 +21,7 @@ from followerwatch.models import (
     FetchResult,
     Observation,
 )
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules import build_rules
 from followerwatch.state import StateDB
 

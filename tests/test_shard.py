@@ -20,8 +20,8 @@ from followerwatch.clock import SystemClock
 from followerwatch.config import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
+from followerwatch.poll.shard import Shard, owner, resolve, select, validate_spec
 from followerwatch.service.app import plan_groups
-from followerwatch.shard import Shard, owner, resolve, select, validate_spec
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 KEYS = [f"x\x00user_{i}" for i in range(10_000)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from followerwatch.clock import ManualClock
 from followerwatch.models import Account, EventStatus, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
 from followerwatch.state import StateDB
 

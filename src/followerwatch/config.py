@@ -46,8 +46,8 @@ from followerwatch.models import MAX_COUNT, Account
 from followerwatch.notify import REGISTRY as NOTIFIERS
 from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
+from followerwatch.poll.shard import validate_spec
 from followerwatch.routing import AlertsConfig
-from followerwatch.shard import validate_spec
 from followerwatch.sources import REGISTRY
 from followerwatch.tomlfile import Unopenable, Unsplittable, toml_pieces
 from followerwatch.tomlfile import read_toml as read_toml

@@ -27,7 +27,7 @@ from followerwatch.cli.report import report as report_cmd
 from followerwatch.config import Config, MissingConfig, find_config, load_config
 from followerwatch.durations import format_duration
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
-from followerwatch.pipeline import Row
+from followerwatch.poll.pipeline import Row
 from followerwatch.service.plan import PlanRow
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def _options(
 
 def _load_sharded(path: Path | None, shard: str | None) -> Config:
     """_load, with --shard applied and the shard resolved (exit 2 when it cannot be)."""
-    from followerwatch.shard import resolve, validate_spec
+    from followerwatch.poll.shard import resolve, validate_spec
 
     if shard is not None:
         try:

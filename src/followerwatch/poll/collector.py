@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import structlog
 
-from followerwatch.account_failures import AccountFailures
 from followerwatch.clock import Clock
 from followerwatch.errors import AuthError, RateLimitedError, SourceError
 from followerwatch.models import Account, FetchResult, Point, bounded
-from followerwatch.pipeline import Pipeline, Row
+from followerwatch.poll.account_failures import AccountFailures
+from followerwatch.poll.pipeline import Pipeline, Row
 from followerwatch.schema import poll_point
 from followerwatch.sources.base import Source
 

@@ -13,16 +13,16 @@ from typing import NamedTuple
 import structlog
 
 from followerwatch.clock import Clock
-from followerwatch.diskfull import MemoryBuffer, out_of_space
-from followerwatch.known import Known
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
 from followerwatch.outbox import Outbox
+from followerwatch.poll.diskfull import MemoryBuffer, out_of_space
+from followerwatch.poll.known import Known
+from followerwatch.poll.suspect import Screened, SuspectZeros
+from followerwatch.poll.waiting import Prepared, Waiting, WaitingBatches
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state import Change, LastSeen, StateDB
-from followerwatch.suspect import Screened, SuspectZeros
 from followerwatch.thresholds import Lines
-from followerwatch.waiting import Prepared, Waiting, WaitingBatches
 from followerwatch.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 import structlog
 
-from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.models import Account, FetchResult, Point
+from followerwatch.poll.diskfull import MemoryBuffer, out_of_space
 
 if TYPE_CHECKING:
-    from followerwatch.pipeline import Row
+    from followerwatch.poll.pipeline import Row
+    from followerwatch.poll.suspect import Screened
     from followerwatch.state import Change
-    from followerwatch.suspect import Screened
     from followerwatch.writer import PollPoints
 
 log = structlog.get_logger("followerwatch.waiting")
