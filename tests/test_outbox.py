@@ -22,12 +22,12 @@ from aiohttp import web
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import ManualClock, SystemClock
 from followerwatch.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.outbox import Outbox
 from followerwatch.state import StateDB
 from smallfs import small_fs
 from test_disk_full import fill
@@ -240,7 +240,7 @@ CHILD = textwrap.dedent(
     from followerwatch.clock import SystemClock
     from followerwatch.models import Event, EventKind, EventStatus
     from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-    from followerwatch.outbox import Outbox
+    from followerwatch.alerts.outbox import Outbox
     from followerwatch.state import StateDB
 
     async def main(path, url, n):

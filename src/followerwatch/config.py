@@ -29,6 +29,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from followerwatch.alerts.routing import AlertsConfig
 from followerwatch.campaign_config import CampaignConfig
 from followerwatch.config_files import paths_relative_to
 from followerwatch.configbase import (
@@ -47,7 +48,6 @@ from followerwatch.notify import REGISTRY as NOTIFIERS
 from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
 from followerwatch.poll.shard import validate_spec
-from followerwatch.routing import AlertsConfig
 from followerwatch.sources import REGISTRY
 from followerwatch.tomlfile import Unopenable, Unsplittable, toml_pieces
 from followerwatch.tomlfile import read_toml as read_toml

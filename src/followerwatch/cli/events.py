@@ -46,7 +46,7 @@ def events(
 
 def test_alert(config: ConfigOpt = None) -> None:
     """Send a test event through every configured notifier and report each result."""
-    from followerwatch.alerting import send_test_alert
+    from followerwatch.alerts.alerting import send_test_alert
     from followerwatch.cli.main import _load, out
 
     cfg = _load(config)

@@ -12,9 +12,9 @@ from typing import NamedTuple
 
 import structlog
 
+from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import Clock
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
-from followerwatch.outbox import Outbox
 from followerwatch.poll.diskfull import MemoryBuffer, out_of_space
 from followerwatch.poll.known import Known
 from followerwatch.poll.suspect import Screened, SuspectZeros

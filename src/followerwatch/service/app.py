@@ -11,23 +11,23 @@ from types import TracebackType
 import httpx
 import structlog
 
+from followerwatch.alerts.enrich import ProjectionEnricher
+from followerwatch.alerts.outbox import Outbox
+from followerwatch.alerts.routing import make_router
 from followerwatch.campaigns import CampaignRunner
 from followerwatch.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.config import Config, InfluxConfig
-from followerwatch.enrich import ProjectionEnricher
 from followerwatch.errors import StoreError
 from followerwatch.http import build_client
 from followerwatch.models import Account
 from followerwatch.notify import build_notifier
-from followerwatch.outbox import Outbox
 from followerwatch.poll.account_failures import AccountFailures
 from followerwatch.poll.collector import Collector
 from followerwatch.poll.diskfull import MemoryBuffer
 from followerwatch.poll.pipeline import Pipeline, Row
 from followerwatch.poll.shard import resolve as resolve_shard
 from followerwatch.poll.shard import select as select_shard
-from followerwatch.routing import make_router
 from followerwatch.rules import build_rule_sets
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext

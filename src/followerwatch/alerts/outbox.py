@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import structlog
 
+from followerwatch.alerts.enrich import Enricher
 from followerwatch.clock import Clock
-from followerwatch.enrich import Enricher
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event
 from followerwatch.notify.base import BatchNotifier, Notifier
