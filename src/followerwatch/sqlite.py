@@ -16,8 +16,8 @@ from typing import Generic, TypeVar
 
 import structlog
 
+from followerwatch.diskfull import out_of_space
 from followerwatch.errors import StateFileError
-from followerwatch.poll.diskfull import out_of_space
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -13,9 +13,9 @@ from typing import Any, NamedTuple, overload
 import structlog
 
 from followerwatch.clock import Clock
+from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
-from followerwatch.poll.diskfull import MemoryBuffer, out_of_space
 from followerwatch.schema import (
     FOLLOWERS,
     event_point,

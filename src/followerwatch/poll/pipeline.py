@@ -14,8 +14,8 @@ import structlog
 
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import Clock
+from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
-from followerwatch.poll.diskfull import MemoryBuffer, out_of_space
 from followerwatch.poll.known import Known
 from followerwatch.poll.suspect import Screened, SuspectZeros
 from followerwatch.poll.waiting import Prepared, Waiting, WaitingBatches

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 import structlog
 
+from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.models import Account, FetchResult, Point
-from followerwatch.poll.diskfull import MemoryBuffer, out_of_space
 
 if TYPE_CHECKING:
     from followerwatch.poll.pipeline import Row

@@ -18,13 +18,13 @@ from followerwatch.campaigns import CampaignRunner
 from followerwatch.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.config import Config, InfluxConfig
+from followerwatch.diskfull import MemoryBuffer
 from followerwatch.errors import StoreError
 from followerwatch.http import build_client
 from followerwatch.models import Account
 from followerwatch.notify import build_notifier
 from followerwatch.poll.account_failures import AccountFailures
 from followerwatch.poll.collector import Collector
-from followerwatch.poll.diskfull import MemoryBuffer
 from followerwatch.poll.pipeline import Pipeline, Row
 from followerwatch.poll.shard import resolve as resolve_shard
 from followerwatch.poll.shard import select as select_shard

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
-from followerwatch.poll.diskfull import MemoryBuffer, out_of_space
+from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.store.spool import Spool, SpoolCounts
 
 log = structlog.get_logger("followerwatch.writer")
