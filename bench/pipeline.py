@@ -37,7 +37,7 @@ from followerwatch.rules.window import WindowChange
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.writer import Writer
+from followerwatch.store.writer import Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 BATCH = 100

@@ -37,7 +37,7 @@ from followerwatch.config import load_config
 from followerwatch.demo import replay_file
 from followerwatch.models import Event, Observation, Point
 from followerwatch.service.app import App
-from followerwatch.thresholds import Lines, threshold_lines
+from followerwatch.store.thresholds import Lines, threshold_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"

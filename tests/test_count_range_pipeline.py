@@ -20,7 +20,7 @@ from followerwatch.sources.x import XSource
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.writer import Writer
+from followerwatch.store.writer import Writer
 
 HUGE = 2**63
 

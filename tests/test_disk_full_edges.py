@@ -20,7 +20,7 @@ from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.spool import Spool
-from followerwatch.writer import Writer
+from followerwatch.store.writer import Writer
 from smallfs import small_fs
 from test_disk_full import fill
 

@@ -21,7 +21,7 @@ from followerwatch.service.app import App
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.writer import AUTH_RECHECK, Writer
+from followerwatch.store.writer import AUTH_RECHECK, Writer
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 DB = "durability"

@@ -24,17 +24,17 @@ from followerwatch.rules.lifecycle import Lifecycle, LifecycleState
 from followerwatch.rules.milestone import Milestones, MilestoneState
 from followerwatch.rules.threshold import Threshold, ThresholdState
 from followerwatch.rules.window import WindowChange, WindowState
-from followerwatch.schema import observation_line, observation_point
 from followerwatch.state import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode, escape_key, tag_value
+from followerwatch.store.schema import observation_line, observation_point
 from followerwatch.store.spool import Spool
-from followerwatch.thresholds import (
+from followerwatch.store.thresholds import (
     observation_threshold_lines,
     observation_threshold_points,
     threshold_lines,
 )
-from followerwatch.writer import PollPoints, Writer
+from followerwatch.store.writer import PollPoints, Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -27,8 +27,8 @@ from followerwatch.errors import ConfigError, DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.notify import build_notifier
 from followerwatch.notify.apprise import AppriseConfig, AppriseNotifier
-from followerwatch.schema import event_point
 from followerwatch.store.influx_v1 import InfluxV1Store
+from followerwatch.store.schema import event_point
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -242,7 +242,7 @@ async def test_projection_points_are_written_for_approaching_accounts(
 
     from followerwatch.store.influx_v1 import InfluxV1Store
     from followerwatch.store.spool import Spool
-    from followerwatch.writer import Writer
+    from followerwatch.store.writer import Writer
 
     h = Harness(tmp_path, below=1_000_000, approaching="6h")
     async with httpx.AsyncClient() as client:

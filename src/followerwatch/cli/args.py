@@ -98,7 +98,7 @@ def lookback(value: str) -> Lookback:
 
 def moment(value: str) -> datetime:
     """Typer parser for dates: ISO 8601 with or without time; without a zone it is UTC."""
-    from followerwatch.importer import parse_time
+    from followerwatch.store.importer import parse_time
 
     try:
         when = parse_time(value)

@@ -27,10 +27,10 @@ def import_csv(
     """Write a CSV of past counts into InfluxDB (idempotent: importing twice changes nothing)."""
     from rich.progress import Progress
 
-    from followerwatch import importer
     from followerwatch.cli.main import _load, out
     from followerwatch.http import build_client
     from followerwatch.service.app import build_store, ensure_database
+    from followerwatch.store import importer
 
     cfg = _load(config)
     labels = {a.key: a.labels for a in cfg.accounts}

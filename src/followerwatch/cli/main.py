@@ -31,7 +31,7 @@ from followerwatch.poll.pipeline import Row
 from followerwatch.service.plan import PlanRow
 
 if TYPE_CHECKING:
-    from followerwatch.writer import Unwritten
+    from followerwatch.store.writer import Unwritten
 
 app = Typer(
     cls=OneLineErrors,

@@ -12,8 +12,8 @@ from followerwatch.errors import AuthError, RateLimitedError, SourceError
 from followerwatch.models import Account, FetchResult, Point, bounded
 from followerwatch.poll.account_failures import AccountFailures
 from followerwatch.poll.pipeline import Pipeline, Row
-from followerwatch.schema import poll_point
 from followerwatch.sources.base import Source
+from followerwatch.store.schema import poll_point
 
 log = structlog.get_logger("followerwatch.collector")
 

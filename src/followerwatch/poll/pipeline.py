@@ -22,8 +22,8 @@ from followerwatch.poll.waiting import Prepared, Waiting, WaitingBatches
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state import Change, LastSeen, StateDB
-from followerwatch.thresholds import Lines
-from followerwatch.writer import PollPoints, Writer
+from followerwatch.store.thresholds import Lines
+from followerwatch.store.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
 

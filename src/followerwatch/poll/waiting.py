@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from followerwatch.poll.pipeline import Row
     from followerwatch.poll.suspect import Screened
     from followerwatch.state import Change
-    from followerwatch.writer import PollPoints
+    from followerwatch.store.writer import PollPoints
 
 log = structlog.get_logger("followerwatch.waiting")
 

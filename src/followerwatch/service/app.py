@@ -36,8 +36,8 @@ from followerwatch.state import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.thresholds import threshold_lines
-from followerwatch.writer import Writer
+from followerwatch.store.thresholds import threshold_lines
+from followerwatch.store.writer import Writer
 
 log = structlog.get_logger("followerwatch.app")
 

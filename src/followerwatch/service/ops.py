@@ -16,12 +16,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Point
-from followerwatch.schema import FOLLOWERS, POLLS
-from followerwatch.writer import PollPoints
+from followerwatch.store.schema import FOLLOWERS, POLLS
+from followerwatch.store.writer import PollPoints
 
 if TYPE_CHECKING:
     from followerwatch.service.app import App
-    from followerwatch.writer import Writer
+    from followerwatch.store.writer import Writer
 
 log = structlog.get_logger("followerwatch.ops")
 

@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from followerwatch.models import MAX_COUNT, Point
-from followerwatch.schema import FOLLOWERS
 from followerwatch.sources import REGISTRY
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import chunk_lines
 from followerwatch.store.lineprotocol import encode
+from followerwatch.store.schema import FOLLOWERS
 
 COLUMNS = ("timestamp", "platform", "account", "followers")
 # Labels by (platform, account name), taken from the watchlist.

@@ -16,19 +16,19 @@ from followerwatch.clock import Clock
 from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
-from followerwatch.schema import (
+from followerwatch.state import StateDB
+from followerwatch.store.base import Store
+from followerwatch.store.held import HeldLines
+from followerwatch.store.lineprotocol import encode
+from followerwatch.store.schema import (
     FOLLOWERS,
     event_point,
     observation_line,
     observation_point,
     spool_point,
 )
-from followerwatch.state import StateDB
-from followerwatch.store.base import Store
-from followerwatch.store.held import HeldLines
-from followerwatch.store.lineprotocol import encode
 from followerwatch.store.spool import Spool, SpoolCounts
-from followerwatch.thresholds import (
+from followerwatch.store.thresholds import (
     Lines,
     observation_threshold_lines,
     observation_threshold_points,
