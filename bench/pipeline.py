@@ -34,7 +34,7 @@ from followerwatch.rules.lifecycle import Lifecycle
 from followerwatch.rules.milestone import Milestones
 from followerwatch.rules.threshold import Threshold
 from followerwatch.rules.window import WindowChange
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
 from followerwatch.store.writer import Writer

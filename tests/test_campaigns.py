@@ -16,7 +16,7 @@ from followerwatch.campaigns import CampaignRunner
 from followerwatch.clock import ManualClock
 from followerwatch.models import EventKind
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from test_impact import END, START, history, stored
 

@@ -17,7 +17,7 @@ from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
 from followerwatch.sources.base import Source
 from followerwatch.sources.x import XSource
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
 from followerwatch.store.writer import Writer

@@ -20,7 +20,7 @@ from followerwatch.clock import SystemClock
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Event, EventKind
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from service_proc import run_cli, start_service, stop_service, wait_for
 
 

@@ -16,7 +16,7 @@ from followerwatch.models import Account, FetchResult, Observation, Point
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.poll.waiting import WaitingBatches
 from followerwatch.rules.threshold import Threshold
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.spool import Spool

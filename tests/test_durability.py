@@ -18,7 +18,7 @@ from followerwatch.config import load_config
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Event, EventKind, Point
 from followerwatch.service.app import App
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
 from followerwatch.store.writer import AUTH_RECHECK, Writer

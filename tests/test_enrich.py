@@ -22,7 +22,7 @@ from followerwatch.clock import ManualClock
 from followerwatch.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 T = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # the crossing

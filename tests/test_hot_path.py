@@ -24,7 +24,7 @@ from followerwatch.rules.lifecycle import Lifecycle, LifecycleState
 from followerwatch.rules.milestone import Milestones, MilestoneState
 from followerwatch.rules.threshold import Threshold, ThresholdState
 from followerwatch.rules.window import WindowChange, WindowState
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode, escape_key, tag_value
 from followerwatch.store.schema import observation_line, observation_point

@@ -28,7 +28,7 @@ from followerwatch.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from smallfs import small_fs
 from test_disk_full import fill
 
@@ -241,7 +241,7 @@ CHILD = textwrap.dedent(
     from followerwatch.models import Event, EventKind, EventStatus
     from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
     from followerwatch.alerts.outbox import Outbox
-    from followerwatch.state import StateDB
+    from followerwatch.state.db import StateDB
 
     async def main(path, url, n):
         state = StateDB(Path(path))

@@ -11,7 +11,7 @@ from followerwatch.clock import ManualClock
 from followerwatch.models import Account, FetchResult, Observation
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
 from followerwatch.store.writer import Writer

@@ -23,7 +23,7 @@ from followerwatch.models import (
 )
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules import build_rules
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 
 T0 = datetime(2009, 4, 17, tzinfo=UTC)
 ACC = Account("x", "aplusk", "aplusk")

@@ -12,7 +12,7 @@ import httpx
 from followerwatch.clock import ManualClock
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Point
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
 from followerwatch.store.writer import Writer

@@ -22,7 +22,7 @@ from followerwatch.clock import ManualClock, SystemClock
 from followerwatch.config import load_config
 from followerwatch.service.app import App
 from followerwatch.service.ops import Metrics
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli
 

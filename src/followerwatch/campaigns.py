@@ -16,7 +16,7 @@ from followerwatch.clock import Clock
 from followerwatch.errors import StoreError
 from followerwatch.impact import Impact, analyse, load_series
 from followerwatch.models import Event, EventKind, EventStatus, Severity, at_handle
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.base import QueryableStore
 
 log = structlog.get_logger("followerwatch.campaigns")

@@ -30,9 +30,9 @@ from followerwatch.clock import Clock
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event
 from followerwatch.notify.base import BatchNotifier, Notifier
-from followerwatch.outbox_state import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark
 from followerwatch.projection import Projection
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
+from followerwatch.state.deliveries import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark
 
 log = structlog.get_logger("followerwatch.outbox")
 

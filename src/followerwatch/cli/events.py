@@ -19,7 +19,7 @@ def events(
 ) -> None:
     """List recent events with their delivery status per notifier."""
     from followerwatch.cli.main import _load, out
-    from followerwatch.state import StateDB
+    from followerwatch.state.db import StateDB
 
     cfg = _load(config)
     with state_file_errors():

@@ -49,7 +49,7 @@ def plot(
     from followerwatch.http import build_client
     from followerwatch.impact import load_series
     from followerwatch.service.app import build_reader
-    from followerwatch.state import StateDB
+    from followerwatch.state.db import StateDB
 
     cfg = _load(Path(config) if config else None)
     platform, name = account_or_exit(cfg.accounts, account).key

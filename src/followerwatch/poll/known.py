@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from followerwatch.state import LastSeen, StateDB
+from followerwatch.state.db import LastSeen, StateDB
 
 
 class Known:

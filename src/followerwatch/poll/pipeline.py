@@ -21,7 +21,7 @@ from followerwatch.poll.suspect import Screened, SuspectZeros
 from followerwatch.poll.waiting import Prepared, Waiting, WaitingBatches
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
-from followerwatch.state import Change, LastSeen, StateDB
+from followerwatch.state.db import Change, LastSeen, StateDB
 from followerwatch.store.thresholds import Lines
 from followerwatch.store.writer import PollPoints, Writer
 

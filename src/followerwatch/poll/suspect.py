@@ -10,7 +10,7 @@ import structlog
 
 from followerwatch.durations import format_duration
 from followerwatch.models import Observation
-from followerwatch.state_write import HeldZero, LastSeen
+from followerwatch.state.commit import HeldZero, LastSeen
 
 log = structlog.get_logger("followerwatch.suspect")
 

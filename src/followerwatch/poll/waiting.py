@@ -17,7 +17,7 @@ from followerwatch.models import Account, FetchResult, Point
 if TYPE_CHECKING:
     from followerwatch.poll.pipeline import Row
     from followerwatch.poll.suspect import Screened
-    from followerwatch.state import Change
+    from followerwatch.state.db import Change
     from followerwatch.store.writer import PollPoints
 
 log = structlog.get_logger("followerwatch.waiting")

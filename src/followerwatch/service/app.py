@@ -32,7 +32,7 @@ from followerwatch.rules import build_rule_sets
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
 from followerwatch.sources.replay import ReplaySource
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool

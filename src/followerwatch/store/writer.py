@@ -16,7 +16,7 @@ from followerwatch.clock import Clock
 from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.held import HeldLines
 from followerwatch.store.lineprotocol import encode

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from followerwatch.models import Event, EventStatus
-from followerwatch.outbox_state import EVENT_COLS as _EVENT_COLS
-from followerwatch.sqlite import insert_many
+from followerwatch.state.deliveries import EVENT_COLS as _EVENT_COLS
+from followerwatch.state.sqlite import insert_many
 
 
 # NamedTuples, not frozen dataclasses: as immutable, and several times cheaper to build, which

@@ -9,11 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from followerwatch.models import Event
-from followerwatch.outbox_state import EVENT_COLS as _EVENT_COLS
-from followerwatch.outbox_state import OutboxState, migrate_events
-from followerwatch.outbox_state import event_from_row as _event
-from followerwatch.sqlite import GroupCommitter, open_db
-from followerwatch.state_write import (
+from followerwatch.state.commit import (
     Change,
     Commit,
     HeldZero,
@@ -22,6 +18,10 @@ from followerwatch.state_write import (
     routed,
     write_group,
 )
+from followerwatch.state.deliveries import EVENT_COLS as _EVENT_COLS
+from followerwatch.state.deliveries import OutboxState, migrate_events
+from followerwatch.state.deliveries import event_from_row as _event
+from followerwatch.state.sqlite import GroupCommitter, open_db
 
 __all__ = ["Change", "HeldZero", "LastSeen", "StateDB"]
 
