@@ -11,8 +11,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from followerwatch.alerts.outbox import Outbox
-from followerwatch.campaign_config import CampaignConfig
-from followerwatch.campaigns import CampaignRunner
+from followerwatch.analysis.campaign_config import CampaignConfig
+from followerwatch.analysis.campaigns import CampaignRunner
 from followerwatch.clock import ManualClock
 from followerwatch.models import EventKind
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from followerwatch.charts import tick_labels
+from followerwatch.analysis.charts import tick_labels
 from followerwatch.demo import DATABASE
 from followerwatch.influxd import TempInfluxd
 

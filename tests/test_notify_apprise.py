@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 
 from followerwatch import logs
-from followerwatch.charts import AccountCharts
+from followerwatch.analysis.charts import AccountCharts
 from followerwatch.config import load_config
 from followerwatch.errors import ConfigError, DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity

@@ -30,7 +30,7 @@ from pydantic_settings import (
 )
 
 from followerwatch.alerts.routing import AlertsConfig
-from followerwatch.campaign_config import CampaignConfig
+from followerwatch.analysis.campaign_config import CampaignConfig
 from followerwatch.config_files import paths_relative_to
 from followerwatch.configbase import (
     ENV_PREFIX,

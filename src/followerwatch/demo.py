@@ -173,9 +173,9 @@ async def _unfollow_day(url: str, chart: Path | None) -> list[str]:
     """The campaign impact report of the replay's (illustrative) Unfollow Day, and its chart."""
     import httpx
 
-    from followerwatch.campaign_config import CampaignConfig
-    from followerwatch.campaigns import impact_report
-    from followerwatch.impact import load_series
+    from followerwatch.analysis.campaign_config import CampaignConfig
+    from followerwatch.analysis.campaigns import impact_report
+    from followerwatch.analysis.impact import load_series
 
     campaign = CampaignConfig.model_validate(
         {
@@ -200,7 +200,7 @@ async def _unfollow_day(url: str, chart: Path | None) -> list[str]:
         )
     lines = [line for report in reports for line in report.lines()] or ["no report: no data"]
     if reports and chart is not None:
-        from followerwatch.charts import impact_chart
+        from followerwatch.analysis.charts import impact_chart
 
         lines.append(f"chart: {impact_chart(chart, reports[0], series)}")
     return lines

@@ -26,11 +26,11 @@ from collections.abc import Sequence
 import structlog
 
 from followerwatch.alerts.enrich import Enricher
+from followerwatch.analysis.projection import Projection
 from followerwatch.clock import Clock
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event
 from followerwatch.notify.base import BatchNotifier, Notifier
-from followerwatch.projection import Projection
 from followerwatch.state.db import StateDB
 from followerwatch.state.deliveries import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark
 

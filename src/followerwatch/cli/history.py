@@ -96,10 +96,10 @@ def history(
     """Show an account's count per day, a sparkline, and when it reaches its nearest line."""
     from datetime import UTC, datetime, timedelta
 
+    from followerwatch.analysis.history import fetch, per_day, sparkline
+    from followerwatch.analysis.projection import milestone_lines, project
     from followerwatch.cli.main import _load, out
-    from followerwatch.history import fetch, per_day, sparkline
     from followerwatch.http import build_client
-    from followerwatch.projection import milestone_lines, project
     from followerwatch.service.app import build_store
     from followerwatch.store.influx_v1 import InfluxV1Store
 

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from followerwatch.analysis.impact import Impact, analyse, load_series
 from followerwatch.cli.args import (
     LAST_7D,
     Lookback,
@@ -22,7 +23,6 @@ from followerwatch.cli.args import (
 )
 from followerwatch.errors import StoreError
 from followerwatch.http import build_client
-from followerwatch.impact import Impact, analyse, load_series
 from followerwatch.models import at_handle
 
 
@@ -110,7 +110,7 @@ def impact(
         # The lines above say why; there is no expected path to draw.
         raise typer.Exit(1)
     if png:
-        from followerwatch.charts import impact_chart
+        from followerwatch.analysis.charts import impact_chart
 
         try:
             out.print(f"chart: {impact_chart(png, report, series)}")

@@ -43,11 +43,11 @@ def plot(
     ] = None,
 ) -> None:
     """Draw the count over time with the account's threshold lines and its events."""
-    from followerwatch.charts import account_chart
+    from followerwatch.analysis.charts import account_chart
+    from followerwatch.analysis.impact import load_series
     from followerwatch.cli.main import _load
     from followerwatch.cli.options import state_file_errors
     from followerwatch.http import build_client
-    from followerwatch.impact import load_series
     from followerwatch.service.app import build_reader
     from followerwatch.state.db import StateDB
 

@@ -35,9 +35,9 @@ def report(
     ] = None,
 ) -> None:
     """Write a self-contained HTML page for people without Grafana."""
+    from followerwatch.analysis.report_page import Readings, load, render, sections
     from followerwatch.cli.main import _load
     from followerwatch.http import build_client
-    from followerwatch.report_page import Readings, load, render, sections
     from followerwatch.service.app import build_reader
 
     cfg = _load(Path(config) if config else None)

@@ -32,7 +32,7 @@ from followerwatch.notify.base import event_fields
 if TYPE_CHECKING:
     import apprise as apprise_lib
 
-    from followerwatch.charts import AccountCharts
+    from followerwatch.analysis.charts import AccountCharts
 
 log = structlog.get_logger("followerwatch.notify.apprise")
 

@@ -14,8 +14,8 @@ import structlog
 from followerwatch.alerts.enrich import ProjectionEnricher
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.alerts.routing import make_router
-from followerwatch.campaigns import CampaignRunner
-from followerwatch.charts import AccountCharts
+from followerwatch.analysis.campaigns import CampaignRunner
+from followerwatch.analysis.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.config import Config, InfluxConfig
 from followerwatch.diskfull import MemoryBuffer

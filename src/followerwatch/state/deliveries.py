@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+from followerwatch.analysis.projection import Projection
 from followerwatch.models import Event, EventKind, EventStatus, Severity
-from followerwatch.projection import Projection
 
 EVENT_COLS = (
     "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels"

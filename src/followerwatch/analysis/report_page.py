@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from followerwatch.charts import account_figure, load_events
-from followerwatch.impact import load_series
+from followerwatch.analysis.charts import account_figure, load_events
+from followerwatch.analysis.impact import load_series
+from followerwatch.analysis.projection import Projection, milestone_lines, plural, project, signed
 from followerwatch.models import Account, at_handle
-from followerwatch.projection import Projection, milestone_lines, plural, project, signed
 from followerwatch.store.base import QueryableStore
 
 if TYPE_CHECKING:

@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from followerwatch.campaign_config import CampaignConfig, split
+from followerwatch.analysis.campaign_config import CampaignConfig, split
+from followerwatch.analysis.impact import Impact, analyse, load_series
 from followerwatch.clock import Clock
 from followerwatch.errors import StoreError
-from followerwatch.impact import Impact, analyse, load_series
 from followerwatch.models import Event, EventKind, EventStatus, Severity, at_handle
 from followerwatch.state.db import StateDB
 from followerwatch.store.base import QueryableStore

@@ -10,7 +10,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from followerwatch.impact import Impact, load_series
+from followerwatch.analysis.impact import Impact, load_series
 from followerwatch.models import Event, at_handle
 from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import quote_literal
