@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from followerwatch.clock import ManualClock
-from followerwatch.http import build_client
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Account, FetchResult, Observation
+from followerwatch.net.http import build_client
 from followerwatch.poll.collector import Collector
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.base import Rule

@@ -256,7 +256,7 @@ async def resolve_handle(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> str:
     """Fetch the account once with the platform's real source; EditError if it has no count."""
-    from followerwatch.http import build_client
+    from followerwatch.net.http import build_client
 
     pcfg = config.settings.platform(platform)
     if pcfg.replay is not None:

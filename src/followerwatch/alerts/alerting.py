@@ -7,8 +7,8 @@ import uuid
 from followerwatch.clock import SystemClock
 from followerwatch.config import Config
 from followerwatch.errors import DeliveryError
-from followerwatch.http import build_client
 from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.net.http import build_client
 from followerwatch.notify import build_notifier
 
 

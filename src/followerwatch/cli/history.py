@@ -28,7 +28,7 @@ def import_csv(
     from rich.progress import Progress
 
     from followerwatch.cli.main import _load, out
-    from followerwatch.http import build_client
+    from followerwatch.net.http import build_client
     from followerwatch.service.app import build_store, ensure_database
     from followerwatch.store import importer
 
@@ -99,7 +99,7 @@ def history(
     from followerwatch.analysis.history import fetch, per_day, sparkline
     from followerwatch.analysis.projection import milestone_lines, project
     from followerwatch.cli.main import _load, out
-    from followerwatch.http import build_client
+    from followerwatch.net.http import build_client
     from followerwatch.service.app import build_store
     from followerwatch.store.influx_v1 import InfluxV1Store
 

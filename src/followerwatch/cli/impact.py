@@ -22,8 +22,8 @@ from followerwatch.cli.args import (
     window_order,
 )
 from followerwatch.errors import StoreError
-from followerwatch.http import build_client
 from followerwatch.models import at_handle
+from followerwatch.net.http import build_client
 
 
 def impact(

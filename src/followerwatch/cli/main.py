@@ -238,7 +238,7 @@ def print_rows(rows: list[Row], title: str) -> None:
 @app.command()
 def check(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
     """Validate config and watchlist, check InfluxDB, and print the polling plan per platform."""
-    from followerwatch.http import build_client
+    from followerwatch.net.http import build_client
     from followerwatch.service.app import build_store
     from followerwatch.service.plan import build_plan
 

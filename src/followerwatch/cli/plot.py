@@ -47,7 +47,7 @@ def plot(
     from followerwatch.analysis.impact import load_series
     from followerwatch.cli.main import _load
     from followerwatch.cli.options import state_file_errors
-    from followerwatch.http import build_client
+    from followerwatch.net.http import build_client
     from followerwatch.service.app import build_reader
     from followerwatch.state.db import StateDB
 

@@ -37,7 +37,7 @@ def report(
     """Write a self-contained HTML page for people without Grafana."""
     from followerwatch.analysis.report_page import Readings, load, render, sections
     from followerwatch.cli.main import _load
-    from followerwatch.http import build_client
+    from followerwatch.net.http import build_client
     from followerwatch.service.app import build_reader
 
     cfg = _load(Path(config) if config else None)

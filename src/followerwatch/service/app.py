@@ -20,8 +20,8 @@ from followerwatch.clock import Clock, SystemClock
 from followerwatch.config import Config, InfluxConfig
 from followerwatch.diskfull import MemoryBuffer
 from followerwatch.errors import StoreError
-from followerwatch.http import build_client
 from followerwatch.models import Account
+from followerwatch.net.http import build_client
 from followerwatch.notify import build_notifier
 from followerwatch.poll.account_failures import AccountFailures
 from followerwatch.poll.collector import Collector

@@ -32,7 +32,7 @@ from followerwatch.configbase import (
 )
 from followerwatch.errors import AuthError, ConfigError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
-from followerwatch.ratelimit import (
+from followerwatch.net.ratelimit import (
     parse_rate_limit,
     reset_from_epoch,
     reset_from_iso,

@@ -23,7 +23,7 @@ from followerwatch.models import (
     RateLimit,
     is_count,
 )
-from followerwatch.ratelimit import parse_rate_limit, reset_from_iso
+from followerwatch.net.ratelimit import parse_rate_limit, reset_from_iso
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

@@ -36,7 +36,7 @@ from followerwatch.models import (
     RateLimit,
     is_count,
 )
-from followerwatch.ratelimit import header, parse_count, reset_from_seconds
+from followerwatch.net.ratelimit import header, parse_count, reset_from_seconds
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

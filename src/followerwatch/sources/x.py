@@ -29,7 +29,7 @@ from followerwatch.models import (
     Observation,
     at_handle,
 )
-from followerwatch.ratelimit import parse_epoch_reset
+from followerwatch.net.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

@@ -17,7 +17,7 @@ import httpx
 from followerwatch import __version__
 
 if TYPE_CHECKING:
-    from followerwatch.http_aiohttp import AiohttpEngine
+    from followerwatch.net.http_aiohttp import AiohttpEngine
 
 USER_AGENT = f"followerwatch/{__version__} (+https://github.com/followerwatch/followerwatch)"
 CONNECT_TIMEOUT = 5.0
@@ -40,7 +40,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         if self._closed:
             raise httpx.TransportError("the HTTP client is closed")
         if self.engine is None:
-            from followerwatch.http_aiohttp import AiohttpEngine
+            from followerwatch.net.http_aiohttp import AiohttpEngine
 
             self.engine = AiohttpEngine(*self._args)
         return await self.engine.handle_async_request(request)
