@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from followerwatch.cli.args import AmbiguousAccount, resolve_account
 from followerwatch.cli.main import app
-from followerwatch.config import load_config
-from followerwatch.durations import parse_duration
+from followerwatch.config.durations import parse_duration
+from followerwatch.config.settings import load_config
 from followerwatch.influxd import TempInfluxd
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

@@ -14,7 +14,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from followerwatch.clock import ManualClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Event, EventKind, Point
 from followerwatch.service.app import App

@@ -13,7 +13,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from followerwatch.clock import ManualClock
-from followerwatch.config import Config, load_config
+from followerwatch.config.settings import Config, load_config
 from followerwatch.service.app import App
 from followerwatch.service.serve import serve
 from followerwatch.sources.replay import ReplaySource

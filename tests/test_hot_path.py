@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from followerwatch.clock import ManualClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.models import Account, FailureKind, FetchResult, Observation
 from followerwatch.poll.known import Known
 from followerwatch.poll.pipeline import Pipeline

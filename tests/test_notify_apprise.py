@@ -22,7 +22,7 @@ from pytest_httpserver import HTTPServer
 
 from followerwatch import logs
 from followerwatch.analysis.charts import AccountCharts
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError, DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.notify import build_notifier

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.service.plan import build_plan
 
 

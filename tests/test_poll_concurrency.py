@@ -11,7 +11,7 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.service.app import App
 
 ACCOUNTS = 1_200  # 12 batch groups of 100

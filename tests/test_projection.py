@@ -116,7 +116,7 @@ def _reason(result: Projection | NoProjection) -> str:
 
 def test_milestones_are_lines_in_the_trends_direction() -> None:
     from followerwatch.analysis.projection import milestone_lines
-    from followerwatch.configbase import MilestoneConfig
+    from followerwatch.config.base import MilestoneConfig
 
     ladder = MilestoneConfig(every=100_000)
     assert milestone_lines(ladder, 1_002_800) == [("above", 1_100_000), ("below", 1_000_000)]

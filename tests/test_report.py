@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Point
 from followerwatch.store.influx_v1 import InfluxV1Store

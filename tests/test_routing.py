@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from followerwatch.alerts.routing import AlertsConfig, make_router
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Event, EventKind, Severity
 

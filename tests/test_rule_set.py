@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from followerwatch.clock import ManualClock
-from followerwatch.configbase import RuleDefaults
+from followerwatch.config.base import RuleDefaults
 from followerwatch.models import (
     Account,
     Event,

@@ -17,7 +17,7 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, Seen, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
 from followerwatch.poll.shard import Shard, owner, resolve, select, validate_spec

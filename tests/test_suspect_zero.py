@@ -19,7 +19,7 @@ from structlog.testing import capture_logs
 
 from fakes.fake_bluesky import FakeBluesky
 from followerwatch.clock import ManualClock, SystemClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.service.app import App
 from followerwatch.service.ops import Metrics
 from followerwatch.state.db import StateDB

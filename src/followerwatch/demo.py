@@ -20,7 +20,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.demo_influxd import (
     INTERRUPTED,
     DemoError,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
-from followerwatch.durations import format_duration
+from followerwatch.config.durations import format_duration
 from followerwatch.models import at_handle
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from followerwatch.clock import SystemClock
-from followerwatch.config import Config
+from followerwatch.config.settings import Config
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.net.http import build_client

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import Field
 
-from followerwatch.configbase import PositiveDuration, StrictModel
+from followerwatch.config.base import PositiveDuration, StrictModel
 from followerwatch.models import Event, EventKind, Severity
 
 

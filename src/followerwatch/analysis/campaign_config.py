@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from followerwatch.configbase import Count, PositiveDuration, StrictModel
+from followerwatch.config.base import Count, PositiveDuration, StrictModel
 
 
 class GoalConfig(StrictModel):

@@ -19,7 +19,7 @@ from followerwatch.store.base import QueryableStore
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from followerwatch.configbase import RuleDefaults
+    from followerwatch.config.base import RuleDefaults
 
 Series = list[tuple[datetime, int]]
 Events = list[tuple[datetime, int, str]]

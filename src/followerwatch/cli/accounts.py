@@ -12,8 +12,8 @@ from rich.table import Table
 
 from followerwatch import logs
 from followerwatch.cli.options import ConfigOpt, Typer
-from followerwatch.config import Config, MissingConfig, find_config
-from followerwatch.counts import parse_count
+from followerwatch.config.counts import parse_count
+from followerwatch.config.settings import Config, MissingConfig, find_config
 from followerwatch.errors import ConfigError
 
 accounts_app = Typer(help="Add, remove and list watched accounts (edits the TOML in place).")
@@ -70,7 +70,7 @@ def accounts_add(
 ) -> None:
     """Add an account to the watchlist after validating it (and looking it up once)."""
     from followerwatch.cli.main import out
-    from followerwatch.watchlist_edit import EditError, add_account, resolve_handle
+    from followerwatch.config.watchlist_edit import EditError, add_account, resolve_handle
 
     # Written as whole numbers (5_000_000), whatever form they were typed in.
     lines = {
@@ -123,7 +123,7 @@ def accounts_remove(
         usage_error,
     )
     from followerwatch.cli.main import _load, out
-    from followerwatch.watchlist_edit import EditError, remove_account
+    from followerwatch.config.watchlist_edit import EditError, remove_account
 
     path = _config_file(config)
     ref = account if handle is None else f"{account}/{handle}"

@@ -12,7 +12,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from followerwatch.cli.options import PlainGroup
-from followerwatch.durations import parse_duration
+from followerwatch.config.durations import parse_duration
 from followerwatch.models import Account
 
 # Click's base error, whether typer vendors click (0.2x) or imports it (0.12).

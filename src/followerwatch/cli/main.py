@@ -24,8 +24,8 @@ from followerwatch.cli.impact import impact as impact_cmd
 from followerwatch.cli.options import ConfigOpt, ResetOpt, ShardOpt, Typer, state_file_errors
 from followerwatch.cli.plot import plot as plot_cmd
 from followerwatch.cli.report import report as report_cmd
-from followerwatch.config import Config, MissingConfig, find_config, load_config
-from followerwatch.durations import format_duration
+from followerwatch.config.durations import format_duration
+from followerwatch.config.settings import Config, MissingConfig, find_config, load_config
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
 from followerwatch.poll.pipeline import Row
 from followerwatch.service.plan import PlanRow
@@ -355,7 +355,7 @@ def demo(
 
     from pydantic_core import PydanticCustomError
 
-    from followerwatch.configbase import url_validator
+    from followerwatch.config.base import url_validator
     from followerwatch.demo import run_demo
     from followerwatch.demo_influxd import DemoError
 

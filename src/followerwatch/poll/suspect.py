@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import structlog
 
-from followerwatch.durations import format_duration
+from followerwatch.config.durations import format_duration
 from followerwatch.models import Observation
 from followerwatch.state.commit import HeldZero, LastSeen
 

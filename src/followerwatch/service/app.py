@@ -17,7 +17,7 @@ from followerwatch.alerts.routing import make_router
 from followerwatch.analysis.campaigns import CampaignRunner
 from followerwatch.analysis.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.config import Config, InfluxConfig
+from followerwatch.config.settings import Config, InfluxConfig
 from followerwatch.diskfull import MemoryBuffer
 from followerwatch.errors import StoreError
 from followerwatch.models import Account

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from followerwatch.config import Config
+from followerwatch.config.settings import Config
 from followerwatch.service.app import plan_groups
 from followerwatch.sources import REGISTRY
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from followerwatch.config import Config, load_config
+from followerwatch.config.settings import Config, load_config
 from followerwatch.errors import ConfigError
 
 log = structlog.get_logger("followerwatch.reload")

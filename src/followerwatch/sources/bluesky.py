@@ -11,7 +11,7 @@ from typing import Any, ClassVar, NoReturn
 import httpx
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import (
     AuthError,
     NotFoundError,

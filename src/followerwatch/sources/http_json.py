@@ -23,7 +23,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import (
+from followerwatch.config.base import (
     Duration,
     HeaderName,
     HeaderText,

@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from followerwatch import __version__
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import (
     AuthError,
     NotFoundError,

@@ -19,7 +19,7 @@ import httpx
 from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HeaderText, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HeaderText, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, ConfigError, NotFoundError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
 from followerwatch.net.ratelimit import parse_epoch_reset

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 
-from followerwatch.config import Config
+from followerwatch.config.settings import Config
 from followerwatch.models import Account, FieldValue, Observation, Point
 from followerwatch.store.lineprotocol import (
     encode_line,

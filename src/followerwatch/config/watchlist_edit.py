@@ -20,7 +20,7 @@ import httpx
 import tomlkit
 
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.config import Config, load_config, read_toml
+from followerwatch.config.settings import Config, load_config, read_toml
 from followerwatch.errors import ConfigError, SourceError
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import SourceContext

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from followerwatch.configbase import RuleDefaults, one_line, safe_text
+from followerwatch.config.base import RuleDefaults, one_line, safe_text
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
 from followerwatch.sources import REGISTRY

@@ -25,9 +25,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from followerwatch.config_files import CONFIG_KEY, read_secret_file, resolve_path
-from followerwatch.counts import parse_count
-from followerwatch.durations import parse_duration
+from followerwatch.config.counts import parse_count
+from followerwatch.config.durations import parse_duration
+from followerwatch.config.files import CONFIG_KEY, read_secret_file, resolve_path
 from followerwatch.errors import ConfigError
 from followerwatch.models import MAX_COUNT
 

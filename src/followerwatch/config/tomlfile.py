@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import rtoml
 
-from followerwatch.config_files import MAX_CONFIG_FILE, Unreadable, open_regular
+from followerwatch.config.files import MAX_CONFIG_FILE, Unreadable, open_regular
 from followerwatch.errors import ConfigError
 
 __all__ = ["PIECE_CHARS", "Unopenable", "Unsplittable", "read_toml", "toml_pieces"]

@@ -31,8 +31,7 @@ from pydantic_settings import (
 
 from followerwatch.alerts.routing import AlertsConfig
 from followerwatch.analysis.campaign_config import CampaignConfig
-from followerwatch.config_files import paths_relative_to
-from followerwatch.configbase import (
+from followerwatch.config.base import (
     ENV_PREFIX,
     Duration,
     PlatformConfig,
@@ -42,6 +41,10 @@ from followerwatch.configbase import (
     one_line,
     url_validator,
 )
+from followerwatch.config.files import paths_relative_to
+from followerwatch.config.tomlfile import Unopenable, Unsplittable, toml_pieces
+from followerwatch.config.tomlfile import read_toml as read_toml
+from followerwatch.config.watchlist import WatchEntry, resolve_watch
 from followerwatch.errors import ConfigError
 from followerwatch.models import MAX_COUNT, Account
 from followerwatch.notify import REGISTRY as NOTIFIERS
@@ -49,9 +52,6 @@ from followerwatch.notify import NotifierConfig
 from followerwatch.notify.log import LogConfig
 from followerwatch.poll.shard import validate_spec
 from followerwatch.sources import REGISTRY
-from followerwatch.tomlfile import Unopenable, Unsplittable, toml_pieces
-from followerwatch.tomlfile import read_toml as read_toml
-from followerwatch.watchlist import WatchEntry, resolve_watch
 
 InfluxUrl = Annotated[
     str, BeforeValidator(url_validator("username and password_file, or token_file"))
