@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from followerwatch.clock import ManualClock
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Account, FetchResult, Observation
 from followerwatch.net.http import build_client
 from followerwatch.poll.collector import Collector

@@ -34,7 +34,7 @@ from pytest_httpserver import HTTPServer
 from fakes.fake_github import FakeGitHub, make_user
 from followerwatch.clock import ManualClock
 from followerwatch.config.settings import load_config
-from followerwatch.demo import replay_file
+from followerwatch.demo.replay import replay_file
 from followerwatch.models import Event, Observation, Point
 from followerwatch.service.app import App
 from followerwatch.store.thresholds import Lines, threshold_lines

@@ -20,7 +20,7 @@ import typer
 from typer.testing import CliRunner
 
 from followerwatch.cli.main import app
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 
 HUGE = "9" * 400
 UNICODE = "ünï☃ 名前"

@@ -17,7 +17,7 @@ from pytest_httpserver import HTTPServer
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import SystemClock
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Event, EventKind
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
 from followerwatch.state.db import StateDB

@@ -25,7 +25,7 @@ from pytest_httpserver import HTTPServer
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
 from followerwatch.config.settings import Settings, load_config
-from followerwatch.influxd import free_port
+from followerwatch.demo.influxd import free_port
 from followerwatch.poll.shard import Shard, resolve, select
 from followerwatch.store.influx_v1 import InfluxV1Store
 

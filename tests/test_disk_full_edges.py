@@ -10,8 +10,8 @@ import httpx
 from structlog.testing import capture_logs
 
 from followerwatch.clock import ManualClock
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.diskfull import MemoryBuffer
-from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Account, FetchResult, Observation, Point
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.poll.waiting import WaitingBatches

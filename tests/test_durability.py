@@ -15,7 +15,7 @@ from werkzeug import Request, Response
 
 from followerwatch.clock import ManualClock
 from followerwatch.config.settings import load_config
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Event, EventKind, Point
 from followerwatch.service.app import App
 from followerwatch.state.db import StateDB
@@ -213,7 +213,7 @@ async def test_503_retry_after_is_honoured(
 
 
 async def test_cap_drops_the_oldest_and_counts_exactly(tmp_path: Path) -> None:
-    from followerwatch.influxd import free_port
+    from followerwatch.demo.influxd import free_port
 
     writer, client = make_writer(
         tmp_path, f"http://127.0.0.1:{free_port()}", ManualClock(T0), cap=100

@@ -19,7 +19,7 @@ from werkzeug import Request, Response
 from followerwatch.alerts.enrich import ProjectionEnricher, trend_query
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import ManualClock
-from followerwatch.influxd import free_port
+from followerwatch.demo.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
 from followerwatch.state.db import StateDB

@@ -17,7 +17,7 @@ from pytest_httpserver import HTTPServer
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
 from followerwatch.config.settings import load_config
-from followerwatch.influxd import TempInfluxd, free_port
+from followerwatch.demo.influxd import TempInfluxd, free_port
 from followerwatch.service.app import App
 from followerwatch.service.ops import OpsServer
 from service_proc import start_service, stop_service

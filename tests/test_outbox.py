@@ -24,7 +24,7 @@ from werkzeug import Request, Response
 
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import ManualClock, SystemClock
-from followerwatch.influxd import free_port
+from followerwatch.demo.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier

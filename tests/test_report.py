@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from followerwatch.config.settings import load_config
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Point
 from followerwatch.store.influx_v1 import InfluxV1Store
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from followerwatch.clock import ManualClock
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Point
 from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store

@@ -356,8 +356,8 @@ def demo(
     from pydantic_core import PydanticCustomError
 
     from followerwatch.config.base import url_validator
-    from followerwatch.demo import run_demo
-    from followerwatch.demo_influxd import DemoError
+    from followerwatch.demo.influxd_run import DemoError
+    from followerwatch.demo.replay import run_demo
 
     if influx_url is not None and spawn_influxd is not None:
         print(

@@ -21,7 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from followerwatch.config.settings import load_config
-from followerwatch.demo_influxd import (
+from followerwatch.demo.influxd import InfluxdError, free_port
+from followerwatch.demo.influxd_run import (
     INTERRUPTED,
     DemoError,
     influxd_on_path,
@@ -29,9 +30,8 @@ from followerwatch.demo_influxd import (
     signals_ignored,
     spawn,
 )
-from followerwatch.demo_story import UNFOLLOW_END, UNFOLLOW_START, Narrator, narrate, story
+from followerwatch.demo.story import UNFOLLOW_END, UNFOLLOW_START, Narrator, narrate, story
 from followerwatch.errors import StoreError
-from followerwatch.influxd import InfluxdError, free_port
 from followerwatch.models import at_handle
 from followerwatch.sources.replay import read_replay
 from followerwatch.store.influx_v1 import InfluxV1Store

@@ -15,7 +15,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from followerwatch.influxd import InfluxdError, TempInfluxd
+from followerwatch.demo.influxd import InfluxdError, TempInfluxd
 
 NO_INFLUXD = (
     "influxd not found on PATH: install Debian's influxdb package (apt-get install influxdb), "
