@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fakes.api import LIMITS, MASTODON_ID0, channel_id, plc
-from followerwatch.influxd import TempInfluxd, free_port
+from followerwatch.demo.influxd import TempInfluxd, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLLOWERWATCH = str(Path(sys.executable).with_name("followerwatch"))

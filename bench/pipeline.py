@@ -23,21 +23,21 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from followerwatch.clock import ManualClock
-from followerwatch.collector import Collector
-from followerwatch.http import build_client
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Account, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.net.http import build_client
+from followerwatch.poll.collector import Collector
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.base import Rule
 from followerwatch.rules.health import Frozen, Stale
 from followerwatch.rules.lifecycle import Lifecycle
 from followerwatch.rules.milestone import Milestones
 from followerwatch.rules.threshold import Threshold
 from followerwatch.rules.window import WindowChange
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.writer import Writer
+from followerwatch.store.writer import Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 BATCH = 100

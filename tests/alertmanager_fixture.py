@@ -16,7 +16,7 @@ import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
-from followerwatch.influxd import free_port
+from followerwatch.demo.influxd import free_port
 
 BINARY = "/usr/bin/prometheus-alertmanager"
 

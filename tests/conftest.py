@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from followerwatch.influxd import InfluxdError, TempInfluxd
+from followerwatch.demo.influxd import InfluxdError, TempInfluxd
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 # ---------------------------------------------------------------------------------------------

@@ -32,12 +32,12 @@ import httpx
 from pytest_httpserver import HTTPServer
 
 from fakes.fake_github import FakeGitHub, make_user
-from followerwatch.app import App
 from followerwatch.clock import ManualClock
-from followerwatch.config import load_config
-from followerwatch.demo import replay_file
+from followerwatch.config.settings import load_config
+from followerwatch.demo.replay import replay_file
 from followerwatch.models import Event, Observation, Point
-from followerwatch.thresholds import Lines, threshold_lines
+from followerwatch.service.app import App
+from followerwatch.store.thresholds import Lines, threshold_lines
 
 ROOT = Path(__file__).resolve().parent.parent
 GRAFANA = ROOT / "grafana"

@@ -14,7 +14,7 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.influxd import free_port
+from followerwatch.demo.influxd import free_port
 from service_proc import run_cli, start_service, stop_service
 from service_proc import wait_for as wait_for_service
 

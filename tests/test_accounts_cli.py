@@ -9,8 +9,8 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.config import load_config
-from followerwatch.watchlist_edit import EditError, add_text, entry_spans, find_target
+from followerwatch.config.settings import load_config
+from followerwatch.config.watchlist_edit import EditError, add_text, entry_spans, find_target
 from service_proc import run_cli as cli
 
 HEAD = """# followerwatch config, hand-written

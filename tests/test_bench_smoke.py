@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from followerwatch.influxd import find_influxd
+from followerwatch.demo.influxd import find_influxd
 
 ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("aiohttp")

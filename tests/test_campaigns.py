@@ -10,13 +10,13 @@ import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
-from followerwatch.campaign_config import CampaignConfig
-from followerwatch.campaigns import CampaignRunner
+from followerwatch.alerts.outbox import Outbox
+from followerwatch.analysis.campaign_config import CampaignConfig
+from followerwatch.analysis.campaigns import CampaignRunner
 from followerwatch.clock import ManualClock
 from followerwatch.models import EventKind
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.outbox import Outbox
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from test_impact import END, START, history, stored
 

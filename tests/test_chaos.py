@@ -13,7 +13,7 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from service_proc import start_service, stop_service
 
 ACCOUNTS = 1_000

@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from followerwatch.charts import tick_labels
-from followerwatch.demo import DATABASE
-from followerwatch.influxd import TempInfluxd
+from followerwatch.analysis.charts import tick_labels
+from followerwatch.demo.influxd import TempInfluxd
+from followerwatch.demo.replay import DATABASE
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from pytest_httpserver import HTTPServer
 
-from followerwatch.influxd import free_port
+from followerwatch.demo.influxd import free_port
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli as cli
 

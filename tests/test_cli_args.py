@@ -11,11 +11,11 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from followerwatch.cli import app
-from followerwatch.cli_args import AmbiguousAccount, resolve_account
-from followerwatch.config import load_config
-from followerwatch.durations import parse_duration
-from followerwatch.influxd import TempInfluxd
+from followerwatch.cli.args import AmbiguousAccount, resolve_account
+from followerwatch.cli.main import app
+from followerwatch.config.durations import parse_duration
+from followerwatch.config.settings import load_config
+from followerwatch.demo.influxd import TempInfluxd
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # Stored under these (platform, account) tags: hourly, falling 10 an hour, for six days.

@@ -11,8 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from followerwatch import __version__
-from followerwatch.cli import app
-from followerwatch.influxd import free_port
+from followerwatch.cli.main import app
+from followerwatch.demo.influxd import free_port
 from service_proc import run_cli
 
 # Typer's type labels (`--help <bool>`, `<path>`, `<list[int]>`) and its `{file}` usage

@@ -19,8 +19,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from followerwatch.cli import app
-from followerwatch.influxd import TempInfluxd
+from followerwatch.cli.main import app
+from followerwatch.demo.influxd import TempInfluxd
 
 HUGE = "9" * 400
 UNICODE = "ünï☃ 名前"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from followerwatch.config import load_config, read_toml
+from followerwatch.config.settings import load_config, read_toml
+from followerwatch.config.tomlfile import PIECE_CHARS
+from followerwatch.config.watchlist import CHUNK
 from followerwatch.errors import ConfigError
-from followerwatch.tomlfile import PIECE_CHARS
-from followerwatch.watchlist import CHUNK
 
 GOOD = """
 [service]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from pytest_httpserver import HTTPServer
 
-from followerwatch.config import load_config
-from followerwatch.config_files import MAX_SECRET_FILE
+from followerwatch.config.files import MAX_SECRET_FILE
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import MAX_COUNT
 from service_proc import run_cli

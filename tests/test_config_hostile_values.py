@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from test_config_edges import BASE, SECRET, refusal, refused
 
 

@@ -11,16 +11,16 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import START, TOKEN, FakeX, make_user
 from followerwatch.clock import ManualClock
-from followerwatch.collector import Collector
 from followerwatch.models import Account, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.collector import Collector
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
 from followerwatch.sources.base import Source
 from followerwatch.sources.x import XSource
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.writer import Writer
+from followerwatch.store.writer import Writer
 
 HUGE = 2**63
 

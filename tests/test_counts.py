@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import MAX_COUNT
 from service_proc import run_cli

@@ -15,12 +15,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
+from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import SystemClock
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Event, EventKind
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.outbox import Outbox
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from service_proc import run_cli, start_service, stop_service, wait_for
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from followerwatch.demo import DATABASE, replay_file
-from followerwatch.demo_story import story
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
+from followerwatch.demo.replay import DATABASE, replay_file
+from followerwatch.demo.story import story
 from followerwatch.sources.replay import read_replay
 
 MILLION = 1_000_000

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 
 STARTED = re.compile(
     r"Started a throwaway influxd at http://127\.0\.0\.1:\d+ "

@@ -24,9 +24,9 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.config import Settings, load_config
-from followerwatch.influxd import free_port
-from followerwatch.shard import Shard, resolve, select
+from followerwatch.config.settings import Settings, load_config
+from followerwatch.demo.influxd import free_port
+from followerwatch.poll.shard import Shard, resolve, select
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.influxd import TempInfluxd, free_port
+from followerwatch.demo.influxd import TempInfluxd, free_port
 from followerwatch.store.spool import Spool
 from service_proc import start_service, stop_service
 from service_proc import wait_for as wait_for_service

@@ -10,17 +10,17 @@ import httpx
 from structlog.testing import capture_logs
 
 from followerwatch.clock import ManualClock
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.diskfull import MemoryBuffer
-from followerwatch.influxd import TempInfluxd
 from followerwatch.models import Account, FetchResult, Observation, Point
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.pipeline import Pipeline
+from followerwatch.poll.waiting import WaitingBatches
 from followerwatch.rules.threshold import Threshold
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.spool import Spool
-from followerwatch.waiting import WaitingBatches
-from followerwatch.writer import Writer
+from followerwatch.store.writer import Writer
 from smallfs import small_fs
 from test_disk_full import fill
 

@@ -13,15 +13,15 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from followerwatch.app import App
 from followerwatch.clock import ManualClock
-from followerwatch.config import load_config
-from followerwatch.influxd import TempInfluxd
+from followerwatch.config.settings import load_config
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Event, EventKind, Point
-from followerwatch.state import StateDB
+from followerwatch.service.app import App
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.writer import AUTH_RECHECK, Writer
+from followerwatch.store.writer import AUTH_RECHECK, Writer
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 DB = "durability"
@@ -213,7 +213,7 @@ async def test_503_retry_after_is_honoured(
 
 
 async def test_cap_drops_the_oldest_and_counts_exactly(tmp_path: Path) -> None:
-    from followerwatch.influxd import free_port
+    from followerwatch.demo.influxd import free_port
 
     writer, client = make_writer(
         tmp_path, f"http://127.0.0.1:{free_port()}", ManualClock(T0), cap=100

@@ -12,10 +12,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from followerwatch.app import App
 from followerwatch.clock import ManualClock
-from followerwatch.config import Config, load_config
-from followerwatch.service import serve
+from followerwatch.config.settings import Config, load_config
+from followerwatch.service.app import App
+from followerwatch.service.serve import serve
 from followerwatch.sources.replay import ReplaySource
 from followerwatch.store.influx_v1 import InfluxV1Store
 

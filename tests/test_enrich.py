@@ -16,13 +16,13 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from followerwatch.alerts.enrich import ProjectionEnricher, trend_query
+from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import ManualClock
-from followerwatch.enrich import ProjectionEnricher, trend_query
-from followerwatch.influxd import free_port
+from followerwatch.demo.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.outbox import Outbox
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 T = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # the crossing

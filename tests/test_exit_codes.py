@@ -16,7 +16,7 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_bluesky import FakeBluesky
 from followerwatch.clock import SystemClock
-from followerwatch.influxd import TempInfluxd, free_port
+from followerwatch.demo.influxd import TempInfluxd, free_port
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli
 

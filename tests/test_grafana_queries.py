@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from followerwatch.demo import replay_file
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
+from followerwatch.demo.replay import replay_file
 from followerwatch.sources.replay import read_replay
 from grafana_scenario import (
     ALL,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from followerwatch.config import Config, load_config
+from followerwatch.config.settings import Config, load_config
 from followerwatch.models import Account, Observation
 from followerwatch.store.lineprotocol import encode
-from followerwatch.thresholds import (
+from followerwatch.store.thresholds import (
     THRESHOLDS,
     observation_threshold_points,
     threshold_lines,

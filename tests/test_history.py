@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from followerwatch.history import per_day, sparkline
+from followerwatch.analysis.history import per_day, sparkline
 from followerwatch.models import Point
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli

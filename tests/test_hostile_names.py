@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Observation
-from followerwatch.schema import observation_point
 from followerwatch.store.influx_v1 import InfluxV1Store, quote_literal
+from followerwatch.store.schema import observation_point
 
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
 TICK = count()

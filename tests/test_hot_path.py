@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from followerwatch.clock import ManualClock
-from followerwatch.config import load_config
-from followerwatch.known import Known
+from followerwatch.config.settings import load_config
 from followerwatch.models import Account, FailureKind, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.known import Known
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.approaching import ApproachingState
 from followerwatch.rules.base import Reading, dump_state, load_state
 from followerwatch.rules.health import FrozenState, StaleState
@@ -24,17 +24,17 @@ from followerwatch.rules.lifecycle import Lifecycle, LifecycleState
 from followerwatch.rules.milestone import Milestones, MilestoneState
 from followerwatch.rules.threshold import Threshold, ThresholdState
 from followerwatch.rules.window import WindowChange, WindowState
-from followerwatch.schema import observation_line, observation_point
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode, escape_key, tag_value
+from followerwatch.store.schema import observation_line, observation_point
 from followerwatch.store.spool import Spool
-from followerwatch.thresholds import (
+from followerwatch.store.thresholds import (
     observation_threshold_lines,
     observation_threshold_points,
     threshold_lines,
 )
-from followerwatch.writer import PollPoints, Writer
+from followerwatch.store.writer import PollPoints, Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

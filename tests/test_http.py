@@ -18,8 +18,8 @@ from werkzeug import Request, Response
 
 from followerwatch.clock import ManualClock
 from followerwatch.errors import TransientError
-from followerwatch.http import USER_AGENT, FastTransport, build_client
 from followerwatch.models import Account
+from followerwatch.net.http import USER_AGENT, FastTransport, build_client
 from followerwatch.sources.common import MAX_BODY_BYTES
 from followerwatch.sources.x import XSource
 
@@ -286,8 +286,9 @@ async def test_a_big_body_arrives_whole_and_unchunked(httpserver: HTTPServer) ->
 
 def test_aiohttp_is_imported_only_by_a_request() -> None:
     probe = (
-        "import sys, followerwatch.cli, followerwatch.app, followerwatch.service\n"
-        "from followerwatch.http import build_client\n"
+        "import sys, followerwatch.cli.main\n"
+        "import followerwatch.service.app, followerwatch.service.serve\n"
+        "from followerwatch.net.http import build_client\n"
         "build_client()\n"
         "print('aiohttp' in sys.modules)"
     )

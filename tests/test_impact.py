@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from followerwatch.impact import analyse, load_series
+from followerwatch.analysis.impact import analyse, load_series
 from followerwatch.models import Point
 from followerwatch.store.influx_v1 import InfluxV1Store
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from followerwatch.importer import parse_csv
+from followerwatch.store.importer import parse_csv
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli as cli
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import FieldValue, Point
 from followerwatch.store.influx_v1 import InfluxV1Store, quote_ident
 from followerwatch.store.lineprotocol import encode, encode_many, escape_key, timestamp

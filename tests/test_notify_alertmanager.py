@@ -15,8 +15,8 @@ from werkzeug import Request, Response
 
 from alertmanager_fixture import Alertmanager, StartAlertmanager
 from followerwatch.clock import ManualClock
+from followerwatch.demo.influxd import free_port
 from followerwatch.errors import DeliveryError
-from followerwatch.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify import build_notifier
 from followerwatch.notify.alertmanager import (

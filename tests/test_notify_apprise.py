@@ -21,14 +21,14 @@ from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 
 from followerwatch import logs
-from followerwatch.charts import AccountCharts
-from followerwatch.config import load_config
+from followerwatch.analysis.charts import AccountCharts
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError, DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.notify import build_notifier
 from followerwatch.notify.apprise import AppriseConfig, AppriseNotifier
-from followerwatch.schema import event_point
 from followerwatch.store.influx_v1 import InfluxV1Store
+from followerwatch.store.schema import event_point
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -380,7 +380,7 @@ async def test_running_service_attaches_the_chart_to_its_alert(
     tmp_path: Path, httpserver: HTTPServer, influx_db: tuple[str, str]
 ) -> None:
     """The App wires the reader into the apprise notifier: replay → crossing → alert with chart."""
-    from followerwatch.app import App
+    from followerwatch.service.app import App
 
     httpserver.expect_request("/c", method="POST").respond_with_data("ok")
     t0 = datetime(2026, 3, 1, tzinfo=UTC)

@@ -82,7 +82,7 @@ async def test_status_classification(httpserver: HTTPServer, status: int, perman
 
 
 async def test_network_error_is_retryable() -> None:
-    from followerwatch.influxd import free_port
+    from followerwatch.demo.influxd import free_port
 
     config = WebhookConfig.model_validate(
         {"type": "webhook", "url": f"http://127.0.0.1:{free_port()}/hook", "timeout": 2}

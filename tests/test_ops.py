@@ -15,11 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
-from followerwatch.app import App
 from followerwatch.clock import SystemClock
-from followerwatch.config import load_config
-from followerwatch.influxd import TempInfluxd, free_port
-from followerwatch.ops import OpsServer
+from followerwatch.config.settings import load_config
+from followerwatch.demo.influxd import TempInfluxd, free_port
+from followerwatch.service.app import App
+from followerwatch.service.ops import OpsServer
 from service_proc import start_service, stop_service
 from service_proc import wait_for as wait_for_service
 

@@ -22,13 +22,13 @@ from aiohttp import web
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import ManualClock, SystemClock
-from followerwatch.influxd import free_port
+from followerwatch.demo.influxd import free_port
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.alertmanager import AlertmanagerConfig, AlertmanagerNotifier
 from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-from followerwatch.outbox import Outbox
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from smallfs import small_fs
 from test_disk_full import fill
 
@@ -240,8 +240,8 @@ CHILD = textwrap.dedent(
     from followerwatch.clock import SystemClock
     from followerwatch.models import Event, EventKind, EventStatus
     from followerwatch.notify.webhook import WebhookConfig, WebhookNotifier
-    from followerwatch.outbox import Outbox
-    from followerwatch.state import StateDB
+    from followerwatch.alerts.outbox import Outbox
+    from followerwatch.state.db import StateDB
 
     async def main(path, url, n):
         state = StateDB(Path(path))
@@ -363,7 +363,7 @@ async def test_a_database_from_before_enrichment_is_migrated_and_delivers(
 
 
 def test_alertmanager_annotates_a_projection() -> None:
-    from followerwatch.projection import Projection
+    from followerwatch.analysis.projection import Projection
 
     config = AlertmanagerConfig.model_validate(
         {"type": "alertmanager", "url": "http://127.0.0.1:9093"}

@@ -9,12 +9,12 @@ import httpx
 
 from followerwatch.clock import ManualClock
 from followerwatch.models import Account, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.writer import Writer
+from followerwatch.store.writer import Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 ALICE = Account("x", "alice", "alice")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from followerwatch.config import load_config
-from followerwatch.plan import build_plan
+from followerwatch.config.settings import load_config
+from followerwatch.service.plan import build_plan
 
 
 def test_plan_per_platform_and_credential() -> None:

@@ -10,9 +10,9 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
-from followerwatch.app import App
 from followerwatch.clock import SystemClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
+from followerwatch.service.app import App
 
 ACCOUNTS = 1_200  # 12 batch groups of 100
 

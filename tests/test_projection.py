@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from followerwatch.projection import NoProjection, Projection, format_eta, project, theil_sen
+from followerwatch.analysis.projection import (
+    NoProjection,
+    Projection,
+    format_eta,
+    project,
+    theil_sen,
+)
 
 T0 = datetime(2009, 4, 16, tzinfo=UTC)
 
@@ -109,8 +115,8 @@ def _reason(result: Projection | NoProjection) -> str:
 
 
 def test_milestones_are_lines_in_the_trends_direction() -> None:
-    from followerwatch.configbase import MilestoneConfig
-    from followerwatch.projection import milestone_lines
+    from followerwatch.analysis.projection import milestone_lines
+    from followerwatch.config.base import MilestoneConfig
 
     ladder = MilestoneConfig(every=100_000)
     assert milestone_lines(ladder, 1_002_800) == [("above", 1_100_000), ("below", 1_000_000)]
@@ -136,7 +142,7 @@ def test_milestones_are_lines_in_the_trends_direction() -> None:
 
 
 def test_readings_and_signs_read_as_people_write_them() -> None:
-    from followerwatch.projection import plural, signed
+    from followerwatch.analysis.projection import plural, signed
 
     one = project(trend(1_000_000, -100, hours=0), [("below", 900_000)])
     assert isinstance(one, NoProjection)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from followerwatch.configbase import PlatformConfig
+from followerwatch.config.base import PlatformConfig
 from followerwatch.notify import REGISTRY as NOTIFIERS
 from followerwatch.sources import REGISTRY
 

@@ -13,7 +13,7 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.reload import with_line
+from followerwatch.service.reload import with_line
 from service_proc import start_service, stop_service, wait_for
 
 ENTRY_APLUSK = """

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from followerwatch.config import load_config
-from followerwatch.influxd import TempInfluxd
+from followerwatch.config.settings import load_config
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Point
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 if TYPE_CHECKING:
-    from followerwatch.report_page import Section
+    from followerwatch.analysis.report_page import Section
 
 CHROMIUM = "/usr/bin/chromium"
 UNTIL = datetime(2026, 3, 1, tzinfo=UTC)
@@ -105,7 +105,7 @@ def _summaries(text: str) -> dict[str, str]:
 
 async def _sections(page: Page) -> list[Section]:
     # Imported here, so the tests of the page's text run (and fail) on code without this module.
-    from followerwatch.report_page import load, sections
+    from followerwatch.analysis.report_page import load, sections
 
     cfg = load_config(page.config)
     async with httpx.AsyncClient(timeout=10) as client:
@@ -150,7 +150,7 @@ def test_milestones_give_a_projection(page: Page) -> None:
 
 
 async def test_events_are_listed_and_marked_on_the_chart(page: Page) -> None:
-    from followerwatch.charts import event_markers
+    from followerwatch.analysis.charts import event_markers
 
     for when, kind, value in EVENTS:
         line = f"{when:%Y-%m-%d %H:%M} UTC: {kind.replace('_', ' ')} at {value:,}"

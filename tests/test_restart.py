@@ -17,7 +17,7 @@ from werkzeug import Response
 
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import start_service, stop_service, wait_for
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from followerwatch.config import load_config
+from followerwatch.alerts.routing import AlertsConfig, make_router
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Event, EventKind, Severity
-from followerwatch.routing import AlertsConfig, make_router
 
 
 def event(kind: EventKind, severity: Severity, labels: tuple[tuple[str, str], ...] = ()) -> Event:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from followerwatch.clock import ManualClock
-from followerwatch.configbase import RuleDefaults
+from followerwatch.config.base import RuleDefaults
 from followerwatch.models import (
     Account,
     Event,
@@ -21,9 +21,9 @@ from followerwatch.models import (
     FetchResult,
     Observation,
 )
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules import build_rules
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 
 T0 = datetime(2009, 4, 17, tzinfo=UTC)
 ACC = Account("x", "aplusk", "aplusk")
@@ -242,7 +242,7 @@ async def test_projection_points_are_written_for_approaching_accounts(
 
     from followerwatch.store.influx_v1 import InfluxV1Store
     from followerwatch.store.spool import Spool
-    from followerwatch.writer import Writer
+    from followerwatch.store.writer import Writer
 
     h = Harness(tmp_path, below=1_000_000, approaching="6h")
     async with httpx.AsyncClient() as client:

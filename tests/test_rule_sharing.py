@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.rules import build_rule_sets, build_rules
 
 CONFIG = """

@@ -16,12 +16,12 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from fakes.fake_x import TOKEN, FakeX, Seen, make_user
-from followerwatch.app import plan_groups
 from followerwatch.clock import SystemClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
-from followerwatch.shard import Shard, owner, resolve, select, validate_spec
+from followerwatch.poll.shard import Shard, owner, resolve, select, validate_spec
+from followerwatch.service.app import plan_groups
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 KEYS = [f"x\x00user_{i}" for i in range(10_000)]

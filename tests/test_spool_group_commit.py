@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 
 from followerwatch.clock import ManualClock
-from followerwatch.influxd import TempInfluxd
+from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.models import Point
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.writer import Writer
+from followerwatch.store.writer import Writer
 
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
 DB = "group_commit"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from followerwatch.demo.influxd import free_port
 from followerwatch.errors import StateFileError
-from followerwatch.influxd import free_port
-from followerwatch.sqlite import check_db
+from followerwatch.state.sqlite import check_db
 from service_proc import run_cli
 from smallfs import remount_read_only, small_fs
 

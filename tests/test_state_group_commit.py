@@ -9,9 +9,9 @@ from pathlib import Path
 
 from followerwatch.clock import ManualClock
 from followerwatch.models import Account, EventStatus, FetchResult, Observation
-from followerwatch.pipeline import Pipeline
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
-from followerwatch.state import StateDB
+from followerwatch.state.db import StateDB
 
 T0 = datetime(2026, 8, 1, tzinfo=UTC)
 ACCOUNTS = [Account("x", f"u{i}", f"u{i}") for i in range(30)]

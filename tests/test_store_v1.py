@@ -9,8 +9,8 @@ import httpx
 import pytest
 from pytest_httpserver import HTTPServer
 
+from followerwatch.demo.influxd import TempInfluxd, free_port
 from followerwatch.errors import StoreAuthError, StoreError
-from followerwatch.influxd import TempInfluxd, free_port
 from followerwatch.models import Point
 from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import (

@@ -13,8 +13,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from followerwatch.demo.influxd import TempInfluxd, free_port
 from followerwatch.errors import StoreAuthError, StoreError
-from followerwatch.influxd import TempInfluxd, free_port
 from followerwatch.models import Point
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import V1_PRECISION, InfluxV1Store

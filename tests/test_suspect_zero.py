@@ -18,11 +18,11 @@ from pytest_httpserver import HTTPServer
 from structlog.testing import capture_logs
 
 from fakes.fake_bluesky import FakeBluesky
-from followerwatch.app import App
 from followerwatch.clock import ManualClock, SystemClock
-from followerwatch.config import load_config
-from followerwatch.ops import Metrics
-from followerwatch.state import StateDB
+from followerwatch.config.settings import load_config
+from followerwatch.service.app import App
+from followerwatch.service.ops import Metrics
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli
 

@@ -1,3 +1,3 @@
-from followerwatch.cli import main
+from followerwatch.cli.main import main
 
 main()

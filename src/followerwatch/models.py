@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TypeGuard
 
-from followerwatch.projection import Projection
+from followerwatch.analysis.projection import Projection
 
 # The largest count followerwatch stores: exact in JSON, in Grafana and in a float (2^53 - 1).
 MAX_COUNT = 2**53 - 1

@@ -10,7 +10,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from followerwatch.clock import ManualClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account, FailureKind, Observation
 from followerwatch.sources.http_json import HttpJsonSource, leaves_its_segment

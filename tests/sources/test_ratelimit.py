@@ -10,7 +10,7 @@ import pytest
 from followerwatch.clock import ManualClock
 from followerwatch.errors import RateLimitedError
 from followerwatch.models import RateLimit
-from followerwatch.ratelimit import (
+from followerwatch.net.ratelimit import (
     RateLimiter,
     parse_count,
     parse_epoch_reset,

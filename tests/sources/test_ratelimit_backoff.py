@@ -12,10 +12,10 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_bluesky import FakeBluesky
 from fakes.fake_x import START, TOKEN, FakeX, make_user
-from followerwatch.app import App
 from followerwatch.clock import ManualClock
-from followerwatch.config import load_config
+from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
+from followerwatch.service.app import App
 
 YEAR_9999 = "253402300799"  # 9999-12-31 23:59:59 UTC
 ABSURD = {

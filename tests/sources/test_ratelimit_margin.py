@@ -12,9 +12,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from followerwatch.clock import ManualClock, SystemClock
-from followerwatch.http import build_client
 from followerwatch.models import RateLimit
-from followerwatch.ratelimit import SAFETY_MARGIN, RateLimiter, parse_epoch_reset
+from followerwatch.net.http import build_client
+from followerwatch.net.ratelimit import SAFETY_MARGIN, RateLimiter, parse_epoch_reset
 from followerwatch.sources.common import Requester, Tally
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,7 +13,7 @@ import pytest
 from fakes.hostile import Answer, RawServer
 from followerwatch.clock import ManualClock
 from followerwatch.errors import TransientError
-from followerwatch.http import build_client
+from followerwatch.net.http import build_client
 from followerwatch.sources.common import ReadLimits, Requester, Tally
 
 CLIENTS: dict[str, Callable[[float], httpx.AsyncClient]] = {

@@ -21,8 +21,8 @@ from followerwatch.errors import (
     SourceError,
     TransientError,
 )
-from followerwatch.http import USER_AGENT as SHARED_AGENT
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
+from followerwatch.net.http import USER_AGENT as SHARED_AGENT
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.reddit import DEFAULT_USER_AGENT, RedditConfig, RedditSource, build
 

@@ -12,7 +12,7 @@ from followerwatch.notify import alertmanager, apprise, log, webhook
 from followerwatch.notify.base import Notifier
 
 if TYPE_CHECKING:
-    from followerwatch.charts import AccountCharts
+    from followerwatch.analysis.charts import AccountCharts
 
 NotifierConfig = (
     log.LogConfig | webhook.WebhookConfig | alertmanager.AlertmanagerConfig | apprise.AppriseConfig

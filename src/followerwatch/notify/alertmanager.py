@@ -32,7 +32,13 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 from pydantic_core import PydanticCustomError
 
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.configbase import Duration, HttpUrl, PositiveDuration, StrictModel, url_validator
+from followerwatch.config.base import (
+    Duration,
+    HttpUrl,
+    PositiveDuration,
+    StrictModel,
+    url_validator,
+)
 from followerwatch.errors import DeliveryError
 from followerwatch.models import MAX_COUNT, Event, EventStatus
 

@@ -23,8 +23,8 @@ import structlog
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from followerwatch.config_files import CONFIG_KEY, read_secret_file, resolve_path
-from followerwatch.configbase import StrictModel
+from followerwatch.config.base import StrictModel
+from followerwatch.config.files import CONFIG_KEY, read_secret_file, resolve_path
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.notify.base import event_fields
@@ -32,7 +32,7 @@ from followerwatch.notify.base import event_fields
 if TYPE_CHECKING:
     import apprise as apprise_lib
 
-    from followerwatch.charts import AccountCharts
+    from followerwatch.analysis.charts import AccountCharts
 
 log = structlog.get_logger("followerwatch.notify.apprise")
 

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 import structlog
 from pydantic import Field
 
-from followerwatch.configbase import StrictModel
+from followerwatch.config.base import StrictModel
 from followerwatch.models import MAX_COUNT, Event
 
 

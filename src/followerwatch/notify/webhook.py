@@ -11,7 +11,7 @@ import httpx
 from pydantic import BeforeValidator, Field, SecretStr
 
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.configbase import (
+from followerwatch.config.base import (
     HeaderName,
     HeaderText,
     PositiveDuration,

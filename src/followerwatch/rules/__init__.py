@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
-from followerwatch.configbase import RuleDefaults
+from followerwatch.config.base import RuleDefaults
 from followerwatch.rules.approaching import Approaching
 from followerwatch.rules.base import Rule
 from followerwatch.rules.health import Frozen, Stale

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from followerwatch.analysis.projection import DAY, Projection, project
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
-from followerwatch.projection import DAY, Projection, project
 from followerwatch.rules.base import (
     Reading,
     compact_duration,

@@ -10,7 +10,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from followerwatch.durations import format_duration
+from followerwatch.config.durations import format_duration
 from followerwatch.models import (
     Account,
     Event,

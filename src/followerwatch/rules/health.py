@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from followerwatch.durations import format_duration
+from followerwatch.config.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.rules.base import (
     Reading,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from followerwatch.durations import format_duration
+from followerwatch.config.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.rules.base import (
     Reading,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from re import Pattern
 from typing import Any
 
-from followerwatch.configbase import PlatformConfig
+from followerwatch.config.base import PlatformConfig
 from followerwatch.models import Account
 from followerwatch.sources import bluesky, github, http_json, mastodon, reddit, twitch, x, youtube
 from followerwatch.sources.base import Source, SourceContext

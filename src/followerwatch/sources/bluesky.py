@@ -11,7 +11,7 @@ from typing import Any, ClassVar, NoReturn
 import httpx
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import (
     AuthError,
     NotFoundError,
@@ -20,7 +20,7 @@ from followerwatch.errors import (
     TransientError,
 )
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
-from followerwatch.ratelimit import parse_rate_limit, reset_from_epoch, reset_from_seconds
+from followerwatch.net.ratelimit import parse_rate_limit, reset_from_epoch, reset_from_seconds
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

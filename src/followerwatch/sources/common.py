@@ -22,7 +22,7 @@ from followerwatch.models import (
     RateLimit,
     is_count,
 )
-from followerwatch.ratelimit import MAX_BACKOFF, RateLimiter, parse_retry_after
+from followerwatch.net.ratelimit import MAX_BACKOFF, RateLimiter, parse_retry_after
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
 MAX_BODY_BYTES = 8 * 1024 * 1024

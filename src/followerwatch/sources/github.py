@@ -21,10 +21,10 @@ import httpx
 from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, NotFoundError, SourceError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
-from followerwatch.ratelimit import header, parse_epoch_reset
+from followerwatch.net.ratelimit import header, parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

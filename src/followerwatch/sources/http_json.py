@@ -23,7 +23,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import (
+from followerwatch.config.base import (
     Duration,
     HeaderName,
     HeaderText,
@@ -32,7 +32,7 @@ from followerwatch.configbase import (
 )
 from followerwatch.errors import AuthError, ConfigError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
-from followerwatch.ratelimit import (
+from followerwatch.net.ratelimit import (
     parse_rate_limit,
     reset_from_epoch,
     reset_from_iso,

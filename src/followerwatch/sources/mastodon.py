@@ -12,7 +12,7 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
 from followerwatch.models import (
     Account,
@@ -23,7 +23,7 @@ from followerwatch.models import (
     RateLimit,
     is_count,
 )
-from followerwatch.ratelimit import parse_rate_limit, reset_from_iso
+from followerwatch.net.ratelimit import parse_rate_limit, reset_from_iso
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

@@ -19,7 +19,7 @@ from pydantic_core import PydanticCustomError
 
 from followerwatch import __version__
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import (
     AuthError,
     NotFoundError,
@@ -36,7 +36,7 @@ from followerwatch.models import (
     RateLimit,
     is_count,
 )
-from followerwatch.ratelimit import header, parse_count, reset_from_seconds
+from followerwatch.net.ratelimit import header, parse_count, reset_from_seconds
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

@@ -19,10 +19,10 @@ import httpx
 from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HeaderText, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HeaderText, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, ConfigError, NotFoundError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
-from followerwatch.ratelimit import parse_epoch_reset
+from followerwatch.net.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

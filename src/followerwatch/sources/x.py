@@ -12,7 +12,7 @@ import httpx
 from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import (
     AuthError,
     ConfigError,
@@ -29,7 +29,7 @@ from followerwatch.models import (
     Observation,
     at_handle,
 )
-from followerwatch.ratelimit import parse_epoch_reset
+from followerwatch.net.ratelimit import parse_epoch_reset
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.common import (
     DEFAULT_LIMITS,

@@ -17,7 +17,7 @@ import httpx
 from pydantic import Field, SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.configbase import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import (
     AuthError,
     ConfigError,

@@ -1,0 +1,149 @@
+"""`followerwatch import` and `followerwatch history`: past counts in, past counts out (issue 7)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from followerwatch.cli.args import LAST_7D, LAST_24H, Lookback, account_or_exit, lookback
+from followerwatch.cli.options import ConfigOpt
+from followerwatch.errors import StoreError
+from followerwatch.models import at_handle
+
+
+def import_csv(
+    file: Annotated[Path, typer.Argument(help="CSV: timestamp,platform,account,followers.")],
+    config: ConfigOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every row and write nothing.")
+    ] = False,
+) -> None:
+    """Write a CSV of past counts into InfluxDB (idempotent: importing twice changes nothing)."""
+    from rich.progress import Progress
+
+    from followerwatch.cli.main import _load, out
+    from followerwatch.net.http import build_client
+    from followerwatch.service.app import build_store, ensure_database
+    from followerwatch.store import importer
+
+    cfg = _load(config)
+    labels = {a.key: a.labels for a in cfg.accounts}
+    try:
+        parsed = importer.parse_csv(file, labels, cfg.settings.influxdb.precision)
+    except importer.ImportFileError as exc:
+        print(f"followerwatch: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    for bad in parsed.bad[:20]:
+        out.print(f"[red]✗[/] {file}:{bad.line}: {bad.reason}")
+    if len(parsed.bad) > 20:
+        out.print(f"… and {len(parsed.bad) - 20} more bad rows")
+    summary = (
+        f"{len(parsed.lines):,} rows for {len(parsed.accounts)} accounts, "
+        f"{len(parsed.bad):,} bad rows"
+    )
+    if dry_run:
+        out.print(f"{summary} (dry run: nothing written)")
+        raise typer.Exit(1 if parsed.bad else 0)
+
+    async def write() -> str | None:
+        async with build_client() as client:
+            store = build_store(cfg.settings.influxdb, client)
+            try:
+                await ensure_database(cfg.settings.influxdb, store)
+                with Progress(console=out, transient=True) as progress:
+                    task = progress.add_task("importing", total=len(parsed.lines))
+                    await importer.write(store, parsed.lines, lambda n: progress.advance(task, n))
+            except StoreError as exc:
+                return str(exc)
+            finally:
+                await store.close()
+        return None
+
+    problem = asyncio.run(write())
+    if problem is not None:
+        # Text, so brackets in the server's words are not markup.
+        out.print(
+            Text.assemble(("✗", "red"), f" import stopped: {problem} (importing again is safe)")
+        )
+        raise typer.Exit(1)
+    out.print(f"[green]✓[/] imported {summary}")
+    raise typer.Exit(1 if parsed.bad else 0)
+
+
+def history(
+    account: Annotated[str, typer.Argument(help="platform/name, or the name (or handle) alone.")],
+    config: ConfigOpt = None,
+    platform: Annotated[
+        str | None, typer.Option(help="The platform, when the name is on several.")
+    ] = None,
+    since: Annotated[
+        Lookback,
+        typer.Option(parser=lookback, metavar="DURATION", help="How far back, e.g. 7d, 36h, 2w."),
+    ] = LAST_7D,
+    window: Annotated[
+        Lookback,
+        typer.Option(
+            parser=lookback, metavar="DURATION", help="The trend window for the projection."
+        ),
+    ] = LAST_24H,
+) -> None:
+    """Show an account's count per day, a sparkline, and when it reaches its nearest line."""
+    from datetime import UTC, datetime, timedelta
+
+    from followerwatch.analysis.history import fetch, per_day, sparkline
+    from followerwatch.analysis.projection import milestone_lines, project
+    from followerwatch.cli.main import _load, out
+    from followerwatch.net.http import build_client
+    from followerwatch.service.app import build_store
+    from followerwatch.store.influx_v1 import InfluxV1Store
+
+    cfg = _load(config)
+    key = account_or_exit(cfg.accounts, account, platform).key
+    since_s, window_s = since.seconds, window.seconds
+    rules = cfg.rules.get(key)
+    lines: list[tuple[str, int]] = []
+    if rules is not None:
+        lines = [("below", v) for v in rules.below or ()]
+        lines += [("above", v) for v in rules.above or ()]
+    now = datetime.now(UTC)
+
+    async def load() -> list[tuple[datetime, int]]:
+        async with build_client() as client:
+            store = build_store(cfg.settings.influxdb, client)
+            if not isinstance(store, InfluxV1Store):
+                raise StoreError("history needs the v1 transport (InfluxQL queries)")
+            return await fetch(store, key[0], key[1], now - timedelta(seconds=since_s))
+
+    try:
+        rows = asyncio.run(load())
+    except StoreError as exc:
+        out.print(f"[red]✗[/] {exc}")
+        raise typer.Exit(1) from None
+    who = f"{at_handle(key[1])} on {key[0]}"
+    if not rows:
+        out.print(f"no readings of {who} in the last {since}")
+        raise typer.Exit(1)
+    table = Table(title=f"{who}: last {since}")
+    for col in ("day (UTC)", "first", "last", "low", "high", "readings", "net change"):
+        table.add_column(col, justify="left" if col.startswith("day") else "right")
+    for day in per_day(rows):
+        table.add_row(
+            day.day.isoformat(),
+            f"{day.first:,}",
+            f"{day.last:,}",
+            f"{day.low:,}",
+            f"{day.high:,}",
+            str(day.readings),
+            f"{day.change:+,}",
+        )
+    out.print(table)
+    values = [v for _, v in rows]
+    out.print(f"{sparkline(values)}  {min(values):,} … {max(values):,}, now {values[-1]:,}")
+    ahead = milestone_lines(rules.milestones if rules else None, values[-1])
+    out.print(project(rows, lines, milestones=ahead, window=window_s).message(who))

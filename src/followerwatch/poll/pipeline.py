@@ -1,0 +1,399 @@
+"""Observations → (store, rules → events → outbox): the one place they meet."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import structlog
+
+from followerwatch.alerts.outbox import Outbox
+from followerwatch.clock import Clock
+from followerwatch.diskfull import MemoryBuffer, out_of_space
+from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
+from followerwatch.poll.known import Known
+from followerwatch.poll.suspect import Screened, SuspectZeros
+from followerwatch.poll.waiting import Prepared, Waiting, WaitingBatches
+from followerwatch.rules.approaching import Approaching, projection_points
+from followerwatch.rules.base import Previous, Reading, Rule, longest_history
+from followerwatch.state.db import Change, LastSeen, StateDB
+from followerwatch.store.thresholds import Lines
+from followerwatch.store.writer import PollPoints, Writer
+
+log = structlog.get_logger("followerwatch.pipeline")
+
+
+class Row(NamedTuple):
+    """One line of a poll report (a NamedTuple: one per observation, and cheap to build)."""
+
+    platform: str
+    account: str
+    followers: int | None
+    change: int | None
+    events: tuple[Event, ...] = ()
+    failure: str | None = None
+    # A fall to 0 held until it has lasted the platform's `zero_confirm` (nothing stored yet).
+    suspect: bool = False
+    # The platform failed the whole batch (auth, rate limit, unreachable), not this account.
+    source_down: bool = False
+
+
+class Pipeline:
+    """Applies rules against stored state, writes points, and hands events to the outbox."""
+
+    def __init__(
+        self,
+        *,
+        state: StateDB,
+        writer: Writer | None,
+        outbox: Outbox | None,
+        rules: Mapping[tuple[str, str], Sequence[Rule]],
+        clock: Clock,
+        route: Callable[[Event], Iterable[str]],
+        repeat: Mapping[tuple[str, str], float] | None = None,
+        dry_run: bool = False,
+        zero_confirm: Mapping[str, float] | None = None,
+        thresholds: Lines | None = None,
+        buffer: MemoryBuffer | None = None,
+    ) -> None:
+        self.state = state
+        # Batches the full disk kept from being committed, in order, with their retry task.
+        self.waiting: WaitingBatches[Waiting] = WaitingBatches(
+            buffer or MemoryBuffer(), self._ready, self._store_held, self._dropped
+        )
+        self.writer = writer
+        self.outbox = outbox
+        self.clock = clock
+        self.route = route
+        self.dry_run = dry_run
+        # Suspect zeros held by an earlier run (a cron `poll`) are confirmed or dropped by this one.
+        self.suspects = SuspectZeros(state.held_zeros(), zero_confirm)
+        self._projection_points: list[Point] = []
+        self._releasing: set[asyncio.Task[None]] = set()
+        self.configure(rules, repeat or {}, thresholds or {})
+
+    def configure(
+        self,
+        rules: Mapping[tuple[str, str], Sequence[Rule]],
+        repeat: Mapping[tuple[str, str], float],
+        thresholds: Lines,
+        zero_confirm: Mapping[str, float] | None = None,
+    ) -> None:
+        """Take (new) rules, repeat intervals and threshold lines; rule state stays in SQLite."""
+        if zero_confirm is not None:
+            self.suspects.windows = zero_confirm
+        self.rules = rules
+        self.repeat = repeat
+        # Each account's threshold lines, written beside its counts for the dashboards.
+        self.thresholds = thresholds
+        # How much history each account's rules need, worked out once per configuration.
+        # Only accounts that keep any: most keep none, and 100,000 zeros cost memory.
+        self._keep = {key: keep for key, r in rules.items() if (keep := longest_history(r))}
+        self._projecting = frozenset(
+            key for key, r in rules.items() if any(isinstance(x, Approaching) for x in r)
+        )
+
+    async def process(
+        self,
+        result: FetchResult,
+        extra_points: Sequence[Point] = (),
+        polled: Sequence[Account] = (),
+    ) -> list[Row]:
+        """Handle one batch end to end; `polled` lets rules see accounts that got no count."""
+        keys = _keys(result, polled)
+        await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
+        if self.waiting.batches and not self.dry_run:
+            # Batches wait for the disk: this one goes behind them, evaluated when its turn comes.
+            return self._hold(Waiting(result, extra_points, polled, self.clock.now()))
+        batch = self._prepare(result, extra_points, polled, keys)
+        if self.dry_run:
+            return batch.rows
+        try:
+            await self._store(batch)
+        except (sqlite3.Error, OSError) as exc:
+            if not out_of_space(exc):
+                self._unscreen(batch)
+                raise
+            # Nothing of it is committed: kept, evaluated, for the retry to commit as it is.
+            self.waiting.failed(exc)
+            return self._hold(Waiting(result, extra_points, polled, self.clock.now(), batch))
+        except Exception:
+            self._unscreen(batch)
+            raise
+        self.waiting.recovered()  # a store went through: the disk takes writes again
+        return batch.rows
+
+    def _prepare(
+        self,
+        result: FetchResult,
+        extra_points: Sequence[Point],
+        polled: Sequence[Account],
+        keys: Sequence[tuple[str, str]],
+        polled_at: datetime | None = None,
+    ) -> Prepared:
+        """Screen and evaluate a batch against stored state (no await: nothing changes under it)."""
+        # Every stored count, rule state and the history window rules need (for the accounts
+        # that have any), read in a few queries up front.
+        since = [
+            o.time - timedelta(seconds=k)
+            for o in result.observations
+            if (k := self._keep.get(o.account.key))
+        ]
+        known = Known(self.state, keys, min(since) if since else None)
+        self._projection_points = []
+        screened = self._screen(result.observations, known)
+        observations = screened.observations
+        held = [Row(*o.account.key, 0, None, suspect=True) for o in screened.suspect]
+        changes, rows = self._evaluate(observations, known)
+        changes += self._absent(polled, observations, result.failures, held, known, polled_at)
+        rows += held + [_failure_row(f) for f in result.failures]
+        points = PollPoints(
+            observations, self.thresholds, [*self._projection_points, *extra_points]
+        )
+        return Prepared(changes, rows, points, screened)
+
+    async def _store(self, batch: Prepared) -> None:
+        """Commit a prepared batch, then spool its points and deliver; disk-full errors raise."""
+        # Fsynced in the state's committer thread (grouped with other batches' commits); delivery
+        # and the spool wait for it as before.
+        await self.state.commit_async(
+            batch.changes,
+            self.route,
+            self._keep,
+            held=batch.screened.held,
+            released=batch.screened.released,
+        )
+        try:
+            self.state.add_events(self._repeats(), self.route)
+        except sqlite3.Error as exc:
+            if not out_of_space(exc):
+                raise
+            # Not announced, so not marked as announced: the next poll repeats it.
+            log.warning("disk full: a repeated alert waits for the next poll", error=str(exc))
+        if self.writer is not None:
+            await self.writer.write(batch.points)  # holds its lines in memory on a full disk
+        if self.outbox is not None:
+            # Delivery has its own task (the outbox loop; a one-shot poll's last step): a receiver
+            # that never answers must not hold up the next poll.
+            self.outbox.kick()
+
+    async def _ready(self, waiting: Waiting) -> Waiting:
+        """A held batch, evaluated now if it was held unevaluated (its turn has come)."""
+        if waiting.prepared is not None:
+            return waiting
+        result, polled = waiting.result, waiting.polled
+        keys = _keys(result, polled)
+        await self.state.settled(keys)
+        batch = self._prepare(result, waiting.extra_points, polled, keys, waiting.polled_at)
+        return waiting._replace(prepared=batch)
+
+    async def _store_held(self, waiting: Waiting) -> None:
+        assert waiting.prepared is not None
+        await self._store(waiting.prepared)
+
+    def _hold(self, waiting: Waiting) -> list[Row]:
+        """Keep a batch in memory for the disk, or past the bound drop it (counted); its rows."""
+        obs = waiting.result.observations
+        if self.waiting.hold(waiting, len(obs)):
+            if waiting.prepared is not None:
+                return waiting.prepared.rows
+            note = "held in memory: disk full"
+        else:
+            if waiting.prepared is not None:
+                self._unscreen(waiting.prepared)
+            # Its points count as dropped in the spool's ledger.
+            if self.writer is not None:
+                self.writer.drop(PollPoints(obs, self.thresholds, waiting.extra_points))
+            note = "dropped: disk and memory buffer full"
+        rows = [Row(*o.account.key, o.followers, None, failure=note) for o in obs]
+        return rows + [_failure_row(f) for f in waiting.result.failures]
+
+    def _unscreen(self, batch: Prepared) -> None:
+        """A screened batch is given up: its accounts' suspect zeros as the state DB has them."""
+        screened = batch.screened
+        keys = {(h.platform, h.account) for h in screened.held} | set(screened.released)
+        if keys and not self.dry_run:
+            self.suspects.reload(keys, self.state.held_zeros())
+
+    def forget(self, watched: Collection[tuple[str, str]]) -> None:
+        """Drop the suspect zeros of accounts no longer watched, in memory and on disk."""
+        gone = self.suspects.forget(watched)
+        if gone and not self.dry_run:
+            task = asyncio.get_running_loop().create_task(self._release(gone))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+
+    async def _release(self, keys: list[tuple[str, str]]) -> None:
+        try:
+            await self.state.commit_async([], self.route, released=keys)
+        except (sqlite3.Error, OSError) as exc:
+            # Only their rows stay; memory no longer counts them, and a restart's reload drops them.
+            log.warning("suspect zeros of removed accounts stay on disk", error=str(exc))
+
+    def _dropped(self, waiting: Waiting) -> None:
+        if waiting.prepared is not None:
+            self._unscreen(waiting.prepared)
+
+    def _screen(self, observations: Sequence[Observation], known: Known) -> Screened:
+        """Hold falls to exactly 0 until they have lasted; a dry run holds nothing for good."""
+        return self.suspects.screen(observations, known.last_seen, apply=not self.dry_run)
+
+    def _evaluate(
+        self, observations: Sequence[Observation], known: Known | None = None
+    ) -> tuple[list[Change], list[Row]]:
+        known = known or Known(self.state)
+        changes: dict[tuple[str, str], Change] = {}
+        # Each account's rule states as this batch has left them so far (Change holds only
+        # the states that differ from the stored ones: unchanged states are not rewritten).
+        current: dict[tuple[str, str], Mapping[str, str]] = {}
+        rows: list[Row] = []
+        for obs in observations:
+            account = obs.account
+            key = account.key
+            prev = changes.get(key)
+            last = prev.last if prev else known.last_seen(key)
+            if last is not None and obs.time <= last.time:
+                # Already seen (a replayed or repeated reading): store it, never re-alert on it.
+                rows.append(Row(key[0], key[1], obs.followers, 0))
+                continue
+            states = current[key] if prev else known.rule_states(key)
+            batch = prev.history if prev else ()
+            history = self._history(key, obs, batch, known) if self._keep.get(key) else ()
+            reading = Reading(account, obs.time, obs, None, _previous(last), history)
+            changed, events, closed = self._run_rules(key, reading, states, first=last is None)
+            if key in self._projecting:
+                self._projection_points += projection_points(self.rules.get(key, ()), reading)
+            if changed:
+                states = {**states, **changed}
+            current[key] = states
+            seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
+            if prev:
+                changes[key] = Change(
+                    key[0],
+                    key[1],
+                    seen,
+                    {**prev.rule_states, **changed},
+                    (*prev.events, *events),
+                    (*prev.closed, *closed),
+                    (*batch, (obs.time, obs.followers)),
+                )
+            else:
+                changes[key] = Change(
+                    key[0],
+                    key[1],
+                    seen,
+                    changed,
+                    tuple(events),
+                    closed,
+                    ((obs.time, obs.followers),),
+                )
+            change = obs.followers - last.followers if last else None
+            rows.append(Row(key[0], key[1], obs.followers, change, tuple(events)))
+        return list(changes.values()), rows
+
+    def _history(
+        self,
+        key: tuple[str, str],
+        obs: Observation,
+        batch: Sequence[tuple[datetime, int]],
+        known: Known,
+    ) -> tuple[tuple[datetime, int], ...]:
+        """Stored readings within the rules' longest window, plus this batch's uncommitted ones."""
+        keep = self._keep.get(key, 0.0)
+        if not keep:
+            return ()
+        since = obs.time - timedelta(seconds=keep)
+        return (*known.history(key, since), *[r for r in batch if r[0] >= since])
+
+    def _absent(
+        self,
+        polled: Sequence[Account],
+        observations: Sequence[Observation],
+        failures: Sequence[Failure],
+        held: Sequence[Row],
+        known: Known | None = None,
+        now: datetime | None = None,
+    ) -> list[Change]:
+        """Rules for accounts this poll gave no count for (stale, lifecycle)."""
+        known = known or Known(self.state)
+        seen = {o.account.key for o in observations} | {(r.platform, r.account) for r in held}
+        failed = {f.account.key: f for f in failures}
+        accounts = {a.key: a for a in polled} | {f.account.key: f.account for f in failures}
+        now = now or self.clock.now()  # a batch held for the disk: when it was polled
+        changes = []
+        for key, account in accounts.items():
+            if key in seen:
+                continue
+            failure = failed.get(key)
+            last = known.last_seen(key)
+            reading = Reading(
+                account, now, None, failure.kind if failure else None, _previous(last)
+            )
+            states, events, closed = self._run_rules(
+                key, reading, known.rule_states(key), first=False
+            )
+            changes.append(Change(key[0], key[1], None, states, tuple(events), closed))
+        return changes
+
+    def _run_rules(
+        self, key: tuple[str, str], reading: Reading, states: Mapping[str, str], *, first: bool
+    ) -> tuple[dict[str, str], list[Event], tuple[str, ...]]:
+        """The states that changed, events, and the rules whose open condition just closed."""
+        changed: dict[str, str] = {}
+        events: list[Event] = []
+        closed: list[str] = []
+        for rule in self.rules.get(key, ()):
+            name = rule.name
+            stored = states.get(name)
+            # A rule with no stored state treats this as the account's first reading.
+            old = None if first else stored
+            state, fired = rule.evaluate(old, reading)
+            if state is not None and state != stored:
+                changed[name] = state
+                if rule.active(old) and not rule.active(state):
+                    closed.append(name)
+            if fired:
+                events += fired
+        return changed, events, tuple(closed)
+
+    def _repeats(self) -> list[Event]:
+        """Re-announce conditions still active past their account's `repeat` interval."""
+        if not self.repeat:
+            return []
+        now = self.clock.now()
+        out = []
+        for event, last_sent in self.state.active():
+            every = self.repeat.get((event.platform, event.account))
+            if not every or now.timestamp() - last_sent < every:
+                continue
+            again = replace(
+                event,
+                id=str(uuid.uuid5(uuid.UUID(event.id), now.isoformat())),
+                time=now,
+                message=f"still: {event.message}",
+            )
+            self.state.touch_active(event, now.timestamp())
+            out.append(again)
+        return out
+
+
+def _previous(last: LastSeen | None) -> Previous | None:
+    return None if last is None else Previous(last.followers, last.time, last.handle)
+
+
+def _keys(result: FetchResult, polled: Sequence[Account]) -> list[tuple[str, str]]:
+    """Every account a batch reads and writes state of."""
+    keys = [o.account.key for o in result.observations]
+    return keys + [a.key for a in polled] + [f.account.key for f in result.failures]
+
+
+def _failure_row(failure: Failure) -> Row:
+    account = failure.account
+    # The kind, then the platform's own words: "not_found: Could not find user with …".
+    status = f"{failure.kind}: {failure.detail}" if failure.detail else str(failure.kind)
+    return Row(account.platform, account.name, None, None, failure=status)

@@ -1,0 +1,78 @@
+"""The long-running service: scheduler + signals + orderly shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+
+import structlog
+
+from followerwatch.service.app import App
+from followerwatch.service.ops import start_ops
+from followerwatch.service.scheduler import PollScheduler
+
+log = structlog.get_logger("followerwatch.service")
+
+
+async def serve(
+    app: App, *, until: Callable[[], bool] | None = None, check_every: float = 0.2
+) -> bool:
+    """Poll on schedule until SIGINT/SIGTERM (or `until()` is true); True if shutdown was clean."""
+    await app.prepare()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        loop.add_signal_handler(sig, stop.set)
+    scheduler = PollScheduler(app.groups, app.poll_group, app.clock.now)
+    outbox_stop = asyncio.Event()
+    # Deliveries left pending by a previous run (or a crash) resume at once.
+    outbox = asyncio.create_task(app.outbox.run(outbox_stop))
+    # A spooled backlog drains between polls too, oldest first.
+    flusher = asyncio.create_task(app.writer.run(outbox_stop))
+    campaigns = asyncio.create_task(app.campaigns.run(outbox_stop, app.outbox.kick))
+    scheduler.start()
+    app.start_reload(scheduler.replace, outbox_stop)  # config edits apply without a restart
+    # /healthz, /readyz and /metrics, while the loop below runs.
+    ops = await start_ops(app, lambda: not stop.is_set())
+    log.info(
+        "followerwatch started",
+        groups=len(app.groups),
+        accounts=sum(len(g.accounts) for g in app.groups),
+    )
+    try:
+        while not stop.is_set():
+            if until is not None and until() and not scheduler.busy:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=check_every)
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            # The caller's handler, not SIG_DFL: the demo stops its influxd on SIGTERM.
+            if handler is not None:
+                signal.signal(sig, handler)
+    clean = await scheduler.stop(app.config.settings.service.shutdown_timeout)
+    outbox_stop.set()
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(outbox, flusher, campaigns),
+            timeout=app.config.settings.service.shutdown_timeout,
+        )
+    except TimeoutError:
+        clean = False
+    counts = app.writer.counts()
+    log.info(
+        "followerwatch stopped",
+        clean=clean,
+        spooled=counts.spooled,
+        added=counts.added,
+        written=counts.written,
+        dropped=counts.dropped,
+        dead_lettered=counts.dead_lettered,
+    )
+    if ops is not None:
+        await ops.stop()
+    return clean

@@ -1,0 +1,259 @@
+"""The outbox's part of the local SQLite state: events as rows, deliveries, enrichment.
+
+`StateDB` inherits `OutboxState`; the tables themselves are created by `state.py`'s schema, and
+`migrate_events` adds the columns later versions need to a database made by an earlier one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+from followerwatch.analysis.projection import Projection
+from followerwatch.models import Event, EventKind, EventStatus, Severity
+
+EVENT_COLS = (
+    "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels"
+)
+# Events about the service itself (operational, campaign) carry this platform.
+SERVICE_PLATFORM = "followerwatch"
+_E_COLS = ", ".join("e." + c.strip() for c in EVENT_COLS.split(","))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One pending delivery of one event to one notifier."""
+
+    event: Event
+    attempts: int
+    next_attempt: float
+    # False until the outbox has tried to add a projection; never sent before that.
+    enriched: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRef:
+    """A pending delivery as a pass first sees it: enough to choose, not yet the event."""
+
+    event_id: str
+    platform: str
+    account: str
+    enriched: bool
+    attempts: int
+    next_attempt: float
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The outcome of one delivery attempt: 'delivered', 'failed', or 'pending' until later."""
+
+    event_id: str
+    notifier: str
+    status: str
+    error: str | None = None
+    next_attempt: float = 0.0
+
+
+def migrate_events(db: sqlite3.Connection) -> None:
+    """Add the enrichment columns to an events table that predates them."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+    if "enriched" in columns:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE events ADD COLUMN enriched INTEGER NOT NULL DEFAULT 0")
+        db.execute("ALTER TABLE events ADD COLUMN projection TEXT")
+        # Events stored before the upgrade may have been attempted already: their text is final.
+        db.execute("UPDATE events SET enriched = 1")
+        db.execute(
+            "CREATE INDEX IF NOT EXISTS events_unenriched ON events (seq) WHERE enriched = 0"
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def projection_json(projection: Projection) -> str:
+    """How a projection is stored with its event (the text is fixed once, for every retry)."""
+    return json.dumps(
+        {
+            "direction": projection.direction,
+            "line": projection.line,
+            "seconds": projection.seconds,
+            "at": projection.at.isoformat(),
+            "per_day": projection.per_day,
+            "agreement": projection.agreement,
+            "text": projection.message("it"),
+        }
+    )
+
+
+def _projection(text: object) -> tuple[Projection | None, str]:
+    if not text:
+        return None, ""
+    data = json.loads(str(text))
+    projection = Projection(
+        direction=str(data["direction"]),
+        line=int(data["line"]),
+        seconds=float(data["seconds"]),
+        at=datetime.fromisoformat(str(data["at"])),
+        per_day=float(data["per_day"]),
+        agreement=float(data["agreement"]),
+    )
+    return projection, "; " + str(data["text"])
+
+
+def event_from_row(row: Sequence[object], projection: object = None) -> Event:
+    """An Event from the EVENT_COLS of a row (with its stored projection, if given)."""
+    labels = json.loads(str(row[11]))
+    proj, suffix = _projection(projection)
+    return Event(
+        id=str(row[0]),
+        time=datetime.fromisoformat(str(row[1])),
+        platform=str(row[2]),
+        account=str(row[3]),
+        rule=str(row[4]),
+        kind=EventKind(str(row[5])),
+        value=int(str(row[6])),
+        threshold=int(str(row[7])),
+        message=str(row[8]) + suffix,
+        severity=Severity(str(row[9])),
+        status=EventStatus(str(row[10])),
+        labels=tuple((str(k), str(v)) for k, v in labels),
+        projection=proj,
+    )
+
+
+@contextmanager
+def _immediate(db: sqlite3.Connection) -> Iterator[None]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+class OutboxState:
+    """Deliveries and enrichment over the StateDB connection."""
+
+    _db: sqlite3.Connection
+    # Called (synchronously, inside the storing transaction) for every newly stored event.
+    on_new_event: Callable[[], None] | None = None
+
+    def pending(self, notifier: str, limit: int = 500) -> list[Delivery]:
+        """Deliveries still to be made by one notifier, oldest event first."""
+        rows = self._db.execute(
+            f"SELECT {_E_COLS}, e.projection, e.enriched, d.attempts, d.next_attempt"
+            " FROM deliveries d JOIN events e ON e.id = d.event_id"
+            " WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq LIMIT ?",
+            (notifier, limit),
+        ).fetchall()
+        return [
+            Delivery(event_from_row(r[:12], r[12]), int(r[14]), float(r[15]), bool(r[13]))
+            for r in rows
+        ]
+
+    def pending_refs(self, notifier: str, limit: int = 5000) -> list[DeliveryRef]:
+        """What a pass needs to pick lanes, without loading the events: oldest first."""
+        rows = self._db.execute(
+            "SELECT d.event_id, e.platform, e.account, e.enriched, d.attempts, d.next_attempt"
+            " FROM deliveries d JOIN events e ON e.id = d.event_id"
+            " WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq LIMIT ?",
+            (notifier, limit),
+        ).fetchall()
+        return [
+            DeliveryRef(str(i), str(p), str(a), bool(n), int(t), float(w))
+            for i, p, a, n, t, w in rows
+        ]
+
+    def events_by_id(self, ids: Sequence[str]) -> dict[str, Event]:
+        """Stored events (with their projections) by id."""
+        out: dict[str, Event] = {}
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self._db.execute(
+                f"SELECT {_E_COLS}, e.projection FROM events e"
+                f" WHERE e.id IN ({','.join('?' * len(part))})",
+                part,
+            ).fetchall()
+            out.update((str(r[0]), event_from_row(r[:12], r[12])) for r in rows)
+        return out
+
+    def pending_heads(self) -> list[tuple[str, str, str, float]]:
+        """(notifier, platform, account, next_attempt) of the oldest pending delivery per lane.
+
+        A lane is one account of one notifier; the service's own events share one lane, with
+        account "".
+        """
+        # SQLite takes the bare columns from the row that holds MIN(e.seq).
+        rows = self._db.execute(
+            "SELECT d.notifier, e.platform, CASE WHEN e.platform = ? THEN '' ELSE e.account END"
+            " AS lane, d.next_attempt, MIN(e.seq) FROM deliveries d JOIN events e"
+            " ON e.id = d.event_id WHERE d.status='pending' GROUP BY d.notifier, e.platform, lane",
+            (SERVICE_PLATFORM,),
+        ).fetchall()
+        return [(str(n), str(p), str(a), float(t)) for n, p, a, t, _ in rows]
+
+    def mark_deliveries(self, marks: Sequence[Mark]) -> None:
+        """Record many attempts in one transaction."""
+        if not marks:
+            return
+        # Not fsynced (WAL, synchronous=NORMAL): a crash of the process loses nothing, and a
+        # power cut can only lose the newest marks, so those deliveries are sent again — which
+        # at-least-once allows. Events themselves stay fully synced when stored.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with _immediate(self._db):
+                self._db.executemany(
+                    "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?,"
+                    " next_attempt=? WHERE event_id=? AND notifier=?",
+                    [(m.status, m.error, m.next_attempt, m.event_id, m.notifier) for m in marks],
+                )
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+
+    def mark_delivery(
+        self,
+        event_id: str,
+        notifier: str,
+        status: str,
+        error: str | None,
+        next_attempt: float = 0.0,
+    ) -> None:
+        """Record one attempt: 'delivered', 'failed', or still 'pending' until `next_attempt`."""
+        self.mark_deliveries([Mark(event_id, notifier, status, error, next_attempt)])
+
+    def unenriched(self, limit: int = 5000) -> list[Event]:
+        """Events with a pending delivery that the outbox has not yet tried to enrich."""
+        rows = self._db.execute(
+            f"SELECT {_E_COLS} FROM events e WHERE e.enriched = 0 AND EXISTS (SELECT 1 FROM"
+            " deliveries d WHERE d.event_id = e.id AND d.status = 'pending') ORDER BY e.seq"
+            " LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [event_from_row(r) for r in rows]
+
+    def set_enrichment(self, projections: Mapping[str, Projection | None]) -> None:
+        """Store each event's projection (or none) and mark it enriched, in one transaction."""
+        if not projections:
+            return
+        with _immediate(self._db):
+            self._db.executemany(
+                "UPDATE events SET enriched = 1, projection = ? WHERE id = ?",
+                [
+                    (None if p is None else projection_json(p), event_id)
+                    for event_id, p in projections.items()
+                ],
+            )
+
+    def delivery_counts(self) -> dict[str, int]:
+        """How many deliveries are in each status."""
+        rows = self._db.execute("SELECT status, count(*) FROM deliveries GROUP BY status")
+        return dict(rows.fetchall())

@@ -1,0 +1,401 @@
+"""Points → durable spool → InfluxDB, with every write error classified and handled."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, overload
+
+import structlog
+
+from followerwatch.clock import Clock
+from followerwatch.diskfull import MemoryBuffer, out_of_space
+from followerwatch.errors import StoreAuthError, StoreError
+from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
+from followerwatch.state.db import StateDB
+from followerwatch.store.base import Store
+from followerwatch.store.held import HeldLines
+from followerwatch.store.lineprotocol import encode
+from followerwatch.store.schema import (
+    FOLLOWERS,
+    event_point,
+    observation_line,
+    observation_point,
+    spool_point,
+)
+from followerwatch.store.spool import Spool, SpoolCounts
+from followerwatch.store.thresholds import (
+    Lines,
+    observation_threshold_lines,
+    observation_threshold_points,
+)
+
+log = structlog.get_logger("followerwatch.writer")
+
+BATCH_LINES = 5_000
+BATCH_BYTES = 2_000_000
+AUTH_RECHECK = 60.0
+HEALTH_EVERY = 10.0
+
+
+class PollPoints(Sequence[Point]):
+    """A poll's points: the Points of its observations and their lines are only built if read.
+
+    The writer encodes the observations straight to line protocol; anything else that reads
+    the sequence (a metrics tap on `Writer.write`) still sees every point as before.
+    """
+
+    def __init__(
+        self, observations: Sequence[Observation], thresholds: Lines, points: Sequence[Point]
+    ) -> None:
+        self.observations = observations
+        self.thresholds = thresholds
+        self.points = points
+        self._all: list[Point] | None = None
+
+    def _built(self) -> list[Point]:
+        if self._all is None:
+            self._all = [
+                *(observation_point(o) for o in self.observations),
+                *observation_threshold_points(self.thresholds, self.observations),
+                *self.points,
+            ]
+        return self._all
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    @overload
+    def __getitem__(self, index: int) -> Point: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Point]: ...
+
+    def __getitem__(self, index: int | slice) -> Point | Sequence[Point]:
+        return self._built()[index]
+
+
+class Unwritten(NamedTuple):
+    """What this process spooled that InfluxDB has not taken: its readings, its lines, and why."""
+
+    readings: int
+    lines: int
+    reason: str
+
+
+class Writer:
+    """Spools every point before InfluxDB and removes it only after a 2xx answer."""
+
+    def __init__(
+        self,
+        store: Store,
+        state: StateDB,
+        spool: Spool,
+        clock: Clock,
+        *,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        rng: random.Random | None = None,
+        raise_event: Callable[[Event], None] | None = None,
+        health_every: float | None = HEALTH_EVERY,
+        buffer: MemoryBuffer | None = None,
+    ) -> None:
+        self.store = store
+        self._raise_event = raise_event
+        self._last_health = 0.0
+        self._health_every = health_every
+        self.state = state
+        self.spool = spool
+        self.clock = clock
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self._rng = rng or random.Random()
+        self._lock = asyncio.Lock()
+        self._failures = 0
+        self._next_attempt = 0.0
+        self.auth_failed = False
+        self.last_error: str | None = None  # the last write failure, until a write works
+        self.rejected = 0  # points that could not even be encoded
+        self._added = 0  # lines this process put in the spool (the newest ones)
+        # While the disk is full, lines the spool cannot take wait in memory (bounded).
+        self.held = HeldLines(spool, buffer or MemoryBuffer())
+
+    @property
+    def backlog(self) -> int:
+        """Lines waiting for InfluxDB."""
+        return self.spool.size()
+
+    def counts(self) -> SpoolCounts:
+        """The spool's ledger (with drops a full disk has kept it from recording yet)."""
+        return self.held.counts()
+
+    @property
+    def disk_problem(self) -> str | None:
+        """Why lines wait in memory ("disk full: ..."), or None."""
+        return self.held.problem
+
+    @property
+    def healthy(self) -> bool:
+        """False while InfluxDB refuses the credentials or keeps failing."""
+        return not self.auth_failed and self._failures == 0
+
+    async def write(self, points: Sequence[Point]) -> None:
+        """Spool the points (durably), then try to drain the spool; never raises."""
+        readings = len(points.observations) if isinstance(points, PollPoints) else 0
+        lines = self._lines(points)
+        now = self.clock.now()
+        every = self._health_every
+        if every is not None and now.timestamp() - self._last_health >= every:
+            # The ledger itself, for the service-health dashboard (spooled like any point).
+            self._last_health = now.timestamp()
+            pending = self.state.delivery_counts().get("pending", 0)
+            health = spool_point(self.counts(), now, pending)
+            lines.append(encode(health, self.store.precision))
+        if await self._spool_lines(lines, readings) and not self._lock.locked():
+            # A flush under way drains until the spool is empty, so it takes these lines too,
+            # in its next (larger) batch, instead of one small write per caller.
+            await self.flush()
+
+    def drop(self, points: Sequence[Point]) -> None:
+        """Count points that cannot be kept (disk and memory buffer full) as dropped."""
+        self.held.drop(len(self._lines(points)))
+
+    async def _spool_lines(self, lines: list[str], readings: int) -> bool:
+        """Add lines to the spool, or hold them in memory while the disk is full; spooled?"""
+        dropped = await self.held.add(lines, readings)
+        if dropped is not None:
+            self._added += len(lines)
+        if dropped:
+            log.error(
+                "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
+            )
+            self._event(
+                EventKind.SPOOL_OVERFLOW,
+                EventStatus.ONCE,
+                Severity.CRITICAL,
+                f"followerwatch spool full: dropped the {dropped:,} oldest points",
+                dropped,
+            )
+        return dropped is not None
+
+    async def unwritten(self) -> Unwritten | None:
+        """After one more flush: what this process spooled that is still waiting, or None."""
+        await self.flush()  # a backoff in force (a write failed just now) makes this a no-op
+        # The spool drains oldest first, so what waits of this process's lines is the newest.
+        lines = min(self.spool.size(), self._added)
+        if not lines:
+            return None
+        readings = self.spool.newest_with_prefix(lines, FOLLOWERS + ",")
+        reason = self.last_error or self.disk_problem or "InfluxDB has not taken them yet"
+        return Unwritten(readings, lines, reason)
+
+    async def settle(self) -> int:
+        """At shutdown: spool what memory holds if the disk allows; the readings lost if not."""
+        async with self._lock:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self.held.respool(self._ledger)
+        return self.held.lost()
+
+    def _lines(self, points: Sequence[Point]) -> list[str]:
+        """Points as line protocol (a poll's counts straight from its observations)."""
+        precision = self.store.precision
+        lines: list[str] = []
+        if isinstance(points, PollPoints):
+            # A poll's counts go straight to line protocol: no Point per observation. All at
+            # once, and one by one only to leave out a line that cannot be encoded.
+            observations, thresholds = points.observations, points.thresholds
+            try:
+                lines += [observation_line(obs, precision) for obs in observations]
+            except ValueError:
+                for obs in observations:
+                    self._encoded(lines, observation_line, obs, precision)
+            if thresholds:
+                try:
+                    more: list[str] = []
+                    for obs in observations:
+                        more += observation_threshold_lines(thresholds, obs, precision)
+                    lines += more
+                except ValueError:
+                    for obs in observations:
+                        self._encoded(
+                            lines, observation_threshold_lines, thresholds, obs, precision
+                        )
+            points = points.points
+        for point in points:
+            self._encoded(lines, encode, point, precision)
+        return lines
+
+    def _encoded(
+        self, lines: list[str], encoder: Callable[..., str | list[str]], *args: Any
+    ) -> None:
+        try:
+            line = encoder(*args)
+        except ValueError as exc:
+            # Validation runs at config load, so this is a bug; keep going without the point.
+            self.rejected += 1
+            log.error("point cannot be encoded; skipped", error=str(exc))
+            return
+        if isinstance(line, str):
+            lines.append(line)
+        else:
+            lines += line
+
+    async def flush(self) -> None:
+        """Write spooled lines oldest first until empty, an error, or a backoff in force."""
+        async with self._lock:
+            try:
+                if not await self.held.respool(self._ledger):
+                    return  # the disk is still full: acks and events would fail as well
+                await self._spool_events()
+                if self.clock.now().timestamp() < self._next_attempt:
+                    return
+                while batch := self.spool.peek(BATCH_LINES, BATCH_BYTES):
+                    try:
+                        await self._write(batch)
+                    except StoreError as exc:
+                        self._failed(exc)
+                        return
+                    self._recovered()
+                self.held.recovered()  # every ack went through: the disk takes writes again
+            except (sqlite3.Error, OSError) as exc:
+                # An ack or dead-letter the disk refused: those lines are re-sent later, and
+                # InfluxDB stores a re-sent point once.
+                self.held.failed(exc)
+
+    async def _spool_events(self) -> None:
+        # Events live in the state database first; spool their points, then mark them.
+        events = self.state.unstored_events()
+        if events:
+            lines = [encode(event_point(e), self.store.precision) for e in events]
+            await self.spool.add_async(lines)
+            self._added += len(lines)
+            self.state.mark_stored(e.id for e in events)
+
+    async def _write(self, batch: list[tuple[int, str]]) -> None:
+        """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else."""
+        try:
+            await self.store.write_lines([line for _, line in batch])
+        except StoreError as exc:
+            if exc.status == 413 and len(batch) > 1:
+                half = len(batch) // 2
+                await self._write(batch[:half])
+                await self._write(batch[half:])
+                return
+            if exc.status in (400, 422) and not isinstance(exc, StoreAuthError):
+                # Good lines in a partial write are stored; rewriting them is idempotent.
+                if len(batch) == 1:
+                    log.error(
+                        "influxdb rejected a point; moved to the dead-letter file",
+                        error=str(exc),
+                        file=str(self.spool.dead_letter_path),
+                    )
+                    self.spool.dead_letter(batch, str(exc))
+                    return
+                half = len(batch) // 2
+                await self._write(batch[:half])
+                await self._write(batch[half:])
+                return
+            raise
+        self.spool.ack([seq for seq, _ in batch])
+
+    def _failed(self, exc: StoreError) -> None:
+        now = self.clock.now().timestamp()
+        self.last_error = str(exc)
+        if isinstance(exc, StoreAuthError):
+            if not self.auth_failed:
+                self._event(
+                    EventKind.INFLUXDB_AUTH,
+                    EventStatus.FIRING,
+                    Severity.CRITICAL,
+                    f"InfluxDB refused followerwatch's credentials; spooling: {exc}",
+                    0,
+                )
+                log.error(
+                    "influxdb refused the credentials; spooling until they work",
+                    error=str(exc),
+                    **self._ledger(),
+                )
+            self.auth_failed = True
+            self._next_attempt = now + AUTH_RECHECK
+            return
+        self._failures += 1
+        wait = min(self.backoff_max, self.backoff_initial * 2.0 ** (self._failures - 1))
+        wait *= self._rng.uniform(0.5, 1.0)
+        if exc.retry_after is not None:
+            wait = max(wait, exc.retry_after)
+        self._next_attempt = now + wait
+        if self._failures == 1:
+            log.warning(
+                "influxdb write failed; spooling and retrying",
+                error=str(exc),
+                retry_in_s=round(wait, 1),
+                **self._ledger(),
+            )
+
+    def _recovered(self) -> None:
+        if self.auth_failed:
+            self._event(
+                EventKind.INFLUXDB_OK,
+                EventStatus.RESOLVED,
+                Severity.INFO,
+                "InfluxDB accepts followerwatch's writes again",
+                self.spool.size(),
+            )
+        if self.auth_failed or self._failures:
+            log.info("influxdb writes work again", **self._ledger())
+        self.auth_failed = False
+        self.last_error = None
+        self._failures = 0
+        self._next_attempt = 0.0
+
+    def _event(
+        self, kind: EventKind, status: EventStatus, severity: Severity, message: str, value: int
+    ) -> None:
+        """An operational event, through the same outbox and routes as account events."""
+        if self._raise_event is None:
+            return
+        now = self.clock.now()
+        event = Event(
+            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"followerwatch:{kind}:{now.isoformat()}")),
+            time=now,
+            platform="followerwatch",
+            account="service",
+            rule="influxdb",
+            kind=kind,
+            value=value,
+            threshold=0,
+            message=message,
+            severity=severity,
+            status=status,
+        )
+        try:
+            self._raise_event(event)
+        except sqlite3.Error as exc:
+            if not out_of_space(exc):
+                raise
+            log.error("disk full: operational event not stored", message=message)
+
+    def _ledger(self) -> dict[str, int]:
+        c = self.counts()
+        return {
+            "added": c.added,
+            "written": c.written,
+            "dropped": c.dropped,
+            "dead_lettered": c.dead_lettered,
+            "dropped_disk_full": c.dropped_disk_full,
+            "spooled": c.spooled,
+        }
+
+    async def run(self, stop: asyncio.Event, every: float = 1.0) -> None:
+        """Drain the spool in the background (so a backlog empties between polls)."""
+        while not stop.is_set():
+            try:
+                await self.flush()
+            except Exception:  # the loop must outlive any one failure
+                log.exception("writer loop error")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
