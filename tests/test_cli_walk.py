@@ -59,8 +59,6 @@ ALLOWED: dict[tuple[str, str], set[int]] = {
     ("impact", "account"): {1, 2},
     ("impact", "control"): {1, 2},
     ("plot", "account"): {1, 2},
-    # An empty --config is no --config: report then runs on the defaults (0).
-    ("report", "config"): {0, 2},
 }
 # Walking these would start real work per value; other tests cover them.
 SKIPPED = {
@@ -289,3 +287,19 @@ def test_brackets_in_user_text_are_printed_not_read_as_markup(walk_env: dict[str
     code, out, err = invoke(CliRunner(), ["import", str(bad), "--dry-run"])
     assert code == 1 and "Traceback" not in out + err
     assert "[red]x" in out, out
+
+
+def test_report_without_a_watchlist_is_refused(tmp_path: Path) -> None:
+    # Like check and poll: a page of "0 accounts" is not a success.
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        runner = CliRunner(env={"FOLLOWERWATCH_CONFIG": None})
+        code, out, err = invoke(runner, ["report", "-o", "r.html"])
+    finally:
+        os.chdir(cwd)
+    assert code == 2, out + err
+    assert err.splitlines() == [
+        "followerwatch: no config at ./followerwatch.toml (use --config or FOLLOWERWATCH_CONFIG)"
+    ]
+    assert not (tmp_path / "r.html").exists()

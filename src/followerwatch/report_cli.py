@@ -40,7 +40,7 @@ def report(
     from followerwatch.http import build_client
     from followerwatch.report_page import Readings, load, render, sections
 
-    cfg = _load(Path(config) if config else None)
+    cfg = _load(Path(config) if config else None, watchlist=True)
     stop = until or datetime.now().astimezone()
     start = stop - timedelta(seconds=since.seconds)
 
