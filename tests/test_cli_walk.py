@@ -303,3 +303,13 @@ def test_report_without_a_watchlist_is_refused(tmp_path: Path) -> None:
         "followerwatch: no config at ./followerwatch.toml (use --config or FOLLOWERWATCH_CONFIG)"
     ]
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_that_cannot_be_written_is_one_line(walk_env: dict[str, Path]) -> None:
+    dangling = walk_env["dir"] / "dangling.html"
+    dangling.symlink_to(walk_env["dir"] / "gone" / "r.html")
+    config = ["--config", str(walk_env["config"])]
+    for target in (str(dangling), "/dev/full"):
+        code, out, err = invoke(CliRunner(), ["report", "-o", target, *config])
+        assert code == 1, (target, out, err)
+        assert err.startswith(f"followerwatch: cannot write {target}: ") and err.count("\n") == 1

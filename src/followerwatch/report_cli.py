@@ -55,5 +55,10 @@ def report(
     except StoreError as exc:
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    output.write_text(render(sections(readings, cfg.rules), start, stop))
+    page = render(sections(readings, cfg.rules), start, stop)
+    try:
+        output.write_text(page)
+    except OSError as exc:
+        print(f"followerwatch: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        raise typer.Exit(1) from None
     print(f"report: {output}")
