@@ -37,7 +37,7 @@ def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
         "plot",
         "x/aplusk",
         "-o",
-        str(tmp_path / "plot.png"),
+        str(tmp_path / "plot"),  # no suffix: the file is written exactly there, as a PNG
         "--since",
         "20d",
         "--until",
@@ -47,6 +47,7 @@ def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
         cwd=tmp_path,
     )
     assert plot.returncode == 0, plot.stdout + plot.stderr
+    assert plot.stdout == f"chart: {tmp_path / 'plot'}\n"
     impact = cli(
         "impact",
         "x/aplusk",
@@ -59,7 +60,7 @@ def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
         "--below",
         "1000000",
         "--png",
-        str(tmp_path / "impact.png"),
+        str(tmp_path / "impact.html"),  # any suffix: still a PNG at exactly that path
         "--config",
         str(config),
         cwd=tmp_path,
@@ -85,7 +86,7 @@ def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
         "<h2>@aplusk (x)</h2><p>993,377 followers on 2009-04-28 23:00 UTC (360 readings in this"
         " range); 24 h +897; 7 d -24,996; no projection: the count is already past every line"
     ) in text
-    for name in ("plot.png", "impact.png"):
+    for name in ("plot", "impact.html"):
         data = (tmp_path / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
 

@@ -54,8 +54,11 @@ ALLOWED: dict[tuple[str, str], set[int]] = {
     # `--shard ""` is documented: one process polls all (then the command works: 0 or 1).
     ("check", "shard"): {0, 1, 2},
     ("poll", "shard"): {0, 1, 2},
-    # An empty --config is no --config: report then runs on the defaults (0).
-    ("report", "config"): {0, 2},
+    # Any platform/name is a valid account to look up (1: no counts for it).
+    ("history", "account"): {1, 2},
+    ("impact", "account"): {1, 2},
+    ("impact", "control"): {1, 2},
+    ("plot", "account"): {1, 2},
 }
 # Walking these would start real work per value; other tests cover them.
 SKIPPED = {
@@ -146,8 +149,9 @@ def walk_env(tmp_path: Path, influxd: TempInfluxd) -> Iterator[dict[str, Path]]:
 
 
 def hostile(missing: Path) -> list[str]:
-    """Values no option should crash on: empty, huge, inf, nan, negative, Unicode, a lost path."""
-    return ["", HUGE, "inf", "nan", "-1", UNICODE, str(missing)]
+    """Values no option should crash on: empty, huge, inf, nan, negative, Unicode, a lost path,
+    and text that Rich would read as markup."""
+    return ["", HUGE, "inf", "nan", "-1", UNICODE, str(missing), "[/b]", "x/[/b]", "[red]x"]
 
 
 def invoke(runner: CliRunner, args: list[str]) -> tuple[int, str, str]:
@@ -275,3 +279,37 @@ def test_a_usage_error_is_one_line_from_the_real_entry_point(tmp_path: Path) -> 
         " like 60, '90s', '5m', '1h30m', '2d' or '2w' (units: s m h d w)"
         " (see `followerwatch history --help`)"
     ]
+
+
+def test_brackets_in_user_text_are_printed_not_read_as_markup(walk_env: dict[str, Path]) -> None:
+    bad = walk_env["dir"] / "bad.csv"
+    bad.write_text("timestamp,platform,account,followers\n2009-04-20T00:00:00Z,x,aplusk,[red]x\n")
+    code, out, err = invoke(CliRunner(), ["import", str(bad), "--dry-run"])
+    assert code == 1 and "Traceback" not in out + err
+    assert "[red]x" in out, out
+
+
+def test_report_without_a_watchlist_is_refused(tmp_path: Path) -> None:
+    # Like check and poll: a page of "0 accounts" is not a success.
+    cwd = Path.cwd()
+    os.chdir(tmp_path)
+    try:
+        runner = CliRunner(env={"FOLLOWERWATCH_CONFIG": None})
+        code, out, err = invoke(runner, ["report", "-o", "r.html"])
+    finally:
+        os.chdir(cwd)
+    assert code == 2, out + err
+    assert err.splitlines() == [
+        "followerwatch: no config at ./followerwatch.toml (use --config or FOLLOWERWATCH_CONFIG)"
+    ]
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_that_cannot_be_written_is_one_line(walk_env: dict[str, Path]) -> None:
+    dangling = walk_env["dir"] / "dangling.html"
+    dangling.symlink_to(walk_env["dir"] / "gone" / "r.html")
+    config = ["--config", str(walk_env["config"])]
+    for target in (str(dangling), "/dev/full"):
+        code, out, err = invoke(CliRunner(), ["report", "-o", target, *config])
+        assert code == 1, (target, out, err)
+        assert err.startswith(f"followerwatch: cannot write {target}: ") and err.count("\n") == 1

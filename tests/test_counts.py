@@ -78,6 +78,11 @@ REFUSED = [
     (str(MAX_COUNT + 1), f"a count cannot be larger than {MAX_COUNT:,}"),
     ('"inf"', "'inf': expected a count like 1000, 1_000_000, '1.5k', '250K', '1M' or '2B'"),
     ('"1,000"', "'1,000': expected a count like"),
+    # Only ASCII digits, and an underscore only between two of them.
+    ('"١٠٠٠"', "'١٠٠٠': expected a count like"),
+    ('"１０００"', "'１０００': expected a count like"),
+    ('"1_.5k"', "'1_.5k': expected a count like"),
+    ('"_1000"', "'_1000': expected a count like"),
     ("1.5", "expected a count like"),
     ("true", "expected a count like"),  # a single value where a list goes: a clear message
 ]

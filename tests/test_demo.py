@@ -55,7 +55,7 @@ def test_demo_replays_alerts_and_lands_points(influxd: TempInfluxd, tmp_path: Pa
     # Crossings, the window drop and its clearing, and three projections before crossings.
     assert "Webhook receiver got 8 alert(s)" in out
     assert "at the current rate @aplusk reaches 1,000,000 in about" in out
-    assert "Grafana" in out
+    assert "See it in Grafana" in out and "--keep-running" not in out
     # The replay ends with the Unfollow Day impact report (control: @cnnbrk).
     assert "the campaign cost @aplusk about" in out and "goal below 1,000,000: reached at" in out
     assert "chart: " in out and (tmp_path / "unfollow-day.png").stat().st_size > 20_000

@@ -92,7 +92,7 @@ def account_chart(
     events: Sequence[tuple[datetime, int, str]] = (),
 ) -> Path:
     """The count over time, its threshold lines, and its events as markers, as a PNG."""
-    account_figure(who, series, lines, events).savefig(path)
+    account_figure(who, series, lines, events).savefig(path, format="png")
     return path
 
 
@@ -178,7 +178,7 @@ def impact_chart(path: Path, report: Impact, series: Series) -> Path:
             label=f"goal {report.goal[0]} {human(report.goal[1])}",
         )
     ax.legend(loc="best")
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     return path
 
 

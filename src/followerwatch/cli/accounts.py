@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from followerwatch import logs
@@ -101,8 +102,8 @@ def accounts_add(
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     if note:
-        out.print(note)
-    out.print(f"[green]✓[/] added {platform}/{handle} to {target.file}")
+        out.print(escape(note))
+    out.print(f"[green]✓[/] added {escape(f'{platform}/{handle} to {target.file}')}")
 
 
 @accounts_app.command("remove")
@@ -140,7 +141,7 @@ def accounts_remove(
     except (ConfigError, EditError) as exc:
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    out.print(f"[green]✓[/] removed {found.platform}/{removed} from {target.file}")
+    out.print(f"[green]✓[/] removed {escape(f'{found.platform}/{removed} from {target.file}')}")
 
 
 @accounts_app.command("list")
@@ -157,8 +158,8 @@ def accounts_list(config: ConfigOpt = None) -> None:
         ms = rules.milestones
         table.add_row(
             account.platform,
-            account.handle,
-            account.name if account.name != account.handle else "",
+            escape(account.handle),
+            escape(account.name) if account.name != account.handle else "",
             ", ".join(f"{v:,}" for v in rules.below or ()),
             ", ".join(f"{v:,}" for v in rules.above or ()),
             "" if ms is None else (f"every {ms.every:,}" if ms.every else f"{len(ms.levels)}"),

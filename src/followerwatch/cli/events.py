@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from followerwatch.cli.options import ConfigOpt, state_file_errors
@@ -38,7 +39,7 @@ def events(
             event.account,
             str(event.kind),
             str(event.severity),
-            event.message,
+            escape(event.message),
             ", ".join(f"{n}: {st}" for n, st in sorted(deliveries.items())) or "-",
         )
     out.print(table)
@@ -52,5 +53,9 @@ def test_alert(config: ConfigOpt = None) -> None:
     cfg = _load(config)
     results = asyncio.run(send_test_alert(cfg))
     for name, problem in results.items():
-        out.print(f"[green]✓[/] {name}" if problem is None else f"[red]✗[/] {name}: {problem}")
+        out.print(
+            f"[green]✓[/] {escape(name)}"
+            if problem is None
+            else f"[red]✗[/] {escape(f'{name}: {problem}')}"
+        )
     raise typer.Exit(0 if all(p is None for p in results.values()) else 1)

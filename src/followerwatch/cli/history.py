@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -40,7 +41,7 @@ def import_csv(
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
     for bad in parsed.bad[:20]:
-        out.print(f"[red]✗[/] {file}:{bad.line}: {bad.reason}")
+        out.print(f"[red]✗[/] {escape(f'{file}:{bad.line}: {bad.reason}')}")
     if len(parsed.bad) > 20:
         out.print(f"… and {len(parsed.bad) - 20} more bad rows")
     summary = (
@@ -48,7 +49,7 @@ def import_csv(
         f"{len(parsed.bad):,} bad rows"
     )
     if dry_run:
-        out.print(f"{summary} (dry run: nothing written)")
+        out.print(Text(f"{summary} (dry run: nothing written)"))
         raise typer.Exit(1 if parsed.bad else 0)
 
     async def write() -> str | None:
@@ -123,13 +124,13 @@ def history(
     try:
         rows = asyncio.run(load())
     except StoreError as exc:
-        out.print(f"[red]✗[/] {exc}")
+        out.print(f"[red]✗[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     who = f"{at_handle(key[1])} on {key[0]}"
     if not rows:
-        out.print(f"no readings of {who} in the last {since}")
+        out.print(Text(f"no readings of {who} in the last {since}"))
         raise typer.Exit(1)
-    table = Table(title=f"{who}: last {since}")
+    table = Table(title=Text(f"{who}: last {since}"))
     for col in ("day (UTC)", "first", "last", "low", "high", "readings", "net change"):
         table.add_column(col, justify="left" if col.startswith("day") else "right")
     for day in per_day(rows):
@@ -146,4 +147,4 @@ def history(
     values = [v for _, v in rows]
     out.print(f"{sparkline(values)}  {min(values):,} … {max(values):,}, now {values[-1]:,}")
     ahead = milestone_lines(rules.milestones if rules else None, values[-1])
-    out.print(project(rows, lines, milestones=ahead, window=window_s).message(who))
+    out.print(Text(project(rows, lines, milestones=ahead, window=window_s).message(who)))

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from followerwatch.analysis.impact import Impact, analyse, load_series
 from followerwatch.cli.args import (
@@ -102,10 +103,10 @@ def impact(
     out = Console()
     if report is None:
         who = f"{target.platform}/{target.name}"
-        out.print(f"no counts for {who} at the start and end of that window")
+        out.print(Text(f"no counts for {who} at the start and end of that window"))
         raise typer.Exit(1)
     for line in report.lines():
-        out.print(line)
+        out.print(Text(line))
     if not report.estimable:
         # The lines above say why; there is no expected path to draw.
         raise typer.Exit(1)
@@ -113,7 +114,7 @@ def impact(
         from followerwatch.analysis.charts import impact_chart
 
         try:
-            out.print(f"chart: {impact_chart(png, report, series)}")
+            out.print(Text(f"chart: {impact_chart(png, report, series)}"))
         except OSError as exc:
             print(f"followerwatch: cannot write {png}: {exc.strerror}", file=sys.stderr)
             raise typer.Exit(1) from None

@@ -40,7 +40,7 @@ def report(
     from followerwatch.net.http import build_client
     from followerwatch.service.app import build_reader
 
-    cfg = _load(Path(config) if config else None)
+    cfg = _load(Path(config) if config else None, watchlist=True)
     stop = until or datetime.now().astimezone()
     start = stop - timedelta(seconds=since.seconds)
 
@@ -55,5 +55,10 @@ def report(
     except StoreError as exc:
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
-    output.write_text(render(sections(readings, cfg.rules), start, stop))
+    page = render(sections(readings, cfg.rules), start, stop)
+    try:
+        output.write_text(page)
+    except OSError as exc:
+        print(f"followerwatch: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        raise typer.Exit(1) from None
     print(f"report: {output}")

@@ -7,7 +7,8 @@ from decimal import Decimal
 
 from followerwatch.models import MAX_COUNT
 
-_COUNT = re.compile(r"^(\d[\d_]*(?:\.\d+)?)([kKMB]?)$")
+# ASCII digits only (\d would take "١٠٠٠"); an underscore only between two digits.
+_COUNT = re.compile(r"^([0-9]+(?:_[0-9]+)*(?:\.[0-9]+)?)([kKMB]?)$")
 _SCALE = {"": 1, "k": 1_000, "K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
 # More digits than MAX_COUNT has cannot be a count; checked before any arithmetic on them.
 _MAX_DIGITS = len(str(MAX_COUNT)) + 1
@@ -38,7 +39,7 @@ def _parse_text(text: str) -> int:
     if text.endswith("m") and _COUNT.match(text[:-1]):
         raise ValueError(f"{shown}: m means minutes; write M for a million (e.g. '1M')")
     match = _COUNT.match(text)
-    if match is None or "__" in text or match.group(1).endswith("_"):
+    if match is None:
         raise ValueError(f"{shown}: {EXPECTED}")
     digits, suffix = match.group(1).replace("_", ""), match.group(2)
     if len(digits.split(".")[0].lstrip("0")) > _MAX_DIGITS:

@@ -267,12 +267,16 @@ def _run_demo(
     chart = (spawn_dir.parent if spawn_dir is not None else Path.cwd()) / "unfollow-day.png"
     for line in asyncio.run(_unfollow_day(influx_url, chart)):
         console.print(line)
-    console.print(
-        f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
-        f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "
-        f"2009-04-29 and query: SELECT last(followers) FROM followers WHERE $timeFilter "
-        f"GROUP BY time($__interval), account"
-    )
+    if binary is None or keep_running:
+        console.print(
+            f"See it in Grafana: add an InfluxDB data source (query language InfluxQL) with URL "
+            f"{influx_url} and database {DATABASE}, then set the time range to 2009-04-14 → "
+            f"2009-04-29 and query: SELECT last(followers) FROM followers WHERE $timeFilter "
+            f"GROUP BY time($__interval), account"
+        )
+    else:
+        # The throwaway influxd stops with the demo: its URL would lead nowhere.
+        console.print("To browse the data in Grafana, run the demo again with --keep-running.")
     if keep_running and binary is not None:
         with suppress(KeyboardInterrupt):  # the way to end it, so exit 0
             console.print("influxd stays up; press Ctrl-C to stop it.")
