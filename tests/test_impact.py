@@ -199,3 +199,26 @@ async def test_too_little_data_before_the_window(
     assert run.returncode == 1, run.stdout + run.stderr
     assert run.stdout.startswith("too little data before the window to expect anything of")
     assert "expected -" not in run.stdout and "expected +" not in run.stdout
+
+
+async def test_goal_counts_take_suffixes_and_zero_and_refuse_huge_values(
+    influx_db: tuple[str, str], tmp_path: Path
+) -> None:
+    from service_proc import run_cli
+
+    await stored(influx_db, "goalie", history(400, 150, 9))
+    config = tmp_path / "fw.toml"
+    config.write_text(
+        f'[influxdb]\nurl = "{influx_db[0]}"\ndatabase = "{influx_db[1]}"\n'
+        '[platforms.x]\nbearer_token = "t"\n[[watch]]\nplatform = "x"\nhandle = "goalie"\n'
+    )
+    base = ["impact", "x/goalie", "--from", START.isoformat(), "--to", END.isoformat()]
+    below = run_cli(*base, "--below", "1.07M", "-c", str(config))
+    assert below.returncode == 0, below.stdout + below.stderr
+    assert "goal below 1,070,000: not reached" in below.stdout
+    above = run_cli(*base, "--above", "0", "-c", str(config))
+    assert above.returncode == 0, above.stdout + above.stderr
+    assert "goal above 0: reached at 2009-04-27 00:00 UTC" in above.stdout
+    huge = run_cli(*base, "--below", "9" * 30, "-c", str(config))
+    assert huge.returncode == 2 and len(huge.stderr.splitlines()) == 1, huge.stderr
+    assert huge.stderr.startswith("followerwatch: --below: a count cannot be larger than")
