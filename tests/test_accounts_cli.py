@@ -155,3 +155,26 @@ def test_entries_written_inline_are_not_edited(tmp_path: Path) -> None:
 def test_entry_spans_take_the_comment_above_a_header() -> None:
     text = "a = 1\n\n# one\n[[watch]]\nx = 1\n\n# two\n[[watch]]\nx = 2\n"
     assert entry_spans(text.splitlines(keepends=True)) == [(2, 5), (6, 9)]
+
+
+def test_remove_takes_the_resolved_entry_when_a_name_is_another_entrys_handle(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "fw.toml"
+    config.write_text(
+        HEAD.format(token=TOKEN, base_url="http://127.0.0.1:9")
+        + '\n[[watch]]\nplatform = "x"\nhandle = "robert2"\nname = "bob"\n'
+        + '\n[[watch]]\nplatform = "x"\nhandle = "bob"\nname = "Robert"\n'
+    )
+    result = cli("accounts", "remove", "x/Robert", "-c", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "removed x/bob" in result.stdout
+    assert [(a.handle, a.name) for a in load_config(config).accounts] == [("robert2", "bob")]
+    # And the other way round: the name "bob" is the entry named bob, not the handle bob.
+    config.write_text(
+        HEAD.format(token=TOKEN, base_url="http://127.0.0.1:9")
+        + '\n[[watch]]\nplatform = "x"\nhandle = "bob"\nname = "Robert"\n'
+        + '\n[[watch]]\nplatform = "x"\nhandle = "robert2"\nname = "bob"\n'
+    )
+    assert cli("accounts", "remove", "x/bob", "-c", str(config)).returncode == 0
+    assert [(a.handle, a.name) for a in load_config(config).accounts] == [("bob", "Robert")]

@@ -223,3 +223,16 @@ def test_the_resolver_prefers_the_name_then_the_handle() -> None:
     assert resolve_account(accounts, "x/dorsey").key == ("x", "dorsey")
     with pytest.raises(AmbiguousAccount, match="x/a, bluesky/a"):
         resolve_account([Account("x", "a", "a"), Account("bluesky", "a", "a")], "a")
+
+
+def test_a_bare_name_is_matched_ignoring_case_before_the_handle() -> None:
+    from followerwatch.models import Account
+
+    accounts = [Account("x", "aplusk", "Ashton"), Account("bluesky", "ashton.bsky.social", "Bo")]
+    assert resolve_account(accounts, "ashton").handle == "aplusk"
+    assert resolve_account(accounts, "x/ASHTON").handle == "aplusk"
+    # An exact name still wins over a name that differs only in case.
+    both = [Account("x", "a1", "Ann"), Account("x", "a2", "ann")]
+    assert resolve_account(both, "ann").handle == "a2"
+    with pytest.raises(AmbiguousAccount, match="x/Ann, x/ann"):
+        resolve_account(both, "ANN")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -163,7 +164,7 @@ def test_a_platform_refusing_every_request_exits_1_though_another_platform_worke
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1,000,100" in result.stdout  # X's reading, stored
     assert followers(*influx_db) == [1_000_100]
-    assert "spooled" not in result.stderr
+    assert "spooled" not in result.stderr, result.stderr
     line = next(ln for ln in result.stderr.splitlines() if ln.startswith("followerwatch: "))
     assert line.startswith("followerwatch: bluesky failed for every account: source auth:")
 
@@ -229,3 +230,25 @@ def test_check_passes_on_a_missing_database_with_create_database_and_creates_not
     refused = run_cli("check", "--config", str(path))
     assert refused.returncode == 1
     assert "create it, or set influxdb.create_database = true" in refused.stdout
+
+
+def test_a_reading_influxdb_rejects_is_dead_lettered_and_exits_1(
+    tmp_path: Path, influx_db: tuple[str, str]
+) -> None:
+    url, db = influx_db
+    # A string `followers` field first: InfluxDB then refuses the integer reading (field type
+    # conflict, a 400 partial write), in the replay's shard and in today's.
+    conflict = "\n".join(
+        f'followers,account=Ashton,platform=x followers="text" {t}'
+        for t in ("1767225600000000000", f"{int(time.time())}000000000")
+    )
+    httpx.post(f"{url}/write", params={"db": db}, content=conflict, timeout=10).raise_for_status()
+    path = write_config(tmp_path, url, db, replay=True)
+    result = run_cli("poll", "--config", str(path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    dead = tmp_path / "data"
+    lines = [line for line in result.stderr.splitlines() if "rejected by InfluxDB" in line]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("followerwatch: 1 reading rejected by InfluxDB (moved to ")
+    assert str(dead) in lines[0] and "field type conflict" in lines[0]
+    assert "spooled" not in result.stderr, result.stderr

@@ -199,3 +199,69 @@ async def test_too_little_data_before_the_window(
     assert run.returncode == 1, run.stdout + run.stderr
     assert run.stdout.startswith("too little data before the window to expect anything of")
     assert "expected -" not in run.stdout and "expected +" not in run.stdout
+
+
+async def test_goal_counts_take_suffixes_and_zero_and_refuse_huge_values(
+    influx_db: tuple[str, str], tmp_path: Path
+) -> None:
+    from service_proc import run_cli
+
+    await stored(influx_db, "goalie", history(400, 150, 9))
+    config = tmp_path / "fw.toml"
+    config.write_text(
+        f'[influxdb]\nurl = "{influx_db[0]}"\ndatabase = "{influx_db[1]}"\n'
+        '[platforms.x]\nbearer_token = "t"\n[[watch]]\nplatform = "x"\nhandle = "goalie"\n'
+    )
+    base = ["impact", "x/goalie", "--from", START.isoformat(), "--to", END.isoformat()]
+    below = run_cli(*base, "--below", "1.07M", "-c", str(config))
+    assert below.returncode == 0, below.stdout + below.stderr
+    assert "goal below 1,070,000: not reached" in below.stdout
+    above = run_cli(*base, "--above", "0", "-c", str(config))
+    assert above.returncode == 0, above.stdout + above.stderr
+    assert "goal above 0: reached at 2009-04-27 00:00 UTC" in above.stdout
+    huge = run_cli(*base, "--below", "9" * 30, "-c", str(config))
+    assert huge.returncode == 2 and len(huge.stderr.splitlines()) == 1, huge.stderr
+    assert huge.stderr.startswith("followerwatch: --below: a count cannot be larger than")
+
+
+async def test_a_window_past_the_last_reading_ends_at_that_reading(
+    influx_db: tuple[str, str], tmp_path: Path
+) -> None:
+    from service_proc import run_cli
+
+    # Readings stop 10 h into the window; --to asks for days (and decades) more.
+    series = await stored(influx_db, "stopped", history(400, 150, 11)[: 8 * 24 + 11])
+    last = START + timedelta(hours=10)
+    for asked in (END + timedelta(days=9), datetime(2100, 1, 5, tzinfo=UTC)):
+        report = analyse("@stopped", series, START, asked)
+        assert report is not None and report.end == last and report.asked_end == asked
+        # The trend times the 10 h that have readings, not times the whole asked window.
+        assert report.expected == pytest.approx(report.baseline_per_hour * 10)
+        assert not report.significant, report.verdict()
+        assert f"readings end at {last:%Y-%m-%d %H:%M} UTC" in report.lines()[2]
+    config = tmp_path / "fw.toml"
+    config.write_text(
+        f'[influxdb]\nurl = "{influx_db[0]}"\ndatabase = "{influx_db[1]}"\n'
+        '[platforms.x]\nbearer_token = "t"\n[[watch]]\nplatform = "x"\nhandle = "stopped"\n'
+    )
+    run = run_cli(
+        "impact", "x/stopped", "--from", START.isoformat(), "--to", "2100-01-05", "-c", str(config)
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.startswith("no effect on @stopped"), run.stdout
+    assert "readings end at 2009-04-27 10:00 UTC, before --to 2100-01-05" in run.stdout
+    # No reading after the start at all: too little data, exit 1.
+    late = ["--from", (last + timedelta(minutes=30)).isoformat(), "--to", "2100-01-05"]
+    run = run_cli("impact", "x/stopped", *late, "-c", str(config))
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stdout.startswith("too little data in the window to say anything of @stopped")
+
+
+def test_an_effect_that_rounds_to_zero_is_not_significant() -> None:
+    # A noiseless trend (band 0) and a one-second window: expected +0.1, observed 0.
+    series = [(START - timedelta(hours=h), 1_000_000 - 400 * h) for h in range(8 * 24, 0, -1)]
+    series += [(START, 1_000_000), (START + timedelta(seconds=1), 1_000_000)]
+    report = analyse("@still", series, START, START + timedelta(seconds=1))
+    assert report is not None and report.estimable and report.band < 0.5
+    assert not report.significant
+    assert report.verdict().startswith("no effect on @still distinguishable")

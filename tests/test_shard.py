@@ -54,7 +54,8 @@ def test_shard_specs_and_the_statefulset_ordinal() -> None:
         resolve("auto/3", hostname="laptop")
     with pytest.raises(ConfigError, match="outside auto/3"):
         resolve("auto/3", hostname="followerwatch-3")
-    for bad in ("3/3", "a/3", "1/0", "1", "-1/3"):
+    assert resolve("0/1024") == Shard(0, 1024)
+    for bad in ("3/3", "a/3", "1/0", "1", "-1/3", "0/1025", "1/99999999999999999999"):
         with pytest.raises(ValueError):
             validate_spec(bad)
 
@@ -63,7 +64,11 @@ def test_bad_shard_on_the_command_line_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "fw.toml"
     config.write_text("[service]\nops_address = ''\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWERWATCH_")}
-    for shard, message in (("5/3", "invalid --shard"), ("auto/3", "hostname ending in -INDEX")):
+    for shard, message in (
+        ("5/3", "invalid --shard"),
+        ("1/99999999999999999999", "at most 1024"),
+        ("auto/3", "hostname ending in -INDEX"),
+    ):
         proc = subprocess.run(
             [sys.executable, "-m", "followerwatch", "poll", "-c", str(config), "--shard", shard],
             capture_output=True,
@@ -74,7 +79,18 @@ def test_bad_shard_on_the_command_line_exits_2(tmp_path: Path) -> None:
         if shard.startswith("auto") and proc.returncode == 0:
             pytest.skip("this host's name ends in -N, so auto resolves")
         assert proc.returncode == 2, proc.stderr
-        assert message in proc.stderr
+        assert message in proc.stderr and len(proc.stderr.splitlines()) == 1
+    # The same cap in the config file: one line naming the key, exit 2.
+    config.write_text("[service]\nops_address = ''\nshard = '0/99999999999999999999'\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "followerwatch", "poll", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert "shard" in proc.stderr and "at most 1024" in proc.stderr
 
 
 USERS = 60

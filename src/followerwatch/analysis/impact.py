@@ -56,6 +56,9 @@ class Impact:
     goal: tuple[str, int] | None = None
     goal_reached_at: datetime | None = None
     frozen: tuple[Frozen, ...] = field(default_factory=tuple)
+    # The --to asked for, when the readings end before it (`end` is then the last reading).
+    asked_end: datetime | None = None
+    readings_inside: int = 1  # readings after the start, up to `end`
 
     @property
     def effect(self) -> float:
@@ -66,14 +69,17 @@ class Impact:
     def estimable(self) -> bool:
         """Whether the baseline holds enough readings, long enough, to set an expectation."""
         return (
-            self.baseline_readings >= MIN_BASELINE_READINGS
+            self.readings_inside > 0
+            and self.baseline_readings >= MIN_BASELINE_READINGS
             and self.baseline_covered >= MIN_BASELINE_SHARE * self.baseline
         )
 
     @property
     def significant(self) -> bool:
         """Whether the effect lies outside the baseline's normal variation."""
-        return self.estimable and abs(self.effect) > self.band
+        # The effect as printed (0 ± 0 is no effect), not a fraction of a follower.
+        shown = self._rounded(self.observed - self._rounded(self.expected))
+        return self.estimable and abs(shown) > self.band
 
     @property
     def worst_hour(self) -> tuple[datetime, int] | None:
@@ -90,6 +96,11 @@ class Impact:
 
     def verdict(self) -> str:
         """A plain sentence."""
+        if not self.readings_inside:
+            return (
+                f"too little data in the window to say anything of {self.who}: no reading "
+                f"after {self.start:%Y-%m-%d %H:%M} UTC"
+            )
         if not self.estimable:
             return (
                 f"too little data before the window to expect anything of {self.who}: "
@@ -128,6 +139,11 @@ class Impact:
             f"count {self.start_count:,} → {self.end_count:,} ({signed(self.observed)}) from "
             f"{self.start:%Y-%m-%d %H:%M} to {self.end:%Y-%m-%d %H:%M} UTC",
         ]
+        if self.asked_end is not None and self.readings_inside:
+            out.append(
+                f"readings end at {self.end:%Y-%m-%d %H:%M} UTC, before --to "
+                f"{self.asked_end:%Y-%m-%d %H:%M} UTC: the figures cover the window up to then"
+            )
         if self.estimable:
             out.append(
                 f"baseline trend {signed(self.baseline_per_hour, ',.1f')}/h; "
@@ -238,6 +254,11 @@ def analyse(
 ) -> Impact | None:
     """The impact report, or None when there is no count at the window's start and end."""
     series = sorted(series)
+    # The window ends at its last reading: a trend over days without readings, set against a
+    # count from days earlier, would be a confident and wrong answer.
+    after = [t for t, _ in series if start < t <= end]
+    asked_end = end if not after or after[-1] < end else None
+    end = after[-1] if after else start
     s, e = value_at(series, start), value_at(series, end)
     if s is None or e is None:
         return None
@@ -278,6 +299,8 @@ def analyse(
         goal=goal,
         goal_reached_at=reached,
         frozen=tuple(frozen_stretches(inside, frozen_min)),
+        asked_end=asked_end,
+        readings_inside=len(after),
     )
 
 

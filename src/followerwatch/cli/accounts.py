@@ -137,7 +137,7 @@ def accounts_remove(
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
     try:
-        target, removed = remove_account(path, found.platform, found.handle)
+        target, removed = remove_account(path, found.platform, found.name)
     except (ConfigError, EditError) as exc:
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None

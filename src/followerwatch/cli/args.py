@@ -207,6 +207,8 @@ def _match(accounts: Sequence[Account], name: str, platform: str | None, ref: st
     bare = name.removeprefix("@").casefold()
     for tier in (
         [a for a in pool if a.name == name],
+        # The README promises names ignoring case: "ashton" finds the entry named "Ashton".
+        [a for a in pool if a.name.casefold() == name.casefold()],
         [a for a in pool if a.handle == name],
         [a for a in pool if a.handle.removeprefix("@").casefold() == bare],
     ):

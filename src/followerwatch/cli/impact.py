@@ -20,8 +20,10 @@ from followerwatch.cli.args import (
     lookback,
     moment,
     output_file,
+    usage_error,
     window_order,
 )
+from followerwatch.counts import parse_count
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
 from followerwatch.net.http import build_client
@@ -58,8 +60,12 @@ def impact(
         list[str] | None,
         typer.Option(help="A similar account not targeted (platform/name); repeatable."),
     ] = None,
-    below: Annotated[int | None, typer.Option(help="Goal: below this count.")] = None,
-    above: Annotated[int | None, typer.Option(help="Goal: at or above this count.")] = None,
+    below: Annotated[
+        str | None, typer.Option(metavar="COUNT", help="Goal: below this count (e.g. 1M).")
+    ] = None,
+    above: Annotated[
+        str | None, typer.Option(metavar="COUNT", help="Goal: at or above this count.")
+    ] = None,
     png: Annotated[
         Path | None,
         typer.Option(
@@ -76,7 +82,7 @@ def impact(
     target = account_or_exit(cfg.accounts, account)
     controls_of = [account_or_exit(cfg.accounts, c) for c in control or []]
     window = (start, end)
-    goal = ("below", below) if below is not None else ("above", above) if above else None
+    goal = _goal(below, above)
 
     series: list[tuple[datetime, int]] = []
 
@@ -118,3 +124,14 @@ def impact(
         except OSError as exc:
             print(f"followerwatch: cannot write {png}: {exc.strerror}", file=sys.stderr)
             raise typer.Exit(1) from None
+
+
+def _goal(below: str | None, above: str | None) -> tuple[str, int] | None:
+    """The goal from --below/--above (counts like "1M", 0 included), or one line and exit 2."""
+    for option, value in (("below", below), ("above", above)):
+        if value is not None:
+            try:
+                return option, parse_count(value)
+            except ValueError as exc:
+                usage_error(f"--{option}: {exc}")
+    return None

@@ -166,11 +166,16 @@ def _readings(n: int) -> str:
 def poll_problems(rows: list[Row], unwritten: Unwritten | None, lost: int) -> list[str]:
     """What fails a poll (exit 1), one line each; accounts not found etc. are not in it."""
     problems = []
-    if unwritten is not None:
+    if unwritten is not None and unwritten.lines:
         what = (
             _readings(unwritten.readings) if unwritten.readings else f"{unwritten.lines:,} points"
         )
         problems.append(f"{what} spooled for later: {unwritten.reason}")
+    if unwritten is not None and unwritten.rejected:
+        problems.append(
+            f"{_readings(unwritten.rejected)} rejected by InfluxDB "
+            f"(moved to {unwritten.dead_letter}): {unwritten.rejected_reason}"
+        )
     if lost:
         problems.append(f"{_readings(lost)} lost: the disk stayed full")
     by_platform: dict[str, list[Row]] = {}

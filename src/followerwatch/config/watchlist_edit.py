@@ -149,13 +149,20 @@ def add_text(target: Target, text: str, entry: dict[str, Any]) -> str:
     return new
 
 
-def remove_text(target: Target, text: str, platform: str, handle: str) -> tuple[str, str]:
-    """The file text without the entry for platform/handle (or name), and the removed handle."""
+def remove_text(target: Target, text: str, platform: str, name: str) -> tuple[str, str]:
+    """The file text without the entry whose resolved name (name, else handle) is platform/name,
+    and the removed handle."""
     lines, spans = _spans_or_refuse(target, text)
     entries = _entries(text)
-    matches = [i for i, e in enumerate(entries) if _same(e, platform, handle)]
+    # (platform, resolved name) is unique on a valid watchlist: the one entry, never a first hit
+    # on "handle or name" (one entry's name may be another's handle).
+    matches = [
+        i
+        for i, e in enumerate(entries)
+        if e.get("platform") == platform and str(e.get("name") or e.get("handle", "")) == name
+    ]
     if not matches:
-        raise EditError(f"{platform}/{handle} is not on the watchlist ({target.file})")
+        raise EditError(f"{platform}/{name} is not on the watchlist ({target.file})")
     index = matches[0]
     start, end = spans[index]
     # The blank lines after the entry go with it, so no gap is left doubled.
@@ -167,7 +174,7 @@ def remove_text(target: Target, text: str, platform: str, handle: str) -> tuple[
     new = "".join(lines[:start] + lines[end:])
     if _entries(new) != entries[:index] + entries[index + 1 :]:
         raise EditError(f"{target.file}: could not remove the entry safely; remove it by hand")
-    return new, str(entries[index].get("handle", handle))
+    return new, str(entries[index].get("handle", name))
 
 
 def validate(target: Target, new_text: str) -> Config:
@@ -237,11 +244,11 @@ def add_account(
     return target, note
 
 
-def remove_account(config: Path, platform: str, handle: str) -> tuple[Target, str]:
-    """Remove one entry (matched by handle or name), validated before writing."""
+def remove_account(config: Path, platform: str, name: str) -> tuple[Target, str]:
+    """Remove the entry of the resolved account platform/name, validated before writing."""
     target = find_target(config)
     text = target.file.read_text(encoding="utf-8")
-    new, removed = remove_text(target, text, platform, handle)
+    new, removed = remove_text(target, text, platform, name)
     validate(target, new)
     write_atomically(target.file, new)
     return target, removed

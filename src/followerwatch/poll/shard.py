@@ -17,6 +17,8 @@ from followerwatch.errors import ConfigError
 from followerwatch.models import Account
 
 _SPEC = re.compile(r"^(auto|[0-9]+)/([0-9]+)$")
+# owner() hashes every shard index per account: a huge COUNT would hang the process.
+MAX_COUNT = 1024
 # A StatefulSet names its pods <set>-<ordinal>, and the pod's hostname is its name.
 _ORDINAL = re.compile(r"-([0-9]+)$")
 
@@ -43,6 +45,8 @@ def validate_spec(spec: str) -> str:
     count = int(match[2])
     if count < 1:
         raise ValueError("shard COUNT must be at least 1")
+    if count > MAX_COUNT:
+        raise ValueError(f"shard COUNT must be at most {MAX_COUNT}")
     if match[1] != "auto" and int(match[1]) >= count:
         raise ValueError(f"shard INDEX must be 0 to {count - 1} for COUNT {count}")
     return spec.strip()

@@ -80,11 +80,15 @@ class PollPoints(Sequence[Point]):
 
 
 class Unwritten(NamedTuple):
-    """What this process spooled that InfluxDB has not taken: its readings, its lines, and why."""
+    """What this process spooled that InfluxDB has not taken: its readings, its lines, and why;
+    and the readings InfluxDB rejected for good (moved to the dead-letter file), and why."""
 
     readings: int
     lines: int
     reason: str
+    rejected: int = 0
+    rejected_reason: str = ""
+    dead_letter: str = ""
 
 
 class Writer:
@@ -121,6 +125,9 @@ class Writer:
         self.last_error: str | None = None  # the last write failure, until a write works
         self.rejected = 0  # points that could not even be encoded
         self._added = 0  # lines this process put in the spool (the newest ones)
+        # Readings (followers lines) InfluxDB rejected for good while this process ran, and why.
+        self.dead_lettered = 0
+        self._dead_reason = ""
         # While the disk is full, lines the spool cannot take wait in memory (bounded).
         self.held = HeldLines(spool, buffer or MemoryBuffer())
 
@@ -187,11 +194,12 @@ class Writer:
         await self.flush()  # a backoff in force (a write failed just now) makes this a no-op
         # The spool drains oldest first, so what waits of this process's lines is the newest.
         lines = min(self.spool.size(), self._added)
-        if not lines:
+        if not lines and not self.dead_lettered:
             return None
-        readings = self.spool.newest_with_prefix(lines, FOLLOWERS + ",")
+        readings = self.spool.newest_with_prefix(lines, FOLLOWERS + ",") if lines else 0
         reason = self.last_error or self.disk_problem or "InfluxDB has not taken them yet"
-        return Unwritten(readings, lines, reason)
+        dead = str(self.spool.dead_letter_path)
+        return Unwritten(readings, lines, reason, self.dead_lettered, self._dead_reason, dead)
 
     async def settle(self) -> int:
         """At shutdown: spool what memory holds if the disk allows; the readings lost if not."""
@@ -294,6 +302,9 @@ class Writer:
                         file=str(self.spool.dead_letter_path),
                     )
                     self.spool.dead_letter(batch, str(exc))
+                    if batch[0][1].startswith(FOLLOWERS + ","):
+                        self.dead_lettered += 1
+                        self._dead_reason = str(exc)
                     return
                 half = len(batch) // 2
                 await self._write(batch[:half])
