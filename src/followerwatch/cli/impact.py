@@ -23,7 +23,7 @@ from followerwatch.cli.args import (
     usage_error,
     window_order,
 )
-from followerwatch.counts import parse_count
+from followerwatch.config.counts import parse_count
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
 from followerwatch.net.http import build_client
