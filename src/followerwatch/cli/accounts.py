@@ -70,7 +70,7 @@ def accounts_add(
     ] = False,
 ) -> None:
     """Add an account to the watchlist after validating it (and looking it up once)."""
-    from followerwatch.cli.main import out
+    from followerwatch.cli.common import out
     from followerwatch.config.watchlist_edit import EditError, add_account, resolve_handle
 
     # Written as whole numbers (5_000_000), whatever form they were typed in.
@@ -123,13 +123,13 @@ def accounts_remove(
         resolve_account,
         usage_error,
     )
-    from followerwatch.cli.main import _load, out
+    from followerwatch.cli.common import load_or_exit, out
     from followerwatch.config.watchlist_edit import EditError, remove_account
 
     path = _config_file(config)
     ref = account if handle is None else f"{account}/{handle}"
     try:
-        found = resolve_account(_load(path).accounts, ref)
+        found = resolve_account(load_or_exit(path).accounts, ref)
     except AmbiguousAccount as exc:
         usage_error(str(exc))
     except AccountRefError as exc:
@@ -147,9 +147,9 @@ def accounts_remove(
 @accounts_app.command("list")
 def accounts_list(config: ConfigOpt = None) -> None:
     """List the watched accounts and their threshold rules."""
-    from followerwatch.cli.main import _load, out
+    from followerwatch.cli.common import load_or_exit, out
 
-    cfg = _load(config, watchlist=True)
+    cfg = load_or_exit(config, watchlist=True)
     table = Table(title=f"{len(cfg.accounts)} watched accounts")
     for col in ("platform", "handle", "name", "below", "above", "milestones"):
         table.add_column(col)

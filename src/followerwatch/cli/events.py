@@ -19,10 +19,10 @@ def events(
     ] = 20,
 ) -> None:
     """List recent events with their delivery status per notifier."""
-    from followerwatch.cli.main import _load, out
+    from followerwatch.cli.common import load_or_exit, out
     from followerwatch.state.db import StateDB
 
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     with state_file_errors():
         state = StateDB(cfg.settings.service.data_dir / "state.sqlite3")
     try:
@@ -48,9 +48,9 @@ def events(
 def test_alert(config: ConfigOpt = None) -> None:
     """Send a test event through every configured notifier and report each result."""
     from followerwatch.alerts.alerting import send_test_alert
-    from followerwatch.cli.main import _load, out
+    from followerwatch.cli.common import load_or_exit, out
 
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     results = asyncio.run(send_test_alert(cfg))
     for name, problem in results.items():
         out.print(

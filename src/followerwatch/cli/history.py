@@ -28,12 +28,12 @@ def import_csv(
     """Write a CSV of past counts into InfluxDB (idempotent: importing twice changes nothing)."""
     from rich.progress import Progress
 
-    from followerwatch.cli.main import _load, out
+    from followerwatch.cli.common import load_or_exit, out
     from followerwatch.net.http import build_client
     from followerwatch.service.app import build_store, ensure_database
     from followerwatch.store import importer
 
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     labels = {a.key: a.labels for a in cfg.accounts}
     try:
         parsed = importer.parse_csv(file, labels, cfg.settings.influxdb.precision)
@@ -99,12 +99,12 @@ def history(
 
     from followerwatch.analysis.history import fetch, per_day, sparkline
     from followerwatch.analysis.projection import milestone_lines, project
-    from followerwatch.cli.main import _load, out
+    from followerwatch.cli.common import load_or_exit, out
     from followerwatch.net.http import build_client
     from followerwatch.service.app import build_store
     from followerwatch.store.influx_v1 import InfluxV1Store
 
-    cfg = _load(config)
+    cfg = load_or_exit(config)
     key = account_or_exit(cfg.accounts, account, platform).key
     since_s, window_s = since.seconds, window.seconds
     rules = cfg.rules.get(key)

@@ -74,11 +74,11 @@ def impact(
     ] = None,
 ) -> None:
     """What a campaign did to an account: observed change against the trend before it."""
-    from followerwatch.cli.main import _load
+    from followerwatch.cli.common import load_or_exit
     from followerwatch.service.app import build_reader
 
     window_order(start, end)
-    cfg = _load(Path(config) if config else None)
+    cfg = load_or_exit(Path(config) if config else None)
     target = account_or_exit(cfg.accounts, account)
     controls_of = [account_or_exit(cfg.accounts, c) for c in control or []]
     window = (start, end)

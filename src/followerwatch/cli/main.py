@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from followerwatch import __version__, logs
 from followerwatch.cli.accounts import accounts_app
 from followerwatch.cli.args import OneLineErrors
+from followerwatch.cli.common import load_or_exit, out
 from followerwatch.cli.events import events as events_cmd
 from followerwatch.cli.events import test_alert as test_alert_cmd
 from followerwatch.cli.history import history as history_cmd
@@ -25,7 +25,7 @@ from followerwatch.cli.options import ConfigOpt, ResetOpt, ShardOpt, Typer, stat
 from followerwatch.cli.plot import plot as plot_cmd
 from followerwatch.cli.report import report as report_cmd
 from followerwatch.config.durations import format_duration
-from followerwatch.config.settings import Config, MissingConfig, find_config, load_config
+from followerwatch.config.settings import Config
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
 from followerwatch.poll.pipeline import Row
 from followerwatch.service.plan import PlanRow
@@ -40,7 +40,6 @@ app = Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
 
 
 def _print_version(value: bool) -> None:
@@ -62,7 +61,7 @@ def _options(
 
 
 def _load_sharded(path: Path | None, shard: str | None) -> Config:
-    """_load, with --shard applied and the shard resolved (exit 2 when it cannot be)."""
+    """load_or_exit, with --shard applied and the shard resolved (exit 2 when it cannot be)."""
     from followerwatch.poll.shard import resolve, validate_spec
 
     if shard is not None:
@@ -73,28 +72,12 @@ def _load_sharded(path: Path | None, shard: str | None) -> Config:
             raise typer.Exit(2) from None
         # Through the environment, so a config reloaded later keeps the same shard.
         os.environ["FOLLOWERWATCH_SERVICE__SHARD"] = shard
-    config = _load(path, watchlist=True)
+    config = load_or_exit(path, watchlist=True)
     try:
         resolve(config.settings.service.shard)
     except ConfigError as exc:
         print(f"followerwatch: invalid config: {exc}", file=sys.stderr)
         raise typer.Exit(2) from None
-    return config
-
-
-def _load(path: Path | None, *, watchlist: bool = False) -> Config:
-    """The config (exit 2 on a bad one); `watchlist`: the command needs one (see find_config)."""
-    try:
-        config = load_config(find_config(path, watchlist=watchlist))
-    except MissingConfig as exc:
-        print(f"followerwatch: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    except ConfigError as exc:
-        print(f"followerwatch: invalid config: {exc}", file=sys.stderr)
-        raise typer.Exit(2) from None
-    svc = config.settings.service
-    logs.register_secrets(config.settings.secrets())
-    logs.configure(svc.log_level, svc.log_format)
     return config
 
 

@@ -45,13 +45,13 @@ def plot(
     """Draw the count over time with the account's threshold lines and its events."""
     from followerwatch.analysis.charts import account_chart
     from followerwatch.analysis.impact import load_series
-    from followerwatch.cli.main import _load
+    from followerwatch.cli.common import load_or_exit
     from followerwatch.cli.options import state_file_errors
     from followerwatch.net.http import build_client
     from followerwatch.service.app import build_reader
     from followerwatch.state.db import StateDB
 
-    cfg = _load(Path(config) if config else None)
+    cfg = load_or_exit(Path(config) if config else None)
     platform, name = account_or_exit(cfg.accounts, account).key
 
     async def run() -> list[tuple[datetime, int]]:

@@ -36,11 +36,11 @@ def report(
 ) -> None:
     """Write a self-contained HTML page for people without Grafana."""
     from followerwatch.analysis.report_page import Readings, load, render, sections
-    from followerwatch.cli.main import _load
+    from followerwatch.cli.common import load_or_exit
     from followerwatch.net.http import build_client
     from followerwatch.service.app import build_reader
 
-    cfg = _load(Path(config) if config else None, watchlist=True)
+    cfg = load_or_exit(Path(config) if config else None, watchlist=True)
     stop = until or datetime.now().astimezone()
     start = stop - timedelta(seconds=since.seconds)
 
