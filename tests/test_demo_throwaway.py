@@ -34,6 +34,21 @@ def demo_env(tmp: Path, path: str | None = None) -> dict[str, str]:
     return env
 
 
+def demo_run(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the demo to its end and capture what it said."""
+    return subprocess.run(
+        [sys.executable, "-m", "followerwatch", "demo", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def demo(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "followerwatch", "demo", *args],
@@ -169,15 +184,7 @@ def test_demo_without_influxd_on_path_says_how_to_get_one(tmp_path: Path) -> Non
     empty = tmp_path / "bin"
     empty.mkdir()
     for path in (str(empty), str(Path(sys.executable).parent)):
-        result = subprocess.run(
-            [sys.executable, "-m", "followerwatch", "demo"],
-            capture_output=True,
-            text=True,
-            env=demo_env(tmp_path / "tmp", path),
-            cwd=tmp_path,
-            timeout=60,
-            check=False,
-        )
+        result = demo_run(env=demo_env(tmp_path / "tmp", path), cwd=tmp_path)
         # Exit 1, as for an InfluxDB that is unreachable: the command line was right (2 is for
         # bad arguments and config), the machine lacks something.
         assert result.returncode == 1
@@ -193,15 +200,7 @@ def test_demo_runs_without_an_ops_error_when_9108_is_busy(
 ) -> None:
     args = ["--influx-url", influxd.url, "--seconds", "1"]
     with port_held(9108):
-        result = subprocess.run(
-            [sys.executable, "-m", "followerwatch", "demo", *args],
-            capture_output=True,
-            text=True,
-            env=demo_env(tmp_path / "tmp"),
-            cwd=tmp_path,
-            timeout=120,
-            check=False,
-        )
+        result = demo_run(*args, env=demo_env(tmp_path / "tmp"), cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "crossed above 1,000,000 followers" in result.stdout
     assert "ops endpoint" not in result.stdout + result.stderr
@@ -308,15 +307,7 @@ def test_bad_demo_options_are_one_line_and_exit_2(
     tmp_path: Path, args: list[str], line: str
 ) -> None:
     (tmp_path / "a-file").write_text("")
-    result = subprocess.run(
-        [sys.executable, "-m", "followerwatch", "demo", *args],
-        capture_output=True,
-        text=True,
-        env=demo_env(tmp_path / "tmp"),
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
-    )
+    result = demo_run(*args, env=demo_env(tmp_path / "tmp"), cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     [error] = result.stderr.splitlines()
     assert error.startswith("followerwatch: ") and line in error, error
