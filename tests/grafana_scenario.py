@@ -140,7 +140,7 @@ async def _run(influx_url: str, database: str, data_dir: Path, server: HTTPServe
             for group in app.groups:
                 await app.poll_group(group)
             clock.advance(STEP.total_seconds())
-        events = [event for event, _ in app.state.events(limit=10_000)]
+        events = [event for event, _ in app.state.events.recent(limit=10_000)]
     for series in counts.values():
         series.sort()
     return Scenario(influx_url, database, counts, events, polls, lines)

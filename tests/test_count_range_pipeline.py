@@ -63,7 +63,9 @@ async def poll_through_pipeline(
         )
         rows = await Collector("x", source, pipeline, clock).poll(accounts)
         series = await store.query('SELECT followers, account FROM "followers"')
-        seen = {a.name: getattr(state.last_seen(*a.key), "followers", None) for a in accounts}
+        seen = {
+            a.name: getattr(state.accounts.last_seen(*a.key), "followers", None) for a in accounts
+        }
         state.close()
     points = sorted((v[2], v[1]) for v in series[0]["values"]) if series else []
     return points, seen, [r.failure for r in rows]

@@ -195,7 +195,7 @@ async def test_an_attempt_has_its_own_deadline_whatever_the_notifier_timeout(
     event = Event(
         "e1", datetime.now(UTC), "x", "a", "below:10", EventKind.DROPPED_BELOW, 9, 10, "m"
     )
-    state.add_events([event], lambda e: ["hook"])
+    state.events.add_events([event], lambda e: ["hook"])
     config = WebhookConfig(type="webhook", name="hook", url=silent.url, timeout=300.0)
     async with httpx.AsyncClient() as client:
         outbox = Outbox(
@@ -204,7 +204,7 @@ async def test_an_attempt_has_its_own_deadline_whatever_the_notifier_timeout(
         started = time.monotonic()
         assert await asyncio.wait_for(outbox.deliver_due(), 10) == 0
         took = time.monotonic() - started
-    [delivery] = state.pending("hook")
+    [delivery] = state.deliveries.pending("hook")
     state.close()
     assert took < 3  # the outbox's 0.5 s, not the webhook's 300 s
     assert delivery.attempts == 1 and delivery.next_attempt > time.time()  # retried later

@@ -48,12 +48,12 @@ def at(minute: int, *counts: tuple[Account, int]) -> FetchResult:
 
 def fill_state(state: StateDB) -> None:
     """The committer's disk takes no new page (a real SQLITE_FULL on the next growth)."""
-    db = state._committer._db
+    db = state.committer._group._db
     db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
 
 
 def free_state(state: StateDB) -> None:
-    state._committer._db.execute("PRAGMA max_page_count=1073741823")
+    state.committer._group._db.execute("PRAGMA max_page_count=1073741823")
 
 
 async def test_a_zero_released_in_its_own_batch_is_not_left_on_disk(tmp_path: Path) -> None:
@@ -68,7 +68,7 @@ async def test_a_zero_released_in_its_own_batch_is_not_left_on_disk(tmp_path: Pa
         )
     )
     await pipe.process(batch)
-    on_disk = state.held_zeros()
+    on_disk = state.accounts.held_zeros()
     state.close()
     assert pipe.suspects.by_platform() == {}
     assert on_disk == {}
@@ -86,17 +86,17 @@ async def test_a_recovery_the_full_disk_dropped_confirms_no_later_glitch(tmp_pat
     assert rows[0].failure == "dropped: disk and memory buffer full"
     # Memory says what the disk says: the zero of minute 1 is still held.
     assert pipe.suspects.by_platform() == {"bluesky": 1}
-    assert [h.time for h in state.held_zeros()[X.key]] == [T0 + timedelta(minutes=1)]
+    assert [h.time for h in state.accounts.held_zeros()[X.key]] == [T0 + timedelta(minutes=1)]
     free_state(state)
     await pipe.process(at(6, (X, 250_000)))  # stored: the fall is over, on disk too
-    assert state.held_zeros() == {}
+    assert state.accounts.held_zeros() == {}
     state.close()
     # A restart (or the next cron poll), then a one-minute glitch 19 minutes after minute 1.
     state = StateDB(tmp_path / "state.sqlite3")
     pipe = pipeline(state)
     rows = await pipe.process(at(20, (X, 0)))
-    events = state.unstored_events()
-    stored = state.last_seen(*X.key)
+    events = state.events.unstored_events()
+    stored = state.accounts.last_seen(*X.key)
     state.close()
     assert rows[0].suspect and not rows[0].events
     assert events == []
@@ -114,8 +114,8 @@ async def test_held_zeros_older_than_a_stored_count_confirm_nothing(tmp_path: Pa
     cron_state.close()
     # 19 minutes after the stale zero: a glitch of its own, not a fall that lasted.
     rows = await service.process(at(20, (X, 0)))
-    on_disk = state.held_zeros()
-    events = state.unstored_events()
+    on_disk = state.accounts.held_zeros()
+    events = state.events.unstored_events()
     state.close()
     assert rows[0].suspect and not rows[0].events
     assert events == []
@@ -133,7 +133,7 @@ async def test_readiness_clears_after_a_dropped_batch_once_a_store_succeeds(
     assert pipe.waiting.problem is not None
     free_state(state)
     await pipe.process(at(1, (X, 250_000)))
-    stored = state.last_seen(*X.key)
+    stored = state.accounts.last_seen(*X.key)
     state.close()
     assert stored is not None
     assert pipe.waiting.problem is None
@@ -188,8 +188,8 @@ async def test_a_held_batch_that_keeps_failing_is_dropped_and_the_rest_stored(
     free_state(state)
     with capture_logs() as logs:
         tries = [await pipe.waiting.replay() for _ in range(3)]
-    stored = state.last_seen(*X.key)
-    crowd = len(state.last_seen_many(a.key for a in CROWD))
+    stored = state.accounts.last_seen(*X.key)
+    crowd = len(state.accounts.last_seen_many(a.key for a in CROWD))
     state.close()
     assert tries == [False, False, True]
     assert stored is not None and stored.followers == 250_000

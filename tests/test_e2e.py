@@ -142,7 +142,7 @@ async def test_webhook_retries_5xx_with_backoff_but_not_4xx(
         for _ in COUNTS:
             await app.poll_once()
         assert await app.outbox.drain(timeout=60)
-        counts = app.state.delivery_counts()
+        counts = app.state.deliveries.delivery_counts()
     # First event: 503, 502 (two backoff waits, the second longer), then 204. Second: 400, final.
     assert len(httpserver.log) == 4
     assert len(clock.sleeps) == 2
@@ -171,10 +171,10 @@ async def test_receiver_down_for_a_while_gets_the_alert_once_it_recovers(
         for _ in COUNTS:
             await app.poll_once()
         assert not await app.outbox.drain(timeout=30)  # still down after 30 s of retries
-        assert app.state.delivery_counts() == {"delivered": 1, "pending": 1}
+        assert app.state.deliveries.delivery_counts() == {"delivered": 1, "pending": 1}
         up["ok"] = True
         assert await app.outbox.drain(timeout=3600)
-        assert app.state.delivery_counts() == {"delivered": 2}
+        assert app.state.deliveries.delivery_counts() == {"delivered": 2}
     statuses = [resp.status_code for _, resp in httpserver.log]
     assert statuses[-1] == 204 and statuses.count(204) == 1
     assert set(statuses[:-1]) == {503} and len(statuses) >= 4
@@ -190,7 +190,7 @@ async def test_dry_run_changes_nothing(
         rows = []
         for _ in COUNTS:
             rows += await app.poll_once()
-        assert app.state.last_seen("x", "aplusk") is None
+        assert app.state.accounts.last_seen("x", "aplusk") is None
     assert [r.followers for r in rows] == COUNTS
     assert httpserver.log == []
     assert await stored_events(influx_db) == []

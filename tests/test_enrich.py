@@ -133,7 +133,7 @@ async def test_a_falling_trend_projects_the_next_line(
         crossing("o'neil/x"),  # quotes and slashes survive the query's regex
         crossing("falling", EventKind.BACK_ABOVE, value=1_000_200),  # resolutions: never
     ]
-    state.add_events(events, lambda e: ["hook"])
+    state.events.add_events(events, lambda e: ["hook"])
     async with httpx.AsyncClient() as client:
         assert await outbox(state, client, httpserver.url_for("/hook"), enricher).drain(10)
     assert len(reader.queries) == 1  # one query for every account of the pass
@@ -161,7 +161,7 @@ async def test_influxdb_unreachable_delivers_at_once_without_projection(
     tmp_path: Path, httpserver: HTTPServer, hook: list[dict[str, Any]]
 ) -> None:
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events([crossing("falling")], lambda e: ["hook"])
+    state.events.add_events([crossing("falling")], lambda e: ["hook"])
     async with httpx.AsyncClient(timeout=30) as client:
         down = InfluxV1Store(client, url=f"http://127.0.0.1:{free_port()}", database="db")
         enricher = ProjectionEnricher(down, lambda: LINES)
@@ -181,7 +181,7 @@ async def test_a_hanging_influxdb_costs_only_the_timeout(
     server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events([crossing("falling")], lambda e: ["hook"])
+    state.events.add_events([crossing("falling")], lambda e: ["hook"])
     async with httpx.AsyncClient(timeout=30) as client:  # the client alone would wait 30 s
         hanging = InfluxV1Store(client, url=f"http://127.0.0.1:{port}", database="db")
         enricher = ProjectionEnricher(hanging, lambda: LINES, timeout=0.3)
@@ -204,7 +204,7 @@ async def test_local_history_stands_in_when_influxdb_is_down(
         return [(t, v) for t, v in local.get((platform, account), []) if t >= since]
 
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events([crossing("falling")], lambda e: ["hook"])
+    state.events.add_events([crossing("falling")], lambda e: ["hook"])
     async with httpx.AsyncClient(timeout=30) as client:
         down = InfluxV1Store(client, url=f"http://127.0.0.1:{free_port()}", database="db")
         enricher = ProjectionEnricher(down, lambda: LINES, local=history)
@@ -229,7 +229,7 @@ async def test_enriched_once_retries_carry_the_same_text(
     await store_readings(store, ["falling"])
     reader = Counting(store)
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events([crossing("falling")], lambda e: ["hook"])
+    state.events.add_events([crossing("falling")], lambda e: ["hook"])
     async with httpx.AsyncClient() as client:
         enricher = ProjectionEnricher(reader, lambda: LINES)
         box = outbox(state, client, httpserver.url_for("/hook"), enricher)
@@ -241,7 +241,7 @@ async def test_enriched_once_retries_carry_the_same_text(
     first, retry = bodies
     assert first == retry
     assert "drops below 950,000" in retry["event"]["message"]
-    [(_, status)] = state.events()
+    [(_, status)] = state.events.recent()
     assert status == {"hook": "delivered"}
     state.close()
 

@@ -199,8 +199,8 @@ async def test_unchanged_rule_states_are_kept_and_changed_ones_stored(tmp_path: 
         await pipeline.process(poll(minute, n))
         if minute == 1:
             # Campaign phases share the table; a poll never writes back a stale copy of theirs.
-            state.set_rule_state(*alice.key, "other", "kept")
-    stored = state.rule_states(*alice.key)
+            state.rules.set_rule_state(*alice.key, "other", "kept")
+    stored = state.rules.rule_states(*alice.key)
     assert stored["other"] == "kept"
     assert load_state(ThresholdState, stored["below:100"]) == ThresholdState(False, 2, True)
     assert load_state(LifecycleState, stored["lifecycle"]) == LifecycleState("ok")
@@ -284,7 +284,7 @@ async def test_window_rules_see_the_same_history_prefetched_as_read_one_by_one(
                 for nudge in (timedelta(0), timedelta(microseconds=1), -timedelta(microseconds=1)):
                     known = Known(state, keys, T0 - timedelta(hours=1))
                     for key in keys:
-                        expected = state.history(*key, since + nudge)
+                        expected = state.accounts.history(*key, since + nudge)
                         assert known.history(key, since + nudge) == expected
         state.close()
     assert fired["batch"] == fired["one by one"]

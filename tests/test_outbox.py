@@ -121,7 +121,7 @@ async def test_a_slow_firing_holds_back_only_its_own_resolution(
 
     state = StateDB(tmp_path / "state.sqlite3")
     # Stored interleaved, the slow firing first: stored order is not delivery order any more.
-    state.add_events([slow[0], *others[:6], slow[1], *others[6:]], lambda e: ["hook"])
+    state.events.add_events([slow[0], *others[:6], slow[1], *others[6:]], lambda e: ["hook"])
     async with Receiver(handler) as receiver:
         outbox = Outbox(state, [webhook(client, receiver.url)], ManualClock(T0))
         sent = await asyncio.wait_for(outbox.deliver_due(), timeout=20)
@@ -135,7 +135,7 @@ async def test_a_slow_firing_holds_back_only_its_own_resolution(
     for account in ("b", "c", "d"):  # each account's own order held
         mine = [i for i in receiver.arrived if i.startswith(f"{account}-")]
         assert mine == [f"{account}-{n}" for n in range(4)]
-    assert state.delivery_counts() == {"delivered": len(others) + 2}
+    assert state.deliveries.delivery_counts() == {"delivered": len(others) + 2}
     state.close()
 
 
@@ -146,7 +146,7 @@ async def test_a_retrying_head_blocks_only_its_account(
         return 503 if payload["event"]["account"] == "a" else 204
 
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events([*alternating("a", 2), *alternating("b", 2)], lambda e: ["hook"])
+    state.events.add_events([*alternating("a", 2), *alternating("b", 2)], lambda e: ["hook"])
     clock = ManualClock(T0)
     async with Receiver(handler) as receiver:
         outbox = Outbox(state, [webhook(client, receiver.url)], clock)
@@ -155,7 +155,7 @@ async def test_a_retrying_head_blocks_only_its_account(
         assert sorted(receiver.arrived) == ["a-0", "b-0", "b-1"]
         due = outbox.next_due()
         assert due is not None and due > clock.now().timestamp()
-    assert state.delivery_counts() == {"delivered": 2, "pending": 2}
+    assert state.deliveries.delivery_counts() == {"delivered": 2, "pending": 2}
     state.close()
 
 
@@ -167,7 +167,7 @@ async def test_concurrency_one_keeps_the_stored_order(
 
     stored = [event(account, n) for n in range(3) for account in ("a", "b", "c")]
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events(stored, lambda e: ["hook"])
+    state.events.add_events(stored, lambda e: ["hook"])
     async with Receiver(handler) as receiver:
         notifier = webhook(client, receiver.url, concurrency=1)
         assert await Outbox(state, [notifier], ManualClock(T0)).deliver_due() == len(stored)
@@ -185,7 +185,7 @@ async def test_concurrent_passes_never_send_a_delivery_twice(
     accounts = [f"u{i}" for i in range(20)]
     events = [e for account in accounts for e in alternating(account, 4)]
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events(events, lambda e: ["hook"])
+    state.events.add_events(events, lambda e: ["hook"])
     async with Receiver(handler) as receiver:
         outbox = Outbox(state, [webhook(client, receiver.url, concurrency=4)], ManualClock(T0))
         first, second = await asyncio.gather(outbox.deliver_due(), outbox.deliver_due())
@@ -196,7 +196,7 @@ async def test_concurrent_passes_never_send_a_delivery_twice(
     for account in accounts:
         mine = [i for i in receiver.arrived if i.startswith(f"{account}-")]
         assert mine == [f"{account}-{n}" for n in range(4)]
-    assert state.delivery_counts() == {"delivered": len(events)}
+    assert state.deliveries.delivery_counts() == {"delivered": len(events)}
     state.close()
 
 
@@ -213,7 +213,7 @@ async def test_alertmanager_gets_one_post_for_many_accounts(
     httpserver.expect_request("/api/v2/alerts").respond_with_handler(alerts)
     events = [event(f"u{i}", 0) for i in range(30)]
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events(events, lambda e: ["am"])
+    state.events.add_events(events, lambda e: ["am"])
     config = AlertmanagerConfig.model_validate(
         {"type": "alertmanager", "name": "am", "url": httpserver.url_for("").rstrip("/")}
     )
@@ -227,7 +227,7 @@ async def test_alertmanager_gets_one_post_for_many_accounts(
     assert all("endsAt" not in a for a in posts[0])
     gets = [r for r, _ in httpserver.log if r.method == "GET"]
     assert len(gets) == 1  # one alertname in the batch: one look-up of its active alerts
-    assert state.delivery_counts() == {"delivered": 30}
+    assert state.deliveries.delivery_counts() == {"delivered": 30}
     state.close()
 
 
@@ -251,7 +251,7 @@ CHILD = textwrap.dedent(
                   EventKind.DROPPED_BELOW, 9, 10, "m", status=EventStatus.FIRING)
             for i in range(n)
         ]
-        state.add_events(events, lambda e: ["hook"])
+        state.events.add_events(events, lambda e: ["hook"])
         print("stored", flush=True)
         config = WebhookConfig.model_validate({"type": "webhook", "name": "hook", "url": url})
         async with httpx.AsyncClient(timeout=600) as client:
@@ -302,9 +302,11 @@ async def test_a_crash_mid_batch_leaves_the_unsent_pending(
     answered_first = {i for i, status in receiver.answered if status == 204}
     assert counts(path) == {"delivered": quick, "pending": total - quick}
     state = StateDB(path)
-    recorded_first = {e.id for e, status in state.events(1000) if status["hook"] == "delivered"}
+    recorded_first = {
+        e.id for e, status in state.events.recent(1000) if status["hook"] == "delivered"
+    }
     assert recorded_first <= answered_first
-    assert all(d.attempts == 0 for d in state.pending("hook", 1000))
+    assert all(d.attempts == 0 for d in state.deliveries.pending("hook", 1000))
 
     async def second_run(payload: dict[str, Any]) -> int:
         return 204
@@ -345,7 +347,7 @@ async def test_a_database_from_before_enrichment_is_migrated_and_delivers(
         db.executescript(OLD_SCHEMA)
     state = StateDB(path)
     # Already attempted by the old version: its text is final, no projection is added.
-    assert state.unenriched() == []
+    assert state.deliveries.unenriched() == []
     state.close()
     state = StateDB(path)  # a second open finds the columns and changes nothing
 
@@ -355,10 +357,10 @@ async def test_a_database_from_before_enrichment_is_migrated_and_delivers(
     async with Receiver(handler) as receiver:
         assert await Outbox(state, [webhook(client, receiver.url)], ManualClock(T0)).drain(10)
     assert receiver.arrived == ["old-1"]
-    [(stored, status)] = state.events()
+    [(stored, status)] = state.events.recent()
     assert stored.message == "stored by an older version" and status == {"hook": "delivered"}
-    state.add_events([event("b", 0)], lambda e: ["hook"])
-    assert [e.id for e in state.unenriched()] == ["b-0"]  # new events do get enriched
+    state.events.add_events([event("b", 0)], lambda e: ["hook"])
+    assert [e.id for e in state.deliveries.unenriched()] == ["b-0"]  # new events do get enriched
     state.close()
 
 
@@ -381,8 +383,10 @@ def test_alertmanager_annotates_a_projection() -> None:
 
 def test_events_routed_nowhere_are_never_enrichment_work(tmp_path: Path) -> None:
     state = StateDB(tmp_path / "state.sqlite3")
-    state.add_events([event("a", 0), event("b", 0)], lambda e: [] if e.account == "a" else ["hook"])
-    assert [e.id for e in state.unenriched()] == ["b-0"]
+    state.events.add_events(
+        [event("a", 0), event("b", 0)], lambda e: [] if e.account == "a" else ["hook"]
+    )
+    assert [e.id for e in state.deliveries.unenriched()] == ["b-0"]
     state.close()
 
 
@@ -394,8 +398,8 @@ async def test_a_full_disk_that_refuses_the_outcome_causes_no_resend_storm(
 
     with small_fs(tmp_path / "data", "2m") as data:
         state = StateDB(data / "state.sqlite3")
-        state.add_events([event("ann", 0)], lambda e: ["hook"])
-        state.set_enrichment({"ann-0": None})
+        state.events.add_events([event("ann", 0)], lambda e: ["hook"])
+        state.deliveries.set_enrichment({"ann-0": None})
         fill(data / "filler")  # the outcome of the delivery cannot be written
         async with Receiver(ok) as receiver:
             outbox = Outbox(state, [webhook(client, receiver.url)], SystemClock())
@@ -406,11 +410,11 @@ async def test_a_full_disk_that_refuses_the_outcome_causes_no_resend_storm(
             await asyncio.sleep(1.5)  # a storm re-sends every 50 ms
             during = len(receiver.arrived)
             (data / "filler").unlink()  # space again: the outcome is recorded
-            while state.delivery_counts().get("pending", 0):
+            while state.deliveries.delivery_counts().get("pending", 0):
                 await asyncio.sleep(0.01)
             stop.set()
             await loop
-        counts = state.delivery_counts()
+        counts = state.deliveries.delivery_counts()
         state.close()
     assert during == 1
     assert receiver.arrived == ["ann-0"]

@@ -43,7 +43,7 @@ async def test_a_fall_to_zero_is_held_until_it_has_lasted_the_window(
         await pipeline.process(obs(0, 5000))
         held = await pipeline.process(obs(1, 0))
         assert held[0].suspect and held[0].failure is None
-        assert state.last_seen(*ALICE.key).followers == 5000  # type: ignore[union-attr]
+        assert state.accounts.last_seen(*ALICE.key).followers == 5000  # type: ignore[union-attr]
         await pipeline.process(obs(2, 5001))  # the zero was an artefact: discarded
         await pipeline.process(obs(3, 0))
         # A second poll alone does not confirm: the fall has lasted 1 minute of 2.
@@ -73,5 +73,5 @@ async def test_an_older_or_repeated_reading_is_stored_but_never_alerts_again(
     again = await pipeline.process(obs(1, 900))
     older = await pipeline.process(obs(0, 800))
     assert [len(r.events) for r in (*first, *again, *older)] == [1, 0, 0]
-    assert state.last_seen(*ALICE.key).followers == 900  # type: ignore[union-attr]
+    assert state.accounts.last_seen(*ALICE.key).followers == 900  # type: ignore[union-attr]
     state.close()

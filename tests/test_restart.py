@@ -202,7 +202,7 @@ async def test_sigkill_between_storing_and_delivering_an_event_loses_nothing(
     svc.proc.wait(10)
 
     state = StateDB(tmp_path / "data" / "state.sqlite3")
-    [(event, deliveries)] = state.events()
+    [(event, deliveries)] = state.events.recent()
     state.close()
     assert deliveries == {"webhook": "pending"}
 
@@ -213,5 +213,5 @@ async def test_sigkill_between_storing_and_delivering_an_event_loses_nothing(
     assert [resp.status_code for _, resp in hooks] == [503, 204]
     assert {json.loads(req.get_data())["event"]["id"] for req, _ in hooks} == {event.id}
     state = StateDB(tmp_path / "data" / "state.sqlite3")
-    assert state.events()[0][1] == {"webhook": "delivered"}
+    assert state.events.recent()[0][1] == {"webhook": "delivered"}
     state.close()

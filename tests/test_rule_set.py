@@ -80,7 +80,7 @@ class Harness:
             result = FetchResult(observations=(obs,))
         rows = await self.pipeline.process(result, polled=[self.account])
         before = len(self.events)
-        stored = [e for e, _ in self.state.events(10_000)]
+        stored = [e for e, _ in self.state.events.recent(10_000)]
         self.events = stored
         del rows
         return stored[before:]

@@ -11,7 +11,7 @@ import pytest
 
 from followerwatch.demo.influxd import free_port
 from followerwatch.errors import StateFileError
-from followerwatch.state.sqlite import check_db
+from followerwatch.sqlitefile import check_db
 from service_proc import run_cli
 from smallfs import remount_read_only, small_fs
 

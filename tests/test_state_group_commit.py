@@ -43,17 +43,17 @@ async def test_concurrent_batches_share_transactions_and_all_land(tmp_path: Path
     state = StateDB(tmp_path / "state.sqlite3")
     pipe = pipeline(state)
     await pipe.process(FetchResult(tuple(Observation(a, T0, 500) for a in ACCOUNTS)))
-    before = state.commits
+    before = state.committer.commits
     blocker = hold_write_lock(state.path)
     tasks = [asyncio.create_task(pipe.process(poll(a, 1, 50 + i))) for i, a in enumerate(ACCOUNTS)]
     await asyncio.sleep(0)  # every batch has queued its commit behind the held lock
     blocker.execute("COMMIT")
     blocker.close()
     await asyncio.gather(*tasks)
-    commits = state.commits - before
-    seen = state.last_seen_many(a.key for a in ACCOUNTS)
-    events = state.unstored_events()
-    pending = state.delivery_counts().get("pending", 0)
+    commits = state.committer.commits - before
+    seen = state.accounts.last_seen_many(a.key for a in ACCOUNTS)
+    events = state.events.unstored_events()
+    pending = state.deliveries.delivery_counts().get("pending", 0)
     state.close()
     assert commits <= 2  # the group that reached the lock first, then everyone behind it
     assert {key: s.followers for key, s in seen.items()} == {
@@ -75,7 +75,7 @@ async def test_a_batch_reads_an_account_only_after_its_queued_commit(tmp_path: P
     blocker.execute("COMMIT")
     blocker.close()
     rows = await asyncio.gather(first, second)
-    events = state.unstored_events()
+    events = state.events.unstored_events()
     state.close()
     # The second poll saw the first one's state (already below): one firing, not two.
     assert [len(r[0].events) for r in rows] == [1, 0]
@@ -85,17 +85,17 @@ async def test_a_batch_reads_an_account_only_after_its_queued_commit(tmp_path: P
 async def test_a_failed_commit_reaches_the_poll_and_stores_nothing(tmp_path: Path) -> None:
     state = StateDB(tmp_path / "state.sqlite3")
     pipe = pipeline(state)
-    db = state._committer._db  # the committer's connection: make its disk "full", for real
+    db = state.committer._group._db  # the committer's connection: make its disk "full", for real
     db.execute(f"PRAGMA max_page_count={db.execute('PRAGMA page_count').fetchone()[0]}")
     many = [*ACCOUNTS, *(Account("x", f"v{i}", f"v{i}") for i in range(3000))]
     big = FetchResult(tuple(Observation(a, T0, 50) for a in many))
     await pipe.process(big)  # held in memory, evaluated, for the retry
     assert pipe.waiting.problem is not None and "full" in pipe.waiting.problem
-    assert state.last_seen_many(a.key for a in many) == {}
-    assert state.unstored_events() == []
+    assert state.accounts.last_seen_many(a.key for a in many) == {}
+    assert state.events.unstored_events() == []
     db.execute("PRAGMA max_page_count=1073741823")
     assert await pipe.waiting.replay()  # the committer outlives the failure
-    stored = len(state.last_seen_many(a.key for a in many))
+    stored = len(state.accounts.last_seen_many(a.key for a in many))
     assert await pipe.waiting.close() == 0
     state.close()
     assert stored == len(many)

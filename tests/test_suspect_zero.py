@@ -88,11 +88,13 @@ async def test_eight_seconds_of_zeros_are_held_then_dropped_when_the_count_retur
             clock.advance(1)
             held += await app.poll_once()
     assert [e["event"] for e in logs if "suspect" in e["event"]] == ["fall to 0 held as suspect"]
-    assert app.state.events() == []
+    assert app.state.events.recent() == []
     assert await followers(*influx_db) == [(T0, 250_000)]  # no point of 0
     assert [(r.followers, r.suspect, r.events) for r in held] == [(0, True, ())] * 8
-    assert app.state.last_seen(*KEY).followers == 250_000  # type: ignore[union-attr]
-    assert len(app.state.held_zeros()[KEY]) == 8  # kept in state.sqlite3, not only in memory
+    assert app.state.accounts.last_seen(*KEY).followers == 250_000  # type: ignore[union-attr]
+    assert (
+        len(app.state.accounts.held_zeros()[KEY]) == 8
+    )  # kept in state.sqlite3, not only in memory
 
     profile.update(followersCount=250_003, followsCount=40, postsCount=25)
     clock.advance(1)
@@ -101,8 +103,8 @@ async def test_eight_seconds_of_zeros_are_held_then_dropped_when_the_count_retur
     assert [(e["event"], e["held"]) for e in logs] == [("suspect fall to 0 recovered", 8)]
     assert [(r.followers, r.change, r.suspect) for r in back] == [(250_003, 3, False)]
     assert [n for _, n in await followers(*influx_db)] == [250_000, 250_003]
-    assert app.state.events() == []
-    assert app.state.held_zeros() == {}
+    assert app.state.events.recent() == []
+    assert app.state.accounts.held_zeros() == {}
     assert app.pipeline.suspects.outcomes == {("bluesky", "recovered"): 1}
 
 
@@ -119,7 +121,7 @@ async def test_zeros_that_last_the_window_are_written_at_their_own_times_and_ale
         zeros.append(clock.now())
         rows = await app.poll_once()
         assert not any(r.events for r in rows) and rows[0].suspect
-    assert app.state.events() == []
+    assert app.state.events.recent() == []
     clock.advance(60)
     zeros.append(clock.now())
     confirmed = await app.poll_once()
@@ -130,10 +132,10 @@ async def test_zeros_that_last_the_window_are_written_at_their_own_times_and_ale
 
     stored = await followers(*influx_db)
     assert stored == [(T0, 250_000)] + [(t, 0) for t in zeros] + [(clock.now(), 0)]
-    events = [e for e, _ in app.state.events()]
+    events = [e for e, _ in app.state.events.recent()]
     assert [(e.kind, e.time, e.value) for e in events] == [("dropped_below", zeros[0], 0)]
     assert "dropped below 100,000" in events[0].message
-    assert app.state.held_zeros() == {}
+    assert app.state.accounts.held_zeros() == {}
     assert app.pipeline.suspects.outcomes == {("bluesky", "confirmed"): 1}
 
 
@@ -208,7 +210,7 @@ def test_a_state_file_from_before_suspect_zeros_gains_the_table(tmp_path: Path) 
         db.execute("DROP TABLE suspect_zeros")  # as a file written by an older version
     state = StateDB(path)
     try:
-        assert state.held_zeros() == {}
+        assert state.accounts.held_zeros() == {}
     finally:
         state.close()
 
@@ -223,7 +225,7 @@ async def test_a_reload_that_removes_an_account_forgets_its_suspect_zeros(
     glitch(profile)
     clock.advance(1)
     await app.poll_once()
-    assert KEY in app.state.held_zeros()
+    assert KEY in app.state.accounts.held_zeros()
     other = FakeBluesky.make_profile(2, followersCount=5_000)
     fake.add(other)
     app.apply_config(
@@ -239,7 +241,7 @@ async def test_a_reload_that_removes_an_account_forgets_its_suspect_zeros(
     )
     held = gauge(app)[("followerwatch_suspect_zero_accounts", (("platform", "bluesky"),))]
     deadline = time.monotonic() + 5
-    while app.state.held_zeros() and time.monotonic() < deadline:
+    while app.state.accounts.held_zeros() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)  # the release is committed by the state's committer thread
     assert held == 0
-    assert app.state.held_zeros() == {}
+    assert app.state.accounts.held_zeros() == {}

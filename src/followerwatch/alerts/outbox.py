@@ -33,6 +33,7 @@ from followerwatch.models import Event
 from followerwatch.notify.base import BatchNotifier, Notifier
 from followerwatch.state.db import StateDB
 from followerwatch.state.deliveries import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark
+from followerwatch.state.doorbell import Doorbell
 
 log = structlog.get_logger("followerwatch.outbox")
 
@@ -69,8 +70,10 @@ class Outbox:
         enricher: Enricher | None = None,
         enrich_timeout: float = 2.0,
         attempt_timeout: float = 30.0,
+        doorbell: Doorbell | None = None,
     ) -> None:
-        self.state = state
+        self.deliveries = state.deliveries
+        self.events = state.events
         self.notifiers = list(notifiers)
         self.clock = clock
         self.backoff_initial = backoff_initial
@@ -82,7 +85,9 @@ class Outbox:
         # an attempt that takes longer is abandoned and retried like any transient failure.
         self.attempt_timeout = attempt_timeout
         self._rng = rng or random.Random()
-        self._kick = asyncio.Event()
+        # New events ring the doorbell the moment they are stored (the state's own, unless the
+        # caller made one for both), so delivery starts while their poll still writes to InfluxDB.
+        self._kick = state.doorbell if doorbell is None else doorbell
         self._refreshed: dict[str, float] = {}
         self._busy: set[Lane] = set()  # lanes a pass is working on, until their marks are written
         self._enriching: set[str] = set()
@@ -94,9 +99,6 @@ class Outbox:
         # sent again at once) until a later flush records those outcomes.
         self._unrecorded: set[Lane] = set()
         self._freed = asyncio.Event()  # set (and replaced) whenever lanes are released
-        # New events wake the background loop the moment they are stored, so delivery starts
-        # while the poll that raised them is still writing to InfluxDB.
-        state.on_new_event = self.kick
 
     def backoff(self, attempts: int) -> float:
         """Seconds to wait after `attempts` failed tries: exponential, capped, with jitter."""
@@ -105,7 +107,7 @@ class Outbox:
 
     def kick(self) -> None:
         """Wake the background loop: something new may be due."""
-        self._kick.set()
+        self._kick.ring()
 
     async def deliver_due(self, *, wait: bool = True) -> int:
         """One attempt at every due delivery, in order per account; returns how many were sent.
@@ -132,14 +134,14 @@ class Outbox:
             log.warning(
                 "alert delivery cut short; what is pending is retried by the next run",
                 timeout_s=timeout,
-                pending=self.state.delivery_counts().get("pending", 0),
+                pending=self.deliveries.delivery_counts().get("pending", 0),
             )
             return False
         return True
 
     async def _enrich(self) -> None:
         """Projections for every event not yet enriched, in one call; stored once, even if none."""
-        todo = [e for e in self.state.unenriched(PASS_LIMIT) if e.id not in self._enriching]
+        todo = [e for e in self.deliveries.unenriched(PASS_LIMIT) if e.id not in self._enriching]
         if not todo:
             return
         ids = {e.id for e in todo}
@@ -152,7 +154,7 @@ class Outbox:
                     found = dict(got)
                 except Exception as exc:  # a projection is a nicety: never hold up an alert
                     log.warning("alert projections skipped", error=repr(exc))
-            self.state.set_enrichment({e.id: found.get(e.id) for e in todo})
+            self.deliveries.set_enrichment({e.id: found.get(e.id) for e in todo})
         finally:
             self._enriching -= ids
 
@@ -161,7 +163,7 @@ class Outbox:
         refs: dict[Lane, list[DeliveryRef]] = {}
         stopped: set[Lane] = set()
         single = _width(notifier) == 1  # one lane for everything: the stored order, strictly
-        for ref in self.state.pending_refs(notifier.name, PASS_LIMIT):
+        for ref in self.deliveries.pending_refs(notifier.name, PASS_LIMIT):
             lane = (notifier.name, "", "") if single else (notifier.name, *lane_key(ref))
             if lane in stopped:
                 continue
@@ -176,7 +178,7 @@ class Outbox:
             else:
                 refs.setdefault(lane, []).append(ref)
         self._busy.update(refs)
-        events = self.state.events_by_id([r.event_id for rs in refs.values() for r in rs])
+        events = self.deliveries.events_by_id([r.event_id for rs in refs.values() for r in rs])
         return {
             lane: [Delivery(events[r.event_id], r.attempts, r.next_attempt) for r in rs]
             for lane, rs in refs.items()
@@ -324,7 +326,7 @@ class Outbox:
         marks, self._marks = self._marks, []
         finished, self._finished = self._finished, []
         try:
-            self.state.mark_deliveries(marks)
+            self.deliveries.mark_deliveries(marks)
         except Exception:  # unrecorded sends stay pending: at least once, never lost
             if not self._unrecorded:
                 log.exception("recording alert deliveries failed", deliveries=len(marks))
@@ -358,7 +360,7 @@ class Outbox:
             return
         self._refreshed[notifier.name] = now
         try:
-            await refresh([event for event, _ in self.state.active()])
+            await refresh([event for event, _ in self.events.active()])
         except DeliveryError as exc:
             log.warning(
                 "re-announcing active alerts failed", notifier=notifier.name, error=str(exc)
@@ -369,7 +371,7 @@ class Outbox:
         lanes = {n.name for n in self.notifiers if _width(n) > 1}
         heads = [
             due
-            for notifier, platform, account, due in self.state.pending_heads()
+            for notifier, platform, account, due in self.deliveries.pending_heads()
             if notifier in lanes
             and (notifier, platform, account) not in self._busy
             and (notifier, platform, account) not in self._unrecorded
@@ -377,7 +379,7 @@ class Outbox:
         for n in self.notifiers:  # one lane: the head is the oldest pending delivery
             lane = (n.name, "", "")
             if n.name not in lanes and lane not in self._busy and lane not in self._unrecorded:
-                heads += [d.next_attempt for d in self.state.pending(n.name, 1)]
+                heads += [d.next_attempt for d in self.deliveries.pending(n.name, 1)]
         return min(heads) if heads else None
 
     async def run(self, stop: asyncio.Event, idle: float = 5.0, grace: float = 2.0) -> None:
@@ -385,7 +387,7 @@ class Outbox:
         while not stop.is_set():
             self._kick.clear()  # a kick during the pass below means: go again at once
             await self._background_pass(stop, grace)
-            if self._kick.is_set():
+            if self._kick.rung:
                 continue
             due = self.next_due()
             wait = idle if due is None else max(0.05, min(idle, due - self.clock.now().timestamp()))

@@ -121,15 +121,17 @@ class CampaignRunner:
                     )
                 done.add("ended")
             self._save(campaign, done)
-        self.state.add_events(raised, self.route)
+        self.state.events.add_events(raised, self.route)
         return raised
 
     def _phases(self, campaign: CampaignConfig) -> set[str]:
-        raw = self.state.rule_states("followerwatch", f"campaign:{campaign.name}").get("campaign")
+        raw = self.state.rules.rule_states("followerwatch", f"campaign:{campaign.name}").get(
+            "campaign"
+        )
         return set(json.loads(raw)) if raw else set()
 
     def _save(self, campaign: CampaignConfig, done: set[str]) -> None:
-        self.state.set_rule_state(
+        self.state.rules.set_rule_state(
             "followerwatch", f"campaign:{campaign.name}", "campaign", json.dumps(sorted(done))
         )
 

@@ -26,7 +26,7 @@ def events(
     with state_file_errors():
         state = StateDB(cfg.settings.service.data_dir / "state.sqlite3")
     try:
-        rows = state.events(limit)
+        rows = state.events.recent(limit)
     finally:
         state.close()
     table = Table(title=f"Last {len(rows)} events")

@@ -78,7 +78,7 @@ def plot(
     try:
         events = [
             (e.time, e.value, str(e.kind))
-            for e, _ in state.events(1000)
+            for e, _ in state.events.recent(1000)
             if (e.platform, e.account) == (platform, name)
             and series[0][0] <= e.time <= series[-1][0]
         ]

@@ -127,11 +127,13 @@ def told_up_to(
     past a moment, every event before it is stored; those the receiver has not got yet hold the
     story back (strictly before the earliest of them), so nothing is told out of order.
     """
-    seen = [app.state.last_seen("x", account) for account in accounts]
+    seen = [app.state.accounts.last_seen("x", account) for account in accounts]
     if any(s is None for s in seen):
         return None
     safe = min(s.time for s in seen if s is not None)
-    waiting = [e.time for e, _ in app.state.events(1000) if e.id not in received and e.time <= safe]
+    waiting = [
+        e.time for e, _ in app.state.events.recent(1000) if e.id not in received and e.time <= safe
+    ]
     return (min(waiting), True) if waiting else (safe, False)
 
 

@@ -98,7 +98,9 @@ class Collector:
         """Fill in the stable ids learnt on earlier polls, so renamed handles still resolve."""
         # Only this batch's names: reading every id of the platform per batch is quadratic.
         missing = [a.name for a in accounts if not a.platform_id]
-        known = self.pipeline.state.platform_ids_of(self.platform, missing) if missing else {}
+        known = (
+            self.pipeline.state.accounts.platform_ids_of(self.platform, missing) if missing else {}
+        )
         if not known:
             return list(accounts)
         # The constructor directly: dataclasses.replace costs several times more per account.

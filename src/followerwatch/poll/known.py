@@ -20,18 +20,20 @@ class Known:
     ) -> None:
         self._state = state
         self._keys: frozenset[tuple[str, str]] = frozenset(keys or ())
-        self._last = state.last_seen_many(self._keys) if self._keys else {}
-        self._states = state.rule_states_many(self._keys) if self._keys else {}
+        self._last = state.accounts.last_seen_many(self._keys) if self._keys else {}
+        self._states = state.rules.rule_states_many(self._keys) if self._keys else {}
         # Every stored reading from the earliest window start on (None: read per account).
         self._since = history_since
         self._history = (
-            state.history_many(self._keys, history_since) if history_since is not None else {}
+            state.accounts.history_many(self._keys, history_since)
+            if history_since is not None
+            else {}
         )
 
     def history(self, key: tuple[str, str], since: datetime) -> list[tuple[datetime, int]]:
         """Stored readings of an account from `since` on, oldest first."""
         if self._since is None or key not in self._keys or since < self._since:
-            return self._state.history(*key, since)
+            return self._state.accounts.history(*key, since)
         # The same float comparison the query makes, so the window edge is identical.
         start = since.timestamp()
         return [
@@ -41,13 +43,13 @@ class Known:
     def last_seen(self, key: tuple[str, str]) -> LastSeen | None:
         if key in self._keys:
             return self._last.get(key)
-        return self._state.last_seen(*key)
+        return self._state.accounts.last_seen(*key)
 
     def rule_states(self, key: tuple[str, str]) -> Mapping[str, str]:
         # Read-only: callers build new dicts for what changes.
         if key in self._keys:
             return self._states.get(key, _NO_STATES)
-        return self._state.rule_states(*key)
+        return self._state.rules.rule_states(*key)
 
 
 _NO_STATES: Mapping[str, str] = MappingProxyType({})

@@ -72,7 +72,7 @@ class Pipeline:
         self.route = route
         self.dry_run = dry_run
         # Suspect zeros held by an earlier run (a cron `poll`) are confirmed or dropped by this one.
-        self.suspects = SuspectZeros(state.held_zeros(), zero_confirm)
+        self.suspects = SuspectZeros(state.accounts.held_zeros(), zero_confirm)
         self._projection_points: list[Point] = []
         self._releasing: set[asyncio.Task[None]] = set()
         self.configure(rules, repeat or {}, thresholds or {})
@@ -106,7 +106,9 @@ class Pipeline:
     ) -> list[Row]:
         """Handle one batch end to end; `polled` lets rules see accounts that got no count."""
         keys = _keys(result, polled)
-        await self.state.settled(keys)  # an earlier batch's commit of these accounts, if queued
+        await self.state.committer.settled(
+            keys
+        )  # an earlier batch's commit of these accounts, if queued
         if self.waiting.batches and not self.dry_run:
             # Batches wait for the disk: this one goes behind them, evaluated when its turn comes.
             return self._hold(Waiting(result, extra_points, polled, self.clock.now()))
@@ -161,7 +163,7 @@ class Pipeline:
         """Commit a prepared batch, then spool its points and deliver; disk-full errors raise."""
         # Fsynced in the state's committer thread (grouped with other batches' commits); delivery
         # and the spool wait for it as before.
-        await self.state.commit_async(
+        await self.state.committer.commit_async(
             batch.changes,
             self.route,
             self._keep,
@@ -169,7 +171,7 @@ class Pipeline:
             released=batch.screened.released,
         )
         try:
-            self.state.add_events(self._repeats(), self.route)
+            self.state.events.add_events(self._repeats(), self.route)
         except sqlite3.Error as exc:
             if not out_of_space(exc):
                 raise
@@ -188,7 +190,7 @@ class Pipeline:
             return waiting
         result, polled = waiting.result, waiting.polled
         keys = _keys(result, polled)
-        await self.state.settled(keys)
+        await self.state.committer.settled(keys)
         batch = self._prepare(result, waiting.extra_points, polled, keys, waiting.polled_at)
         return waiting._replace(prepared=batch)
 
@@ -218,7 +220,7 @@ class Pipeline:
         screened = batch.screened
         keys = {(h.platform, h.account) for h in screened.held} | set(screened.released)
         if keys and not self.dry_run:
-            self.suspects.reload(keys, self.state.held_zeros())
+            self.suspects.reload(keys, self.state.accounts.held_zeros())
 
     def forget(self, watched: Collection[tuple[str, str]]) -> None:
         """Drop the suspect zeros of accounts no longer watched, in memory and on disk."""
@@ -230,7 +232,7 @@ class Pipeline:
 
     async def _release(self, keys: list[tuple[str, str]]) -> None:
         try:
-            await self.state.commit_async([], self.route, released=keys)
+            await self.state.committer.commit_async([], self.route, released=keys)
         except (sqlite3.Error, OSError) as exc:
             # Only their rows stay; memory no longer counts them, and a restart's reload drops them.
             log.warning("suspect zeros of removed accounts stay on disk", error=str(exc))
@@ -367,7 +369,7 @@ class Pipeline:
             return []
         now = self.clock.now()
         out = []
-        for event, last_sent in self.state.active():
+        for event, last_sent in self.state.events.active():
             every = self.repeat.get((event.platform, event.account))
             if not every or now.timestamp() - last_sent < every:
                 continue
@@ -377,7 +379,7 @@ class Pipeline:
                 time=now,
                 message=f"still: {event.message}",
             )
-            self.state.touch_active(event, now.timestamp())
+            self.state.events.touch_active(event, now.timestamp())
             out.append(again)
         return out
 

@@ -160,7 +160,7 @@ class _Snapshot:
         pending = GaugeMetricFamily(
             "followerwatch_alerts_pending", "Alert deliveries waiting to be sent (or retried)."
         )
-        pending.add_metric([], app.state.delivery_counts().get("pending", 0))
+        pending.add_metric([], app.state.deliveries.delivery_counts().get("pending", 0))
         yield pending
         events = CounterMetricFamily(
             "followerwatch_events",

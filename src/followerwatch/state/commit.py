@@ -1,16 +1,19 @@
-"""What a poll commits to the state database: counts, history, rule states, events."""
+"""What a poll commits to the state database (counts, history, rule states, events), and the
+committer that groups polls' commits into one transaction.
+"""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple
 
 from followerwatch.models import Event, EventStatus
-from followerwatch.state.deliveries import EVENT_COLS as _EVENT_COLS
-from followerwatch.state.sqlite import insert_many
+from followerwatch.sqlitefile import GroupCommitter, insert_many
+from followerwatch.state.doorbell import Doorbell
+from followerwatch.state.rows import EVENT_COLS, event_row, ts
 
 
 # NamedTuples, not frozen dataclasses: as immutable, and several times cheaper to build, which
@@ -66,11 +69,6 @@ def routed(
 ) -> list[tuple[Event, list[str]]]:
     """Each event with its notifiers, worked out on the loop (routing reads live config)."""
     return [(ev, list(route(ev))) for ch in changes for ev in ch.events]
-
-
-def ts(value: datetime) -> str:
-    """A time as stored: ISO 8601 in UTC."""
-    return value.astimezone(UTC).isoformat()
 
 
 def write_group(db: sqlite3.Connection, group: list[Commit]) -> list[bool]:
@@ -164,21 +162,8 @@ def store_counts(
 def insert_event(db: sqlite3.Connection, ev: Event, notifiers: Iterable[str]) -> bool:
     """Store an event and queue its deliveries; whether it is new and has any to make."""
     cur = db.execute(
-        f"INSERT OR IGNORE INTO events ({_EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            ev.id,
-            ts(ev.time),
-            ev.platform,
-            ev.account,
-            ev.rule,
-            str(ev.kind),
-            ev.value,
-            ev.threshold,
-            ev.message,
-            str(ev.severity),
-            str(ev.status),
-            json.dumps(ev.labels),
-        ),
+        f"INSERT OR IGNORE INTO events ({EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        event_row(ev),
     )
     if not cur.rowcount:
         return False  # already stored: its deliveries were queued the first time
@@ -201,3 +186,60 @@ def insert_event(db: sqlite3.Connection, ev: Event, notifiers: Iterable[str]) ->
             (ev.platform, ev.account, ev.rule),
         )
     return bool(names)
+
+
+class Committer:
+    """Polls' commits, written in the committer thread's connection, many per transaction."""
+
+    def __init__(self, db: sqlite3.Connection, doorbell: Doorbell) -> None:
+        """Commit through `db` (its own connection); ring `doorbell` for events to deliver."""
+        # Poll commits fsync in this thread, with its own connection, off the event loop.
+        self._group: GroupCommitter[Commit, bool] = GroupCommitter(
+            db, write_group, "state-committer"
+        )
+        self._doorbell = doorbell
+        # Accounts whose commit is queued: a poll of them reads only once it has landed.
+        self._in_flight: dict[tuple[str, str], asyncio.Future[bool]] = {}
+
+    @property
+    def commits(self) -> int:
+        """Transactions `commit_async` made (one per group of commits)."""
+        return self._group.commits
+
+    def close(self) -> None:
+        """Commit what is queued, stop the thread and close its connection."""
+        self._group.close()
+
+    async def commit_async(
+        self,
+        changes: Sequence[Change],
+        route: Callable[[Event], Iterable[str]],
+        keep_history: dict[tuple[str, str], float] | None = None,
+        *,
+        held: Sequence[HeldZero] = (),
+        released: Sequence[tuple[str, str]] = (),
+    ) -> None:
+        """A poll's changes, committed with every other commit queued (one fsync)."""
+        done = self._group.enqueue(
+            Commit(changes, routed(changes, route), keep_history, held, released)
+        )
+        keys = [(ch.platform, ch.account) for ch in changes]
+        for key in keys:
+            self._in_flight[key] = done
+        try:
+            new = await done
+        finally:
+            for key in keys:
+                if self._in_flight.get(key) is done:
+                    del self._in_flight[key]
+        if new:
+            self._doorbell.ring()
+
+    async def settled(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Wait for the queued commits of these accounts, so what is read next includes them."""
+        if not self._in_flight:
+            return
+        waits = {id(f): f for key in keys if (f := self._in_flight.get(key)) is not None}
+        if waits:
+            # Their outcome (an error included) is their own caller's; here only the wait counts.
+            await asyncio.wait(waits.values())

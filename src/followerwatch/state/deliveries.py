@@ -1,27 +1,24 @@
-"""The outbox's part of the local SQLite state: events as rows, deliveries, enrichment.
-
-`StateDB` inherits `OutboxState`; the tables themselves are created by `state.py`'s schema, and
-`migrate_events` adds the columns later versions need to a database made by an earlier one.
-"""
+"""The outbox's rows: pending deliveries, their outcomes, and the events' enrichment."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from followerwatch.analysis.projection import Projection
-from followerwatch.models import Event, EventKind, EventStatus, Severity
-
-EVENT_COLS = (
-    "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels"
+from followerwatch.models import Event
+from followerwatch.state.rows import (
+    E_COLS,
+    SERVICE_PLATFORM,
+    event_from_row,
+    immediate,
+    parts,
+    placeholders,
+    projection_json,
 )
-# Events about the service itself (operational, campaign) carry this platform.
-SERVICE_PLATFORM = "followerwatch"
-_E_COLS = ", ".join("e." + c.strip() for c in EVENT_COLS.split(","))
+
+__all__ = ["SERVICE_PLATFORM", "Deliveries", "Delivery", "DeliveryRef", "Mark"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,99 +55,17 @@ class Mark:
     next_attempt: float = 0.0
 
 
-def migrate_events(db: sqlite3.Connection) -> None:
-    """Add the enrichment columns to an events table that predates them."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-    if "enriched" in columns:
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        db.execute("ALTER TABLE events ADD COLUMN enriched INTEGER NOT NULL DEFAULT 0")
-        db.execute("ALTER TABLE events ADD COLUMN projection TEXT")
-        # Events stored before the upgrade may have been attempted already: their text is final.
-        db.execute("UPDATE events SET enriched = 1")
-        db.execute(
-            "CREATE INDEX IF NOT EXISTS events_unenriched ON events (seq) WHERE enriched = 0"
-        )
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+class Deliveries:
+    """The deliveries table and the events' enrichment, over the loop's connection."""
 
-
-def projection_json(projection: Projection) -> str:
-    """How a projection is stored with its event (the text is fixed once, for every retry)."""
-    return json.dumps(
-        {
-            "direction": projection.direction,
-            "line": projection.line,
-            "seconds": projection.seconds,
-            "at": projection.at.isoformat(),
-            "per_day": projection.per_day,
-            "agreement": projection.agreement,
-            "text": projection.message("it"),
-        }
-    )
-
-
-def _projection(text: object) -> tuple[Projection | None, str]:
-    if not text:
-        return None, ""
-    data = json.loads(str(text))
-    projection = Projection(
-        direction=str(data["direction"]),
-        line=int(data["line"]),
-        seconds=float(data["seconds"]),
-        at=datetime.fromisoformat(str(data["at"])),
-        per_day=float(data["per_day"]),
-        agreement=float(data["agreement"]),
-    )
-    return projection, "; " + str(data["text"])
-
-
-def event_from_row(row: Sequence[object], projection: object = None) -> Event:
-    """An Event from the EVENT_COLS of a row (with its stored projection, if given)."""
-    labels = json.loads(str(row[11]))
-    proj, suffix = _projection(projection)
-    return Event(
-        id=str(row[0]),
-        time=datetime.fromisoformat(str(row[1])),
-        platform=str(row[2]),
-        account=str(row[3]),
-        rule=str(row[4]),
-        kind=EventKind(str(row[5])),
-        value=int(str(row[6])),
-        threshold=int(str(row[7])),
-        message=str(row[8]) + suffix,
-        severity=Severity(str(row[9])),
-        status=EventStatus(str(row[10])),
-        labels=tuple((str(k), str(v)) for k, v in labels),
-        projection=proj,
-    )
-
-
-@contextmanager
-def _immediate(db: sqlite3.Connection) -> Iterator[None]:
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-class OutboxState:
-    """Deliveries and enrichment over the StateDB connection."""
-
-    _db: sqlite3.Connection
-    # Called (synchronously, inside the storing transaction) for every newly stored event.
-    on_new_event: Callable[[], None] | None = None
+    def __init__(self, db: sqlite3.Connection) -> None:
+        """Read and write through the loop's connection."""
+        self._db = db
 
     def pending(self, notifier: str, limit: int = 500) -> list[Delivery]:
         """Deliveries still to be made by one notifier, oldest event first."""
         rows = self._db.execute(
-            f"SELECT {_E_COLS}, e.projection, e.enriched, d.attempts, d.next_attempt"
+            f"SELECT {E_COLS}, e.projection, e.enriched, d.attempts, d.next_attempt"
             " FROM deliveries d JOIN events e ON e.id = d.event_id"
             " WHERE d.notifier=? AND d.status='pending' ORDER BY e.seq LIMIT ?",
             (notifier, limit),
@@ -176,11 +91,10 @@ class OutboxState:
     def events_by_id(self, ids: Sequence[str]) -> dict[str, Event]:
         """Stored events (with their projections) by id."""
         out: dict[str, Event] = {}
-        for i in range(0, len(ids), 500):
-            part = ids[i : i + 500]
+        for part in parts(ids):
             rows = self._db.execute(
-                f"SELECT {_E_COLS}, e.projection FROM events e"
-                f" WHERE e.id IN ({','.join('?' * len(part))})",
+                f"SELECT {E_COLS}, e.projection FROM events e"
+                f" WHERE e.id IN ({placeholders(len(part))})",
                 part,
             ).fetchall()
             out.update((str(r[0]), event_from_row(r[:12], r[12])) for r in rows)
@@ -210,7 +124,7 @@ class OutboxState:
         # at-least-once allows. Events themselves stay fully synced when stored.
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
-            with _immediate(self._db):
+            with immediate(self._db):
                 self._db.executemany(
                     "UPDATE deliveries SET status=?, attempts=attempts+1, last_error=?,"
                     " next_attempt=? WHERE event_id=? AND notifier=?",
@@ -233,7 +147,7 @@ class OutboxState:
     def unenriched(self, limit: int = 5000) -> list[Event]:
         """Events with a pending delivery that the outbox has not yet tried to enrich."""
         rows = self._db.execute(
-            f"SELECT {_E_COLS} FROM events e WHERE e.enriched = 0 AND EXISTS (SELECT 1 FROM"
+            f"SELECT {E_COLS} FROM events e WHERE e.enriched = 0 AND EXISTS (SELECT 1 FROM"
             " deliveries d WHERE d.event_id = e.id AND d.status = 'pending') ORDER BY e.seq"
             " LIMIT ?",
             (limit,),
@@ -244,7 +158,7 @@ class OutboxState:
         """Store each event's projection (or none) and mark it enriched, in one transaction."""
         if not projections:
             return
-        with _immediate(self._db):
+        with immediate(self._db):
             self._db.executemany(
                 "UPDATE events SET enriched = 1, projection = ? WHERE id = ?",
                 [

@@ -16,8 +16,7 @@ from followerwatch.clock import Clock
 from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
-from followerwatch.state.db import StateDB
-from followerwatch.store.base import Store
+from followerwatch.store.base import Store, StoreState
 from followerwatch.store.held import HeldLines
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.schema import (
@@ -97,7 +96,7 @@ class Writer:
     def __init__(
         self,
         store: Store,
-        state: StateDB,
+        state: StoreState,
         spool: Spool,
         clock: Clock,
         *,
@@ -159,7 +158,7 @@ class Writer:
         if every is not None and now.timestamp() - self._last_health >= every:
             # The ledger itself, for the service-health dashboard (spooled like any point).
             self._last_health = now.timestamp()
-            pending = self.state.delivery_counts().get("pending", 0)
+            pending = self.state.deliveries.delivery_counts().get("pending", 0)
             health = spool_point(self.counts(), now, pending)
             lines.append(encode(health, self.store.precision))
         if await self._spool_lines(lines, readings) and not self._lock.locked():
@@ -276,12 +275,12 @@ class Writer:
 
     async def _spool_events(self) -> None:
         # Events live in the state database first; spool their points, then mark them.
-        events = self.state.unstored_events()
+        events = self.state.events.unstored_events()
         if events:
             lines = [encode(event_point(e), self.store.precision) for e in events]
             await self.spool.add_async(lines)
             self._added += len(lines)
-            self.state.mark_stored(e.id for e in events)
+            self.state.events.mark_stored(e.id for e in events)
 
     async def _write(self, batch: list[tuple[int, str]]) -> None:
         """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else."""
