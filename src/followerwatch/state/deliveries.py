@@ -13,8 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
-from followerwatch.analysis.projection import Projection
-from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.models import Event, EventKind, EventStatus, Projection, Severity
 
 EVENT_COLS = (
     "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels"
