@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from followerwatch.cli.args import AmbiguousAccount, resolve_account
 from followerwatch.cli.main import app
-from followerwatch.config.durations import parse_duration
 from followerwatch.config.settings import load_config
 from followerwatch.demo.influxd import TempInfluxd
+from followerwatch.units import parse_duration
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 # Stored under these (platform, account) tags: hourly, falling 10 an hour, for six days.

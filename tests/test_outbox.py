@@ -365,7 +365,7 @@ async def test_a_database_from_before_enrichment_is_migrated_and_delivers(
 
 
 def test_alertmanager_annotates_a_projection() -> None:
-    from followerwatch.analysis.projection import Projection
+    from followerwatch.models import Projection
 
     config = AlertmanagerConfig.model_validate(
         {"type": "alertmanager", "url": "http://127.0.0.1:9093"}

@@ -7,13 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from followerwatch.analysis.projection import (
-    NoProjection,
-    Projection,
-    format_eta,
-    project,
-    theil_sen,
-)
+from followerwatch.models import NoProjection, Projection, format_eta
+from followerwatch.rules.trend import project, theil_sen
 
 T0 = datetime(2009, 4, 16, tzinfo=UTC)
 
@@ -115,8 +110,8 @@ def _reason(result: Projection | NoProjection) -> str:
 
 
 def test_milestones_are_lines_in_the_trends_direction() -> None:
-    from followerwatch.analysis.projection import milestone_lines
     from followerwatch.config.base import MilestoneConfig
+    from followerwatch.rules.trend import milestone_lines
 
     ladder = MilestoneConfig(every=100_000)
     assert milestone_lines(ladder, 1_002_800) == [("above", 1_100_000), ("below", 1_000_000)]
@@ -142,7 +137,7 @@ def test_milestones_are_lines_in_the_trends_direction() -> None:
 
 
 def test_readings_and_signs_read_as_people_write_them() -> None:
-    from followerwatch.analysis.projection import plural, signed
+    from followerwatch.models import plural, signed
 
     one = project(trend(1_000_000, -100, hours=0), [("below", 900_000)])
     assert isinstance(one, NoProjection)

@@ -1,4 +1,4 @@
-"""Frozen values that flow through the pipeline: accounts, observations, failures, events."""
+"""Frozen values the pipeline passes on: accounts, observations, failures, events, projections."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import TypeGuard
-
-from followerwatch.analysis.projection import Projection
 
 # The largest count followerwatch stores: exact in JSON, in Grafana and in a float (2^53 - 1).
 MAX_COUNT = 2**53 - 1
@@ -166,6 +164,68 @@ class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"
+
+
+# Where a count is heading: a value an Event carries, so it sits here; rules/trend.py computes it.
+@dataclass(frozen=True)
+class Projection:
+    """The trend reaches `line` (`direction` below/above) `seconds` after the last reading."""
+
+    direction: str
+    line: int
+    seconds: float
+    at: datetime
+    per_day: float
+    agreement: float
+    milestone: bool = False
+
+    def message(self, who: str | None = None) -> str:
+        """'at the current rate @x drops below 1,000,000 in about 3 d 4 h' (or "the count")."""
+        verb = "drops below" if self.direction == "below" else "reaches"
+        target = f"the {self.line:,} milestone" if self.milestone else f"{self.line:,}"
+        return (
+            f"at the current rate {who or 'the count'} {verb} {target} "
+            f"in about {format_eta(self.seconds)}"
+        )
+
+
+@dataclass(frozen=True)
+class NoProjection:
+    """Why there is no estimate (too little data, a poor fit, a trend pointing away…)."""
+
+    reason: str
+
+    def message(self, who: str | None = None) -> str:
+        """'no projection for @x: …' (or 'no projection: …' under a heading that names it)."""
+        return f"no projection for {who}: {self.reason}" if who else f"no projection: {self.reason}"
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 reading', '2 readings'."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
+def signed(value: float, spec: str = ",.0f") -> str:
+    """`value` signed, except a zero (as printed) never carries a sign: '+3', '0', '-0.01%'."""
+    text = format(abs(value), spec)
+    if not any(c in "123456789" for c in text):
+        return text
+    return ("+" if value > 0 else "-") + text
+
+
+def format_eta(seconds: float) -> str:
+    """'3 d 4 h', '5 h 12 min', '40 min', 'under a minute'."""
+    s = int(seconds)
+    if s < 60:
+        return "under a minute"
+    days, rest = divmod(s, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{minutes} min"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from typing import Protocol
 
 from followerwatch.clock import SystemClock
-from followerwatch.config.settings import Config
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.net.http import build_client
-from followerwatch.notify import build_notifier
+from followerwatch.notify import NotifierConfig, build_notifier
+
+
+class NotifierSettings(Protocol):
+    """The part of the settings a test alert reads."""
+
+    @property
+    def notifiers(self) -> Sequence[NotifierConfig]: ...
+
+
+class ChannelsConfig(Protocol):
+    """The loaded config as a test alert sees it (config sits above alerts, so a Protocol)."""
+
+    @property
+    def settings(self) -> NotifierSettings: ...
 
 
 def sample_event(now_clock: SystemClock | None = None) -> Event:
@@ -30,7 +45,7 @@ def sample_event(now_clock: SystemClock | None = None) -> Event:
     )
 
 
-async def send_test_alert(config: Config) -> dict[str, str | None]:
+async def send_test_alert(config: ChannelsConfig) -> dict[str, str | None]:
     """Notifier name → None when delivered, else the problem."""
     results: dict[str, str | None] = {}
     event = sample_event()

@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from followerwatch.analysis.projection import DAY, Projection, project
 from followerwatch.errors import StoreError
-from followerwatch.models import Event, EventKind, EventStatus
+from followerwatch.models import Event, EventKind, EventStatus, Projection
+from followerwatch.rules.trend import DAY, project
 from followerwatch.store.influx_v1 import quote_literal
 
 log = structlog.get_logger("followerwatch.enrich")

@@ -26,10 +26,9 @@ from collections.abc import Sequence
 import structlog
 
 from followerwatch.alerts.enrich import Enricher
-from followerwatch.analysis.projection import Projection
 from followerwatch.clock import Clock
 from followerwatch.errors import DeliveryError
-from followerwatch.models import Event
+from followerwatch.models import Event, Projection
 from followerwatch.notify.base import BatchNotifier, Notifier
 from followerwatch.state.db import StateDB
 from followerwatch.state.deliveries import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark

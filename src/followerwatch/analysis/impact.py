@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from followerwatch.analysis.projection import format_eta, plural, signed, theil_sen
+from followerwatch.models import format_eta, plural, signed
+from followerwatch.rules.trend import theil_sen
 from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import quote_literal
 

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 from followerwatch.analysis.charts import account_figure, load_events
 from followerwatch.analysis.impact import load_series
-from followerwatch.analysis.projection import Projection, milestone_lines, plural, project, signed
-from followerwatch.models import Account, at_handle
+from followerwatch.models import Account, Projection, at_handle, plural, signed
+from followerwatch.rules.trend import milestone_lines, project
 from followerwatch.store.base import QueryableStore
 
 if TYPE_CHECKING:

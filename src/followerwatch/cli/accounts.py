@@ -13,9 +13,9 @@ from rich.table import Table
 
 from followerwatch import logs
 from followerwatch.cli.options import ConfigOpt, Typer
-from followerwatch.config.counts import parse_count
 from followerwatch.config.settings import Config, MissingConfig, find_config
 from followerwatch.errors import ConfigError
+from followerwatch.units import parse_count
 
 accounts_app = Typer(help="Add, remove and list watched accounts (edits the TOML in place).")
 

@@ -12,8 +12,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from followerwatch.cli.options import PlainGroup
-from followerwatch.config.durations import parse_duration
 from followerwatch.models import Account
+from followerwatch.units import parse_duration
 
 # Click's base error, whether typer vendors click (0.2x) or imports it (0.12).
 CLICK_ERROR: type[Exception] = next(

@@ -98,9 +98,9 @@ def history(
     from datetime import UTC, datetime, timedelta
 
     from followerwatch.analysis.history import fetch, per_day, sparkline
-    from followerwatch.analysis.projection import milestone_lines, project
     from followerwatch.cli.common import load_or_exit, out
     from followerwatch.net.http import build_client
+    from followerwatch.rules.trend import milestone_lines, project
     from followerwatch.service.app import build_store
     from followerwatch.store.influx_v1 import InfluxV1Store
 

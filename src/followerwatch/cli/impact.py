@@ -23,10 +23,10 @@ from followerwatch.cli.args import (
     usage_error,
     window_order,
 )
-from followerwatch.config.counts import parse_count
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
 from followerwatch.net.http import build_client
+from followerwatch.units import parse_count
 
 
 def impact(

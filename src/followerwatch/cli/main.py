@@ -24,11 +24,11 @@ from followerwatch.cli.impact import impact as impact_cmd
 from followerwatch.cli.options import ConfigOpt, ResetOpt, ShardOpt, Typer, state_file_errors
 from followerwatch.cli.plot import plot as plot_cmd
 from followerwatch.cli.report import report as report_cmd
-from followerwatch.config.durations import format_duration
 from followerwatch.config.settings import Config
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
 from followerwatch.poll.pipeline import Row
 from followerwatch.service.plan import PlanRow
+from followerwatch.units import format_duration
 
 if TYPE_CHECKING:
     from followerwatch.store.writer import Unwritten

@@ -25,11 +25,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from followerwatch.config.counts import parse_count
-from followerwatch.config.durations import parse_duration
 from followerwatch.config.files import CONFIG_KEY, read_secret_file, resolve_path
 from followerwatch.errors import ConfigError
 from followerwatch.models import MAX_COUNT
+from followerwatch.units import parse_count, parse_duration
 
 ENV_PREFIX = "FOLLOWERWATCH_"
 # The longest duration any key takes: longer ones are typos (or `inf`) that would crash a timer.

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.text import Text
 
-from followerwatch.config.durations import format_duration
 from followerwatch.models import at_handle
+from followerwatch.units import format_duration
 
 if TYPE_CHECKING:
     from followerwatch.service.app import App

@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from followerwatch.analysis.projection import Projection
-from followerwatch.models import Event
+from followerwatch.models import Event, Projection
 
 PAYLOAD_VERSION = 1
 

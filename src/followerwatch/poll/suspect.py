@@ -8,9 +8,9 @@ from typing import NamedTuple
 
 import structlog
 
-from followerwatch.config.durations import format_duration
 from followerwatch.models import Observation
 from followerwatch.state.commit import HeldZero, LastSeen
+from followerwatch.units import format_duration
 
 log = structlog.get_logger("followerwatch.suspect")
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
-from followerwatch.config.base import RuleDefaults
 from followerwatch.rules.approaching import Approaching
 from followerwatch.rules.base import Rule
 from followerwatch.rules.health import Frozen, Stale
+from followerwatch.rules.keys import RuleKeys
 from followerwatch.rules.lifecycle import Lifecycle
 from followerwatch.rules.milestone import Milestones
 from followerwatch.rules.threshold import Threshold
 from followerwatch.rules.window import WindowChange
 
 
-def build_rules(cfg: RuleDefaults) -> list[Rule]:
+def build_rules(cfg: RuleKeys) -> list[Rule]:
     """The rules of one account from its resolved config."""
     hyst = cfg.hysteresis or 0
     for_polls, resolved = cfg.for_polls or 1, bool(cfg.resolved)
@@ -46,8 +46,8 @@ def build_rules(cfg: RuleDefaults) -> list[Rule]:
 K = TypeVar("K", bound=Hashable)
 
 
-def build_rule_sets(configs: Mapping[K, RuleDefaults]) -> dict[K, Sequence[Rule]]:
-    """The rules of every account; accounts holding the same RuleDefaults share one rule tuple.
+def build_rule_sets(configs: Mapping[K, RuleKeys]) -> dict[K, Sequence[Rule]]:
+    """The rules of every account; accounts holding the same rule keys object share one tuple.
 
     Rules are immutable (their state lives in SQLite), and the config shares one RuleDefaults
     between entries with the same rule keys, so 100,000 accounts with a handful of rule

@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from followerwatch.analysis.projection import DAY, Projection, project
-from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
+from followerwatch.models import Event, EventKind, EventStatus, Point, Projection, Severity
 from followerwatch.rules.base import (
     Reading,
     compact_duration,
@@ -16,6 +15,7 @@ from followerwatch.rules.base import (
     restate,
     who,
 )
+from followerwatch.rules.trend import DAY, project
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol, TypeVar
 
-from followerwatch.config.durations import format_duration
 from followerwatch.models import (
     Account,
     Event,
@@ -21,6 +20,7 @@ from followerwatch.models import (
     Severity,
     at_handle,
 )
+from followerwatch.units import format_duration
 
 _EVENT_NS = uuid.UUID("5f0c6c2e-4c55-4a57-9b0a-6f6c6c6f7772")
 S = TypeVar("S")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from followerwatch.config.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.rules.base import (
     Reading,
@@ -15,6 +14,7 @@ from followerwatch.rules.base import (
     restate,
     who,
 )
+from followerwatch.units import format_duration
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
-from followerwatch.config.durations import format_duration
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.rules.base import (
     Reading,
@@ -16,6 +15,7 @@ from followerwatch.rules.base import (
     restate,
     who,
 )
+from followerwatch.units import format_duration
 
 
 @dataclass(frozen=True, slots=True)

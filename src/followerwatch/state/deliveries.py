@@ -6,8 +6,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from followerwatch.analysis.projection import Projection
-from followerwatch.models import Event
+from followerwatch.models import Event, Projection
 from followerwatch.state.rows import (
     E_COLS,
     SERVICE_PLATFORM,

@@ -8,8 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from followerwatch.analysis.projection import Projection
-from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.models import Event, EventKind, EventStatus, Projection, Severity
 
 EVENT_COLS = (
     "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels"

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
+from typing import Protocol
 
-from followerwatch.config.settings import Config
 from followerwatch.models import Account, FieldValue, Observation, Point
 from followerwatch.store.lineprotocol import (
     encode_line,
@@ -36,7 +36,27 @@ THRESHOLDS = "followerwatch_thresholds"
 Lines = Mapping[tuple[str, str], Sequence[tuple[str, int]]]
 
 
-def threshold_lines(config: Config) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
+class LineKeys(Protocol):
+    """The rule keys the lines come from (config's RuleDefaults has them)."""
+
+    @property
+    def below(self) -> Sequence[int] | None: ...
+
+    @property
+    def above(self) -> Sequence[int] | None: ...
+
+
+class Watched(Protocol):
+    """What the lines are read from: the loaded config (config sits above store, so a Protocol)."""
+
+    @property
+    def accounts(self) -> Sequence[Account]: ...
+
+    @property
+    def rules(self) -> Mapping[tuple[str, str], LineKeys]: ...
+
+
+def threshold_lines(config: Watched) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
     """Every watched account's resolved `below` and `above` lines (its own or its platform's)."""
     out: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}
     # Accounts mostly share their lines: one tuple per distinct set, not one per account.
@@ -78,7 +98,7 @@ def _tags(platform: str, account: str, direction: str, value: int) -> tuple[tupl
 
 
 def threshold_points(
-    config: Config, time: datetime, accounts: Iterable[Account] | None = None
+    config: Watched, time: datetime, accounts: Iterable[Account] | None = None
 ) -> list[Point]:
     """The lines of every watched account (or of `accounts`) at `time`, field `value` only."""
     lines = threshold_lines(config)

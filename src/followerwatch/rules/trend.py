@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from followerwatch.models import NoProjection, Projection, format_eta, plural
+
 DAY = 86_400.0
 
 
@@ -24,39 +26,6 @@ class Fit:
     slope: float
     agreement: float
     points: int
-
-
-@dataclass(frozen=True)
-class Projection:
-    """The trend reaches `line` (`direction` below/above) `seconds` after the last reading."""
-
-    direction: str
-    line: int
-    seconds: float
-    at: datetime
-    per_day: float
-    agreement: float
-    milestone: bool = False
-
-    def message(self, who: str | None = None) -> str:
-        """'at the current rate @x drops below 1,000,000 in about 3 d 4 h' (or "the count")."""
-        verb = "drops below" if self.direction == "below" else "reaches"
-        target = f"the {self.line:,} milestone" if self.milestone else f"{self.line:,}"
-        return (
-            f"at the current rate {who or 'the count'} {verb} {target} "
-            f"in about {format_eta(self.seconds)}"
-        )
-
-
-@dataclass(frozen=True)
-class NoProjection:
-    """Why there is no estimate (too little data, a poor fit, a trend pointing away…)."""
-
-    reason: str
-
-    def message(self, who: str | None = None) -> str:
-        """'no projection for @x: …' (or 'no projection: …' under a heading that names it)."""
-        return f"no projection for {who}: {self.reason}" if who else f"no projection: {self.reason}"
 
 
 class MilestoneLadder(Protocol):
@@ -80,34 +49,6 @@ def milestone_lines(ladder: MilestoneLadder | None, count: int) -> list[tuple[st
     below = [m for m in ladder.levels if m <= count]
     lines = [("above", min(above))] if above else []
     return lines + ([("below", max(below))] if below else [])
-
-
-def plural(count: int, noun: str) -> str:
-    """'1 reading', '2 readings'."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
-
-
-def signed(value: float, spec: str = ",.0f") -> str:
-    """`value` signed, except a zero (as printed) never carries a sign: '+3', '0', '-0.01%'."""
-    text = format(abs(value), spec)
-    if not any(c in "123456789" for c in text):
-        return text
-    return ("+" if value > 0 else "-") + text
-
-
-def format_eta(seconds: float) -> str:
-    """'3 d 4 h', '5 h 12 min', '40 min', 'under a minute'."""
-    s = int(seconds)
-    if s < 60:
-        return "under a minute"
-    days, rest = divmod(s, 86_400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    if days:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    if hours:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{minutes} min"
 
 
 def theil_sen(samples: Sequence[tuple[float, float]]) -> Fit:
