@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 
 from followerwatch.clock import ManualClock
 from followerwatch.demo.influxd import TempInfluxd
-from followerwatch.diskfull import MemoryBuffer
+from followerwatch.disk.full import MemoryBuffer
 from followerwatch.models import Account, FetchResult, Observation, Point
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.poll.waiting import WaitingBatches

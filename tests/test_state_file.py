@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from followerwatch.demo.influxd import free_port
+from followerwatch.disk.sqlite import check_db
 from followerwatch.errors import StateFileError
-from followerwatch.sqlitefile import check_db
 from service_proc import run_cli
 from smallfs import remount_read_only, small_fs
 

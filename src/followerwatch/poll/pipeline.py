@@ -14,7 +14,7 @@ import structlog
 
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import Clock
-from followerwatch.diskfull import MemoryBuffer, out_of_space
+from followerwatch.disk.full import MemoryBuffer, out_of_space
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
 from followerwatch.poll.known import Known
 from followerwatch.poll.suspect import Screened, SuspectZeros

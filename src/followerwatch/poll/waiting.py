@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 import structlog
 
-from followerwatch.diskfull import MemoryBuffer, out_of_space
+from followerwatch.disk.full import MemoryBuffer, out_of_space
 from followerwatch.models import Account, FetchResult, Point
 
 if TYPE_CHECKING:

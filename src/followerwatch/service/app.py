@@ -18,7 +18,7 @@ from followerwatch.analysis.campaigns import CampaignRunner
 from followerwatch.analysis.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
 from followerwatch.config.settings import Config, InfluxConfig
-from followerwatch.diskfull import MemoryBuffer
+from followerwatch.disk.full import MemoryBuffer
 from followerwatch.errors import StoreError
 from followerwatch.models import Account
 from followerwatch.net.http import build_client

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+from followerwatch.disk.sqlite import GroupCommitter, insert_many
 from followerwatch.models import Event, EventStatus
-from followerwatch.sqlitefile import GroupCommitter, insert_many
 from followerwatch.state.doorbell import Doorbell
 from followerwatch.state.rows import EVENT_COLS, event_row, ts
 

@@ -6,7 +6,7 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
-from followerwatch.sqlitefile import open_db
+from followerwatch.disk.sqlite import open_db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (

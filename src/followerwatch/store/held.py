@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
-from followerwatch.diskfull import MemoryBuffer, out_of_space
+from followerwatch.disk.full import MemoryBuffer, out_of_space
 from followerwatch.store.spool import Spool, SpoolCounts
 
 log = structlog.get_logger("followerwatch.writer")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from followerwatch.sqlitefile import GroupCommitter, insert_many, open_db
+from followerwatch.disk.sqlite import GroupCommitter, insert_many, open_db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, line TEXT NOT NULL);

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, overload
 import structlog
 
 from followerwatch.clock import Clock
-from followerwatch.diskfull import MemoryBuffer, out_of_space
+from followerwatch.disk.full import MemoryBuffer, out_of_space
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
 from followerwatch.store.base import Store, StoreState

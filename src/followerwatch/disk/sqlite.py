@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from followerwatch.diskfull import out_of_space
+from followerwatch.disk.full import out_of_space
 from followerwatch.errors import StateFileError
 
 T = TypeVar("T")

@@ -1,0 +1,1 @@
+"""Local files that must survive: SQLite files, grouped commits, a full disk."""
