@@ -27,7 +27,7 @@ from followerwatch.cli.report import report as report_cmd
 from followerwatch.config.durations import format_duration
 from followerwatch.config.settings import Config
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
-from followerwatch.poll.pipeline import Row
+from followerwatch.poll.batch import Row
 from followerwatch.service.plan import PlanRow
 
 if TYPE_CHECKING:

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 import structlog
 
@@ -16,9 +15,10 @@ from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import Clock
 from followerwatch.diskfull import MemoryBuffer, out_of_space
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
+from followerwatch.poll.batch import Prepared, Row, Waiting
 from followerwatch.poll.known import Known
 from followerwatch.poll.suspect import Screened, SuspectZeros
-from followerwatch.poll.waiting import Prepared, Waiting, WaitingBatches
+from followerwatch.poll.waiting import WaitingBatches
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state.db import Change, LastSeen, StateDB
@@ -26,21 +26,6 @@ from followerwatch.store.thresholds import Lines
 from followerwatch.store.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
-
-
-class Row(NamedTuple):
-    """One line of a poll report (a NamedTuple: one per observation, and cheap to build)."""
-
-    platform: str
-    account: str
-    followers: int | None
-    change: int | None
-    events: tuple[Event, ...] = ()
-    failure: str | None = None
-    # A fall to 0 held until it has lasted the platform's `zero_confirm` (nothing stored yet).
-    suspect: bool = False
-    # The platform failed the whole batch (auth, rate limit, unreachable), not this account.
-    source_down: bool = False
 
 
 class Pipeline:

@@ -24,8 +24,9 @@ from followerwatch.models import Account
 from followerwatch.net.http import build_client
 from followerwatch.notify import build_notifier
 from followerwatch.poll.account_failures import AccountFailures
+from followerwatch.poll.batch import Row
 from followerwatch.poll.collector import Collector
-from followerwatch.poll.pipeline import Pipeline, Row
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.poll.shard import resolve as resolve_shard
 from followerwatch.poll.shard import select as select_shard
 from followerwatch.rules import build_rule_sets
