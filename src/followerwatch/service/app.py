@@ -14,6 +14,7 @@ import structlog
 from followerwatch.alerts.enrich import ProjectionEnricher
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.alerts.routing import make_router
+from followerwatch.alerts.sink import EventSink
 from followerwatch.analysis.campaigns import CampaignRunner
 from followerwatch.analysis.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
@@ -29,6 +30,7 @@ from followerwatch.poll.collector import Collector
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.poll.shard import resolve as resolve_shard
 from followerwatch.poll.shard import select as select_shard
+from followerwatch.poll.stats import PollStats
 from followerwatch.rules import build_rule_sets
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
@@ -37,7 +39,7 @@ from followerwatch.state.db import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.store.thresholds import threshold_lines
+from followerwatch.store.thresholds import ThresholdLines, threshold_lines
 from followerwatch.store.writer import Writer
 
 log = structlog.get_logger("followerwatch.app")
@@ -177,10 +179,10 @@ class App:
             if isinstance(self.store, InfluxV1Store)
             else build_reader(settings.influxdb, self.client)
         )
-        # Read at each alert, so a reloaded watchlist's lines are the ones drawn.
-        charts = AccountCharts(
-            self.reader, lambda platform, name: self.pipeline.thresholds.get((platform, name), ())
-        )
+        # The watchlist's lines: the pipeline replaces them on a reload, and alert charts and
+        # projections read them at each alert, so a reloaded watchlist's are the ones used.
+        self.thresholds = ThresholdLines(threshold_lines(config))
+        charts = AccountCharts(self.reader, self.thresholds.of)
         self.notifiers = [
             build_notifier(n, self.client, self.clock, charts) for n in settings.notifiers
         ]
@@ -194,21 +196,22 @@ class App:
             backoff_max=alerts.backoff_max,
             attempt_timeout=alerts.attempt_timeout,
             # Alert messages say where each account's trend leads next: one InfluxQL read per
-            # outbox pass, with the lines read at each pass so a reloaded watchlist's are used.
+            # outbox pass, with the lines read at each pass.
             enricher=ProjectionEnricher(
-                self.reader, lambda: self.pipeline.thresholds, local=self.state.history
+                self.reader, self.thresholds.current, local=self.state.history
             ),
         )
         route = make_router(alerts, [n.name for n in self.notifiers])
         # One bound for what the pipeline and the writer hold in memory while the disk is full.
         self.buffer = MemoryBuffer(settings.service.memory_buffer)
         self.lost_readings = 0  # held in memory and lost at exit (the disk stayed full)
+        self.poll_stats = PollStats()  # what stored polls said, read by /metrics
         self.writer = Writer(
             self.store,
             self.state,
             self.spool,
             self.clock,
-            raise_event=lambda e: self.state.add_events([e], route),
+            raise_event=EventSink(self.state, route).raise_event,
             buffer=self.buffer,
         )
         self.pipeline = Pipeline(
@@ -221,8 +224,9 @@ class App:
             repeat={k: r.repeat for k, r in config.rules.items() if r.repeat},
             dry_run=dry_run,
             zero_confirm=zero_windows(config),
-            thresholds=threshold_lines(config),
+            thresholds=self.thresholds,
             buffer=self.buffer,
+            stats=self.poll_stats,
         )
         self.campaigns = CampaignRunner(
             settings.campaigns, self.state, self.reader, self.clock, route
@@ -333,7 +337,7 @@ class App:
             return
         from followerwatch.service.reload import ConfigWatcher
 
-        watcher = ConfigWatcher(self.config, lambda cfg: reschedule(self.apply_config(cfg)))
+        watcher = ConfigWatcher(self.config, Reconfigure(self, reschedule))
         self.reload_task = asyncio.create_task(watcher.run(stop))
 
     async def __aenter__(self) -> App:
@@ -352,3 +356,14 @@ class App:
         await self.client.aclose()
         self.state.close()
         self.spool.close()
+
+
+@dataclass(frozen=True)
+class Reconfigure:
+    """Applies a reloaded config to the app and hands the scheduler the groups it now plans."""
+
+    app: App
+    reschedule: Callable[[Sequence[Group]], None]
+
+    def __call__(self, config: Config) -> None:
+        self.reschedule(self.app.apply_config(config))

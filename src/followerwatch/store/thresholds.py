@@ -36,6 +36,25 @@ THRESHOLDS = "followerwatch_thresholds"
 Lines = Mapping[tuple[str, str], Sequence[tuple[str, int]]]
 
 
+class ThresholdLines:
+    """The watched accounts' lines as now configured: replaced on a reload, read at each use."""
+
+    def __init__(self, lines: Lines | None = None) -> None:
+        self._lines: Lines = lines or {}
+
+    def set(self, lines: Lines) -> None:
+        """Take a (reloaded) watchlist's lines."""
+        self._lines = lines
+
+    def current(self) -> Lines:
+        """Every account's lines."""
+        return self._lines
+
+    def of(self, platform: str, account: str) -> Sequence[tuple[str, int]]:
+        """One account's lines (none when it has none)."""
+        return self._lines.get((platform, account), ())
+
+
 def threshold_lines(config: Config) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
     """Every watched account's resolved `below` and `above` lines (its own or its platform's)."""
     out: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}

@@ -1,0 +1,20 @@
+"""Events raised outside a poll's commit (the writer's spool alerts), stored and routed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from followerwatch.models import Event
+from followerwatch.state.db import StateDB
+
+
+class EventSink:
+    """Stores one event at a time with the notifiers its route names; the outbox delivers it."""
+
+    def __init__(self, state: StateDB, route: Callable[[Event], Iterable[str]]) -> None:
+        self._state = state
+        self._route = route
+
+    def raise_event(self, event: Event) -> None:
+        """Store the event and its deliveries."""
+        self._state.add_events([event], self._route)
