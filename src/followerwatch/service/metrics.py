@@ -216,11 +216,6 @@ def _disk_metrics(app: App) -> Iterator[Metric]:
     yield dropped
 
 
-def disk_problem(app: App) -> str | None:
-    """Why the data folder cannot be written now (readings wait in memory), if it cannot."""
-    return app.pipeline.waiting.problem or app.writer.disk_problem
-
-
 def _events_by_kind(app: App) -> list[tuple[str, int]]:
     # A separate read-only connection: the scrape must not share the service's transactions.
     uri = f"file:{app.state.path}?mode=ro"

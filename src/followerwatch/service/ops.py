@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from followerwatch.errors import StoreAuthError, StoreError
-from followerwatch.service.metrics import Metrics, disk_problem
+from followerwatch.service.metrics import Metrics
 
 if TYPE_CHECKING:
     from followerwatch.service.app import App
@@ -25,6 +25,11 @@ REQUEST_TIMEOUT = 5.0
 MAX_REQUEST = 16_384
 # Every Prometheus version reads text format 0.0.4, and every name here is valid in it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def disk_problem(app: App) -> str | None:
+    """Why the data folder cannot be written now (readings wait in memory), if it cannot."""
+    return app.pipeline.waiting.problem or app.writer.disk_problem
 
 
 class OpsServer:
