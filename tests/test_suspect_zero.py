@@ -21,7 +21,7 @@ from fakes.fake_bluesky import FakeBluesky
 from followerwatch.clock import ManualClock, SystemClock
 from followerwatch.config.settings import load_config
 from followerwatch.service.app import App
-from followerwatch.service.ops import Metrics
+from followerwatch.service.metrics import Metrics
 from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli

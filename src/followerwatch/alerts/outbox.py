@@ -29,7 +29,12 @@ from followerwatch.alerts.enrich import Enricher
 from followerwatch.clock import Clock
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Event, Projection
-from followerwatch.notify.base import BatchNotifier, Notifier
+from followerwatch.notify.base import (
+    BatchNotifier,
+    ConcurrentNotifier,
+    Notifier,
+    RefreshingNotifier,
+)
 from followerwatch.state.db import StateDB
 from followerwatch.state.deliveries import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark
 from followerwatch.state.doorbell import Doorbell
@@ -349,17 +354,15 @@ class Outbox:
 
     async def _refresh(self, notifier: Notifier, now: float) -> None:
         """Re-announce still-active conditions to notifiers that need it (Alertmanager)."""
-        interval = getattr(notifier, "resend_interval", None)
-        refresh = getattr(notifier, "refresh", None)
         if (
-            not interval
-            or refresh is None
-            or now - self._refreshed.get(notifier.name, 0) < interval
+            not isinstance(notifier, RefreshingNotifier)
+            or not notifier.resend_interval
+            or now - self._refreshed.get(notifier.name, 0) < notifier.resend_interval
         ):
             return
         self._refreshed[notifier.name] = now
         try:
-            await refresh([event for event, _ in self.events.active()])
+            await notifier.refresh([event for event, _ in self.events.active()])
         except DeliveryError as exc:
             log.warning(
                 "re-announcing active alerts failed", notifier=notifier.name, error=str(exc)
@@ -435,4 +438,6 @@ class Outbox:
 
 def _width(notifier: Notifier) -> int:
     """How many lanes (or requests) of one notifier may be in flight at once."""
-    return max(1, int(getattr(notifier, "concurrency", DEFAULT_CONCURRENCY)))
+    if isinstance(notifier, ConcurrentNotifier):
+        return max(1, notifier.concurrency)
+    return DEFAULT_CONCURRENCY

@@ -26,7 +26,7 @@ from followerwatch.cli.plot import plot as plot_cmd
 from followerwatch.cli.report import report as report_cmd
 from followerwatch.config.settings import Config
 from followerwatch.errors import ConfigError, DatabaseMissingError, StoreError
-from followerwatch.poll.pipeline import Row
+from followerwatch.poll.batch import Row
 from followerwatch.service.plan import PlanRow
 from followerwatch.units import format_duration
 

@@ -41,6 +41,7 @@ from followerwatch.config.base import (
 )
 from followerwatch.errors import DeliveryError
 from followerwatch.models import MAX_COUNT, Event, EventStatus
+from followerwatch.notify.base import BatchNotifier, ConcurrentNotifier, RefreshingNotifier
 
 ALERTS_PATH = "/api/v2/alerts"
 ALERTNAME_PREFIX = "Followerwatch"
@@ -130,7 +131,7 @@ def check_response(name: str, response: httpx.Response) -> None:
     raise DeliveryError(f"alertmanager {name}: HTTP {status} {detail}".rstrip(), permanent=True)
 
 
-class AlertmanagerNotifier:
+class AlertmanagerNotifier(BatchNotifier, ConcurrentNotifier, RefreshingNotifier):
     """Posts alerts to Alertmanager and re-announces active ones every `resend_interval`."""
 
     key: ClassVar[str] = "alertmanager"

@@ -27,6 +27,22 @@ class BatchNotifier(Notifier, Protocol):
     async def send_many(self, events: Sequence[Event]) -> None: ...
 
 
+@runtime_checkable
+class ConcurrentNotifier(Notifier, Protocol):
+    """A notifier that says how many lanes (or requests) of it may be in flight at once."""
+
+    concurrency: int
+
+
+@runtime_checkable
+class RefreshingNotifier(Notifier, Protocol):
+    """A notifier that needs still-active conditions re-announced every `resend_interval` s."""
+
+    resend_interval: float
+
+    async def refresh(self, active: Sequence[Event]) -> None: ...
+
+
 def event_fields(event: Event) -> dict[str, Any]:
     """An event as JSON-ready fields: the `event` object of the webhook payload."""
     return {

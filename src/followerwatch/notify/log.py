@@ -9,6 +9,7 @@ from pydantic import Field
 
 from followerwatch.config.base import StrictModel
 from followerwatch.models import MAX_COUNT, Event
+from followerwatch.notify.base import ConcurrentNotifier
 
 
 class LogConfig(StrictModel):
@@ -24,7 +25,7 @@ class LogConfig(StrictModel):
         return []
 
 
-class LogNotifier:
+class LogNotifier(ConcurrentNotifier):
     """Writes alerts to the structured log."""
 
     key: ClassVar[str] = "log"

@@ -20,7 +20,7 @@ from followerwatch.config.base import (
 )
 from followerwatch.errors import DeliveryError
 from followerwatch.models import MAX_COUNT, Event
-from followerwatch.notify.base import event_payload
+from followerwatch.notify.base import ConcurrentNotifier, event_payload
 
 SIGNATURE_HEADER = "X-Followerwatch-Signature"
 TIMESTAMP_HEADER = "X-Followerwatch-Timestamp"
@@ -51,7 +51,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
-class WebhookNotifier:
+class WebhookNotifier(ConcurrentNotifier):
     """POSTs each event; 5xx, 429 and network errors are retryable, other 4xx are permanent."""
 
     key: ClassVar[str] = "webhook"

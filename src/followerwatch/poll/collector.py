@@ -11,7 +11,8 @@ from followerwatch.clock import Clock
 from followerwatch.errors import AuthError, RateLimitedError, SourceError
 from followerwatch.models import Account, FetchResult, Point, bounded
 from followerwatch.poll.account_failures import AccountFailures
-from followerwatch.poll.pipeline import Pipeline, Row
+from followerwatch.poll.batch import Row
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.sources.base import Source
 from followerwatch.store.schema import poll_point
 

@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 import structlog
 
@@ -16,31 +15,18 @@ from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import Clock
 from followerwatch.disk.full import MemoryBuffer, out_of_space
 from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
+from followerwatch.poll.batch import Prepared, Row, Waiting
 from followerwatch.poll.known import Known
+from followerwatch.poll.stats import PollStats
 from followerwatch.poll.suspect import Screened, SuspectZeros
-from followerwatch.poll.waiting import Prepared, Waiting, WaitingBatches
+from followerwatch.poll.waiting import WaitingBatches
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state.db import Change, LastSeen, StateDB
-from followerwatch.store.thresholds import Lines
+from followerwatch.store.thresholds import Lines, ThresholdLines
 from followerwatch.store.writer import PollPoints, Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
-
-
-class Row(NamedTuple):
-    """One line of a poll report (a NamedTuple: one per observation, and cheap to build)."""
-
-    platform: str
-    account: str
-    followers: int | None
-    change: int | None
-    events: tuple[Event, ...] = ()
-    failure: str | None = None
-    # A fall to 0 held until it has lasted the platform's `zero_confirm` (nothing stored yet).
-    suspect: bool = False
-    # The platform failed the whole batch (auth, rate limit, unreachable), not this account.
-    source_down: bool = False
 
 
 class Pipeline:
@@ -58,10 +44,13 @@ class Pipeline:
         repeat: Mapping[tuple[str, str], float] | None = None,
         dry_run: bool = False,
         zero_confirm: Mapping[str, float] | None = None,
-        thresholds: Lines | None = None,
+        thresholds: ThresholdLines | Lines | None = None,
         buffer: MemoryBuffer | None = None,
+        stats: PollStats | None = None,
     ) -> None:
         self.state = state
+        # What stored polls said, for /metrics to read when it is scraped.
+        self.stats = stats or PollStats()
         # Batches the full disk kept from being committed, in order, with their retry task.
         self.waiting: WaitingBatches[Waiting] = WaitingBatches(
             buffer or MemoryBuffer(), self._ready, self._store_held, self._dropped
@@ -75,7 +64,13 @@ class Pipeline:
         self.suspects = SuspectZeros(state.accounts.held_zeros(), zero_confirm)
         self._projection_points: list[Point] = []
         self._releasing: set[asyncio.Task[None]] = set()
-        self.configure(rules, repeat or {}, thresholds or {})
+        # Each account's threshold lines, written beside its counts for the dashboards; the
+        # holder is shared with what draws and projects alerts, so they see reloaded lines too.
+        if isinstance(thresholds, ThresholdLines):
+            self.thresholds = thresholds
+        else:
+            self.thresholds = ThresholdLines(thresholds)
+        self.configure(rules, repeat or {}, self.thresholds.current())
 
     def configure(
         self,
@@ -89,8 +84,7 @@ class Pipeline:
             self.suspects.windows = zero_confirm
         self.rules = rules
         self.repeat = repeat
-        # Each account's threshold lines, written beside its counts for the dashboards.
-        self.thresholds = thresholds
+        self.thresholds.set(thresholds)
         # How much history each account's rules need, worked out once per configuration.
         # Only accounts that keep any: most keep none, and 100,000 zeros cost memory.
         self._keep = {key: keep for key, r in rules.items() if (keep := longest_history(r))}
@@ -155,7 +149,7 @@ class Pipeline:
         changes += self._absent(polled, observations, result.failures, held, known, polled_at)
         rows += held + [_failure_row(f) for f in result.failures]
         points = PollPoints(
-            observations, self.thresholds, [*self._projection_points, *extra_points]
+            observations, self.thresholds.current(), [*self._projection_points, *extra_points]
         )
         return Prepared(changes, rows, points, screened)
 
@@ -178,6 +172,7 @@ class Pipeline:
             # Not announced, so not marked as announced: the next poll repeats it.
             log.warning("disk full: a repeated alert waits for the next poll", error=str(exc))
         if self.writer is not None:
+            self.stats.stored(batch.points)
             await self.writer.write(batch.points)  # holds its lines in memory on a full disk
         if self.outbox is not None:
             # Delivery has its own task (the outbox loop; a one-shot poll's last step): a receiver
@@ -210,7 +205,7 @@ class Pipeline:
                 self._unscreen(waiting.prepared)
             # Its points count as dropped in the spool's ledger.
             if self.writer is not None:
-                self.writer.drop(PollPoints(obs, self.thresholds, waiting.extra_points))
+                self.writer.drop(PollPoints(obs, self.thresholds.current(), waiting.extra_points))
             note = "dropped: disk and memory buffer full"
         rows = [Row(*o.account.key, o.followers, None, failure=note) for o in obs]
         return rows + [_failure_row(f) for f in waiting.result.failures]

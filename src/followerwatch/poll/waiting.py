@@ -5,20 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 import structlog
 
 from followerwatch.disk.full import MemoryBuffer, out_of_space
-from followerwatch.models import Account, FetchResult, Point
-
-if TYPE_CHECKING:
-    from followerwatch.poll.pipeline import Row
-    from followerwatch.poll.suspect import Screened
-    from followerwatch.state.db import Change
-    from followerwatch.store.writer import PollPoints
 
 log = structlog.get_logger("followerwatch.waiting")
 
@@ -27,25 +19,6 @@ T = TypeVar("T")
 RETRY_FIRST = 0.5  # seconds before the first retry; doubling up to RETRY_MAX
 RETRY_MAX = 5.0
 FAILURES_MAX = 3  # failures other than a full disk before the oldest batch is given up
-
-
-class Prepared(NamedTuple):
-    """A batch screened and evaluated: what it commits, its report rows and its points."""
-
-    changes: list[Change]
-    rows: list[Row]
-    points: PollPoints
-    screened: Screened  # the suspect zeros it holds and releases, committed with it
-
-
-class Waiting(NamedTuple):
-    """A poll batch waiting in memory for the disk; `prepared` once it has been evaluated."""
-
-    result: FetchResult
-    extra_points: Sequence[Point]
-    polled: Sequence[Account]
-    polled_at: datetime  # stale and lifecycle rules judge an absent count as of then
-    prepared: Prepared | None = None
 
 
 class WaitingBatches(Generic[T]):

@@ -14,6 +14,7 @@ import structlog
 from followerwatch.alerts.enrich import ProjectionEnricher
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.alerts.routing import make_router
+from followerwatch.alerts.sink import EventSink
 from followerwatch.analysis.campaigns import CampaignRunner
 from followerwatch.analysis.charts import AccountCharts
 from followerwatch.clock import Clock, SystemClock
@@ -24,10 +25,12 @@ from followerwatch.models import Account
 from followerwatch.net.http import build_client
 from followerwatch.notify import build_notifier
 from followerwatch.poll.account_failures import AccountFailures
+from followerwatch.poll.batch import Row
 from followerwatch.poll.collector import Collector
-from followerwatch.poll.pipeline import Pipeline, Row
+from followerwatch.poll.pipeline import Pipeline
 from followerwatch.poll.shard import resolve as resolve_shard
 from followerwatch.poll.shard import select as select_shard
+from followerwatch.poll.stats import PollStats
 from followerwatch.rules import build_rule_sets
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
@@ -37,7 +40,7 @@ from followerwatch.state.doorbell import Doorbell
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
-from followerwatch.store.thresholds import threshold_lines
+from followerwatch.store.thresholds import ThresholdLines, threshold_lines
 from followerwatch.store.writer import Writer
 
 log = structlog.get_logger("followerwatch.app")
@@ -179,10 +182,10 @@ class App:
             if isinstance(self.store, InfluxV1Store)
             else build_reader(settings.influxdb, self.client)
         )
-        # Read at each alert, so a reloaded watchlist's lines are the ones drawn.
-        charts = AccountCharts(
-            self.reader, lambda platform, name: self.pipeline.thresholds.get((platform, name), ())
-        )
+        # The watchlist's lines: the pipeline replaces them on a reload, and alert charts and
+        # projections read them at each alert, so a reloaded watchlist's are the ones used.
+        self.thresholds = ThresholdLines(threshold_lines(config))
+        charts = AccountCharts(self.reader, self.thresholds.of)
         self.notifiers = [
             build_notifier(n, self.client, self.clock, charts) for n in settings.notifiers
         ]
@@ -197,21 +200,22 @@ class App:
             attempt_timeout=alerts.attempt_timeout,
             doorbell=doorbell,
             # Alert messages say where each account's trend leads next: one InfluxQL read per
-            # outbox pass, with the lines read at each pass so a reloaded watchlist's are used.
+            # outbox pass, with the lines read at each pass.
             enricher=ProjectionEnricher(
-                self.reader, lambda: self.pipeline.thresholds, local=self.state.accounts.history
+                self.reader, self.thresholds.current, local=self.state.accounts.history
             ),
         )
         route = make_router(alerts, [n.name for n in self.notifiers])
         # One bound for what the pipeline and the writer hold in memory while the disk is full.
         self.buffer = MemoryBuffer(settings.service.memory_buffer)
         self.lost_readings = 0  # held in memory and lost at exit (the disk stayed full)
+        self.poll_stats = PollStats()  # what stored polls said, read by /metrics
         self.writer = Writer(
             self.store,
             self.state,
             self.spool,
             self.clock,
-            raise_event=lambda e: self.state.events.add_events([e], route),
+            raise_event=EventSink(self.state.events, route).raise_event,
             buffer=self.buffer,
         )
         self.pipeline = Pipeline(
@@ -224,8 +228,9 @@ class App:
             repeat={k: r.repeat for k, r in config.rules.items() if r.repeat},
             dry_run=dry_run,
             zero_confirm=zero_windows(config),
-            thresholds=threshold_lines(config),
+            thresholds=self.thresholds,
             buffer=self.buffer,
+            stats=self.poll_stats,
         )
         self.campaigns = CampaignRunner(
             settings.campaigns, self.state, self.reader, self.clock, route
@@ -336,7 +341,7 @@ class App:
             return
         from followerwatch.service.reload import ConfigWatcher
 
-        watcher = ConfigWatcher(self.config, lambda cfg: reschedule(self.apply_config(cfg)))
+        watcher = ConfigWatcher(self.config, Reconfigure(self, reschedule))
         self.reload_task = asyncio.create_task(watcher.run(stop))
 
     async def __aenter__(self) -> App:
@@ -355,3 +360,14 @@ class App:
         await self.client.aclose()
         self.state.close()
         self.spool.close()
+
+
+@dataclass(frozen=True)
+class Reconfigure:
+    """Applies a reloaded config to the app and hands the scheduler the groups it now plans."""
+
+    app: App
+    reschedule: Callable[[Sequence[Group]], None]
+
+    def __call__(self, config: Config) -> None:
+        self.reschedule(self.app.apply_config(config))

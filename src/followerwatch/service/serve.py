@@ -16,6 +16,16 @@ from followerwatch.service.scheduler import PollScheduler
 log = structlog.get_logger("followerwatch.service")
 
 
+class Running:
+    """Whether polling runs: until the service is told to stop (what /healthz reports)."""
+
+    def __init__(self, stop: asyncio.Event) -> None:
+        self._stop = stop
+
+    def __call__(self) -> bool:
+        return not self._stop.is_set()
+
+
 async def serve(
     app: App, *, until: Callable[[], bool] | None = None, check_every: float = 0.2
 ) -> bool:
@@ -36,7 +46,7 @@ async def serve(
     scheduler.start()
     app.start_reload(scheduler.replace, outbox_stop)  # config edits apply without a restart
     # /healthz, /readyz and /metrics, while the loop below runs.
-    ops = await start_ops(app, lambda: not stop.is_set())
+    ops = await start_ops(app, Running(stop))
     log.info(
         "followerwatch started",
         groups=len(app.groups),

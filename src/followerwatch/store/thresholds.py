@@ -56,6 +56,25 @@ class Watched(Protocol):
     def rules(self) -> Mapping[tuple[str, str], LineKeys]: ...
 
 
+class ThresholdLines:
+    """The watched accounts' lines as now configured: replaced on a reload, read at each use."""
+
+    def __init__(self, lines: Lines | None = None) -> None:
+        self._lines: Lines = lines or {}
+
+    def set(self, lines: Lines) -> None:
+        """Take a (reloaded) watchlist's lines."""
+        self._lines = lines
+
+    def current(self) -> Lines:
+        """Every account's lines."""
+        return self._lines
+
+    def of(self, platform: str, account: str) -> Sequence[tuple[str, int]]:
+        """One account's lines (none when it has none)."""
+        return self._lines.get((platform, account), ())
+
+
 def threshold_lines(config: Watched) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
     """Every watched account's resolved `below` and `above` lines (its own or its platform's)."""
     out: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}

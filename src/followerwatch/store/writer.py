@@ -45,7 +45,7 @@ class PollPoints(Sequence[Point]):
     """A poll's points: the Points of its observations and their lines are only built if read.
 
     The writer encodes the observations straight to line protocol; anything else that reads
-    the sequence (a metrics tap on `Writer.write`) still sees every point as before.
+    the sequence still sees every point.
     """
 
     def __init__(
