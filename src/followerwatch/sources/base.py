@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from re import Pattern
-from typing import Any, ClassVar, Protocol, TypedDict, Unpack
+from typing import Any, Protocol, TypedDict, Unpack
 
 import httpx
 
@@ -32,10 +32,10 @@ class SourceContext:
 
 
 class Source(Protocol):
-    """Fetches counts for a batch of accounts; raises SourceError subclasses, never logs."""
+    """Fetches counts for a batch of accounts; raises SourceError subclasses, never logs.
 
-    key: ClassVar[str]
-    batch_max: ClassVar[int]
+    Its batch size, handle syntax and budget are its platform's SourceSpec.
+    """
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult: ...
 
@@ -112,31 +112,17 @@ def tuning(config: Tuned) -> Tuning:
 
 
 class HttpSource:
-    """What every HTTP source shares: its spec's class attributes, its clock, one Requester.
-
-    A subclass names its spec in its bases (`class XSource(HttpSource, spec=SPEC)`).
-    """
-
-    spec: ClassVar[SourceSpec]
-    key: ClassVar[str]
-    batch_max: ClassVar[int]
-    handle_pattern: ClassVar[Pattern[str]]
-    rate_limit_ceiling: ClassVar[tuple[int, float] | None]
-
-    def __init_subclass__(cls, *, spec: SourceSpec, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.spec = spec
-        cls.key, cls.batch_max = spec.key, spec.batch_max
-        cls.handle_pattern, cls.rate_limit_ceiling = spec.handle_pattern, spec.rate_limit_ceiling
+    """What every HTTP source shares: its platform's spec, its clock, and one Requester."""
 
     def __init__(
         self,
+        spec: SourceSpec,
         client: httpx.AsyncClient,
         clock: Clock,
         parse_rate: RateParser,
         **tuning: Unpack[Tuning],
     ) -> None:
-        spec = self.spec
+        self.spec = spec
         self._clock = clock
         self._requester = Requester(
             client,

@@ -77,24 +77,7 @@ def actor(account: Account) -> str:
     return account.handle if DID.match(account.handle) else account.handle.lower()
 
 
-def build(config: BlueskyConfig, ctx: SourceContext) -> BlueskySource:
-    """The Bluesky source for the configured AppView."""
-    return BlueskySource(ctx.client, clock=ctx.clock, base_url=config.base_url, **tuning(config))
-
-
-SPEC = SourceSpec(
-    key="bluesky",
-    title="Bluesky",
-    config_model=BlueskyConfig,
-    build=build,
-    batch_max=25,
-    handle_pattern=HANDLE,
-    # No published AppView figure; the RateLimit-* headers, when sent, are what the limiter obeys.
-    rate_limit_ceiling=None,
-)
-
-
-class BlueskySource(HttpSource, spec=SPEC):
+class BlueskySource(HttpSource):
     """Counts from `getProfiles`; accounts it leaves out get one `getProfile` each to say why."""
 
     def __init__(
@@ -105,7 +88,7 @@ class BlueskySource(HttpSource, spec=SPEC):
         base_url: str = APPVIEW,
         **settings: Unpack[Tuning],
     ) -> None:
-        super().__init__(client, clock, _parse_rate, **settings)
+        super().__init__(SPEC, client, clock, _parse_rate, **settings)
         self._base = base_url.rstrip("/")
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
@@ -114,7 +97,7 @@ class BlueskySource(HttpSource, spec=SPEC):
         fits = HANDLE.match
         order, valid, results = screen(accounts, lambda a: fits(a.handle), _INVALID, self._clock)
         omitted: list[Account] = []
-        for chunk in chunks(valid, actor, self.batch_max):
+        for chunk in chunks(valid, actor, self.spec.batch_max):
             params = [("actors", a) for a in dict.fromkeys(actor(a) for a in chunk)]
             response, received = await self._get(PROFILES, params, tally)
             found = _match(chunk, _profiles(response), received)
@@ -246,3 +229,20 @@ def _outcome(account: Account, raw: Mapping[str, Any], when: datetime) -> Outcom
         platform_id=did,
         handle=handle if known and isinstance(handle, str) else None,
     )
+
+
+def build(config: BlueskyConfig, ctx: SourceContext) -> BlueskySource:
+    """The Bluesky source for the configured AppView."""
+    return BlueskySource(ctx.client, clock=ctx.clock, base_url=config.base_url, **tuning(config))
+
+
+SPEC = SourceSpec(
+    key="bluesky",
+    title="Bluesky",
+    config_model=BlueskyConfig,
+    build=build,
+    batch_max=25,
+    handle_pattern=HANDLE,
+    # No published AppView figure; the RateLimit-* headers, when sent, are what the limiter obeys.
+    rate_limit_ceiling=None,
+)

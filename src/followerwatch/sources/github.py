@@ -87,44 +87,7 @@ class _Counts:
     posts: int | None
 
 
-def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
-    """The GitHub source for one token (or for anonymous REST when there is none)."""
-    return GitHubSource(
-        ctx.client,
-        clock=ctx.clock,
-        token=secret(config.token) or None,
-        base_url=config.base_url,
-        graphql_url=config.graphql_url,
-        **tuning(config),
-    )
-
-
-def requests_per_batch(config: GitHubConfig, accounts: int) -> int:
-    """GraphQL takes a batch in one request; anonymous REST needs one per account."""
-    return 1 if config.token is not None else accounts
-
-
-def ceiling_for(config: GitHubConfig) -> tuple[int, float]:
-    """5,000 requests an hour with a token, 60 without."""
-    return (5_000, 3_600.0) if config.token is not None else (60, 3_600.0)
-
-
-SPEC = SourceSpec(
-    key="github",
-    title="GitHub",
-    config_model=GitHubConfig,
-    build=build,
-    # GraphQL aliases per request; anonymous REST is always one account per request.
-    batch_max=50,
-    handle_pattern=re.compile(rf"^{_LOGIN}(?:{_REPO})?$"),
-    # With a token; anonymous REST allows 60 requests an hour per IP.
-    rate_limit_ceiling=(5_000, 3_600),
-    requests_per_batch=requests_per_batch,
-    ceiling_for=ceiling_for,
-)
-
-
-class GitHubSource(HttpSource, spec=SPEC):
+class GitHubSource(HttpSource):
     """Followers of users (`login`) and stars of repositories (`owner/repo`)."""
 
     def __init__(
@@ -138,7 +101,7 @@ class GitHubSource(HttpSource, spec=SPEC):
         **settings: Unpack[Tuning],
     ) -> None:
         # REST and GraphQL are separate budgets (x-ratelimit-resource core/graphql): two buckets.
-        super().__init__(client, clock, rate_headers(_RATE_PREFIX), **settings)
+        super().__init__(SPEC, client, clock, rate_headers(_RATE_PREFIX), **settings)
         self._rest = base_url.rstrip("/")
         self._graphql = graphql_url or graphql_endpoint(self._rest)
         self._anonymous = not token
@@ -149,14 +112,14 @@ class GitHubSource(HttpSource, spec=SPEC):
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""
         tally = Tally()
-        fits = self.handle_pattern.fullmatch
+        fits = self.spec.handle_pattern.fullmatch
         order, valid, results = screen(accounts, lambda a: fits(a.handle), _INVALID, self._clock)
         if self._anonymous:
             groups = chunks(valid, _rest_path, 1)
             ask_rest = partial(self._rest_group, tally=tally)
             results.update(await each_call(groups, lambda g: g, ask_rest, self._clock))
         else:
-            groups = chunks(valid, lambda a: a.handle.lower(), self.batch_max)
+            groups = chunks(valid, lambda a: a.handle.lower(), self.spec.batch_max)
             ask = partial(self._graphql_batch, tally=tally)
             results.update(await each_call(groups, lambda g: g, ask, self._clock))
             await self._second_opinion(valid, results, tally)
@@ -411,3 +374,40 @@ def _counts(
 
 def _count(value: Any) -> int | None:
     return value if is_count(value) else None
+
+
+def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
+    """The GitHub source for one token (or for anonymous REST when there is none)."""
+    return GitHubSource(
+        ctx.client,
+        clock=ctx.clock,
+        token=secret(config.token) or None,
+        base_url=config.base_url,
+        graphql_url=config.graphql_url,
+        **tuning(config),
+    )
+
+
+def requests_per_batch(config: GitHubConfig, accounts: int) -> int:
+    """GraphQL takes a batch in one request; anonymous REST needs one per account."""
+    return 1 if config.token is not None else accounts
+
+
+def ceiling_for(config: GitHubConfig) -> tuple[int, float]:
+    """5,000 requests an hour with a token, 60 without."""
+    return (5_000, 3_600.0) if config.token is not None else (60, 3_600.0)
+
+
+SPEC = SourceSpec(
+    key="github",
+    title="GitHub",
+    config_model=GitHubConfig,
+    build=build,
+    # GraphQL aliases per request; anonymous REST is always one account per request.
+    batch_max=50,
+    handle_pattern=re.compile(rf"^{_LOGIN}(?:{_REPO})?$"),
+    # With a token; anonymous REST allows 60 requests an hour per IP.
+    rate_limit_ceiling=(5_000, 3_600),
+    requests_per_batch=requests_per_batch,
+    ceiling_for=ceiling_for,
+)

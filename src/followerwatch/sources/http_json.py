@@ -167,48 +167,7 @@ class HttpJsonConfig(PlatformConfig):
         return super().secrets() + [v for v in extra if v]
 
 
-def build(config: HttpJsonConfig, ctx: SourceContext) -> HttpJsonSource:
-    """The generic source for the one configured endpoint."""
-    if config.url is None or config.count_path is None:
-        raise ConfigError("platforms.http_json.url and count_path are required to watch http_json")
-    headers = dict(config.headers)
-    headers.update({k: v.get_secret_value() for k, v in config.secret_headers.items()})
-    if config.bearer_token is not None:
-        headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
-    return HttpJsonSource(
-        ctx.client,
-        clock=ctx.clock,
-        url=config.url,
-        count_path=config.count_path,
-        method=config.method,
-        headers=headers,
-        body=config.body,
-        id_url=config.id_url,
-        id_path=config.id_path,
-        handle_path=config.handle_path,
-        following_path=config.following_path,
-        posts_path=config.posts_path,
-        handle_pattern=config.handle_pattern,
-        rate_limit_prefix=config.rate_limit_prefix,
-        rate_limit_reset=config.rate_limit_reset,
-        **tuning(config),
-    )
-
-
-SPEC = SourceSpec(
-    key="http_json",
-    title="Generic JSON",
-    config_model=HttpJsonConfig,
-    build=build,
-    # A generic URL cannot batch.
-    batch_max=1,
-    handle_pattern=re.compile(DEFAULT_HANDLE_PATTERN),
-    rate_limit_ceiling=None,
-    error_name="http_json",
-)
-
-
-class HttpJsonSource(HttpSource, spec=SPEC):
+class HttpJsonSource(HttpSource):
     """Counts from any JSON endpoint, one request per account (a generic URL cannot batch)."""
 
     def __init__(
@@ -233,7 +192,7 @@ class HttpJsonSource(HttpSource, spec=SPEC):
     ) -> None:
         prefix = rate_limit_prefix
         parse = no_rate_headers if prefix is None else rate_headers(prefix, rate_limit_reset)
-        super().__init__(client, clock, parse, **settings)
+        super().__init__(SPEC, client, clock, parse, **settings)
         self._url = url
         self._id_url = id_url
         self._method = method
@@ -252,7 +211,9 @@ class HttpJsonSource(HttpSource, spec=SPEC):
                     ("posts", posts_path),
                 )
             }
-            self._pattern = re.compile(handle_pattern) if handle_pattern else self.handle_pattern
+            self._pattern = (
+                re.compile(handle_pattern) if handle_pattern else self.spec.handle_pattern
+            )
         except (ValueError, re.error) as exc:
             raise ConfigError(f"platforms.http_json: {exc}") from None
 
@@ -357,3 +318,44 @@ def _text(document: Any, path: Path | None, *, ids: bool) -> str | None:
 
 def _show(value: Any) -> str:
     return "nothing" if value is _MISSING else f"{value!r}, not a count"[:120]
+
+
+def build(config: HttpJsonConfig, ctx: SourceContext) -> HttpJsonSource:
+    """The generic source for the one configured endpoint."""
+    if config.url is None or config.count_path is None:
+        raise ConfigError("platforms.http_json.url and count_path are required to watch http_json")
+    headers = dict(config.headers)
+    headers.update({k: v.get_secret_value() for k, v in config.secret_headers.items()})
+    if config.bearer_token is not None:
+        headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
+    return HttpJsonSource(
+        ctx.client,
+        clock=ctx.clock,
+        url=config.url,
+        count_path=config.count_path,
+        method=config.method,
+        headers=headers,
+        body=config.body,
+        id_url=config.id_url,
+        id_path=config.id_path,
+        handle_path=config.handle_path,
+        following_path=config.following_path,
+        posts_path=config.posts_path,
+        handle_pattern=config.handle_pattern,
+        rate_limit_prefix=config.rate_limit_prefix,
+        rate_limit_reset=config.rate_limit_reset,
+        **tuning(config),
+    )
+
+
+SPEC = SourceSpec(
+    key="http_json",
+    title="Generic JSON",
+    config_model=HttpJsonConfig,
+    build=build,
+    # A generic URL cannot batch.
+    batch_max=1,
+    handle_pattern=re.compile(DEFAULT_HANDLE_PATTERN),
+    rate_limit_ceiling=None,
+    error_name="http_json",
+)

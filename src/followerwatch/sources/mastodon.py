@@ -77,18 +77,6 @@ class MastodonConfig(PlatformConfig):
         return [*super().secrets(), *extra]
 
 
-def build(config: MastodonConfig, ctx: SourceContext) -> MastodonSource:
-    """The Mastodon source for every watched instance."""
-    return MastodonSource(
-        ctx.client,
-        clock=ctx.clock,
-        access_token=secret(config.access_token),
-        tokens={d: t.get_secret_value() for d, t in config.tokens.items()},
-        instance_urls=dict(config.instance_urls),
-        **tuning(config),
-    )
-
-
 @dataclass
 class _Run:
     """One fetch's bookkeeping: what was spent, and whether any request got a usable answer."""
@@ -98,20 +86,7 @@ class _Run:
     error: SourceError | None = None
 
 
-SPEC = SourceSpec(
-    key="mastodon",
-    title="Mastodon",
-    config_model=MastodonConfig,
-    build=build,
-    batch_max=40,
-    handle_pattern=HANDLE,
-    # Mastodon's default, per IP (no token) or per token, on each instance separately.
-    rate_limit_ceiling=(300, 300.0),
-    group_key=group_key,
-)
-
-
-class MastodonSource(HttpSource, spec=SPEC):
+class MastodonSource(HttpSource):
     """Counts from each account's home instance; one limiter per instance, each its own budget."""
 
     def __init__(
@@ -125,7 +100,7 @@ class MastodonSource(HttpSource, spec=SPEC):
         **settings: Unpack[Tuning],
     ) -> None:
         # Every instance budgets separately: the instance domain is the limiter bucket.
-        super().__init__(client, clock, rate_headers(_RATE_PREFIX, "iso"), **settings)
+        super().__init__(SPEC, client, clock, rate_headers(_RATE_PREFIX, "iso"), **settings)
         self._default_token = access_token
         self._tokens = {k.lower(): v for k, v in (tokens or {}).items()}
         self._urls = {k.lower(): v.rstrip("/") for k, v in (instance_urls or {}).items()}
@@ -151,7 +126,9 @@ class MastodonSource(HttpSource, spec=SPEC):
         known = [a for a in members if _known_id(a)]
         # Without a stored id the lookup is the one-off resolution, and its answer has the counts.
         lookups = [a for a in members if not _known_id(a)]
-        batches = [] if domain in self._no_batch else chunks(known, _platform_id, self.batch_max)
+        batches = (
+            [] if domain in self._no_batch else chunks(known, _platform_id, self.spec.batch_max)
+        )
         if not batches:
             lookups += known
         for index, chunk in enumerate(batches):
@@ -321,3 +298,28 @@ def _count(raw: Mapping[str, Any], name: str) -> int | None:
     if not is_count(value):
         raise ValueError(f"{name} is {value!r}, not a count")
     return value
+
+
+def build(config: MastodonConfig, ctx: SourceContext) -> MastodonSource:
+    """The Mastodon source for every watched instance."""
+    return MastodonSource(
+        ctx.client,
+        clock=ctx.clock,
+        access_token=secret(config.access_token),
+        tokens={d: t.get_secret_value() for d, t in config.tokens.items()},
+        instance_urls=dict(config.instance_urls),
+        **tuning(config),
+    )
+
+
+SPEC = SourceSpec(
+    key="mastodon",
+    title="Mastodon",
+    config_model=MastodonConfig,
+    build=build,
+    batch_max=40,
+    handle_pattern=HANDLE,
+    # Mastodon's default, per IP (no token) or per token, on each instance separately.
+    rate_limit_ceiling=(300, 300.0),
+    group_key=group_key,
+)

@@ -120,41 +120,7 @@ def _rate(headers: httpx.Headers, now: datetime) -> RateLimit | None:
     return RateLimit(limit=limit, remaining=remaining, reset_at=reset_at)
 
 
-def build(config: RedditConfig, ctx: SourceContext) -> RedditSource:
-    """The Reddit source: OAuth when credentials are configured, the public pages otherwise."""
-    return RedditSource(
-        ctx.client,
-        clock=ctx.clock,
-        user_agent=config.user_agent,
-        client_id=config.client_id or None,
-        client_secret=secret(config.client_secret) or None,
-        www_url=config.www_url,
-        oauth_url=config.oauth_url,
-        batch_size=config.batch_size or SPEC.batch_max,
-        **tuning(config),
-    )
-
-
-def ceiling_for(config: RedditConfig) -> tuple[int, float]:
-    """100 requests a minute with OAuth, about 10 on the public pages."""
-    return (100, 60.0) if config.client_id else (10, 60.0)
-
-
-SPEC = SourceSpec(
-    key="reddit",
-    title="Reddit",
-    config_model=RedditConfig,
-    build=build,
-    # Unsure upstream; `batch_size` in the config lowers it if Reddit turns out to cap lower.
-    batch_max=100,
-    handle_pattern=re.compile(r"^(?:/?[rR]/)?[A-Za-z0-9_]{2,21}$"),
-    # OAuth figure; unauthenticated use gets about (10, 60).
-    rate_limit_ceiling=(100, 60),
-    ceiling_for=ceiling_for,
-)
-
-
-class RedditSource(HttpSource, spec=SPEC):
+class RedditSource(HttpSource):
     """Subscriber counts; one instance per OAuth app (or per IP when unauthenticated)."""
 
     def __init__(
@@ -170,9 +136,9 @@ class RedditSource(HttpSource, spec=SPEC):
         batch_size: int = 100,
         **settings: Unpack[Tuning],
     ) -> None:
-        super().__init__(client, clock, _rate, **settings)
+        super().__init__(SPEC, client, clock, _rate, **settings)
         self._ua = {"User-Agent": user_agent}
-        self._size = max(1, min(batch_size, self.batch_max))
+        self._size = max(1, min(batch_size, self.spec.batch_max))
         self._secrets = tuple(s for s in (client_secret,) if s)
         self._token: ClientCredentials | None = None
         if client_id is not None and client_secret is not None:
@@ -193,7 +159,7 @@ class RedditSource(HttpSource, spec=SPEC):
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every subreddit; per-subreddit problems become Failures, batch ones raise."""
         tally = Tally()
-        fits = self.handle_pattern.match
+        fits = self.spec.handle_pattern.match
         order, valid, results = screen(
             accounts, lambda a: _stored_id(a) is not None or fits(a.handle), _INVALID, self._clock
         )
@@ -233,7 +199,7 @@ class RedditSource(HttpSource, spec=SPEC):
         """Ask `r/{sub}/about` why each omitted subreddit was left out (one request per name)."""
         missing: dict[str, list[Account]] = {}
         for account in omitted:
-            if self.handle_pattern.match(account.handle):
+            if self.spec.handle_pattern.match(account.handle):
                 missing.setdefault(subreddit(account).lower(), []).append(account)
         for group in missing.values():
             name = subreddit(group[0])
@@ -379,3 +345,37 @@ def _outcome(account: Account, item: Mapping[str, Any], when: datetime) -> Outco
         platform_id=name,
         handle=display if isinstance(display, str) else None,
     )
+
+
+def build(config: RedditConfig, ctx: SourceContext) -> RedditSource:
+    """The Reddit source: OAuth when credentials are configured, the public pages otherwise."""
+    return RedditSource(
+        ctx.client,
+        clock=ctx.clock,
+        user_agent=config.user_agent,
+        client_id=config.client_id or None,
+        client_secret=secret(config.client_secret) or None,
+        www_url=config.www_url,
+        oauth_url=config.oauth_url,
+        batch_size=config.batch_size or SPEC.batch_max,
+        **tuning(config),
+    )
+
+
+def ceiling_for(config: RedditConfig) -> tuple[int, float]:
+    """100 requests a minute with OAuth, about 10 on the public pages."""
+    return (100, 60.0) if config.client_id else (10, 60.0)
+
+
+SPEC = SourceSpec(
+    key="reddit",
+    title="Reddit",
+    config_model=RedditConfig,
+    build=build,
+    # Unsure upstream; `batch_size` in the config lowers it if Reddit turns out to cap lower.
+    batch_max=100,
+    handle_pattern=re.compile(r"^(?:/?[rR]/)?[A-Za-z0-9_]{2,21}$"),
+    # OAuth figure; unauthenticated use gets about (10, 60).
+    rate_limit_ceiling=(100, 60),
+    ceiling_for=ceiling_for,
+)

@@ -81,40 +81,7 @@ def _lookup_key(account: Account) -> str:
     return f"id:{uid}" if uid is not None else f"login:{account.handle.lower()}"
 
 
-def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
-    """The Twitch source for one configured app."""
-    client_secret = secret(config.client_secret)
-    if not config.client_id or not client_secret:
-        raise ConfigError(
-            "platforms.twitch.client_id and client_secret (or client_secret_file) are required "
-            "to watch Twitch"
-        )
-    return TwitchSource(
-        ctx.client,
-        client_id=config.client_id,
-        client_secret=client_secret,
-        user_token=secret(config.user_token) or None,
-        clock=ctx.clock,
-        id_url=config.id_url,
-        api_url=config.api_url,
-        **tuning(config),
-    )
-
-
-SPEC = SourceSpec(
-    key="twitch",
-    title="Twitch",
-    config_model=TwitchConfig,
-    build=build,
-    # The users lookup takes 100; follower totals cost one request per account on top.
-    batch_max=100,
-    handle_pattern=re.compile(r"^[A-Za-z0-9_]{1,25}$"),
-    rate_limit_ceiling=(800, 60),
-    requests_per_batch=requests_per_batch,
-)
-
-
-class TwitchSource(HttpSource, spec=SPEC):
+class TwitchSource(HttpSource):
     """Follower totals from Helix; one instance per app, since it holds that app's budget."""
 
     def __init__(
@@ -130,7 +97,7 @@ class TwitchSource(HttpSource, spec=SPEC):
         **settings: Unpack[Tuning],
     ) -> None:
         # Twitch budgets each token separately, so "app" and "user" are separate limiter buckets.
-        super().__init__(client, clock, rate_headers(_RATE_PREFIX), **settings)
+        super().__init__(SPEC, client, clock, rate_headers(_RATE_PREFIX), **settings)
         self._client_id = client_id
         self._user_token = user_token
         self._api = api_url.rstrip("/")
@@ -153,7 +120,7 @@ class TwitchSource(HttpSource, spec=SPEC):
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Resolve every account, then read each found channel's follower total."""
         tally = Tally()
-        fits = self.handle_pattern.match
+        fits = self.spec.handle_pattern.match
         order, valid, results = screen(
             accounts, lambda a: _by_id(a) is not None or fits(a.handle), _INVALID, self._clock
         )
@@ -169,7 +136,7 @@ class TwitchSource(HttpSource, spec=SPEC):
             users.update((a, f) for a, f in found.items() if not isinstance(f, Failure))
             return {a: f for a, f in found.items() if isinstance(f, Failure)}
 
-        lookups = chunks(valid, _lookup_key, self.batch_max)
+        lookups = chunks(valid, _lookup_key, self.spec.batch_max)
         results.update(await each_call(lookups, lambda c: c, lookup, self._clock))
         channels: dict[str, list[Account]] = {}
         for account, (uid, _) in users.items():
@@ -296,3 +263,36 @@ def _match_users(
             continue
         out[account] = (got_id, login)
     return out
+
+
+def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
+    """The Twitch source for one configured app."""
+    client_secret = secret(config.client_secret)
+    if not config.client_id or not client_secret:
+        raise ConfigError(
+            "platforms.twitch.client_id and client_secret (or client_secret_file) are required "
+            "to watch Twitch"
+        )
+    return TwitchSource(
+        ctx.client,
+        client_id=config.client_id,
+        client_secret=client_secret,
+        user_token=secret(config.user_token) or None,
+        clock=ctx.clock,
+        id_url=config.id_url,
+        api_url=config.api_url,
+        **tuning(config),
+    )
+
+
+SPEC = SourceSpec(
+    key="twitch",
+    title="Twitch",
+    config_model=TwitchConfig,
+    build=build,
+    # The users lookup takes 100; follower totals cost one request per account on top.
+    batch_max=100,
+    handle_pattern=re.compile(r"^[A-Za-z0-9_]{1,25}$"),
+    rate_limit_ceiling=(800, 60),
+    requests_per_batch=requests_per_batch,
+)

@@ -63,28 +63,7 @@ class XConfig(PlatformConfig):
     max_wait: Duration = 900.0
 
 
-def build(config: XConfig, ctx: SourceContext) -> XSource:
-    """The X source for one configured credential."""
-    token = secret(config.bearer_token)
-    if not token:
-        raise ConfigError("platforms.x.bearer_token (or bearer_token_file) is required to watch X")
-    return XSource(
-        ctx.client, bearer_token=token, clock=ctx.clock, base_url=config.base_url, **tuning(config)
-    )
-
-
-SPEC = SourceSpec(
-    key="x",
-    title="X",
-    config_model=XConfig,
-    build=build,
-    batch_max=100,
-    handle_pattern=re.compile(r"^[A-Za-z0-9_]{1,15}$"),
-    rate_limit_ceiling=(300, 900),
-)
-
-
-class XSource(HttpSource, spec=SPEC):
+class XSource(HttpSource):
     """Counts from `GET /2/users/by`; one instance per bearer token, since it holds that budget."""
 
     def __init__(
@@ -97,16 +76,16 @@ class XSource(HttpSource, spec=SPEC):
         **settings: Unpack[Tuning],
     ) -> None:
         # X budgets each lookup endpoint separately: the path is the limiter bucket.
-        super().__init__(client, clock, rate_headers(_RATE_PREFIX), **settings)
+        super().__init__(SPEC, client, clock, rate_headers(_RATE_PREFIX), **settings)
         self._headers = {"Authorization": f"Bearer {bearer_token}"}
         self._base = base_url.rstrip("/")
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""
         tally = Tally()
-        fits = self.handle_pattern.match
+        fits = self.spec.handle_pattern.match
         order, valid, results = screen(accounts, lambda a: fits(a.handle), _INVALID, self._clock)
-        for chunk in chunks(valid, lambda a: a.handle.lower(), self.batch_max):
+        for chunk in chunks(valid, lambda a: a.handle.lower(), self.spec.batch_max):
             names: dict[str, str] = {}
             for account in chunk:
                 names.setdefault(account.handle.lower(), account.handle)
@@ -126,7 +105,7 @@ class XSource(HttpSource, spec=SPEC):
             and a.platform_id is not None
             and _ID.match(a.platform_id)
         }
-        for chunk in chunks(list(stale), lambda a: a.platform_id or "", self.batch_max):
+        for chunk in chunks(list(stale), lambda a: a.platform_id or "", self.spec.batch_max):
             ids = ",".join(dict.fromkeys(a.platform_id or "" for a in chunk))
             try:
                 response, received = await self._get(
@@ -324,3 +303,24 @@ def _classify(entry: Mapping[str, Any]) -> tuple[FailureKind, str]:
     else:
         kind = FailureKind.NOT_RETURNED
     return kind, text[:200] or (title if isinstance(title, str) else "")
+
+
+def build(config: XConfig, ctx: SourceContext) -> XSource:
+    """The X source for one configured credential."""
+    token = secret(config.bearer_token)
+    if not token:
+        raise ConfigError("platforms.x.bearer_token (or bearer_token_file) is required to watch X")
+    return XSource(
+        ctx.client, bearer_token=token, clock=ctx.clock, base_url=config.base_url, **tuning(config)
+    )
+
+
+SPEC = SourceSpec(
+    key="x",
+    title="X",
+    config_model=XConfig,
+    build=build,
+    batch_max=100,
+    handle_pattern=re.compile(r"^[A-Za-z0-9_]{1,15}$"),
+    rate_limit_ceiling=(300, 900),
+)

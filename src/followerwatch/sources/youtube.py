@@ -170,48 +170,7 @@ class _Call:
     value: str
 
 
-def build(config: YouTubeConfig, ctx: SourceContext) -> YouTubeSource:
-    """The YouTube source for one API key; its quota ledger lives in the source's state folder."""
-    key = secret(config.api_key)
-    if not key:
-        raise ConfigError("platforms.youtube.api_key (or api_key_file) is required for YouTube")
-    try:
-        pacific()
-    except ZoneInfoNotFoundError:
-        raise ConfigError(
-            "platforms.youtube: the time zone America/Los_Angeles is unknown here "
-            "(install the tzdata package); the quota resets at its midnight"
-        ) from None
-    return YouTubeSource(
-        ctx.client,
-        api_key=key,
-        clock=ctx.clock,
-        ledger_path=ctx.state_dir / LEDGER_FILE,
-        base_url=config.base_url,
-        daily_quota=config.daily_quota,
-        **tuning(config),
-    )
-
-
-def ceiling_for(config: YouTubeConfig) -> tuple[int, float]:
-    """The planner's ceiling: the project's daily quota, one unit per call."""
-    return (config.daily_quota, 86_400.0)
-
-
-SPEC = SourceSpec(
-    key="youtube",
-    title="YouTube",
-    config_model=YouTubeConfig,
-    build=build,
-    batch_max=50,
-    handle_pattern=re.compile(rf"^(?:{_HANDLE_SYNTAX}|{_ID_SYNTAX})$"),
-    # The default quota; channels.list costs one unit whatever the number of ids.
-    rate_limit_ceiling=(10_000, 86_400),
-    ceiling_for=ceiling_for,
-)
-
-
-class YouTubeSource(HttpSource, spec=SPEC):
+class YouTubeSource(HttpSource):
     """Counts from `channels.list`; one instance per API key, since it holds that quota."""
 
     def __init__(
@@ -226,7 +185,7 @@ class YouTubeSource(HttpSource, spec=SPEC):
         **settings: Unpack[Tuning],
     ) -> None:
         # No rate-limit headers: the ledger is the budget.
-        super().__init__(client, clock, no_rate_headers, **settings)
+        super().__init__(SPEC, client, clock, no_rate_headers, **settings)
         self._key = api_key
         self._url = base_url.rstrip("/") + CHANNELS
         self._ledger = QuotaLedger.open(ledger_path, daily_quota, clock)
@@ -251,7 +210,7 @@ class YouTubeSource(HttpSource, spec=SPEC):
                 results[account] = Failure(account, self._clock.now(), _NOT_FOUND, detail)
         calls = [
             _Call(tuple(chunk), "id", ",".join(dict.fromkeys(ids[a] for a in chunk)))
-            for chunk in chunks(list(ids), ids.__getitem__, self.batch_max)
+            for chunk in chunks(list(ids), ids.__getitem__, self.spec.batch_max)
         ]
         calls += [
             _Call(tuple(group), "forHandle", group[0].handle)
@@ -429,3 +388,44 @@ def resolution(subscribers: int) -> int:
     if subscribers < 1_000:
         return 1
     return int(10 ** (len(str(subscribers)) - 3))
+
+
+def build(config: YouTubeConfig, ctx: SourceContext) -> YouTubeSource:
+    """The YouTube source for one API key; its quota ledger lives in the source's state folder."""
+    key = secret(config.api_key)
+    if not key:
+        raise ConfigError("platforms.youtube.api_key (or api_key_file) is required for YouTube")
+    try:
+        pacific()
+    except ZoneInfoNotFoundError:
+        raise ConfigError(
+            "platforms.youtube: the time zone America/Los_Angeles is unknown here "
+            "(install the tzdata package); the quota resets at its midnight"
+        ) from None
+    return YouTubeSource(
+        ctx.client,
+        api_key=key,
+        clock=ctx.clock,
+        ledger_path=ctx.state_dir / LEDGER_FILE,
+        base_url=config.base_url,
+        daily_quota=config.daily_quota,
+        **tuning(config),
+    )
+
+
+def ceiling_for(config: YouTubeConfig) -> tuple[int, float]:
+    """The planner's ceiling: the project's daily quota, one unit per call."""
+    return (config.daily_quota, 86_400.0)
+
+
+SPEC = SourceSpec(
+    key="youtube",
+    title="YouTube",
+    config_model=YouTubeConfig,
+    build=build,
+    batch_max=50,
+    handle_pattern=re.compile(rf"^(?:{_HANDLE_SYNTAX}|{_ID_SYNTAX})$"),
+    # The default quota; channels.list costs one unit whatever the number of ids.
+    rate_limit_ceiling=(10_000, 86_400),
+    ceiling_for=ceiling_for,
+)
