@@ -65,11 +65,6 @@ class TwitchConfig(PlatformConfig):
     max_backoff: Duration = 60.0
 
 
-def requests_per_batch(config: TwitchConfig, accounts: int) -> int:
-    """Requests one batch costs the planner: one users lookup plus one total per channel."""
-    return accounts + 1
-
-
 def _by_id(account: Account) -> str | None:
     """The stored numeric id, if there is a usable one."""
     pid = account.platform_id
@@ -283,6 +278,11 @@ def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
         api_url=config.api_url,
         **tuning(config),
     )
+
+
+def requests_per_batch(config: TwitchConfig, accounts: int) -> int:
+    """Requests one batch costs the planner: one users lookup plus one total per channel."""
+    return accounts + 1
 
 
 SPEC = SourceSpec(

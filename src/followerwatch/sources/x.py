@@ -21,14 +21,7 @@ from followerwatch.errors import (
     SourceError,
     TransientError,
 )
-from followerwatch.models import (
-    Account,
-    Failure,
-    FailureKind,
-    FetchResult,
-    Observation,
-    at_handle,
-)
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, at_handle
 from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
     Outcome,
