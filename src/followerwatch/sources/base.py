@@ -120,7 +120,7 @@ class HttpSource:
         client: httpx.AsyncClient,
         clock: Clock,
         parse_rate: RateParser,
-        **tuning: Unpack[Tuning],
+        **settings: Unpack[Tuning],
     ) -> None:
         self.spec = spec
         self._clock = clock
@@ -129,7 +129,7 @@ class HttpSource:
             clock,
             spec.says,
             parse_rate,
-            tuning.get("max_wait", spec.default("max_wait")),
-            limits=tuning.get("limits", DEFAULT_LIMITS),
-            max_backoff=tuning.get("max_backoff", spec.default("max_backoff")),
+            settings.get("max_wait", spec.default("max_wait")),
+            limits=settings.get("limits", DEFAULT_LIMITS),
+            max_backoff=settings.get("max_backoff", spec.default("max_backoff")),
         )
