@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from followerwatch.clock import ManualClock
 from followerwatch.config.base import Duration, PlatformConfig
-from followerwatch.errors import AuthError, RateLimitedError, TransientError
+from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, Observation
 from followerwatch.sources import REGISTRY, SPECS, registry
 from followerwatch.sources.base import HttpSource, SourceSpec, tuning
@@ -195,41 +195,34 @@ def _unanswered(account: Account, when: datetime, exc: Exception) -> Failure:
     return Failure(account, when, FailureKind.NOT_RETURNED, f"lookup failed: {exc}")
 
 
-async def test_one_by_one_costs_a_failure_only_its_own_account() -> None:
-    clock = ManualClock(START)
+async def _one_by_one(failing: str, error: SourceError) -> tuple[list[str], Any, Any]:
+    """Ask a, b and c in turn where `failing` raises `error`: what was asked, and the result."""
     accounts = [acct(h) for h in ("a", "b", "c")]
     asked: list[str] = []
 
     async def ask(account: Account) -> Observation:
         asked.append(account.handle)
-        if account.handle == "b":
-            raise TransientError("HTTP 502")
+        if account.handle == failing:
+            raise error
         return Observation(account, START, 10)
 
-    found, error = await one_by_one(accounts, ask, _unanswered, clock)
-    assert asked == ["a", "b", "c"]
-    assert isinstance(error, TransientError)
-    assert [type(found[a]) for a in accounts] == [Observation, Failure, Observation]
-    assert found[accounts[1]].detail == "lookup failed: HTTP 502"  # type: ignore[union-attr]
+    found, first = await one_by_one(accounts, ask, _unanswered, ManualClock(START))
+    return asked, [found[a] for a in accounts], first
 
 
-async def test_one_by_one_stops_asking_after_a_rate_limit_and_raises_auth_errors() -> None:
-    clock = ManualClock(START)
-    accounts = [acct(h) for h in ("a", "b", "c")]
-    asked: list[str] = []
+async def test_one_by_one_costs_a_failure_only_its_own_account() -> None:
+    asked, found, first = await _one_by_one("b", TransientError("HTTP 502"))
+    assert asked == ["a", "b", "c"] and isinstance(first, TransientError)
+    assert [type(o) for o in found] == [Observation, Failure, Observation]
+    assert found[1].detail == "lookup failed: HTTP 502"
 
-    async def limited(account: Account) -> Observation:
-        asked.append(account.handle)
-        if account.handle == "a":
-            raise RateLimitedError("slow down")
-        return Observation(account, START, 10)
 
-    found, error = await one_by_one(accounts, limited, _unanswered, clock)
-    assert asked == ["a"] and isinstance(error, RateLimitedError)
-    assert all(f.kind == FailureKind.NOT_RETURNED for f in found.values())  # type: ignore[union-attr]
+async def test_one_by_one_stops_asking_after_a_rate_limit() -> None:
+    asked, found, first = await _one_by_one("a", RateLimitedError("slow down"))
+    assert asked == ["a"] and isinstance(first, RateLimitedError)
+    assert [o.kind for o in found] == [FailureKind.NOT_RETURNED] * 3
 
-    async def refused(account: Account) -> Observation:
-        raise AuthError("bad token")
 
+async def test_one_by_one_raises_auth_errors() -> None:
     with pytest.raises(AuthError):
-        await one_by_one(accounts, refused, _unanswered, clock)
+        await _one_by_one("b", AuthError("bad token"))
