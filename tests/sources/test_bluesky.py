@@ -16,7 +16,7 @@ from followerwatch.clock import ManualClock
 from followerwatch.errors import AuthError, NotFoundError, RateLimitedError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.bluesky import BlueskyConfig, BlueskySource, build
+from followerwatch.sources.bluesky import SPEC, BlueskyConfig, BlueskySource, build
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 EPOCH = int(START.timestamp())
@@ -409,7 +409,7 @@ async def test_fake_rejects_what_the_appview_rejects(fake, client) -> None:
     ],
 )
 def test_handle_pattern(handle: str, ok: bool) -> None:
-    assert bool(BlueskySource.handle_pattern.match(handle)) is ok
+    assert bool(SPEC.handle_pattern.match(handle)) is ok
 
 
 def test_config_and_build(tmp_path: Path, clock, client) -> None:
@@ -418,4 +418,4 @@ def test_config_and_build(tmp_path: Path, clock, client) -> None:
     assert (config.base_url, config.max_wait) == ("https://appview.example.org", 120.0)
     assert BlueskyConfig().base_url == "https://public.api.bsky.app"
     assert isinstance(build(config, SourceContext(client, clock, tmp_path)), BlueskySource)
-    assert BlueskySource.rate_limit_ceiling is None
+    assert SPEC.rate_limit_ceiling is None

@@ -16,7 +16,13 @@ from followerwatch.clock import ManualClock
 from followerwatch.errors import AuthError, RateLimitedError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
 from followerwatch.sources.base import SourceContext
-from followerwatch.sources.github import GitHubConfig, GitHubSource, build, graphql_endpoint
+from followerwatch.sources.github import (
+    SPEC,
+    GitHubConfig,
+    GitHubSource,
+    build,
+    graphql_endpoint,
+)
 
 EPOCH = int(START.timestamp())
 
@@ -488,7 +494,7 @@ async def test_redirect_elsewhere_is_not_followed(fake_gh, make_gh) -> None:
     ],
 )
 def test_handle_pattern(handle: str, valid: bool) -> None:
-    assert bool(GitHubSource.handle_pattern.fullmatch(handle)) is valid
+    assert bool(SPEC.handle_pattern.fullmatch(handle)) is valid
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,7 @@ from followerwatch.errors import AuthError, RateLimitedError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.mastodon import (
+    SPEC,
     MastodonConfig,
     MastodonSource,
     build,
@@ -515,7 +516,7 @@ async def test_fake_rejects_what_mastodon_rejects(fake, client) -> None:
     ],
 )
 def test_handle_pattern_requires_user_at_domain(handle: str, ok: bool) -> None:
-    assert bool(MastodonSource.handle_pattern.match(handle)) is ok
+    assert bool(SPEC.handle_pattern.match(handle)) is ok
 
 
 def test_config_tokens_urls_and_secrets(tmp_path: Path, clock, client) -> None:

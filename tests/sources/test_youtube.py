@@ -20,6 +20,7 @@ from followerwatch.models import Account, Failure, FailureKind, FetchResult, Obs
 from followerwatch.sources.base import SourceContext
 from followerwatch.sources.youtube import (
     LEDGER_FILE,
+    SPEC,
     YouTubeConfig,
     YouTubeSource,
     build,
@@ -553,7 +554,7 @@ def test_quota_resets_at_midnight_pacific(now: datetime, reset: datetime) -> Non
     ],
 )
 def test_handle_pattern(handle: str, valid: bool) -> None:
-    assert bool(YouTubeSource.handle_pattern.fullmatch(handle)) is valid
+    assert bool(SPEC.handle_pattern.fullmatch(handle)) is valid
 
 
 def test_config_defaults_and_secret_file(tmp_path: Path) -> None:

@@ -6,35 +6,31 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, NoReturn
+from functools import partial
+from typing import Any, NoReturn, Unpack
 
 import httpx
 
 from followerwatch.clock import Clock
 from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
-from followerwatch.errors import (
-    AuthError,
-    NotFoundError,
-    RateLimitedError,
-    SourceError,
-    TransientError,
-)
+from followerwatch.errors import AuthError, NotFoundError, SourceError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
 from followerwatch.net.ratelimit import parse_rate_limit, reset_from_epoch, reset_from_seconds
-from followerwatch.sources.base import SourceContext
+from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
-    DEFAULT_LIMITS,
-    ReadLimits,
-    Requester,
+    Outcome,
     Tally,
     assemble,
     chunks,
     json_body,
     json_list,
     json_object,
+    one_by_one,
+    screen,
     strict_count,
 )
 
+APPVIEW = "https://public.api.bsky.app"
 PROFILES = "/xrpc/app.bsky.actor.getProfiles"
 PROFILE = "/xrpc/app.bsky.actor.getProfile"
 INVALID_HANDLE = "handle.invalid"
@@ -53,26 +49,14 @@ _FOLLOW_UP_KINDS = {
     "AccountTakedown": FailureKind.SUSPENDED,
     "AccountDeactivated": FailureKind.DEACTIVATED,
 }
-
-Outcome = Observation | Failure
+_INVALID = "not a Bluesky handle or DID"
 
 
 class BlueskyConfig(PlatformConfig):
     """`[platforms.bluesky]`: the AppView to ask (the public, unauthenticated one by default)."""
 
-    base_url: HttpUrl = "https://public.api.bsky.app"
+    base_url: HttpUrl = APPVIEW
     max_wait: Duration = 300.0
-
-
-def build(config: BlueskyConfig, ctx: SourceContext) -> BlueskySource:
-    """The Bluesky source for the configured AppView."""
-    return BlueskySource(
-        ctx.client,
-        clock=ctx.clock,
-        base_url=config.base_url,
-        max_wait=config.max_wait,
-        max_backoff=config.max_backoff,
-    )
 
 
 def _parse_rate(headers: httpx.Headers, now: datetime) -> RateLimit | None:
@@ -93,47 +77,27 @@ def actor(account: Account) -> str:
     return account.handle if DID.match(account.handle) else account.handle.lower()
 
 
-class BlueskySource:
+class BlueskySource(HttpSource):
     """Counts from `getProfiles`; accounts it leaves out get one `getProfile` each to say why."""
-
-    key: ClassVar[str] = "bluesky"
-    batch_max: ClassVar[int] = 25
-    handle_pattern: ClassVar[re.Pattern[str]] = HANDLE
-    # No published AppView figure; the RateLimit-* headers, when sent, are what the limiter obeys.
-    rate_limit_ceiling: ClassVar[tuple[int, float] | None] = None
 
     def __init__(
         self,
         client: httpx.AsyncClient,
         *,
         clock: Clock,
-        base_url: str = "https://public.api.bsky.app",
-        max_wait: float = 300.0,
-        limits: ReadLimits = DEFAULT_LIMITS,
-        max_backoff: float = 900.0,
+        base_url: str = APPVIEW,
+        **settings: Unpack[Tuning],
     ) -> None:
-        self._clock = clock
+        super().__init__(SPEC, client, clock, _parse_rate, **settings)
         self._base = base_url.rstrip("/")
-        self._requester = Requester(
-            client, clock, "Bluesky", _parse_rate, max_wait, limits=limits, max_backoff=max_backoff
-        )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""
         tally = Tally()
-        order = list(dict.fromkeys(accounts))
-        results: dict[Account, Outcome] = {}
-        valid: list[Account] = []
-        for account in order:
-            if HANDLE.match(account.handle):
-                valid.append(account)
-            else:
-                # The AppView rejects the whole batch with a 400 for one such actor.
-                results[account] = Failure(
-                    account, self._clock.now(), FailureKind.NOT_FOUND, "not a Bluesky handle or DID"
-                )
+        fits = HANDLE.match
+        order, valid, results = screen(accounts, lambda a: fits(a.handle), _INVALID, self._clock)
         omitted: list[Account] = []
-        for chunk in chunks(valid, actor, self.batch_max):
+        for chunk in chunks(valid, actor, self.spec.batch_max):
             params = [("actors", a) for a in dict.fromkeys(actor(a) for a in chunk)]
             response, received = await self._get(PROFILES, params, tally)
             found = _match(chunk, _profiles(response), received)
@@ -146,28 +110,17 @@ class BlueskySource:
         self, omitted: list[Account], results: dict[Account, Outcome], tally: Tally
     ) -> None:
         """Ask `getProfile` about each left-out account: missing, taken down or deactivated."""
-        answers: dict[str, Outcome] = {}
-        limited: RateLimitedError | None = None
+        # Duplicates share one request: the first account of an actor asks for all of them.
+        first: dict[str, Account] = {}
         for account in omitted:
-            name = actor(account)
-            if name in answers:
-                results[account] = _for(account, answers[name])
-                continue
-            if limited is not None:
-                results[account] = _not_returned(account, self._clock.now(), limited)
-                continue
-            try:
-                answers[name] = await self._profile(account, name, tally)
-            except AuthError:
-                raise
-            except SourceError as exc:
-                # The batch already answered; a failed second opinion leaves it unexplained.
-                results[account] = _not_returned(account, self._clock.now(), exc)
-                limited = exc if isinstance(exc, RateLimitedError) else None
-                continue
-            results[account] = answers[name]
+            first.setdefault(actor(account), account)
+        ask = partial(self._profile, tally=tally)
+        found, _ = await one_by_one(list(first.values()), ask, _not_returned, self._clock)
+        for account in omitted:
+            results[account] = dataclasses.replace(found[first[actor(account)]], account=account)
 
-    async def _profile(self, account: Account, name: str, tally: Tally) -> Outcome:
+    async def _profile(self, account: Account, *, tally: Tally) -> Outcome:
+        name = actor(account)
         response, received = await self._requester.send(
             "GET", self._base + PROFILE, tally, params={"actor": name}
         )
@@ -224,11 +177,6 @@ def _not_returned(account: Account, when: datetime, exc: SourceError) -> Failure
     )
 
 
-def _for(account: Account, outcome: Outcome) -> Outcome:
-    """Another account's answer for the same actor, re-addressed (duplicates share one request)."""
-    return dataclasses.replace(outcome, account=account)
-
-
 def _profiles(response: httpx.Response) -> list[Any]:
     return json_list(response, "Bluesky", "profiles", "getProfiles")
 
@@ -281,3 +229,20 @@ def _outcome(account: Account, raw: Mapping[str, Any], when: datetime) -> Outcom
         platform_id=did,
         handle=handle if known and isinstance(handle, str) else None,
     )
+
+
+def build(config: BlueskyConfig, ctx: SourceContext) -> BlueskySource:
+    """The Bluesky source for the configured AppView."""
+    return BlueskySource(ctx.client, clock=ctx.clock, base_url=config.base_url, **tuning(config))
+
+
+SPEC = SourceSpec(
+    key="bluesky",
+    title="Bluesky",
+    config_model=BlueskyConfig,
+    build=build,
+    batch_max=25,
+    handle_pattern=HANDLE,
+    # No published AppView figure; the RateLimit-* headers, when sent, are what the limiter obeys.
+    rate_limit_ceiling=None,
+)

@@ -6,12 +6,13 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
+from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.errors import AuthError, SourceError, TransientError
+from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
 from followerwatch.models import (
     MAX_COUNT,
     Account,
@@ -22,7 +23,15 @@ from followerwatch.models import (
     RateLimit,
     is_count,
 )
-from followerwatch.net.ratelimit import MAX_BACKOFF, RateLimiter, parse_retry_after
+from followerwatch.net.ratelimit import (
+    MAX_BACKOFF,
+    RateLimiter,
+    parse_rate_limit,
+    parse_retry_after,
+    reset_from_epoch,
+    reset_from_iso,
+    reset_from_seconds,
+)
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -31,6 +40,9 @@ MAX_ATTEMPTS = 3
 FALLBACK_DEADLINE = 20.0
 
 RateParser = Callable[[httpx.Headers, datetime], RateLimit | None]
+# How a platform's rate-limit reset header counts: epoch seconds, seconds from now, or ISO 8601.
+ResetFormat = Literal["epoch", "seconds", "iso"]
+Outcome = Observation | Failure
 # When a rate-limited answer may be retried: (response, parsed budget, arrival, attempt from 0).
 RetryTime = Callable[[httpx.Response, RateLimit | None, datetime, int], datetime | None]
 BACKOFF_FIRST = 60.0
@@ -297,3 +309,70 @@ def json_list(response: httpx.Response, platform: str, key: str, what: str) -> l
     if not isinstance(items, list):
         raise TransientError(f"{platform} answered {what} without a `{key}` list")
     return items
+
+
+def rate_headers(prefix: str, reset: ResetFormat = "epoch") -> RateParser:
+    """The parser of `{prefix}limit`, `-remaining` and `-reset` headers, read as `reset` says."""
+
+    def parse(headers: httpx.Headers, now: datetime) -> RateLimit | None:
+        if reset == "seconds":
+            return parse_rate_limit(headers, prefix, lambda v: reset_from_seconds(v, now))
+        stamp = reset_from_iso if reset == "iso" else reset_from_epoch
+        return parse_rate_limit(headers, prefix, stamp)
+
+    return parse
+
+
+def no_rate_headers(headers: httpx.Headers, now: datetime) -> None:
+    """The RateParser of a platform that sends no rate-limit headers."""
+    return None
+
+
+def secret(value: SecretStr | None) -> str:
+    """A config secret's value, or "" when it is unset."""
+    return value.get_secret_value() if value else ""
+
+
+def screen(
+    accounts: Sequence[Account], fits: Callable[[Account], object], detail: str, clock: Clock
+) -> tuple[list[Account], list[Account], dict[Account, Outcome]]:
+    """A fetch's preamble: the accounts once each in order, those that `fits`, and NOT_FOUND
+    for the others (a platform would reject a whole batch for one malformed name)."""
+    order = list(dict.fromkeys(accounts))
+    valid: list[Account] = []
+    refused: dict[Account, Outcome] = {}
+    for account in order:
+        if fits(account):
+            valid.append(account)
+        else:
+            refused[account] = Failure(account, clock.now(), FailureKind.NOT_FOUND, detail)
+    return order, valid, refused
+
+
+async def one_by_one(
+    accounts: Sequence[Account],
+    ask: Callable[[Account], Awaitable[Outcome]],
+    unanswered: Callable[[Account, datetime, SourceError], Failure],
+    clock: Clock,
+) -> tuple[dict[Account, Outcome], SourceError | None]:
+    """One request per account, each failure costing only its own account; and the first error.
+
+    After a rate limit the rest are not asked (they would only hit it again); AuthError raises.
+    """
+    out: dict[Account, Outcome] = {}
+    first: SourceError | None = None
+    limited: RateLimitedError | None = None
+    for account in accounts:
+        if limited is not None:
+            out[account] = unanswered(account, clock.now(), limited)
+            continue
+        try:
+            out[account] = await ask(account)
+        except AuthError:
+            raise
+        except SourceError as exc:
+            first = first or exc
+            out[account] = unanswered(account, clock.now(), exc)
+            if isinstance(exc, RateLimitedError):
+                limited = exc
+    return out, first

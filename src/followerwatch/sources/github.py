@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, ClassVar, NoReturn
+from typing import Any, NoReturn, Unpack
 
 import httpx
 from pydantic import SecretStr
@@ -24,19 +24,20 @@ from followerwatch.clock import Clock
 from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, NotFoundError, SourceError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
-from followerwatch.net.ratelimit import header, parse_epoch_reset
-from followerwatch.sources.base import SourceContext
+from followerwatch.net.ratelimit import header
+from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
-    DEFAULT_LIMITS,
-    ReadLimits,
-    Requester,
+    Outcome,
     Tally,
     assemble,
     chunks,
     each_call,
     json_body,
     json_object,
+    rate_headers,
     retry_after_reset_or_backoff,
+    screen,
+    secret,
 )
 
 API = "https://api.github.com"
@@ -52,8 +53,7 @@ _USER_FIELDS = (
     "repositories(privacy: PUBLIC, ownerAffiliations: [OWNER]) { totalCount }"
 )
 _REPO_FIELDS = "databaseId nameWithOwner stargazerCount"
-
-Outcome = Observation | Failure
+_INVALID = "not a GitHub login or owner/repo"
 
 
 def graphql_endpoint(base_url: str) -> str:
@@ -76,19 +76,6 @@ class GitHubConfig(PlatformConfig):
     max_backoff: Duration = 3600.0
 
 
-def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
-    """The GitHub source for one token (or for anonymous REST when there is none)."""
-    return GitHubSource(
-        ctx.client,
-        clock=ctx.clock,
-        token=config.token.get_secret_value() if config.token else None,
-        base_url=config.base_url,
-        graphql_url=config.graphql_url,
-        max_wait=config.max_wait,
-        max_backoff=config.max_backoff,
-    )
-
-
 @dataclass(frozen=True)
 class _Counts:
     """What either API says about one user or repository."""
@@ -100,15 +87,8 @@ class _Counts:
     posts: int | None
 
 
-class GitHubSource:
+class GitHubSource(HttpSource):
     """Followers of users (`login`) and stars of repositories (`owner/repo`)."""
-
-    key: ClassVar[str] = "github"
-    # GraphQL aliases per request; anonymous REST is always one account per request.
-    batch_max: ClassVar[int] = 50
-    handle_pattern: ClassVar[re.Pattern[str]] = re.compile(rf"^{_LOGIN}(?:{_REPO})?$")
-    # With a token; anonymous REST allows 60 requests an hour per IP.
-    rate_limit_ceiling: ClassVar[tuple[int, float]] = (5_000, 3_600)
 
     def __init__(
         self,
@@ -118,46 +98,28 @@ class GitHubSource:
         token: str | None = None,
         base_url: str = API,
         graphql_url: str | None = None,
-        max_wait: float = 900.0,
-        limits: ReadLimits = DEFAULT_LIMITS,
-        max_backoff: float = 3600.0,
+        **settings: Unpack[Tuning],
     ) -> None:
-        self._clock = clock
+        # REST and GraphQL are separate budgets (x-ratelimit-resource core/graphql): two buckets.
+        super().__init__(SPEC, client, clock, rate_headers(_RATE_PREFIX), **settings)
         self._rest = base_url.rstrip("/")
         self._graphql = graphql_url or graphql_endpoint(self._rest)
         self._anonymous = not token
         self._headers = dict(_HEADERS)
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
-        # REST and GraphQL are separate budgets (x-ratelimit-resource core/graphql): two buckets.
-        self._requester = Requester(
-            client,
-            clock,
-            "GitHub",
-            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
-            max_wait,
-            limits=limits,
-            max_backoff=max_backoff,
-        )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""
         tally = Tally()
-        order = list(dict.fromkeys(accounts))
-        results: dict[Account, Outcome] = {}
-        valid: list[Account] = []
-        for account in order:
-            if self.handle_pattern.fullmatch(account.handle):
-                valid.append(account)
-            else:
-                detail = "not a GitHub login or owner/repo"
-                results[account] = Failure(account, self._clock.now(), _NOT_FOUND, detail)
+        fits = self.spec.handle_pattern.fullmatch
+        order, valid, results = screen(accounts, lambda a: fits(a.handle), _INVALID, self._clock)
         if self._anonymous:
             groups = chunks(valid, _rest_path, 1)
             ask_rest = partial(self._rest_group, tally=tally)
             results.update(await each_call(groups, lambda g: g, ask_rest, self._clock))
         else:
-            groups = chunks(valid, lambda a: a.handle.lower(), self.batch_max)
+            groups = chunks(valid, lambda a: a.handle.lower(), self.spec.batch_max)
             ask = partial(self._graphql_batch, tally=tally)
             results.update(await each_call(groups, lambda g: g, ask, self._clock))
             await self._second_opinion(valid, results, tally)
@@ -414,6 +376,18 @@ def _count(value: Any) -> int | None:
     return value if is_count(value) else None
 
 
+def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
+    """The GitHub source for one token (or for anonymous REST when there is none)."""
+    return GitHubSource(
+        ctx.client,
+        clock=ctx.clock,
+        token=secret(config.token) or None,
+        base_url=config.base_url,
+        graphql_url=config.graphql_url,
+        **tuning(config),
+    )
+
+
 def requests_per_batch(config: GitHubConfig, accounts: int) -> int:
     """GraphQL takes a batch in one request; anonymous REST needs one per account."""
     return 1 if config.token is not None else accounts
@@ -422,3 +396,18 @@ def requests_per_batch(config: GitHubConfig, accounts: int) -> int:
 def ceiling_for(config: GitHubConfig) -> tuple[int, float]:
     """5,000 requests an hour with a token, 60 without."""
     return (5_000, 3_600.0) if config.token is not None else (60, 3_600.0)
+
+
+SPEC = SourceSpec(
+    key="github",
+    title="GitHub",
+    config_model=GitHubConfig,
+    build=build,
+    # GraphQL aliases per request; anonymous REST is always one account per request.
+    batch_max=50,
+    handle_pattern=re.compile(rf"^{_LOGIN}(?:{_REPO})?$"),
+    # With a token; anonymous REST allows 60 requests an hour per IP.
+    rate_limit_ceiling=(5_000, 3_600),
+    requests_per_batch=requests_per_batch,
+    ceiling_for=ceiling_for,
+)

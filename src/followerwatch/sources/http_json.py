@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal, Unpack
 from urllib.parse import quote, unquote
 
 import httpx
@@ -31,22 +31,17 @@ from followerwatch.config.base import (
     refuse_userinfo,
 )
 from followerwatch.errors import AuthError, ConfigError, TransientError
-from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
-from followerwatch.net.ratelimit import (
-    parse_rate_limit,
-    reset_from_epoch,
-    reset_from_iso,
-    reset_from_seconds,
-)
-from followerwatch.sources.base import SourceContext
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
+from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
-    DEFAULT_LIMITS,
-    ReadLimits,
-    Requester,
+    Outcome,
+    ResetFormat,
     Tally,
     assemble,
     count,
     each_call,
+    no_rate_headers,
+    rate_headers,
 )
 
 # `.` and `..` would not stay one path segment: `/users/..` is `/`, another endpoint.
@@ -56,9 +51,7 @@ _TOKEN = re.compile(r"""\.?([^.\[\]"']+)|\[([0-9]+)\]|\[(["'])(.*?)\3\]""")
 
 Step = str | int
 Path = tuple[Step, ...]
-ResetFormat = Literal["epoch", "seconds", "iso"]
 _MISSING = object()
-Outcome = Observation | Failure
 
 
 def parse_path(text: str) -> Path:
@@ -174,42 +167,8 @@ class HttpJsonConfig(PlatformConfig):
         return super().secrets() + [v for v in extra if v]
 
 
-def build(config: HttpJsonConfig, ctx: SourceContext) -> HttpJsonSource:
-    """The generic source for the one configured endpoint."""
-    if config.url is None or config.count_path is None:
-        raise ConfigError("platforms.http_json.url and count_path are required to watch http_json")
-    headers = dict(config.headers)
-    headers.update({k: v.get_secret_value() for k, v in config.secret_headers.items()})
-    if config.bearer_token is not None:
-        headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
-    return HttpJsonSource(
-        ctx.client,
-        clock=ctx.clock,
-        url=config.url,
-        count_path=config.count_path,
-        method=config.method,
-        headers=headers,
-        body=config.body,
-        id_url=config.id_url,
-        id_path=config.id_path,
-        handle_path=config.handle_path,
-        following_path=config.following_path,
-        posts_path=config.posts_path,
-        handle_pattern=config.handle_pattern,
-        rate_limit_prefix=config.rate_limit_prefix,
-        rate_limit_reset=config.rate_limit_reset,
-        max_wait=config.max_wait,
-        max_backoff=config.max_backoff,
-    )
-
-
-class HttpJsonSource:
+class HttpJsonSource(HttpSource):
     """Counts from any JSON endpoint, one request per account (a generic URL cannot batch)."""
-
-    key: ClassVar[str] = "http_json"
-    batch_max: ClassVar[int] = 1
-    handle_pattern: ClassVar[re.Pattern[str]] = re.compile(DEFAULT_HANDLE_PATTERN)
-    rate_limit_ceiling: ClassVar[tuple[int, float] | None] = None
 
     def __init__(
         self,
@@ -229,11 +188,11 @@ class HttpJsonSource:
         handle_pattern: str | None = None,
         rate_limit_prefix: str | None = None,
         rate_limit_reset: ResetFormat = "epoch",
-        max_wait: float = 300.0,
-        limits: ReadLimits = DEFAULT_LIMITS,
-        max_backoff: float = 900.0,
+        **settings: Unpack[Tuning],
     ) -> None:
-        self._clock = clock
+        prefix = rate_limit_prefix
+        parse = no_rate_headers if prefix is None else rate_headers(prefix, rate_limit_reset)
+        super().__init__(SPEC, client, clock, parse, **settings)
         self._url = url
         self._id_url = id_url
         self._method = method
@@ -252,22 +211,11 @@ class HttpJsonSource:
                     ("posts", posts_path),
                 )
             }
-            self._pattern = re.compile(handle_pattern) if handle_pattern else self.handle_pattern
+            self._pattern = (
+                re.compile(handle_pattern) if handle_pattern else self.spec.handle_pattern
+            )
         except (ValueError, re.error) as exc:
             raise ConfigError(f"platforms.http_json: {exc}") from None
-        prefix = rate_limit_prefix
-
-        def rate(headers: httpx.Headers, now: datetime) -> RateLimit | None:
-            if prefix is None:
-                return None
-            if rate_limit_reset == "seconds":
-                return parse_rate_limit(headers, prefix, lambda v: reset_from_seconds(v, now))
-            reset = reset_from_iso if rate_limit_reset == "iso" else reset_from_epoch
-            return parse_rate_limit(headers, prefix, reset)
-
-        self._requester = Requester(
-            client, clock, "http_json", rate, max_wait, limits=limits, max_backoff=max_backoff
-        )
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """One request per account; 404 is that account's NOT_FOUND, other errors raise."""
@@ -370,3 +318,44 @@ def _text(document: Any, path: Path | None, *, ids: bool) -> str | None:
 
 def _show(value: Any) -> str:
     return "nothing" if value is _MISSING else f"{value!r}, not a count"[:120]
+
+
+def build(config: HttpJsonConfig, ctx: SourceContext) -> HttpJsonSource:
+    """The generic source for the one configured endpoint."""
+    if config.url is None or config.count_path is None:
+        raise ConfigError("platforms.http_json.url and count_path are required to watch http_json")
+    headers = dict(config.headers)
+    headers.update({k: v.get_secret_value() for k, v in config.secret_headers.items()})
+    if config.bearer_token is not None:
+        headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
+    return HttpJsonSource(
+        ctx.client,
+        clock=ctx.clock,
+        url=config.url,
+        count_path=config.count_path,
+        method=config.method,
+        headers=headers,
+        body=config.body,
+        id_url=config.id_url,
+        id_path=config.id_path,
+        handle_path=config.handle_path,
+        following_path=config.following_path,
+        posts_path=config.posts_path,
+        handle_pattern=config.handle_pattern,
+        rate_limit_prefix=config.rate_limit_prefix,
+        rate_limit_reset=config.rate_limit_reset,
+        **tuning(config),
+    )
+
+
+SPEC = SourceSpec(
+    key="http_json",
+    title="Generic JSON",
+    config_model=HttpJsonConfig,
+    build=build,
+    # A generic URL cannot batch.
+    batch_max=1,
+    handle_pattern=re.compile(DEFAULT_HANDLE_PATTERN),
+    rate_limit_ceiling=None,
+    error_name="http_json",
+)

@@ -6,33 +6,28 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, NoReturn
+from functools import partial
+from typing import Any, NoReturn, Unpack
 
 import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from followerwatch.clock import Clock
 from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
-from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
-from followerwatch.models import (
-    Account,
-    Failure,
-    FailureKind,
-    FetchResult,
-    Observation,
-    RateLimit,
-    is_count,
-)
-from followerwatch.net.ratelimit import parse_rate_limit, reset_from_iso
-from followerwatch.sources.base import SourceContext
+from followerwatch.errors import AuthError, SourceError, TransientError
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
+from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
-    DEFAULT_LIMITS,
-    ReadLimits,
-    Requester,
+    Outcome,
     Tally,
+    assemble,
     chunks,
     json_body,
     json_object,
+    one_by_one,
+    rate_headers,
+    screen,
+    secret,
 )
 
 ACCOUNTS = "/api/v1/accounts"
@@ -49,8 +44,7 @@ _DOMAIN = (
 DOMAIN = re.compile(rf"^{_DOMAIN}$")
 HANDLE = re.compile(rf"^(?=.{{3,320}}$){_USERNAME}@{_DOMAIN}$")
 HIDDEN = -1
-
-Outcome = Observation | Failure
+_INVALID = "not a user@domain handle"
 
 
 def group_key(account: Account) -> str:
@@ -83,23 +77,6 @@ class MastodonConfig(PlatformConfig):
         return [*super().secrets(), *extra]
 
 
-def build(config: MastodonConfig, ctx: SourceContext) -> MastodonSource:
-    """The Mastodon source for every watched instance."""
-    return MastodonSource(
-        ctx.client,
-        clock=ctx.clock,
-        access_token=config.access_token.get_secret_value() if config.access_token else "",
-        tokens={d: t.get_secret_value() for d, t in config.tokens.items()},
-        instance_urls=dict(config.instance_urls),
-        max_wait=config.max_wait,
-        max_backoff=config.max_backoff,
-    )
-
-
-def _parse_rate(headers: httpx.Headers, _: datetime) -> RateLimit | None:
-    return parse_rate_limit(headers, _RATE_PREFIX, reset_from_iso)
-
-
 @dataclass
 class _Run:
     """One fetch's bookkeeping: what was spent, and whether any request got a usable answer."""
@@ -109,14 +86,8 @@ class _Run:
     error: SourceError | None = None
 
 
-class MastodonSource:
+class MastodonSource(HttpSource):
     """Counts from each account's home instance; one limiter per instance, each its own budget."""
-
-    key: ClassVar[str] = "mastodon"
-    batch_max: ClassVar[int] = 40
-    handle_pattern: ClassVar[re.Pattern[str]] = HANDLE
-    # Mastodon's default, per IP (no token) or per token, on each instance separately.
-    rate_limit_ceiling: ClassVar[tuple[int, float]] = (300, 300.0)
 
     def __init__(
         self,
@@ -126,44 +97,28 @@ class MastodonSource:
         access_token: str = "",
         tokens: Mapping[str, str] | None = None,
         instance_urls: Mapping[str, str] | None = None,
-        max_wait: float = 300.0,
-        limits: ReadLimits = DEFAULT_LIMITS,
-        max_backoff: float = 300.0,
+        **settings: Unpack[Tuning],
     ) -> None:
-        self._clock = clock
+        # Every instance budgets separately: the instance domain is the limiter bucket.
+        super().__init__(SPEC, client, clock, rate_headers(_RATE_PREFIX, "iso"), **settings)
         self._default_token = access_token
         self._tokens = {k.lower(): v for k, v in (tokens or {}).items()}
         self._urls = {k.lower(): v.rstrip("/") for k, v in (instance_urls or {}).items()}
-        # Every instance budgets separately: the instance domain is the limiter bucket.
-        self._requester = Requester(
-            client, clock, "Mastodon", _parse_rate, max_wait, limits=limits, max_backoff=max_backoff
-        )
         self._no_batch: set[str] = set()
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account on its home instance; per-account problems become Failures."""
         run = _Run()
-        order = list(dict.fromkeys(accounts))
-        results: dict[Account, Outcome] = {}
+        fits = HANDLE.match
+        order, valid, results = screen(accounts, lambda a: fits(a.handle), _INVALID, self._clock)
         instances: dict[str, list[Account]] = {}
-        for account in order:
-            if HANDLE.match(account.handle):
-                instances.setdefault(group_key(account), []).append(account)
-            else:
-                results[account] = Failure(
-                    account, self._clock.now(), FailureKind.NOT_FOUND, "not a user@domain handle"
-                )
+        for account in valid:
+            instances.setdefault(group_key(account), []).append(account)
         for domain, members in instances.items():
             await self._fetch_instance(domain, members, results, run)
         if run.error is not None and run.answered == 0:
             raise run.error
-        outcomes = [results[a] for a in order]
-        return FetchResult(
-            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
-            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
-            requests=run.tally.requests,
-            rate_limit=run.tally.rate_limit,
-        )
+        return assemble(order, results, run.tally)
 
     async def _fetch_instance(
         self, domain: str, members: list[Account], results: dict[Account, Outcome], run: _Run
@@ -171,7 +126,9 @@ class MastodonSource:
         known = [a for a in members if _known_id(a)]
         # Without a stored id the lookup is the one-off resolution, and its answer has the counts.
         lookups = [a for a in members if not _known_id(a)]
-        batches = [] if domain in self._no_batch else chunks(known, _platform_id, self.batch_max)
+        batches = (
+            [] if domain in self._no_batch else chunks(known, _platform_id, self.spec.batch_max)
+        )
         if not batches:
             lookups += known
         for index, chunk in enumerate(batches):
@@ -217,23 +174,13 @@ class MastodonSource:
         self, domain: str, accounts: list[Account], results: dict[Account, Outcome], run: _Run
     ) -> None:
         """One `lookup?acct=` per account; one failed lookup costs only its own account."""
-        limited: RateLimitedError | None = None
-        for account in accounts:
-            if limited is not None:
-                # Retrying now would only hit the same limit again.
-                results[account] = _unanswered(account, self._clock.now(), limited)
-                continue
-            try:
-                results[account] = await self._lookup(domain, account, run)
-            except AuthError:
-                raise
-            except SourceError as exc:
-                run.error = run.error or exc
-                results[account] = _unanswered(account, self._clock.now(), exc)
-                if isinstance(exc, RateLimitedError):
-                    limited = exc
+        found, error = await one_by_one(
+            accounts, partial(self._lookup, domain, run=run), _unanswered, self._clock
+        )
+        results.update(found)
+        run.error = run.error or error
 
-    async def _lookup(self, domain: str, account: Account, run: _Run) -> Outcome:
+    async def _lookup(self, domain: str, account: Account, *, run: _Run) -> Outcome:
         username = account.handle.rpartition("@")[0]
         response, received = await self._get(domain, LOOKUP, [("acct", username)], run)
         status = response.status_code
@@ -351,3 +298,28 @@ def _count(raw: Mapping[str, Any], name: str) -> int | None:
     if not is_count(value):
         raise ValueError(f"{name} is {value!r}, not a count")
     return value
+
+
+def build(config: MastodonConfig, ctx: SourceContext) -> MastodonSource:
+    """The Mastodon source for every watched instance."""
+    return MastodonSource(
+        ctx.client,
+        clock=ctx.clock,
+        access_token=secret(config.access_token),
+        tokens={d: t.get_secret_value() for d, t in config.tokens.items()},
+        instance_urls=dict(config.instance_urls),
+        **tuning(config),
+    )
+
+
+SPEC = SourceSpec(
+    key="mastodon",
+    title="Mastodon",
+    config_model=MastodonConfig,
+    build=build,
+    batch_max=40,
+    handle_pattern=HANDLE,
+    # Mastodon's default, per IP (no token) or per token, on each instance separately.
+    rate_limit_ceiling=(300, 300.0),
+    group_key=group_key,
+)

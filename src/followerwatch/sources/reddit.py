@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, NoReturn
+from typing import Any, NoReturn, Unpack
 from urllib.parse import quote
 
 import httpx
@@ -37,19 +37,21 @@ from followerwatch.models import (
     is_count,
 )
 from followerwatch.net.ratelimit import header, parse_count, reset_from_seconds
-from followerwatch.sources.base import SourceContext
+from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
-    DEFAULT_LIMITS,
-    ReadLimits,
-    Requester,
+    Outcome,
     Tally,
     assemble,
     chunks,
     each_call,
     json_object,
+    screen,
+    secret,
 )
 from followerwatch.sources.oauth import ClientCredentials, server_message
 
+WWW_URL = "https://www.reddit.com"
+OAUTH_URL = "https://oauth.reddit.com"
 DEFAULT_USER_AGENT = f"followerwatch:{__version__} (by /u/<configure me>)"
 _PREFIX = re.compile(r"^/?[rR]/")
 _T5 = re.compile(r"^t5_[0-9a-z]{1,13}$")
@@ -63,8 +65,7 @@ _REASONS = {
 }
 # A subreddit listed with `subscribers: null` is closed to us rather than hiding its count.
 _CLOSED_TYPES = frozenset({"private", "employees_only", "gold_restricted", "gold_only"})
-
-Outcome = Observation | Failure
+_INVALID = "not a valid subreddit name"
 
 
 class RedditConfig(PlatformConfig):
@@ -74,8 +75,8 @@ class RedditConfig(PlatformConfig):
     client_secret: SecretStr | None = None
     # Reddit bans generic agents; name the app and a contact: `<app>:<version> (by /u/<you>)`.
     user_agent: str = Field(default=DEFAULT_USER_AGENT, min_length=1, max_length=256)
-    www_url: HttpUrl = "https://www.reddit.com"
-    oauth_url: HttpUrl = "https://oauth.reddit.com"
+    www_url: HttpUrl = WWW_URL
+    oauth_url: HttpUrl = OAUTH_URL
     # Longer than the 10-minute window, so a drained budget is waited out rather than skipped.
     max_wait: Duration = 900.0
     # Its budget is counted over 10-minute periods, whose end X-Ratelimit-Reset counts down to.
@@ -96,23 +97,6 @@ class RedditConfig(PlatformConfig):
                 "reddit_oauth", "set both client_id and client_secret, or neither"
             )
         return self
-
-
-def build(config: RedditConfig, ctx: SourceContext) -> RedditSource:
-    """The Reddit source: OAuth when credentials are configured, the public pages otherwise."""
-    secret = config.client_secret.get_secret_value() if config.client_secret else None
-    return RedditSource(
-        ctx.client,
-        clock=ctx.clock,
-        user_agent=config.user_agent,
-        client_id=config.client_id or None,
-        client_secret=secret or None,
-        www_url=config.www_url,
-        oauth_url=config.oauth_url,
-        batch_size=config.batch_size or RedditSource.batch_max,
-        max_wait=config.max_wait,
-        max_backoff=config.max_backoff,
-    )
 
 
 def subreddit(account: Account) -> str:
@@ -136,15 +120,8 @@ def _rate(headers: httpx.Headers, now: datetime) -> RateLimit | None:
     return RateLimit(limit=limit, remaining=remaining, reset_at=reset_at)
 
 
-class RedditSource:
+class RedditSource(HttpSource):
     """Subscriber counts; one instance per OAuth app (or per IP when unauthenticated)."""
-
-    key: ClassVar[str] = "reddit"
-    # Unsure upstream; `batch_size` in the config lowers it if Reddit turns out to cap lower.
-    batch_max: ClassVar[int] = 100
-    handle_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^(?:/?[rR]/)?[A-Za-z0-9_]{2,21}$")
-    # OAuth figure; unauthenticated use gets about (10, 60).
-    rate_limit_ceiling: ClassVar[tuple[int, float]] = (100, 60)
 
     def __init__(
         self,
@@ -154,20 +131,15 @@ class RedditSource:
         user_agent: str = DEFAULT_USER_AGENT,
         client_id: str | None = None,
         client_secret: str | None = None,
-        www_url: str = "https://www.reddit.com",
-        oauth_url: str = "https://oauth.reddit.com",
+        www_url: str = WWW_URL,
+        oauth_url: str = OAUTH_URL,
         batch_size: int = 100,
-        max_wait: float = 900.0,
-        limits: ReadLimits = DEFAULT_LIMITS,
-        max_backoff: float = 600.0,
+        **settings: Unpack[Tuning],
     ) -> None:
-        self._clock = clock
+        super().__init__(SPEC, client, clock, _rate, **settings)
         self._ua = {"User-Agent": user_agent}
-        self._size = max(1, min(batch_size, self.batch_max))
+        self._size = max(1, min(batch_size, self.spec.batch_max))
         self._secrets = tuple(s for s in (client_secret,) if s)
-        self._requester = Requester(
-            client, clock, "Reddit", _rate, max_wait, limits=limits, max_backoff=max_backoff
-        )
         self._token: ClientCredentials | None = None
         if client_id is not None and client_secret is not None:
             self._base, self._suffix = oauth_url.rstrip("/"), ""
@@ -187,19 +159,12 @@ class RedditSource:
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every subreddit; per-subreddit problems become Failures, batch ones raise."""
         tally = Tally()
-        order = list(dict.fromkeys(accounts))
-        results: dict[Account, Outcome] = {}
-        by_id: list[Account] = []
-        by_name: list[Account] = []
-        for account in order:
-            if _stored_id(account) is not None:
-                by_id.append(account)
-            elif self.handle_pattern.match(account.handle):
-                by_name.append(account)
-            else:
-                results[account] = Failure(
-                    account, self._clock.now(), FailureKind.NOT_FOUND, "not a valid subreddit name"
-                )
+        fits = self.spec.handle_pattern.match
+        order, valid, results = screen(
+            accounts, lambda a: _stored_id(a) is not None or fits(a.handle), _INVALID, self._clock
+        )
+        by_id = [a for a in valid if _stored_id(a) is not None]
+        by_name = [a for a in valid if _stored_id(a) is None]
         calls: list[tuple[Sequence[Account], dict[str, str]]] = []
         for chunk in chunks(by_id, lambda a: _stored_id(a) or "", self._size):
             ids = ",".join(dict.fromkeys(_stored_id(a) or "" for a in chunk))
@@ -234,7 +199,7 @@ class RedditSource:
         """Ask `r/{sub}/about` why each omitted subreddit was left out (one request per name)."""
         missing: dict[str, list[Account]] = {}
         for account in omitted:
-            if self.handle_pattern.match(account.handle):
+            if self.spec.handle_pattern.match(account.handle):
                 missing.setdefault(subreddit(account).lower(), []).append(account)
         for group in missing.values():
             name = subreddit(group[0])
@@ -382,6 +347,35 @@ def _outcome(account: Account, item: Mapping[str, Any], when: datetime) -> Outco
     )
 
 
+def build(config: RedditConfig, ctx: SourceContext) -> RedditSource:
+    """The Reddit source: OAuth when credentials are configured, the public pages otherwise."""
+    return RedditSource(
+        ctx.client,
+        clock=ctx.clock,
+        user_agent=config.user_agent,
+        client_id=config.client_id or None,
+        client_secret=secret(config.client_secret) or None,
+        www_url=config.www_url,
+        oauth_url=config.oauth_url,
+        batch_size=config.batch_size or SPEC.batch_max,
+        **tuning(config),
+    )
+
+
 def ceiling_for(config: RedditConfig) -> tuple[int, float]:
     """100 requests a minute with OAuth, about 10 on the public pages."""
     return (100, 60.0) if config.client_id else (10, 60.0)
+
+
+SPEC = SourceSpec(
+    key="reddit",
+    title="Reddit",
+    config_model=RedditConfig,
+    build=build,
+    # Unsure upstream; `batch_size` in the config lowers it if Reddit turns out to cap lower.
+    batch_max=100,
+    handle_pattern=re.compile(r"^(?:/?[rR]/)?[A-Za-z0-9_]{2,21}$"),
+    # OAuth figure; unauthenticated use gets about (10, 60).
+    rate_limit_ceiling=(100, 60),
+    ceiling_for=ceiling_for,
+)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, Literal, NoReturn
+from typing import Any, ClassVar, Literal, NoReturn, Unpack
 
 import httpx
 from pydantic import SecretStr
@@ -22,28 +22,30 @@ from followerwatch.clock import Clock
 from followerwatch.config.base import Duration, HeaderText, HttpUrl, PlatformConfig
 from followerwatch.errors import AuthError, ConfigError, NotFoundError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
-from followerwatch.net.ratelimit import parse_epoch_reset
-from followerwatch.sources.base import SourceContext
+from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
-    DEFAULT_LIMITS,
-    ReadLimits,
-    Requester,
+    Outcome,
     Tally,
     assemble,
     chunks,
     each_call,
     json_list,
     json_object,
+    rate_headers,
+    screen,
+    secret,
 )
 from followerwatch.sources.oauth import ClientCredentials, server_message
 
+ID_URL = "https://id.twitch.tv"
+API_URL = "https://api.twitch.tv"
 USERS = "/helix/users"
 FOLLOWERS = "/helix/channels/followers"
 TOKEN = "/oauth2/token"
 _RATE_PREFIX = "ratelimit-"
 _ID = re.compile(r"^[0-9]{1,20}$")
+_INVALID = "not a valid Twitch login"
 
-Outcome = Observation | Failure
 Credential = Literal["app", "user"]
 
 
@@ -56,38 +58,11 @@ class TwitchConfig(PlatformConfig):
     client_secret: SecretStr | None = None
     # Only used if channels/followers refuses the app token (Twitch documents a user token there).
     user_token: SecretStr | None = None
-    id_url: HttpUrl = "https://id.twitch.tv"
-    api_url: HttpUrl = "https://api.twitch.tv"
+    id_url: HttpUrl = ID_URL
+    api_url: HttpUrl = API_URL
     max_wait: Duration = 120.0
     # A bucket of 800 points a minute.
     max_backoff: Duration = 60.0
-
-
-def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
-    """The Twitch source for one configured app."""
-    secret = config.client_secret.get_secret_value() if config.client_secret else ""
-    if not config.client_id or not secret:
-        raise ConfigError(
-            "platforms.twitch.client_id and client_secret (or client_secret_file) are required "
-            "to watch Twitch"
-        )
-    user = config.user_token.get_secret_value() if config.user_token else None
-    return TwitchSource(
-        ctx.client,
-        client_id=config.client_id,
-        client_secret=secret,
-        user_token=user or None,
-        clock=ctx.clock,
-        id_url=config.id_url,
-        api_url=config.api_url,
-        max_wait=config.max_wait,
-        max_backoff=config.max_backoff,
-    )
-
-
-def requests_per_batch(config: TwitchConfig, accounts: int) -> int:
-    """Requests one batch costs the planner: one users lookup plus one total per channel."""
-    return accounts + 1
 
 
 def _by_id(account: Account) -> str | None:
@@ -101,14 +76,8 @@ def _lookup_key(account: Account) -> str:
     return f"id:{uid}" if uid is not None else f"login:{account.handle.lower()}"
 
 
-class TwitchSource:
+class TwitchSource(HttpSource):
     """Follower totals from Helix; one instance per app, since it holds that app's budget."""
-
-    key: ClassVar[str] = "twitch"
-    # The users lookup takes 100; follower totals cost one request per account on top.
-    batch_max: ClassVar[int] = 100
-    handle_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9_]{1,25}$")
-    rate_limit_ceiling: ClassVar[tuple[int, float]] = (800, 60)
 
     def __init__(
         self,
@@ -118,27 +87,16 @@ class TwitchSource:
         client_secret: str,
         clock: Clock,
         user_token: str | None = None,
-        id_url: str = "https://id.twitch.tv",
-        api_url: str = "https://api.twitch.tv",
-        max_wait: float = 120.0,
-        limits: ReadLimits = DEFAULT_LIMITS,
-        max_backoff: float = 60.0,
+        id_url: str = ID_URL,
+        api_url: str = API_URL,
+        **settings: Unpack[Tuning],
     ) -> None:
+        # Twitch budgets each token separately, so "app" and "user" are separate limiter buckets.
+        super().__init__(SPEC, client, clock, rate_headers(_RATE_PREFIX), **settings)
         self._client_id = client_id
         self._user_token = user_token
-        self._clock = clock
         self._api = api_url.rstrip("/")
         self._secrets = tuple(s for s in (client_secret, user_token) if s)
-        # Twitch budgets each token separately, so "app" and "user" are separate limiter buckets.
-        self._requester = Requester(
-            client,
-            clock,
-            "Twitch",
-            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
-            max_wait,
-            limits=limits,
-            max_backoff=max_backoff,
-        )
         self._app = ClientCredentials(
             self._requester,
             clock,
@@ -157,17 +115,10 @@ class TwitchSource:
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Resolve every account, then read each found channel's follower total."""
         tally = Tally()
-        order = list(dict.fromkeys(accounts))
-        results: dict[Account, Outcome] = {}
-        valid: list[Account] = []
-        for account in order:
-            if _by_id(account) is not None or self.handle_pattern.match(account.handle):
-                valid.append(account)
-            else:
-                # Helix rejects the whole lookup with a 400 for one malformed login.
-                results[account] = Failure(
-                    account, self._clock.now(), FailureKind.NOT_FOUND, "not a valid Twitch login"
-                )
+        fits = self.spec.handle_pattern.match
+        order, valid, results = screen(
+            accounts, lambda a: _by_id(a) is not None or fits(a.handle), _INVALID, self._clock
+        )
         users: dict[Account, tuple[str, str]] = {}
 
         async def lookup(chunk: Sequence[Account]) -> dict[Account, Outcome]:
@@ -180,7 +131,7 @@ class TwitchSource:
             users.update((a, f) for a, f in found.items() if not isinstance(f, Failure))
             return {a: f for a, f in found.items() if isinstance(f, Failure)}
 
-        lookups = chunks(valid, _lookup_key, self.batch_max)
+        lookups = chunks(valid, _lookup_key, self.spec.batch_max)
         results.update(await each_call(lookups, lambda c: c, lookup, self._clock))
         channels: dict[str, list[Account]] = {}
         for account, (uid, _) in users.items():
@@ -307,3 +258,41 @@ def _match_users(
             continue
         out[account] = (got_id, login)
     return out
+
+
+def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
+    """The Twitch source for one configured app."""
+    client_secret = secret(config.client_secret)
+    if not config.client_id or not client_secret:
+        raise ConfigError(
+            "platforms.twitch.client_id and client_secret (or client_secret_file) are required "
+            "to watch Twitch"
+        )
+    return TwitchSource(
+        ctx.client,
+        client_id=config.client_id,
+        client_secret=client_secret,
+        user_token=secret(config.user_token) or None,
+        clock=ctx.clock,
+        id_url=config.id_url,
+        api_url=config.api_url,
+        **tuning(config),
+    )
+
+
+def requests_per_batch(config: TwitchConfig, accounts: int) -> int:
+    """Requests one batch costs the planner: one users lookup plus one total per channel."""
+    return accounts + 1
+
+
+SPEC = SourceSpec(
+    key="twitch",
+    title="Twitch",
+    config_model=TwitchConfig,
+    build=build,
+    # The users lookup takes 100; follower totals cost one request per account on top.
+    batch_max=100,
+    handle_pattern=re.compile(r"^[A-Za-z0-9_]{1,25}$"),
+    rate_limit_ceiling=(800, 60),
+    requests_per_batch=requests_per_batch,
+)

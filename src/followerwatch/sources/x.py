@@ -6,7 +6,7 @@ import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, Unpack
 
 import httpx
 from pydantic import SecretStr
@@ -21,27 +21,21 @@ from followerwatch.errors import (
     SourceError,
     TransientError,
 )
-from followerwatch.models import (
-    Account,
-    Failure,
-    FailureKind,
-    FetchResult,
-    Observation,
-    at_handle,
-)
-from followerwatch.net.ratelimit import parse_epoch_reset
-from followerwatch.sources.base import SourceContext
+from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, at_handle
+from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
-    DEFAULT_LIMITS,
-    ReadLimits,
-    Requester,
+    Outcome,
     Tally,
     assemble,
     chunks,
     json_object,
+    rate_headers,
+    screen,
+    secret,
     strict_count,
 )
 
+API = "https://api.x.com"
 BY_USERNAMES = "/2/users/by"
 BY_IDS = "/2/users"
 USER_FIELDS = "public_metrics"
@@ -49,8 +43,7 @@ _RATE_PREFIX = "x-rate-limit-"
 _ID = re.compile(r"^[0-9]{1,20}$")
 # Outcomes that a rename explains, so the stored id is worth asking about.
 _RERESOLVE = frozenset({FailureKind.NOT_FOUND, FailureKind.NOT_RETURNED})
-
-Outcome = Observation | Failure
+_INVALID = "not a valid X username"
 
 
 class XConfig(PlatformConfig):
@@ -59,32 +52,12 @@ class XConfig(PlatformConfig):
     required_secrets: ClassVar[tuple[str, ...]] = ("bearer_token",)
 
     bearer_token: SecretStr | None = None
-    base_url: HttpUrl = "https://api.x.com"
+    base_url: HttpUrl = API
     max_wait: Duration = 900.0
 
 
-def build(config: XConfig, ctx: SourceContext) -> XSource:
-    """The X source for one configured credential."""
-    token = config.bearer_token.get_secret_value() if config.bearer_token else ""
-    if not token:
-        raise ConfigError("platforms.x.bearer_token (or bearer_token_file) is required to watch X")
-    return XSource(
-        ctx.client,
-        bearer_token=token,
-        clock=ctx.clock,
-        base_url=config.base_url,
-        max_wait=config.max_wait,
-        max_backoff=config.max_backoff,
-    )
-
-
-class XSource:
+class XSource(HttpSource):
     """Counts from `GET /2/users/by`; one instance per bearer token, since it holds that budget."""
-
-    key: ClassVar[str] = "x"
-    batch_max: ClassVar[int] = 100
-    handle_pattern: ClassVar[re.Pattern[str]] = re.compile(r"^[A-Za-z0-9_]{1,15}$")
-    rate_limit_ceiling: ClassVar[tuple[int, float]] = (300, 900)
 
     def __init__(
         self,
@@ -92,41 +65,20 @@ class XSource:
         *,
         bearer_token: str,
         clock: Clock,
-        base_url: str = "https://api.x.com",
-        max_wait: float = 900.0,
-        limits: ReadLimits = DEFAULT_LIMITS,
-        max_backoff: float = 900.0,
+        base_url: str = API,
+        **settings: Unpack[Tuning],
     ) -> None:
-        self._client = client
-        self._headers = {"Authorization": f"Bearer {bearer_token}"}
-        self._clock = clock
-        self._base = base_url.rstrip("/")
         # X budgets each lookup endpoint separately: the path is the limiter bucket.
-        self._requester = Requester(
-            client,
-            clock,
-            "X",
-            lambda h, _: parse_epoch_reset(h, _RATE_PREFIX),
-            max_wait,
-            limits=limits,
-            max_backoff=max_backoff,
-        )
+        super().__init__(SPEC, client, clock, rate_headers(_RATE_PREFIX), **settings)
+        self._headers = {"Authorization": f"Bearer {bearer_token}"}
+        self._base = base_url.rstrip("/")
 
     async def fetch(self, accounts: Sequence[Account]) -> FetchResult:
         """Look up every account; per-account problems become Failures, batch problems raise."""
         tally = Tally()
-        order = list(dict.fromkeys(accounts))
-        results: dict[Account, Outcome] = {}
-        valid: list[Account] = []
-        for account in order:
-            if self.handle_pattern.match(account.handle):
-                valid.append(account)
-            else:
-                # X would reject the whole batch with a 400 for one such name.
-                results[account] = Failure(
-                    account, self._clock.now(), FailureKind.NOT_FOUND, "not a valid X username"
-                )
-        for chunk in chunks(valid, lambda a: a.handle.lower(), self.batch_max):
+        fits = self.spec.handle_pattern.match
+        order, valid, results = screen(accounts, lambda a: fits(a.handle), _INVALID, self._clock)
+        for chunk in chunks(valid, lambda a: a.handle.lower(), self.spec.batch_max):
             names: dict[str, str] = {}
             for account in chunk:
                 names.setdefault(account.handle.lower(), account.handle)
@@ -146,7 +98,7 @@ class XSource:
             and a.platform_id is not None
             and _ID.match(a.platform_id)
         }
-        for chunk in chunks(list(stale), lambda a: a.platform_id or "", self.batch_max):
+        for chunk in chunks(list(stale), lambda a: a.platform_id or "", self.spec.batch_max):
             ids = ",".join(dict.fromkeys(a.platform_id or "" for a in chunk))
             try:
                 response, received = await self._get(
@@ -344,3 +296,24 @@ def _classify(entry: Mapping[str, Any]) -> tuple[FailureKind, str]:
     else:
         kind = FailureKind.NOT_RETURNED
     return kind, text[:200] or (title if isinstance(title, str) else "")
+
+
+def build(config: XConfig, ctx: SourceContext) -> XSource:
+    """The X source for one configured credential."""
+    token = secret(config.bearer_token)
+    if not token:
+        raise ConfigError("platforms.x.bearer_token (or bearer_token_file) is required to watch X")
+    return XSource(
+        ctx.client, bearer_token=token, clock=ctx.clock, base_url=config.base_url, **tuning(config)
+    )
+
+
+SPEC = SourceSpec(
+    key="x",
+    title="X",
+    config_model=XConfig,
+    build=build,
+    batch_max=100,
+    handle_pattern=re.compile(r"^[A-Za-z0-9_]{1,15}$"),
+    rate_limit_ceiling=(300, 900),
+)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from functools import cache, partial
 from pathlib import Path
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, Unpack
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -34,20 +34,22 @@ from followerwatch.models import (
     Observation,
     RateLimit,
 )
-from followerwatch.sources.base import SourceContext
+from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning
 from followerwatch.sources.common import (
-    DEFAULT_LIMITS,
-    ReadLimits,
-    Requester,
+    Outcome,
     Tally,
+    assemble,
     chunks,
     count,
     each_call,
     json_body,
     json_object,
+    no_rate_headers,
     retry_after_reset_or_backoff,
+    secret,
 )
 
+API = "https://www.googleapis.com"
 CHANNELS = "/youtube/v3/channels"
 PARTS = "statistics,snippet"
 LEDGER_FILE = "quota.json"
@@ -60,8 +62,6 @@ _AUTH_REASONS = frozenset({"keyInvalid", "badRequest", "API_KEY_INVALID", "keyEx
 _RATE_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
 _QUOTA_REASONS = frozenset({"quotaExceeded", "dailyLimitExceeded"})
 _NOT_FOUND = FailureKind.NOT_FOUND
-
-Outcome = Observation | Failure
 
 
 @cache
@@ -87,35 +87,11 @@ class YouTubeConfig(PlatformConfig):
     required_secrets: ClassVar[tuple[str, ...]] = ("api_key",)
 
     api_key: SecretStr | None = None
-    base_url: HttpUrl = "https://www.googleapis.com"
+    base_url: HttpUrl = API
     daily_quota: int = Field(default=10_000, ge=1, le=MAX_COUNT)
     max_wait: Duration = 900.0
     # The quota is daily: waiting for its reset is believed up to a day.
     max_backoff: Duration = 86400.0
-
-
-def build(config: YouTubeConfig, ctx: SourceContext) -> YouTubeSource:
-    """The YouTube source for one API key; its quota ledger lives in the source's state folder."""
-    key = config.api_key.get_secret_value() if config.api_key else ""
-    if not key:
-        raise ConfigError("platforms.youtube.api_key (or api_key_file) is required for YouTube")
-    try:
-        pacific()
-    except ZoneInfoNotFoundError:
-        raise ConfigError(
-            "platforms.youtube: the time zone America/Los_Angeles is unknown here "
-            "(install the tzdata package); the quota resets at its midnight"
-        ) from None
-    return YouTubeSource(
-        ctx.client,
-        api_key=key,
-        clock=ctx.clock,
-        ledger_path=ctx.state_dir / LEDGER_FILE,
-        base_url=config.base_url,
-        daily_quota=config.daily_quota,
-        max_wait=config.max_wait,
-        max_backoff=config.max_backoff,
-    )
 
 
 @dataclass
@@ -194,14 +170,8 @@ class _Call:
     value: str
 
 
-class YouTubeSource:
+class YouTubeSource(HttpSource):
     """Counts from `channels.list`; one instance per API key, since it holds that quota."""
-
-    key: ClassVar[str] = "youtube"
-    batch_max: ClassVar[int] = 50
-    handle_pattern: ClassVar[re.Pattern[str]] = re.compile(rf"^(?:{_HANDLE_SYNTAX}|{_ID_SYNTAX})$")
-    # The default quota; channels.list costs one unit whatever the number of ids.
-    rate_limit_ceiling: ClassVar[tuple[int, float]] = (10_000, 86_400)
 
     def __init__(
         self,
@@ -210,26 +180,15 @@ class YouTubeSource:
         api_key: str,
         clock: Clock,
         ledger_path: Path,
-        base_url: str = "https://www.googleapis.com",
+        base_url: str = API,
         daily_quota: int = 10_000,
-        max_wait: float = 900.0,
-        limits: ReadLimits = DEFAULT_LIMITS,
-        max_backoff: float = 86400.0,
+        **settings: Unpack[Tuning],
     ) -> None:
+        # No rate-limit headers: the ledger is the budget.
+        super().__init__(SPEC, client, clock, no_rate_headers, **settings)
         self._key = api_key
-        self._clock = clock
         self._url = base_url.rstrip("/") + CHANNELS
         self._ledger = QuotaLedger.open(ledger_path, daily_quota, clock)
-        # No rate-limit headers: the ledger is the budget, so the parser never reports one.
-        self._requester = Requester(
-            client,
-            clock,
-            "YouTube",
-            lambda h, now: None,
-            max_wait,
-            limits=limits,
-            max_backoff=max_backoff,
-        )
         # Handles resolved by this process, for callers that do not pass platform_id back.
         self._known: dict[str, str] = {}
 
@@ -251,7 +210,7 @@ class YouTubeSource:
                 results[account] = Failure(account, self._clock.now(), _NOT_FOUND, detail)
         calls = [
             _Call(tuple(chunk), "id", ",".join(dict.fromkeys(ids[a] for a in chunk)))
-            for chunk in chunks(list(ids), ids.__getitem__, self.batch_max)
+            for chunk in chunks(list(ids), ids.__getitem__, self.spec.batch_max)
         ]
         calls += [
             _Call(tuple(group), "forHandle", group[0].handle)
@@ -259,13 +218,8 @@ class YouTubeSource:
         ]
         ask = partial(self._call, ids=ids, tally=tally)
         results.update(await each_call(calls, lambda c: c.accounts, ask, self._clock))
-        outcomes = [results[a] for a in order]
-        return FetchResult(
-            observations=tuple(o for o in outcomes if isinstance(o, Observation)),
-            failures=tuple(o for o in outcomes if isinstance(o, Failure)),
-            requests=tally.requests,
-            rate_limit=self._ledger.budget() if tally.requests else None,
-        )
+        tally.rate_limit = self._ledger.budget() if tally.requests else None
+        return assemble(order, results, tally)
 
     def _channel_id(self, account: Account) -> str | None:
         if _CHANNEL_ID.fullmatch(account.handle):
@@ -436,6 +390,42 @@ def resolution(subscribers: int) -> int:
     return int(10 ** (len(str(subscribers)) - 3))
 
 
+def build(config: YouTubeConfig, ctx: SourceContext) -> YouTubeSource:
+    """The YouTube source for one API key; its quota ledger lives in the source's state folder."""
+    key = secret(config.api_key)
+    if not key:
+        raise ConfigError("platforms.youtube.api_key (or api_key_file) is required for YouTube")
+    try:
+        pacific()
+    except ZoneInfoNotFoundError:
+        raise ConfigError(
+            "platforms.youtube: the time zone America/Los_Angeles is unknown here "
+            "(install the tzdata package); the quota resets at its midnight"
+        ) from None
+    return YouTubeSource(
+        ctx.client,
+        api_key=key,
+        clock=ctx.clock,
+        ledger_path=ctx.state_dir / LEDGER_FILE,
+        base_url=config.base_url,
+        daily_quota=config.daily_quota,
+        **tuning(config),
+    )
+
+
 def ceiling_for(config: YouTubeConfig) -> tuple[int, float]:
     """The planner's ceiling: the project's daily quota, one unit per call."""
     return (config.daily_quota, 86_400.0)
+
+
+SPEC = SourceSpec(
+    key="youtube",
+    title="YouTube",
+    config_model=YouTubeConfig,
+    build=build,
+    batch_max=50,
+    handle_pattern=re.compile(rf"^(?:{_HANDLE_SYNTAX}|{_ID_SYNTAX})$"),
+    # The default quota; channels.list costs one unit whatever the number of ids.
+    rate_limit_ceiling=(10_000, 86_400),
+    ceiling_for=ceiling_for,
+)
