@@ -13,7 +13,8 @@ import pytest
 from pydantic import SecretStr
 
 from followerwatch.clock import ManualClock
-from followerwatch.config.base import Duration, PlatformConfig
+from followerwatch.config.base import PlatformConfig
+from followerwatch.config.fields import Duration
 from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, Observation
 from followerwatch.sources import REGISTRY, SPECS, registry

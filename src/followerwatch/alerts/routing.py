@@ -6,7 +6,8 @@ from collections.abc import Callable, Sequence
 
 from pydantic import Field
 
-from followerwatch.config.base import PositiveDuration, StrictModel
+from followerwatch.config.base import StrictModel
+from followerwatch.config.fields import PositiveDuration
 from followerwatch.models import Event, EventKind, Severity
 
 

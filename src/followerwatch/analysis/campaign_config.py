@@ -8,7 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from followerwatch.config.base import Count, PositiveDuration, StrictModel
+from followerwatch.config.base import StrictModel
+from followerwatch.config.fields import Count, PositiveDuration
 
 
 class GoalConfig(StrictModel):

@@ -343,7 +343,7 @@ def demo(
 
     from pydantic_core import PydanticCustomError
 
-    from followerwatch.config.base import url_validator
+    from followerwatch.config.fields import url_validator
     from followerwatch.demo.influxd_run import DemoError
     from followerwatch.demo.replay import run_demo
 

@@ -33,14 +33,12 @@ from followerwatch.alerts.routing import AlertsConfig
 from followerwatch.analysis.campaign_config import CampaignConfig
 from followerwatch.config.base import (
     ENV_PREFIX,
-    Duration,
     PlatformConfig,
-    PositiveDuration,
     RuleDefaults,
     StrictModel,
     one_line,
-    url_validator,
 )
+from followerwatch.config.fields import Duration, PositiveDuration, url_validator
 from followerwatch.config.files import paths_relative_to
 from followerwatch.config.tomlfile import Unopenable, Unsplittable, toml_pieces
 from followerwatch.config.tomlfile import read_toml as read_toml

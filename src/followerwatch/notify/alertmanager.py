@@ -32,13 +32,8 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 from pydantic_core import PydanticCustomError
 
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.config.base import (
-    Duration,
-    HttpUrl,
-    PositiveDuration,
-    StrictModel,
-    url_validator,
-)
+from followerwatch.config.base import StrictModel
+from followerwatch.config.fields import Duration, HttpUrl, PositiveDuration, url_validator
 from followerwatch.errors import DeliveryError
 from followerwatch.models import MAX_COUNT, Event, EventStatus
 from followerwatch.notify.base import BatchNotifier, ConcurrentNotifier, RefreshingNotifier

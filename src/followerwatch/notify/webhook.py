@@ -11,13 +11,8 @@ import httpx
 from pydantic import BeforeValidator, Field, SecretStr
 
 from followerwatch.clock import Clock, SystemClock
-from followerwatch.config.base import (
-    HeaderName,
-    HeaderText,
-    PositiveDuration,
-    StrictModel,
-    url_validator,
-)
+from followerwatch.config.base import StrictModel
+from followerwatch.config.fields import HeaderName, HeaderText, PositiveDuration, url_validator
 from followerwatch.errors import DeliveryError
 from followerwatch.models import MAX_COUNT, Event
 from followerwatch.notify.base import ConcurrentNotifier, event_payload

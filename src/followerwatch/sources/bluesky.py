@@ -12,7 +12,8 @@ from typing import Any, NoReturn, Unpack
 import httpx
 
 from followerwatch.clock import Clock
-from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import PlatformConfig
+from followerwatch.config.fields import Duration, HttpUrl
 from followerwatch.errors import AuthError, NotFoundError, SourceError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, RateLimit
 from followerwatch.net.ratelimit import parse_rate_limit, reset_from_epoch, reset_from_seconds

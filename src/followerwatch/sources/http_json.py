@@ -23,13 +23,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from followerwatch.clock import Clock
-from followerwatch.config.base import (
-    Duration,
-    HeaderName,
-    HeaderText,
-    PlatformConfig,
-    refuse_userinfo,
-)
+from followerwatch.config.base import PlatformConfig
+from followerwatch.config.fields import Duration, HeaderName, HeaderText, refuse_userinfo
 from followerwatch.errors import AuthError, ConfigError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation
 from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning

@@ -13,7 +13,8 @@ import httpx
 from pydantic import Field, SecretStr, field_validator
 
 from followerwatch.clock import Clock
-from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import PlatformConfig
+from followerwatch.config.fields import Duration, HttpUrl
 from followerwatch.errors import AuthError, SourceError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
 from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning

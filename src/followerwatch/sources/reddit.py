@@ -19,7 +19,8 @@ from pydantic_core import PydanticCustomError
 
 from followerwatch import __version__
 from followerwatch.clock import Clock
-from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import PlatformConfig
+from followerwatch.config.fields import Duration, HttpUrl
 from followerwatch.errors import (
     AuthError,
     NotFoundError,

@@ -19,7 +19,8 @@ import httpx
 from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.config.base import Duration, HeaderText, HttpUrl, PlatformConfig
+from followerwatch.config.base import PlatformConfig
+from followerwatch.config.fields import Duration, HeaderText, HttpUrl
 from followerwatch.errors import AuthError, ConfigError, NotFoundError, TransientError
 from followerwatch.models import Account, Failure, FailureKind, FetchResult, Observation, is_count
 from followerwatch.sources.base import HttpSource, SourceContext, SourceSpec, Tuning, tuning

@@ -12,7 +12,8 @@ import httpx
 from pydantic import SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import PlatformConfig
+from followerwatch.config.fields import Duration, HttpUrl
 from followerwatch.errors import (
     AuthError,
     ConfigError,

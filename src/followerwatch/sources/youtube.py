@@ -17,7 +17,8 @@ import httpx
 from pydantic import Field, SecretStr
 
 from followerwatch.clock import Clock
-from followerwatch.config.base import Duration, HttpUrl, PlatformConfig
+from followerwatch.config.base import PlatformConfig
+from followerwatch.config.fields import Duration, HttpUrl
 from followerwatch.errors import (
     AuthError,
     ConfigError,
