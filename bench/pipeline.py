@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from followerwatch.clock import ManualClock
 from followerwatch.demo.influxd import TempInfluxd
@@ -45,9 +45,6 @@ BATCH = 100
 
 class Synthetic:
     """A source answering every account with a count that drifts a little each cycle."""
-
-    key: ClassVar[str] = "x"
-    batch_max: ClassVar[int] = BATCH
 
     def __init__(self, clock: ManualClock, seed: int = 7) -> None:
         self.clock = clock

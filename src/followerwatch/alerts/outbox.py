@@ -37,7 +37,6 @@ from followerwatch.notify.base import (
 )
 from followerwatch.state.db import StateDB
 from followerwatch.state.deliveries import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark
-from followerwatch.state.doorbell import Doorbell
 
 log = structlog.get_logger("followerwatch.outbox")
 
@@ -74,7 +73,6 @@ class Outbox:
         enricher: Enricher | None = None,
         enrich_timeout: float = 2.0,
         attempt_timeout: float = 30.0,
-        doorbell: Doorbell | None = None,
     ) -> None:
         self.deliveries = state.deliveries
         self.events = state.events
@@ -89,9 +87,9 @@ class Outbox:
         # an attempt that takes longer is abandoned and retried like any transient failure.
         self.attempt_timeout = attempt_timeout
         self._rng = rng or random.Random()
-        # New events ring the doorbell the moment they are stored (the state's own, unless the
-        # caller made one for both), so delivery starts while their poll still writes to InfluxDB.
-        self._kick = state.doorbell if doorbell is None else doorbell
+        # New events ring the state's doorbell the moment they are stored, so delivery starts
+        # while their poll still writes to InfluxDB; the outbox waits on that same one.
+        self._kick = state.doorbell
         self._refreshed: dict[str, float] = {}
         self._busy: set[Lane] = set()  # lanes a pass is working on, until their marks are written
         self._enriching: set[str] = set()

@@ -7,6 +7,7 @@ import sqlite3
 
 import structlog
 
+# The logger keeps its name from before the move, so existing log filters still match.
 log = structlog.get_logger("followerwatch.diskfull")
 
 # SQLite's primary result codes for "the disk took no more" (the low byte of extended codes).

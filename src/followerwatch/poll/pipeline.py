@@ -100,9 +100,8 @@ class Pipeline:
     ) -> list[Row]:
         """Handle one batch end to end; `polled` lets rules see accounts that got no count."""
         keys = _keys(result, polled)
-        await self.state.committer.settled(
-            keys
-        )  # an earlier batch's commit of these accounts, if queued
+        # An earlier batch's commit of these accounts, if one is queued, lands first.
+        await self.state.committer.settled(keys)
         if self.waiting.batches and not self.dry_run:
             # Batches wait for the disk: this one goes behind them, evaluated when its turn comes.
             return self._hold(Waiting(result, extra_points, polled, self.clock.now()))

@@ -36,7 +36,6 @@ from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
 from followerwatch.sources.replay import ReplaySource
 from followerwatch.state.db import StateDB
-from followerwatch.state.doorbell import Doorbell
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
@@ -164,9 +163,7 @@ class App:
         data = settings.service.data_dir
         # First, so a damaged or read-only file stops start-up before anything else is opened.
         reset_at = self.clock.now() if reset_state else None
-        # Made first and handed to both: storing an event rings it, the outbox waits on it.
-        doorbell = Doorbell()
-        self.state = StateDB(data / "state.sqlite3", reset_at=reset_at, doorbell=doorbell)
+        self.state = StateDB(data / "state.sqlite3", reset_at=reset_at)
         try:
             self.spool = Spool(
                 data / "spool.sqlite3", settings.service.spool_cap, reset_at=reset_at
@@ -198,7 +195,6 @@ class App:
             backoff_initial=alerts.backoff_initial,
             backoff_max=alerts.backoff_max,
             attempt_timeout=alerts.attempt_timeout,
-            doorbell=doorbell,
             # Alert messages say where each account's trend leads next: one InfluxQL read per
             # outbox pass, with the lines read at each pass.
             enricher=ProjectionEnricher(

@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
 
 from followerwatch.clock import Clock
 from followerwatch.errors import ConfigError
@@ -49,9 +48,6 @@ def read_replay(path: Path, platform: str) -> dict[str, list[tuple[datetime, int
 
 class ReplaySource:
     """Serves recorded counts: `speed` 0 steps one row per poll, else replays time × speed."""
-
-    key: ClassVar[str] = "replay"
-    batch_max: ClassVar[int] = 10_000
 
     def __init__(
         self,

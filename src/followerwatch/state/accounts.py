@@ -28,15 +28,6 @@ class Accounts:
             return None
         return LastSeen(row[0], datetime.fromisoformat(row[1]), row[2], row[3])
 
-    def platform_ids(self, platform: str) -> dict[str, str]:
-        """The stable platform ids learnt for a platform's accounts, by account name."""
-        rows = self._db.execute(
-            "SELECT account, platform_id FROM accounts"
-            " WHERE platform=? AND platform_id IS NOT NULL",
-            (platform,),
-        )
-        return dict(rows.fetchall())
-
     def platform_ids_of(self, platform: str, accounts: Iterable[str]) -> dict[str, str]:
         """The stable platform ids learnt for these accounts of a platform, by account name."""
         out: dict[str, str] = {}
