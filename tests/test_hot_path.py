@@ -27,6 +27,7 @@ from followerwatch.rules.window import WindowChange, WindowState
 from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.lineprotocol import encode, escape_key, tag_value
+from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.schema import observation_line, observation_point
 from followerwatch.store.spool import Spool
 from followerwatch.store.thresholds import (
@@ -34,7 +35,7 @@ from followerwatch.store.thresholds import (
     observation_threshold_points,
     threshold_lines,
 )
-from followerwatch.store.writer import PollPoints, Writer
+from followerwatch.store.writer import Writer
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 

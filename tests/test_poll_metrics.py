@@ -16,8 +16,8 @@ from followerwatch.models import Account, Observation, Point
 from followerwatch.poll.stats import LATENCY_BUCKETS, PollStats
 from followerwatch.service.app import App
 from followerwatch.service.metrics import Metrics, PollCollector
+from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.schema import poll_point
-from followerwatch.store.writer import PollPoints
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

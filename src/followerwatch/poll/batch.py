@@ -9,7 +9,7 @@ from typing import NamedTuple
 from followerwatch.models import Account, Event, FetchResult, Point
 from followerwatch.poll.suspect import Screened
 from followerwatch.state.db import Change
-from followerwatch.store.writer import PollPoints
+from followerwatch.store.pollpoints import PollPoints
 
 
 class Row(NamedTuple):

@@ -23,8 +23,9 @@ from followerwatch.poll.waiting import WaitingBatches
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state.db import Change, LastSeen, StateDB
+from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.thresholds import Lines, ThresholdLines
-from followerwatch.store.writer import PollPoints, Writer
+from followerwatch.store.writer import Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
 

@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from followerwatch.models import Point
+from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.schema import FOLLOWERS, POLLS
-from followerwatch.store.writer import PollPoints
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 """Upper bounds (seconds) the poll durations are counted in; the last bucket has no bound."""

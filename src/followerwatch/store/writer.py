@@ -8,30 +8,20 @@ import random
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, overload
+from typing import NamedTuple
 
 import structlog
 
 from followerwatch.clock import Clock
 from followerwatch.disk.full import MemoryBuffer, out_of_space
 from followerwatch.errors import StoreAuthError, StoreError
-from followerwatch.models import Event, EventKind, EventStatus, Observation, Point, Severity
+from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.store.base import Store, StoreState
 from followerwatch.store.held import HeldLines
 from followerwatch.store.lineprotocol import encode
-from followerwatch.store.schema import (
-    FOLLOWERS,
-    event_point,
-    observation_line,
-    observation_point,
-    spool_point,
-)
+from followerwatch.store.pollpoints import PollPoints, encode_lines
+from followerwatch.store.schema import FOLLOWERS, event_point, spool_point
 from followerwatch.store.spool import Spool, SpoolCounts
-from followerwatch.store.thresholds import (
-    Lines,
-    observation_threshold_lines,
-    observation_threshold_points,
-)
 
 log = structlog.get_logger("followerwatch.writer")
 
@@ -39,43 +29,6 @@ BATCH_LINES = 5_000
 BATCH_BYTES = 2_000_000
 AUTH_RECHECK = 60.0
 HEALTH_EVERY = 10.0
-
-
-class PollPoints(Sequence[Point]):
-    """A poll's points: the Points of its observations and their lines are only built if read.
-
-    The writer encodes the observations straight to line protocol; anything else that reads
-    the sequence still sees every point.
-    """
-
-    def __init__(
-        self, observations: Sequence[Observation], thresholds: Lines, points: Sequence[Point]
-    ) -> None:
-        self.observations = observations
-        self.thresholds = thresholds
-        self.points = points
-        self._all: list[Point] | None = None
-
-    def _built(self) -> list[Point]:
-        if self._all is None:
-            self._all = [
-                *(observation_point(o) for o in self.observations),
-                *observation_threshold_points(self.thresholds, self.observations),
-                *self.points,
-            ]
-        return self._all
-
-    def __len__(self) -> int:
-        return len(self._built())
-
-    @overload
-    def __getitem__(self, index: int) -> Point: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Point]: ...
-
-    def __getitem__(self, index: int | slice) -> Point | Sequence[Point]:
-        return self._built()[index]
 
 
 class Unwritten(NamedTuple):
@@ -208,48 +161,10 @@ class Writer:
         return self.held.lost()
 
     def _lines(self, points: Sequence[Point]) -> list[str]:
-        """Points as line protocol (a poll's counts straight from its observations)."""
-        precision = self.store.precision
-        lines: list[str] = []
-        if isinstance(points, PollPoints):
-            # A poll's counts go straight to line protocol: no Point per observation. All at
-            # once, and one by one only to leave out a line that cannot be encoded.
-            observations, thresholds = points.observations, points.thresholds
-            try:
-                lines += [observation_line(obs, precision) for obs in observations]
-            except ValueError:
-                for obs in observations:
-                    self._encoded(lines, observation_line, obs, precision)
-            if thresholds:
-                try:
-                    more: list[str] = []
-                    for obs in observations:
-                        more += observation_threshold_lines(thresholds, obs, precision)
-                    lines += more
-                except ValueError:
-                    for obs in observations:
-                        self._encoded(
-                            lines, observation_threshold_lines, thresholds, obs, precision
-                        )
-            points = points.points
-        for point in points:
-            self._encoded(lines, encode, point, precision)
+        """Points as line protocol; those that cannot be encoded are counted and left out."""
+        lines, rejected = encode_lines(points, self.store.precision)
+        self.rejected += rejected
         return lines
-
-    def _encoded(
-        self, lines: list[str], encoder: Callable[..., str | list[str]], *args: Any
-    ) -> None:
-        try:
-            line = encoder(*args)
-        except ValueError as exc:
-            # Validation runs at config load, so this is a bug; keep going without the point.
-            self.rejected += 1
-            log.error("point cannot be encoded; skipped", error=str(exc))
-            return
-        if isinstance(line, str):
-            lines.append(line)
-        else:
-            lines += line
 
     async def flush(self) -> None:
         """Write spooled lines oldest first until empty, an error, or a backoff in force."""
