@@ -4,7 +4,8 @@
 
 Drives the real Collector, Pipeline, StateDB, Spool and Writer with synthetic observations in
 batches of 100 (a stand-in source returns them) and prints this process's CPU µs per
-observation for a first cycle (no stored state) and a second, steady-state cycle. By default a
+observation and the points spooled per observation for a first cycle (no stored state, threshold
+lines written) and two steady-state cycles. By default a
 throwaway influxd takes the writes (its own CPU is not counted); with --no-influx the URL is
 unreachable, so the points stay spooled after the first failed write.
 """
@@ -113,6 +114,7 @@ async def run(
         collector = Collector("x", Synthetic(clock), pipeline, clock)
         batches = [accounts[i : i + BATCH] for i in range(0, n, BATCH)]
         profiler = cProfile.Profile(time.process_time) if prof else None
+        added = 0
         for cycle in (1, 2, 3):
             cpu, wall = time.process_time(), time.perf_counter()
             if profiler is not None and cycle == profile_cycle:
@@ -123,14 +125,18 @@ async def run(
                 profiler.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             c = spool.counts()
+            # Every point this cycle spooled (counts, lines, polls, events, health) per count.
+            per_obs, added = (c.added - added) / n, c.added
             print(
                 f"cycle {cycle}: {n:,} observations  CPU {cpu:6.2f} s"
                 f"  = {cpu / n * 1e6:6.1f} µs/observation  wall {wall:6.2f} s"
+                f"  points/observation {per_obs:.3f}"
                 f"  spool added {c.added:,} written {c.written:,} spooled {c.spooled:,}"
                 f"  balanced {c.balanced}"
             )
             out.append(
                 {"cycle": cycle, "cpu_s": cpu, "wall_s": wall, "us_per_obs": cpu / n * 1e6}
+                | {"points_per_obs": per_obs}
                 | {"counts": c, "events": len(state.events.recent(limit=10**9))}
             )
             clock.advance(300.0)

@@ -71,13 +71,23 @@ def range_change(selector: str) -> str:
     return f'SELECT {selector}("change", "platform", "account", 10) AS "change" FROM ({inner})'
 
 
-# abs() of an integer is a no-op on InfluxDB 1.6 (it returns the value unchanged), so the
-# distance is made a float first; bottom() then keeps the nearest line with its signed distance.
+# Each count of an account with lines carries `distance`, to its nearest line (followers −
+# line); the count at the last distance in the range gives that line back.
 NEAREST_THRESHOLD = (
-    'SELECT bottom("abs_distance", "rule", 1) AS "abs_distance", "distance" FROM '
-    '(SELECT abs(last("distance") * 1.0) AS "abs_distance", last("distance") AS "distance"'
-    f' FROM "followerwatch_thresholds" WHERE {WHERE} GROUP BY {BY_ACCOUNT}, "rule")'
+    'SELECT "followers" - "distance" AS "nearest", "distance" FROM '
+    '(SELECT last("distance") AS "distance", "followers"'
+    f' FROM "followers" WHERE {WHERE} GROUP BY {BY_ACCOUNT})'
     f" GROUP BY {BY_ACCOUNT}"
+)
+
+# followerwatch writes each account's lines at start-up, when they change and at least every
+# LINE_REFRESH (store/thresholds.py); looking back that far before the range finds every line,
+# and fill(previous) carries it across the range.
+LINE_REFRESH = "4h"
+LINES = (
+    f'SELECT last("value") FROM "followerwatch_thresholds" WHERE {PLATFORM} AND {ACCOUNT}'
+    f" AND time >= ${{__from}}ms - {LINE_REFRESH} AND time <= ${{__to}}ms"
+    ' GROUP BY time($__interval), "rule" fill(previous)'
 )
 
 # The projection is written only while the trend points toward a line, so the last one in the
@@ -370,8 +380,9 @@ def overview() -> Json:
         description=(
             "Current count (the last in the time range), its change over 1 h, 24 h and 7 d "
             "(minus the last count at or before that long before the range's end, looking "
-            "back at most 7 d further), the signed distance to the nearest below/above "
-            "line from the watchlist (followerwatch_thresholds), and for accounts with an "
+            "back at most 7 d further), the nearest below/above line from the watchlist and "
+            "the signed distance to it (the `distance` field of the last count that has one), "
+            "and for accounts with an "
             "`approaching` rule the ETA: when the trend reaches its nearest line ahead "
             "(followerwatch_projections), from a projection no older than $eta_age before "
             "the range's end."
@@ -384,7 +395,6 @@ def overview() -> Json:
             {
                 "id": "organize",
                 "options": {
-                    "excludeByName": {"abs_distance": True},
                     "indexByName": {
                         "platform": 0,
                         "account": 1,
@@ -392,7 +402,7 @@ def overview() -> Json:
                         "change_1h": 3,
                         "change_24h": 4,
                         "change_7d": 5,
-                        "rule": 6,
+                        "nearest": 6,
                         "distance": 7,
                         "eta_s": 8,
                         "line": 9,
@@ -405,7 +415,7 @@ def overview() -> Json:
                         "change_1h": "Change 1 h",
                         "change_24h": "Change 24 h",
                         "change_7d": "Change 7 d",
-                        "rule": "Nearest threshold",
+                        "nearest": "Nearest threshold",
                         "distance": "Distance",
                         "eta_s": "ETA",
                         "line": "ETA line",
@@ -501,17 +511,13 @@ def account() -> Json:
                 " GROUP BY time($__interval) fill(none)",
                 alias="followers",
             ),
-            target(
-                "B",
-                f'SELECT last("value") FROM "followerwatch_thresholds" WHERE {WHERE}'
-                ' GROUP BY time($__interval), "rule" fill(previous)',
-                alias="$tag_rule",
-            ),
+            target("B", LINES, alias="$tag_rule"),
         ],
         description=(
             "The count, with each below/above line from the watchlist (written to "
-            "followerwatch_thresholds next to every observation) drawn dashed. Threshold "
-            "events from followerwatch_events are annotations."
+            f"followerwatch_thresholds at start-up, on a change and every {LINE_REFRESH}, so "
+            f"read from {LINE_REFRESH} before the range) drawn dashed. Threshold events from "
+            "followerwatch_events are annotations."
         ),
         overrides=[
             override(

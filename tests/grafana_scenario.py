@@ -8,8 +8,9 @@ starts at the packaged April 2009 replay and moves six hours per poll cycle:
   (its `approaching` rule projects when it will reach 250), user-002 stays at 114, ghost-user
   does not exist (every poll is `partial`), and one poll answers 503 (outcome `error`).
 
-`followerwatch_thresholds` is written by the pipeline itself, next to each batch's counts; the
-scenario only records what the writer is given.
+`followerwatch_thresholds` (and the `distance` field of `followers`) is written by the pipeline
+itself: the lines at the first poll and again whenever 4 h have passed, which with 6-hour polls
+is every poll; the scenario only records what the writer is given.
 
 `Grafana` expands a dashboard's queries like Grafana 12 does before InfluxDB sees them:
 template variables in the frontend (regex-escaped, multi values as `(a|b)`, "All" as every

@@ -16,14 +16,21 @@ def test_bench_pipeline_small() -> None:
         sys.path.remove(str(ROOT))
     n = 250
     cycles = main(["--accounts", str(n)])
-    # Per cycle: a count and a threshold line per account, a poll point per batch of 100, and
-    # the spool's own health point; and one point per event the rules raised.
-    per_cycle = 2 * n + 3 + 1
+    # Per cycle: a count per account, a poll point per batch of 100, and the spool's own health
+    # point; the first cycle also each account's threshold line (issue 18: not again within 4 h);
+    # and one point per event the rules raised.
+    per_cycle = n + 3 + 1
     assert [c["cycle"] for c in cycles] == [1, 2, 3]
     for i, cycle in enumerate(cycles, start=1):
         counts = cycle["counts"]
-        assert counts.added == i * per_cycle + cycle["events"]
+        assert counts.added == i * per_cycle + n + cycle["events"]
         assert counts.written == counts.added and counts.spooled == 0
         assert counts.balanced
         assert cycle["us_per_obs"] > 0
+    # Points per observation as printed: the first cycle's lines, then one point per count
+    # (plus the cycle's poll, health and event points).
+    events = [0] + [c["events"] for c in cycles]
+    for i, cycle in enumerate(cycles):
+        lines = n if i == 0 else 0
+        assert cycle["points_per_obs"] == (per_cycle + lines + events[i + 1] - events[i]) / n
     assert cycles[-1]["events"] > 0  # the rules ran: some counts crossed the line

@@ -292,13 +292,15 @@ def test_overview_nearest_threshold_and_distance(scenario: Scenario) -> None:
     for key, lines in scenario.lines.items():
         last = scenario.value_at(key, END)
         assert last is not None
-        candidates = {f"{d}:{v}": last - v for d, v in lines}
+        # Issue 18: the distance rides on the count; the line is the count minus it.
+        candidates = {v: last - v for _, v in lines}
         nearest = min(abs(x) for x in candidates.values())
         row = rows[key]
-        assert row["distance"] == candidates[row["rule"]]
-        assert abs(row["distance"]) == nearest == row["abs_distance"]
-    assert rows[USER1]["rule"] == "above:120" and rows[USER1]["distance"] == 40
-    assert rows[CNNBRK]["rule"] == "above:1000000" and rows[CNNBRK]["distance"] == 41_091
+        assert row["distance"] == candidates[row["nearest"]]
+        assert abs(row["distance"]) == nearest
+    assert rows[USER1]["nearest"] == 120 and rows[USER1]["distance"] == 40
+    assert rows[CNNBRK]["nearest"] == 1_000_000 and rows[CNNBRK]["distance"] == 41_091
+    assert rows[APLUSK]["nearest"] == 1_000_000
 
 
 # user-001 gains one follower per 6 h poll: at END it has 160 and reaches its 250 line in 90 polls.
@@ -393,9 +395,30 @@ def test_account_followers_with_threshold_lines(scenario: Scenario, key: Key) ->
     last_bucket = epoch_ms(END) - epoch_ms(END) % g.interval_ms
     every_bucket = set(range(first, last_bucket + 1, g.interval_ms))
     for (rule,), points in lines.items():
-        # fill(previous): a flat line at the threshold from the first observation to the end.
+        # fill(previous): a flat line at the threshold from the first observation to the end
+        # (the query looks back 4 h before the range for a line point; none is older here).
         assert set(points) == every_bucket
         assert set(points.values()) == {int(rule.split(":")[1])}
+
+
+@pytest.mark.parametrize("key", [APLUSK, USER1])
+def test_account_lines_span_a_range_that_starts_between_line_points(
+    scenario: Scenario, key: Key
+) -> None:
+    """A range starting just after a line point (written at most 4 h apart) still has every
+    line across all of it: the query looks back 4 h before the range."""
+    start = START + STEP * 30 + timedelta(minutes=1)
+    end = start + timedelta(hours=5)
+    g = grafana(scenario, start, end)
+    res = run(g, load("account"), 1, {"platform": key[0], "account": key[1]})
+    lines = series_values(res["B"][0], "last", "rule")
+    assert set(lines) == {(f"{d}:{v}",) for d, v in scenario.lines[key]}
+    first = epoch_ms(start) - epoch_ms(start) % g.interval_ms
+    last_bucket = epoch_ms(end) - epoch_ms(end) % g.interval_ms
+    for (rule,), points in lines.items():
+        shown = {t: v for t, v in points.items() if t >= first}
+        assert set(shown) == set(range(first, last_bucket + 1, g.interval_ms))
+        assert set(shown.values()) == {int(rule.split(":")[1])}
 
 
 @pytest.mark.parametrize(("pid", "hours"), [(2, 1), (3, 24)])

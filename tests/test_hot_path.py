@@ -31,6 +31,7 @@ from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.schema import observation_line, observation_point
 from followerwatch.store.spool import Spool
 from followerwatch.store.thresholds import (
+    nearest_distance,
     observation_threshold_lines,
     observation_threshold_points,
     threshold_lines,
@@ -103,15 +104,20 @@ def test_direct_lines_equal_the_encoded_points_or_fail_alike(
     obs = Observation(account, when, followers, extra[0], extra[1], resolution=extra[2])
     thresholds = {account.key: tuple(lines)}
     for precision in ("s", "ns"):
-        try:
-            expected: str | None = encode(observation_point(obs), precision)
-        except ValueError:
-            expected = None
-        if expected is None:
-            with pytest.raises(ValueError):
-                observation_line(obs, precision)
-        else:
-            assert observation_line(obs, precision) == expected
+        # With and without lines: with them, the count carries its `distance` field.
+        for own in ((), tuple(lines)):
+            try:
+                expected: str | None = encode(observation_point(obs, own), precision)
+            except ValueError:
+                expected = None
+            if expected is None:
+                with pytest.raises(ValueError):
+                    observation_line(obs, precision, own)
+            else:
+                assert observation_line(obs, precision, own) == expected
+                if own:
+                    distance = nearest_distance(followers, own)
+                    assert expected.split(" ")[-2].endswith(f",distance={distance}i")
         try:
             points = observation_threshold_points(thresholds, [obs])
             wanted: list[str] | None = [encode(p, precision) for p in points]
@@ -158,18 +164,20 @@ async def test_poll_points_spool_the_same_lines_as_the_points_they_stand_for(
     ]
     lines = {labelled.key: (("below", 1000), ("above", 2000)), plain.key: (("below", 100),)}
     extra = observation_threshold_points({plain.key: (("above", 7),)}, observations[1:2])
-    fast = PollPoints(observations, lines, extra)
+    due = observations[:2]  # the third observation's lines are not due: its count alone
+    fast = PollPoints(observations, lines, extra, due)
     expected = [
-        *(observation_point(o) for o in observations),
-        *observation_threshold_points(lines, observations),
+        *(observation_point(o, lines[o.account.key]) for o in observations),
+        *observation_threshold_points(lines, due),
         *extra,
     ]
+    assert [dict(p.fields).get("distance") for p in expected[:3]] == [234, -1, -100]
     assert list(fast) == expected and len(fast) == len(expected)
     spooled = []
     async with httpx.AsyncClient() as client:
         # Nothing listens on port 1: every line stays in the spool to be compared.
         store = InfluxV1Store(client, url="http://127.0.0.1:1", database="db")
-        for n, points in enumerate((expected, PollPoints(observations, lines, extra))):
+        for n, points in enumerate((expected, PollPoints(observations, lines, extra, due))):
             state = StateDB(tmp_path / f"state{n}.sqlite3")
             spool = Spool(tmp_path / f"spool{n}.sqlite3")
             writer = Writer(store, state, spool, ManualClock(T0), health_every=None)
@@ -233,13 +241,13 @@ async def test_a_count_that_cannot_be_encoded_is_left_out_alone(tmp_path: Path) 
         state = StateDB(tmp_path / "state.sqlite3")
         spool = Spool(tmp_path / "spool.sqlite3")
         writer = Writer(store, state, spool, ManualClock(T0), health_every=None)
-        await writer.write(PollPoints(observations, lines, []))
+        await writer.write(PollPoints(observations, lines, [], observations))
         spooled = [line for _, line in spool.peek(100)]
         state.close()
         spool.close()
     assert writer.rejected == 2
     assert spooled == [
-        observation_line(observations[0], store.precision),
+        observation_line(observations[0], store.precision, lines[good.key]),
         *observation_threshold_lines(lines, observations[0], store.precision),
     ]
 

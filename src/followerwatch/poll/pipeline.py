@@ -24,7 +24,7 @@ from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
 from followerwatch.state.db import Change, LastSeen, StateDB
 from followerwatch.store.pollpoints import PollPoints
-from followerwatch.store.thresholds import Lines, ThresholdLines
+from followerwatch.store.thresholds import Lines, LineSchedule, ThresholdLines
 from followerwatch.store.writer import Writer
 
 log = structlog.get_logger("followerwatch.pipeline")
@@ -48,6 +48,7 @@ class Pipeline:
         thresholds: ThresholdLines | Lines | None = None,
         buffer: MemoryBuffer | None = None,
         stats: PollStats | None = None,
+        line_schedule: LineSchedule | None = None,
     ) -> None:
         self.state = state
         # What stored polls said, for /metrics to read when it is scraped.
@@ -65,8 +66,10 @@ class Pipeline:
         self.suspects = SuspectZeros(state.accounts.held_zeros(), zero_confirm)
         self._projection_points: list[Point] = []
         self._releasing: set[asyncio.Task[None]] = set()
-        # Each account's threshold lines, written beside its counts for the dashboards; the
-        # holder is shared with what draws and projects alerts, so they see reloaded lines too.
+        # Each account's threshold lines, for the dashboards: the distance to the nearest rides
+        # on every count, the lines themselves only when `line_schedule` says. The holder is
+        # shared with what draws and projects alerts, so they see reloaded lines too.
+        self.line_schedule = line_schedule or LineSchedule()
         if isinstance(thresholds, ThresholdLines):
             self.thresholds = thresholds
         else:
@@ -85,6 +88,7 @@ class Pipeline:
             self.suspects.windows = zero_confirm
         self.rules = rules
         self.repeat = repeat
+        self.line_schedule.changed(self.thresholds.current(), thresholds)
         self.thresholds.set(thresholds)
         # How much history each account's rules need, worked out once per configuration.
         # Only accounts that keep any: most keep none, and 100,000 zeros cost memory.
@@ -148,8 +152,12 @@ class Pipeline:
         changes, rows = self._evaluate(observations, known)
         changes += self._absent(polled, observations, result.failures, held, known, polled_at)
         rows += held + [_failure_row(f) for f in result.failures]
+        lines = self.thresholds.current()
         points = PollPoints(
-            observations, self.thresholds.current(), [*self._projection_points, *extra_points]
+            observations,
+            lines,
+            [*self._projection_points, *extra_points],
+            self.line_schedule.due(lines, observations),
         )
         return Prepared(changes, rows, points, screened)
 
@@ -211,7 +219,9 @@ class Pipeline:
         return rows + [_failure_row(f) for f in waiting.result.failures]
 
     def _unscreen(self, batch: Prepared) -> None:
-        """A screened batch is given up: its accounts' suspect zeros as the state DB has them."""
+        """A batch is given up: its accounts' suspect zeros as the state DB has them, and its
+        threshold lines due again."""
+        self.line_schedule.forget(batch.points.due)
         screened = batch.screened
         keys = {(h.platform, h.account) for h in screened.held} | set(screened.released)
         if keys and not self.dry_run:

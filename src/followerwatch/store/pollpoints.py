@@ -23,23 +23,31 @@ log = structlog.get_logger("followerwatch.writer")
 class PollPoints(Sequence[Point]):
     """A poll's points: the Points of its observations and their lines are only built if read.
 
-    The writer encodes the observations straight to line protocol; anything else that reads
-    the sequence still sees every point.
+    Every observation's count carries the distance to its account's nearest line (`thresholds`);
+    the lines themselves go only with the observations in `due` (LineSchedule's choice). The
+    writer encodes the observations straight to line protocol; anything else that reads the
+    sequence still sees every point.
     """
 
     def __init__(
-        self, observations: Sequence[Observation], thresholds: Lines, points: Sequence[Point]
+        self,
+        observations: Sequence[Observation],
+        thresholds: Lines,
+        points: Sequence[Point],
+        due: Sequence[Observation] = (),
     ) -> None:
         self.observations = observations
         self.thresholds = thresholds
         self.points = points
+        self.due = due
         self._all: list[Point] | None = None
 
     def _built(self) -> list[Point]:
         if self._all is None:
+            lines = self.thresholds
             self._all = [
-                *(observation_point(o) for o in self.observations),
-                *observation_threshold_points(self.thresholds, self.observations),
+                *(observation_point(o, lines.get(o.account.key, ())) for o in self.observations),
+                *observation_threshold_points(lines, self.due),
                 *self.points,
             ]
         return self._all
@@ -80,20 +88,23 @@ def encode_lines(points: Sequence[Point], precision: str) -> tuple[list[str], in
     if isinstance(points, PollPoints):
         # A poll's counts go straight to line protocol: no Point per observation. All at
         # once, and one by one only to leave out a line that cannot be encoded.
-        observations, thresholds = points.observations, points.thresholds
+        observations, thresholds, due = points.observations, points.thresholds, points.due
+        of = thresholds.get
         try:
-            lines += [observation_line(obs, precision) for obs in observations]
+            lines += [
+                observation_line(obs, precision, of(obs.account.key, ())) for obs in observations
+            ]
         except ValueError:
             for obs in observations:
-                encoded(observation_line, obs, precision)
-        if thresholds:
+                encoded(observation_line, obs, precision, of(obs.account.key, ()))
+        if due:
             try:
                 more: list[str] = []
-                for obs in observations:
+                for obs in due:
                     more += observation_threshold_lines(thresholds, obs, precision)
                 lines += more
             except ValueError:
-                for obs in observations:
+                for obs in due:
                     encoded(observation_threshold_lines, thresholds, obs, precision)
         points = points.points
     for point in points:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from followerwatch.models import Event, FieldValue, Observation, Point
 from followerwatch.store.lineprotocol import encode_line, int_field, line_timestamp, tag_value
 from followerwatch.store.spool import SpoolCounts
+from followerwatch.store.thresholds import nearest_distance
 
 FOLLOWERS = "followers"
 EVENTS = "followerwatch_events"
@@ -14,20 +16,23 @@ POLLS = "followerwatch_polls"
 SPOOL = "followerwatch_spool"
 
 
-def observation_point(obs: Observation) -> Point:
-    """`followers`: tags platform, account (+ labels); integer followers[, following, posts]."""
-    tags, fields = _observation_parts(obs)
+def observation_point(obs: Observation, lines: Sequence[tuple[str, int]] = ()) -> Point:
+    """`followers`: tags platform, account (+ labels); integer followers[, following, posts,
+    resolution], and with the account's threshold `lines` the signed `distance` to the nearest."""
+    tags, fields = _observation_parts(obs, lines)
     return Point(FOLLOWERS, tags, fields, obs.time)
 
 
-def observation_line(obs: Observation, precision: str) -> str:
+def observation_line(
+    obs: Observation, precision: str, lines: Sequence[tuple[str, int]] = ()
+) -> str:
     """`observation_point` encoded as line protocol, without the Point (the hot path)."""
     account = obs.account
     name, platform = account.name, account.platform
     followers = int_field(obs.followers)
     # Labels, empty or very long names (the series-key size limit) take the general path.
     if account.labels or not 0 < len(name) < 1000 or not platform or followers is None:
-        tags, fields = _observation_parts(obs)
+        tags, fields = _observation_parts(obs, lines)
         return encode_line(FOLLOWERS, tags, fields, obs.time, precision)
     # Without labels the tags are (account, platform) in key order, and every field an int.
     text = "followers=" + followers
@@ -35,11 +40,12 @@ def observation_line(obs: Observation, precision: str) -> str:
         ("following", obs.following),
         ("posts", obs.posts),
         ("resolution", obs.resolution),
+        ("distance", nearest_distance(obs.followers, lines) if lines else None),
     ):
         if value is not None:
             rendered = int_field(value)
             if rendered is None:
-                tags, fields = _observation_parts(obs)
+                tags, fields = _observation_parts(obs, lines)
                 return encode_line(FOLLOWERS, tags, fields, obs.time, precision)
             text += "," + key + "=" + rendered
     return (
@@ -49,11 +55,12 @@ def observation_line(obs: Observation, precision: str) -> str:
 
 
 def _observation_parts(
-    obs: Observation,
+    obs: Observation, lines: Sequence[tuple[str, int]]
 ) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, FieldValue], ...]]:
     account = obs.account
     tags = (("platform", account.platform), ("account", account.name), *account.labels)
-    if obs.following is None and obs.posts is None and obs.resolution is None:
+    distance = nearest_distance(obs.followers, lines) if lines else None
+    if obs.following is None and obs.posts is None and obs.resolution is None and distance is None:
         return tags, (("followers", obs.followers),)
     fields: list[tuple[str, FieldValue]] = [("followers", obs.followers)]
     if obs.following is not None:
@@ -62,6 +69,8 @@ def _observation_parts(
         fields.append(("posts", obs.posts))
     if obs.resolution is not None:
         fields.append(("resolution", obs.resolution))
+    if distance is not None:
+        fields.append(("distance", distance))
     return tags, tuple(fields)
 
 

@@ -1,17 +1,21 @@
-"""`followerwatch_thresholds`: each account's configured threshold lines as points (for Grafana).
+"""Each account's threshold lines, for Grafana: `followerwatch_thresholds` and the `distance` field.
 
-The Account dashboard draws these as lines next to the follower count, and the Overview shows the
+The Account dashboard draws the lines next to the follower count, and the Overview shows the
 distance to each account's nearest line, so the lines always come from the watchlist and never
 from hand edits in Grafana. Schema (documented in the README):
 
-- tags: `platform`, `account` (as on `followers`), `rule` (the rule's name, e.g. "below:1000000",
-  the same string as the `rule` tag of `followerwatch_events`) and `direction` (`below`/`above`);
-- fields: `value` (integer, the line) and, on points written next to an observation,
-  `distance` (integer, followers − value: positive above the line, negative below it);
-- time: the observation's time (or the time given).
+- `followerwatch_thresholds`: tags `platform`, `account` (as on `followers`), `rule` (the rule's
+  name, e.g. "below:1000000", the same string as the `rule` tag of `followerwatch_events`) and
+  `direction` (`below`/`above`); field `value` (integer, the line); time: the observation's
+  time (or the time given). Written with an account's first observation after start-up, with
+  its first observation after its lines change (a reload), and then every LINE_REFRESH, so a
+  dashboard that looks back LINE_REFRESH before its range always finds each line.
+- `distance` (integer, followers − the nearest line's value: positive above the line, negative
+  below it; of two lines equally near, the lower one) is a field of the `followers` point of
+  accounts that have lines (store/schema.py writes it).
 
 InfluxQL cannot join two measurements, which is why `distance` is stored rather than computed
-in the dashboard.
+in the dashboard; it rides on the count (issue 18) so that only the count is written each poll.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
-from followerwatch.models import Account, FieldValue, Observation, Point
+from followerwatch.models import Account, Observation, Point
 from followerwatch.store.lineprotocol import (
     encode_line,
     int_field,
@@ -31,6 +35,8 @@ from followerwatch.store.lineprotocol import (
 )
 
 THRESHOLDS = "followerwatch_thresholds"
+LINE_REFRESH = 4 * 3600.0
+"""Seconds between an account's line points: the dashboards look this far before their range."""
 
 # (platform, account name) → the account's lines as (direction, value), below first, in order.
 Lines = Mapping[tuple[str, str], Sequence[tuple[str, int]]]
@@ -92,19 +98,23 @@ def threshold_lines(config: Watched) -> dict[tuple[str, str], tuple[tuple[str, i
     return out
 
 
+def nearest_distance(followers: int, lines: Sequence[tuple[str, int]]) -> int | None:
+    """followers − the nearest line's value (of two equally near, the lower line); None if none."""
+    best: int | None = None
+    for _, value in lines:
+        distance = followers - value
+        if best is None or abs(distance) < abs(best):
+            best = distance
+        elif abs(distance) == abs(best) and distance > best:
+            best = distance  # equally near on both sides: the lower line (the count is above it)
+    return best
+
+
 def threshold_point(
-    platform: str,
-    account: str,
-    direction: str,
-    value: int,
-    time: datetime,
-    followers: int | None = None,
+    platform: str, account: str, direction: str, value: int, time: datetime
 ) -> Point:
-    """One line of one account; with `followers`, also its signed `distance` from the line."""
-    fields: list[tuple[str, FieldValue]] = [("value", value)]
-    if followers is not None:
-        fields.append(("distance", followers - value))
-    return Point(THRESHOLDS, _tags(platform, account, direction, value), tuple(fields), time)
+    """One line of one account at `time` (field `value`)."""
+    return Point(THRESHOLDS, _tags(platform, account, direction, value), (("value", value),), time)
 
 
 def _tags(platform: str, account: str, direction: str, value: int) -> tuple[tuple[str, str], ...]:
@@ -119,7 +129,7 @@ def _tags(platform: str, account: str, direction: str, value: int) -> tuple[tupl
 def threshold_points(
     config: Watched, time: datetime, accounts: Iterable[Account] | None = None
 ) -> list[Point]:
-    """The lines of every watched account (or of `accounts`) at `time`, field `value` only."""
+    """The lines of every watched account (or of `accounts`) at `time`."""
     lines = threshold_lines(config)
     keys = list(lines) if accounts is None else [a.key for a in accounts]
     return [
@@ -130,13 +140,13 @@ def threshold_points(
 
 
 def observation_threshold_points(lines: Lines, observations: Iterable[Observation]) -> list[Point]:
-    """For each observation, its account's lines at the observation's time, with `distance`.
+    """For each observation, its account's lines at the observation's time.
 
-    Written next to the observations' own points, they keep each line drawn wherever the count
-    is, and give the Overview the distance to the nearest line.
+    Only the observations LineSchedule says are due get them: a dashboard finds each line
+    within LINE_REFRESH before any count.
     """
     return [
-        threshold_point(key[0], key[1], direction, value, obs.time, obs.followers)
+        threshold_point(key[0], key[1], direction, value, obs.time)
         for obs in observations
         for key in (obs.account.key,)
         for direction, value in lines.get(key, ())
@@ -149,25 +159,66 @@ def observation_threshold_lines(lines: Lines, obs: Observation, precision: str) 
     out = []
     for direction, value in lines.get(key, ()):
         rendered = int_field(value)
-        distance = int_field(obs.followers - value)
         # Empty or very long names (the series-key size limit) take the general path.
         suffix = _series_suffix(platform, direction, value) if 0 < len(name) < 1000 else None
-        if rendered is None or distance is None or suffix is None:
+        if rendered is None or suffix is None:
             out.append(
                 encode_line(
                     THRESHOLDS,
                     _tags(platform, name, direction, value),
-                    (("value", value), ("distance", obs.followers - value)),
+                    (("value", value),),
                     obs.time,
                     precision,
                 )
             )
             continue
         out.append(
-            f"{THRESHOLDS},account={tag_value(name)}{suffix} value={rendered},distance={distance}"
+            f"{THRESHOLDS},account={tag_value(name)}{suffix} value={rendered}"
             f" {line_timestamp(obs.time, precision)}"
         )
     return out
+
+
+class LineSchedule:
+    """Which observations carry their account's lines: the first after start-up, the first
+    after the lines change, then the first LINE_REFRESH after the last written.
+
+    Time is the observations' own (the time the lines are written at), not the clock's: a
+    replay or import runs faster than the clock, and the dashboards look back in data time.
+    One float per account with lines, so it stays small at a million accounts.
+    """
+
+    def __init__(self, refresh: float = LINE_REFRESH) -> None:
+        self.refresh = refresh
+        self._written: dict[tuple[str, str], float] = {}  # key → when its lines were last written
+
+    def due(self, lines: Lines, observations: Iterable[Observation]) -> list[Observation]:
+        """The observations whose account's lines are written with them (taken as written)."""
+        out = []
+        written = self._written
+        refresh = self.refresh
+        for obs in observations:
+            key = obs.account.key
+            if key not in lines:
+                continue
+            when = obs.time.timestamp()
+            last = written.get(key)
+            # A time far behind the last write (a source that started over) counts as due too.
+            if last is None or not -refresh < when - last < refresh:
+                written[key] = when
+                out.append(obs)
+        return out
+
+    def changed(self, old: Lines, new: Lines) -> None:
+        """Lines reloaded: accounts whose lines differ get them with their next observation."""
+        written = self._written
+        for key in [k for k in written if old.get(k) != new.get(k)]:
+            del written[key]
+
+    def forget(self, observations: Iterable[Observation]) -> None:
+        """Their lines were not stored after all (the batch was given up): due again."""
+        for obs in observations:
+            self._written.pop(obs.account.key, None)
 
 
 @lru_cache(maxsize=1024)
