@@ -102,6 +102,9 @@ class State:
         }
 
 
+STATE = web.AppKey("state", State)
+
+
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=json.dumps(body, separators=(",", ":")).encode(),
@@ -121,7 +124,7 @@ def _ints(values: list[str], prefix: str) -> list[int]:
 
 async def x_users_by(request: web.Request) -> web.Response:
     """GET /2/users/by?usernames=u1,u2&user.fields=public_metrics (X API v2)."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     if request.headers.get("Authorization") != "Bearer bench-x-token":
         return _json(401, {"title": "Unauthorized", "type": "about:blank", "status": 401})
     limited = st.x_gate()
@@ -142,7 +145,7 @@ async def x_users_by(request: web.Request) -> web.Response:
 
 async def bsky_profiles(request: web.Request) -> web.Response:
     """GET /xrpc/app.bsky.actor.getProfiles?actors=did&actors=did (public AppView)."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     actors = request.query.getall("actors", [])
     if len(actors) > LIMITS["bluesky"]:
         st.rejected["bluesky"] += 1
@@ -158,7 +161,7 @@ async def bsky_profiles(request: web.Request) -> web.Response:
 
 async def yt_channels(request: web.Request) -> web.Response:
     """GET /youtube/v3/channels?part=statistics,snippet&id=UC…,UC…&key=… (Data API v3)."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     if "key" not in request.query:
         return _json(403, {"error": {"code": 403, "message": "missing key", "errors": []}})
     ids = request.query.get("id", "").split(",")
@@ -195,7 +198,7 @@ async def yt_channels(request: web.Request) -> web.Response:
 
 async def mastodon_accounts(request: web.Request) -> web.Response:
     """GET /mastodon/api/v1/accounts?id[]=…&id[]=… (Mastodon 4.3+)."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     ids = list(dict.fromkeys(request.query.getall("id[]", [])))
     if len(ids) > LIMITS["mastodon"]:
         st.rejected["mastodon"] += 1
@@ -216,7 +219,7 @@ async def mastodon_accounts(request: web.Request) -> web.Response:
 
 async def x_user_by(request: web.Request) -> web.Response:
     """GET /2/users/by/username/:username: `data` is one object, a missing user only `errors`."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     if request.headers.get("Authorization") != "Bearer bench-x-token":
         return _json(401, {"title": "Unauthorized", "type": "about:blank", "status": 401})
     limited = st.x_gate()
@@ -243,7 +246,7 @@ async def x_user_by(request: web.Request) -> web.Response:
 
 async def bsky_profile_one(request: web.Request) -> web.Response:
     """GET /xrpc/app.bsky.actor.getProfile?actor=did: one profile, or 400 when not found."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     i = plc_index(request.query.get("actor", ""))
     if st.latency:
         await asyncio.sleep(st.latency)
@@ -255,7 +258,7 @@ async def bsky_profile_one(request: web.Request) -> web.Response:
 
 async def mastodon_account_one(request: web.Request) -> web.Response:
     """GET /mastodon/api/v1/accounts/:id: one Account, or 404 `Record not found`."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     v = request.match_info["id"]
     i = int(v) - MASTODON_ID0 if v.isdigit() and int(v) >= MASTODON_ID0 else None
     if st.latency:
@@ -268,7 +271,7 @@ async def mastodon_account_one(request: web.Request) -> web.Response:
 
 async def hook(request: web.Request) -> web.Response:
     """The webhook receiver: remembers when each account's first alert arrived."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     arrived = time.time()
     event = (await request.json()).get("event", {})
     st.hook_count += 1
@@ -277,14 +280,14 @@ async def hook(request: web.Request) -> web.Response:
 
 
 async def set_phase(request: web.Request) -> web.Response:
-    st: State = request.app["state"]
+    st = request.app[STATE]
     st.phase = int(request.query["n"])
     st.crossed_sent.clear()
     return web.Response(status=204)
 
 
 async def reset(request: web.Request) -> web.Response:
-    st: State = request.app["state"]
+    st = request.app[STATE]
     q = request.query
     st.__init__(  # type: ignore[misc]  # in place: a started app's state may not be replaced
         float(q["latency_ms"]) / 1000 if "latency_ms" in q else st.latency,
@@ -295,7 +298,7 @@ async def reset(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    st: State = request.app["state"]
+    st = request.app[STATE]
     return _json(
         200,
         {
@@ -317,7 +320,7 @@ def make_app(
     latency: float = 0.0, x_limit: int = 1_000_000, x_window: int = 900
 ) -> web.Application:
     app = web.Application()
-    app["state"] = State(latency, x_limit, x_window)
+    app[STATE] = State(latency, x_limit, x_window)
     app.router.add_get("/2/users/by", x_users_by)
     app.router.add_get("/xrpc/app.bsky.actor.getProfiles", bsky_profiles)
     app.router.add_get("/youtube/v3/channels", yt_channels)
