@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--million-interval", type=int, default=300, help="its `run` interval (the default 5 min)"
     )
     parser.add_argument("--peer-accounts", type=int, default=10_000)
+    parser.add_argument(
+        "--peer-interval", type=int, default=30, help="followerwatch's `run` interval beside it"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="fake API latency")
     parser.add_argument(
         "--quota-window", type=int, default=60, help="X's 900 s, scaled (a 1 s margin: 1.6 %%)"
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 if "latency" in chosen:
                     out["latency"] = latency(influxd, fake, work, args.crossings)
                 if "peer" in chosen:
-                    out["peer"] = peer(influxd, fake, work, args.peer_accounts)
+                    out["peer"] = peer(influxd, fake, work, args.peer_accounts, args.peer_interval)
                 if "million" in chosen:
                     out["million"] = [
                         million(influxd, fake, work, args.million_accounts, args.million_interval)

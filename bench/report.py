@@ -154,34 +154,38 @@ def figure_rows(out: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def peer_rows(side: dict[str, Any] | None) -> list[tuple[str, str]]:
-    """The side-by-side: the peer baseline, followerwatch `poll`, and peer ÷ followerwatch."""
+    """The side-by-side: the peer baseline, followerwatch, and peer ÷ followerwatch."""
     if not side:
         return []
-    tag = f"peer {side['n']:,}"
-    them, us, ratio = side["peer"], side["followerwatch"], side["ratio"]
-    return [
-        (f"{tag}: requests, peer / followerwatch", f"{them['requests']:,} / {us['requests']:,}"),
+    tag = f"peer / followerwatch {side['n']:,}"
+    them, us = side["peer"], side["followerwatch"]
+    rows = [
         (
-            f"{tag}: wall, whole process, peer / followerwatch",
-            f"{them['wall']:.2f} / {us['wall']:.2f} s",
+            f"{tag}: observations stored, 2 passes vs `poll`",
+            f"{them['stored']:,} / {us['observations']:,}",
         ),
         (
-            f"{tag}: CPU per observation, peer / followerwatch",
-            f"{them['cpu_us_per_obs']:.0f} / {us['cpu_us_per_obs']:.0f} µs",
-        ),
-        (
-            f"{tag}: observations in InfluxDB, peer / followerwatch",
-            f"{them['observations']:,} / {us['observations']:,}",
-        ),
-        (
-            f"{tag}: influxd CPU meanwhile, peer / followerwatch",
+            f"{tag}: influxd CPU meanwhile, 2 passes vs `poll`",
             f"{them['neighbour_cpu']['influxd']:.2f} / {us['neighbour_cpu']['influxd']:.2f} s",
         ),
-        (
-            f"{tag}: ratio peer ÷ followerwatch: requests / wall / CPU per obs",
-            f"{ratio['requests']:.1f}× / {ratio['wall']:.1f}× / {ratio['cpu_us_per_obs']:.1f}×",
-        ),
     ]
+    for what, a, b, ratio in (
+        ("pass 1 + start-up vs `poll`", them, us, side["ratio"]),
+        ("pass 2 vs steady cycle", them["steady"], us["steady"], side["ratio_steady"]),
+    ):
+        rows += [
+            (f"{tag}: {what}: requests", f"{a['requests']:,} / {b['requests']:,}"),
+            (f"{tag}: {what}: wall", f"{a['wall']:.2f} / {b['wall']:.2f} s"),
+            (
+                f"{tag}: {what}: CPU per observation",
+                f"{a['cpu_us_per_obs']:.0f} / {b['cpu_us_per_obs']:.0f} µs",
+            ),
+            (
+                f"{tag}: {what}: peer ÷ followerwatch (requests, wall, CPU)",
+                f"{ratio['requests']:.1f}×, {ratio['wall']:.1f}×, {ratio['cpu_us_per_obs']:.1f}×",
+            ),
+        ]
+    return rows
 
 
 def print_rows(title: str, rows: list[tuple[str, str]]) -> None:

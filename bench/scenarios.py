@@ -272,19 +272,23 @@ def latency(influxd: TempInfluxd, fake: Fake, work: Path, crossings: int) -> dic
     }
 
 
-def peer(influxd: TempInfluxd, fake: Fake, work: Path, n: int) -> dict[str, Any]:
-    """The peer baseline (bench/peer.py, its own process) beside one `followerwatch poll`, at n."""
+def peer(influxd: TempInfluxd, fake: Fake, work: Path, n: int, interval: int) -> dict[str, Any]:
+    """The peer baseline (bench/peer.py, its own process) beside followerwatch, both at n.
+
+    Two comparisons: the first pass with its start-up beside one whole `followerwatch poll`,
+    and the peer's second pass beside followerwatch's steady cycle (`run`, `interval`).
+    """
     fresh_db(influxd, PEER_DB)
     fake.post("/_bench/reset")
     others = neighbours(fake, influxd)
-    started = time.monotonic()
+    spawned = time.time()
     proc = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "bench.peer",
             *("--api", fake.url, "--influx", influxd.url, "--database", PEER_DB),
-            *("--accounts", str(n)),
+            *("--accounts", str(n), "--passes", "2"),
         ],
         stdout=subprocess.PIPE,
         cwd=ROOT,
@@ -292,33 +296,50 @@ def peer(influxd: TempInfluxd, fake: Fake, work: Path, n: int) -> dict[str, Any]
     assert proc.stdout is not None
     printed = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     neighbour_cpu = {k: proc_cpu(pid) - cpu for k, (pid, cpu) in others.items()}
-    own = json.loads(printed) if proc.returncode == 0 else {}
+    if proc.returncode != 0:
+        raise RuntimeError(f"the peer exited with {proc.returncode}")
+    first, steady = json.loads(printed)
     st = fake.stats()
-    observations = influx_count(influxd, "followers", database=PEER_DB)
-    cpu = usage.ru_utime + usage.ru_stime
+    # Each pass began on a new second, so InfluxDB keeps both passes' points apart.
+    stored = influx_count(influxd, "followers", database=PEER_DB)
     theirs = {
-        "returncode": proc.returncode,
-        "requests": sum(st["requests"].values()),
-        "requests_by_platform": st["requests"],
-        "wall": wall,
-        "cpu": cpu,
-        "cpu_us_per_obs": cpu / max(observations, 1) * 1e6,
+        "requests": first["requests"],
+        "requests_served": sum(st["requests"].values()),
+        "wall": first["end"] - spawned,
+        "cpu": first["cpu_total"],
+        "cpu_us_per_obs": first["cpu_total"] / max(first["observations"], 1) * 1e6,
+        "observations": first["observations"],
+        "points_written": first["points"] + steady["points"],
+        "stored": stored,
+        "failures": first["failures"] + steady["failures"],
         "maxrss_mb": usage.ru_maxrss / 1024,
-        "observations": observations,
-        "points_written": own.get("points", 0),
-        "failures": own.get("failures"),
         "neighbour_cpu": neighbour_cpu,
+        "steady": {
+            "requests": steady["requests"],
+            "wall": steady["wall"],
+            "cpu": steady["cpu"],
+            "cpu_us_per_obs": steady["cpu"] / max(steady["observations"], 1) * 1e6,
+            "observations": steady["observations"],
+        },
     }
     ours = scale(influxd, fake, work, n)
     ours["requests_by_platform"] = ours["requests"]
     ours["requests"] = sum(ours["requests"].values())
-    compared = ("requests", "wall", "cpu_us_per_obs")
+    steady_run = cycle(influxd, fake, work, n, interval, tag="peer-cycle")
+    ours["steady"] = {
+        k: steady_run[k] for k in ("wall", "cpu", "cpu_us_per_obs", "observations", "influxd_cpu")
+    } | {"requests": sum(steady_run["requests"].values())}
+
+    def ratio(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+        keys = ("requests", "wall", "cpu_us_per_obs")
+        return {k: a[k] / b[k] if b[k] else float("nan") for k in keys}
+
     return {
         "n": n,
         "peer": theirs,
         "followerwatch": ours,
-        "ratio": {k: theirs[k] / ours[k] if ours[k] else float("nan") for k in compared},
+        "ratio": ratio(theirs, ours),
+        "ratio_steady": ratio(theirs["steady"], ours["steady"]),
     }
