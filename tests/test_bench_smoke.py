@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,13 +19,18 @@ if not Path(find_influxd()).exists():
     pytest.skip("influxd is not installed", allow_module_level=True)
 
 
-def test_bench_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _bench() -> tuple[Any, dict[str, int]]:
     sys.path.insert(0, str(ROOT))
     try:
         from bench.__main__ import main
         from bench.fakes.api import LIMITS
     finally:
         sys.path.remove(str(ROOT))
+    return main, LIMITS
+
+
+def test_bench_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main, LIMITS = _bench()
     out = main(
         [
             "--accounts", "730",
@@ -63,3 +70,82 @@ def test_bench_small(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     latency = out["latency"]
     assert latency["delivered"] == 30
     assert 0 <= latency["p50"] <= latency["p99"] < 30
+    # The summary holds the targets of the scenarios that ran, and only those.
+    figures = [t["figure"] for t in out["summary"]]
+    assert any(f.startswith("peak RSS") for f in figures)
+    assert any(f.startswith("alert latency p99") for f in figures)
+    assert not any(f.startswith(("steady cycle", "1M accounts")) for f in figures)
+
+
+def _requests(n: int, limits: dict[str, int]) -> int:
+    """⌈share/batch⌉ summed over the four platforms' even shares of n."""
+    base, extra = divmod(n, 4)
+    return sum(math.ceil((base + (k < extra)) / b) for k, b in enumerate(limits.values()))
+
+
+def test_bench_cycle_peer_million(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main, LIMITS = _bench()
+    out = main(
+        [
+            "--accounts", "210",
+            "--scenarios", "cycle,peer,million",
+            "--cycle-interval", "8",
+            "--peer-accounts", "130",
+            "--peer-interval", "8",
+            "--million-accounts", "170",
+            "--million-interval", "8",
+            "--json", str(tmp_path / "figures.json"),
+            "--keep", str(tmp_path),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    for run, n in ((out["cycle"][0], 210), (out["million"][0], 170)):
+        assert run["n"] == n and run["returncode"] == 0
+        assert run["requests"] == run["expected_requests"]
+        # The steady cycle's own points: its n counts, confirmed by InfluxDB, and whatever the
+        # cycle writes beside them; influxd took at least those, in at least one /write.
+        assert run["observations"] == n == run["points_by_measurement"]["followers"]
+        assert run["points"] == sum(run["points_by_measurement"].values()) >= n
+        assert run["points_per_obs"] == pytest.approx(run["points"] / n)
+        assert run["influxd_points_received"] >= run["points"]
+        assert run["influxd_write_requests"] >= 1
+        assert run["cpu"] > 0 and run["cpu_us_per_obs"] > 0 and run["maxrss_mb"] > 10
+        assert run["influxd_cpu"] >= 0 and run["fake_api_cpu"] >= 0
+        assert 0 < run["wall"] < 8 and 0 < run["startup_to_first_cycle_stored"] < 8
+    side = out["peer"]
+    peer, ours = side["peer"], side["followerwatch"]
+    assert side["n"] == 130 and ours["returncode"] == 0
+    # One request per account for the peer in each of its two passes, ⌈N/batch⌉ for
+    # followerwatch; both stored every count (the peer's passes on seconds of their own).
+    assert peer["requests"] == peer["steady"]["requests"] == 130
+    assert peer["requests_served"] == 260 == peer["stored"] == peer["points_written"]
+    assert peer["observations"] == peer["steady"]["observations"] == 130
+    assert peer["failures"] == 0
+    assert ours["requests"] == ours["steady"]["requests"] == _requests(130, LIMITS)
+    assert ours["observations"] == ours["steady"]["observations"] == 130
+    assert side["ratio"]["requests"] == pytest.approx(130 / ours["requests"])
+    assert side["ratio_steady"]["wall"] == pytest.approx(
+        peer["steady"]["wall"] / ours["steady"]["wall"]
+    )
+    assert peer["cpu"] > peer["steady"]["cpu"] > 0  # the first pass's CPU holds the start-up
+    assert peer["cpu_us_per_obs"] == pytest.approx(peer["cpu"] / 130 * 1e6)
+    assert "peer ÷ followerwatch" in printed
+    assert all(t["figure"] in printed for t in out["summary"])
+    summary = {t["figure"].split(" (N=")[0]: t for t in out["summary"]}
+    assert set(summary) == {
+        "steady cycle, first request → all stored",
+        "followerwatch CPU per observation, steady cycle",
+        "influxd CPU per steady cycle",
+        "points per observation, steady cycle",
+        "peak RSS",
+        "1M accounts: RSS",
+        "1M accounts: start-up → first cycle stored",
+        "1M accounts: steady cycle, first request → all stored",
+    }
+    assert (
+        summary["points per observation, steady cycle"]["value"]
+        == out["cycle"][0]["points_per_obs"]
+    )
+    for t in summary.values():
+        assert t["met"] == (t["value"] <= t["target"])
+    assert json.loads((tmp_path / "figures.json").read_text())["summary"] == out["summary"]

@@ -3,9 +3,11 @@
 Response shapes follow tests/fakes/fake_*.py (which follow docs/platform-apis.md), but accounts
 are not stored: every id or handle encodes its index `i`, and the count is computed from it, so
 100,000 accounts cost nothing to set up. Batch limits are enforced as the platforms do (a batch
-over the maximum is a 400/422). Optional: latency per request, and X's rate limit with X's own
-`x-rate-limit-*` headers (scaled down in time by `--x-window`). A `/hook` route is the webhook
-receiver of the alert-latency scenario; `/_bench/*` control and report.
+over the maximum is a 400/422). Each platform's single-account lookup is there too (YouTube's
+is `channels?id=` with one id), for the peer baseline. Optional: latency per request, and X's
+rate limit with X's own `x-rate-limit-*` headers (scaled down in time by `--x-window`). A
+`/hook` route is the webhook receiver of the alert-latency scenario; `/_bench/*` control and
+report.
 """
 
 from __future__ import annotations
@@ -14,45 +16,26 @@ import argparse
 import asyncio
 import json
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-BUMP = 1_000_000  # what `phase` adds to every count: crosses any `above` line set below it
-_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
-X_ID0 = 1_500_000_000
-MASTODON_ID0 = 109_000_000_000_000_000
-LIMITS = {"x": 100, "bluesky": 25, "youtube": 50, "mastodon": 40}
+from bench.fakes.shapes import (
+    BUMP,
+    LIMITS,
+    MASTODON_ID0,
+    bsky_headers,
+    bsky_profile,
+    channel_id,
+    mastodon_account,
+    mastodon_headers,
+    plc,
+    plc_index,
+    published,
+    x_user,
+)
 
-
-def plc(i: int) -> str:
-    """The did:plc of index i (base32, left-padded with the zero digit 'a')."""
-    digits = ""
-    while True:
-        i, rest = divmod(i, 32)
-        digits = _BASE32[rest] + digits
-        if i == 0:
-            break
-    return "did:plc:" + digits.rjust(24, "a")
-
-
-def plc_index(did: str) -> int | None:
-    """The index a did:plc encodes, or None."""
-    if not did.startswith("did:plc:"):
-        return None
-    value = 0
-    for ch in did[8:]:
-        digit = _BASE32.find(ch)
-        if digit < 0:
-            return None
-        value = value * 32 + digit
-    return value
-
-
-def channel_id(i: int) -> str:
-    """The YouTube channel id of index i (UC + 22 characters)."""
-    return f"UCbench{i:017d}"
+__all__ = ["LIMITS", "MASTODON_ID0", "channel_id", "make_app", "plc"]
 
 
 class State:
@@ -119,6 +102,9 @@ class State:
         }
 
 
+STATE = web.AppKey("state", State)
+
+
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(
         body=json.dumps(body, separators=(",", ":")).encode(),
@@ -138,7 +124,7 @@ def _ints(values: list[str], prefix: str) -> list[int]:
 
 async def x_users_by(request: web.Request) -> web.Response:
     """GET /2/users/by?usernames=u1,u2&user.fields=public_metrics (X API v2)."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     if request.headers.get("Authorization") != "Bearer bench-x-token":
         return _json(401, {"title": "Unauthorized", "type": "about:blank", "status": 401})
     limited = st.x_gate()
@@ -152,28 +138,14 @@ async def x_users_by(request: web.Request) -> web.Response:
     indexes = _ints([n.lower() for n in names], "u")
     if st.latency:
         await asyncio.sleep(st.latency)
-    data = [
-        {
-            "id": str(X_ID0 + i),
-            "name": f"User {i}",
-            "username": f"u{i}",
-            "public_metrics": {
-                "followers_count": st.followers(i),
-                "following_count": 10,
-                "tweet_count": 50,
-                "listed_count": 1,
-                "like_count": 3,
-            },
-        }
-        for i in indexes
-    ]
+    data = [x_user(i, st.followers(i)) for i in indexes]
     st.count("x", indexes)
     return _json(200, {"data": data}, st.x_headers())
 
 
 async def bsky_profiles(request: web.Request) -> web.Response:
     """GET /xrpc/app.bsky.actor.getProfiles?actors=did&actors=did (public AppView)."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     actors = request.query.getall("actors", [])
     if len(actors) > LIMITS["bluesky"]:
         st.rejected["bluesky"] += 1
@@ -182,41 +154,14 @@ async def bsky_profiles(request: web.Request) -> web.Response:
     indexes = [i for i in (plc_index(a) for a in actors) if i is not None]
     if st.latency:
         await asyncio.sleep(st.latency)
-    profiles = [
-        {
-            "did": plc(i),
-            "handle": f"u{i}.bsky.social",
-            "displayName": f"User {i}",
-            "labels": [],
-            "createdAt": "2024-02-06T00:00:00.000Z",
-            "indexedAt": "2025-12-31T00:00:00.000Z",
-            "followersCount": st.followers(i),
-            "followsCount": 40,
-            "postsCount": 25,
-        }
-        for i in indexes
-    ]
+    profiles = [bsky_profile(i, st.followers(i)) for i in indexes]
     st.count("bluesky", indexes)
-    reset = int(time.time()) + 300
-    headers = {
-        "RateLimit-Limit": "3000",
-        "RateLimit-Remaining": "2999",
-        "RateLimit-Reset": str(reset),
-        "RateLimit-Policy": "3000;w=300",
-    }
-    return _json(200, {"profiles": profiles}, headers)
-
-
-def _published(n: int) -> str:
-    if n < 1_000:
-        return str(n)
-    step = 10 ** (len(str(n)) - 3)
-    return str(n // step * step)
+    return _json(200, {"profiles": profiles}, bsky_headers())
 
 
 async def yt_channels(request: web.Request) -> web.Response:
     """GET /youtube/v3/channels?part=statistics,snippet&id=UC…,UC…&key=… (Data API v3)."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     if "key" not in request.query:
         return _json(403, {"error": {"code": 403, "message": "missing key", "errors": []}})
     ids = request.query.get("id", "").split(",")
@@ -236,7 +181,7 @@ async def yt_channels(request: web.Request) -> web.Response:
         if "statistics" in parts:
             item["statistics"] = {
                 "viewCount": "100000",
-                "subscriberCount": _published(st.followers(i)),
+                "subscriberCount": published(st.followers(i)),
                 "hiddenSubscriberCount": False,
                 "videoCount": "10",
             }
@@ -253,7 +198,7 @@ async def yt_channels(request: web.Request) -> web.Response:
 
 async def mastodon_accounts(request: web.Request) -> web.Response:
     """GET /mastodon/api/v1/accounts?id[]=…&id[]=… (Mastodon 4.3+)."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     ids = list(dict.fromkeys(request.query.getall("id[]", [])))
     if len(ids) > LIMITS["mastodon"]:
         st.rejected["mastodon"] += 1
@@ -262,38 +207,71 @@ async def mastodon_accounts(request: web.Request) -> web.Response:
     if st.latency:
         await asyncio.sleep(st.latency)
     found = [
-        {
-            "id": str(MASTODON_ID0 + i),
-            "username": f"u{i}",
-            "acct": f"u{i}",
-            "display_name": f"User {i}",
-            "locked": False,
-            "bot": False,
-            "created_at": "2022-11-01T00:00:00.000Z",
-            "note": "",
-            "url": f"https://bench.social/@u{i}",
-            "followers_count": st.followers(i),
-            "following_count": 20,
-            "statuses_count": 300,
-            "emojis": [],
-            "fields": [],
-        }
+        mastodon_account(i, st.followers(i))
         for i in sorted(indexes, reverse=True)  # the database's order, not the request's
     ]
     st.count("mastodon", indexes)
-    now = int(time.time())
-    reset = datetime.fromtimestamp(now + 300 - now % 300, UTC)
-    headers = {
-        "X-RateLimit-Limit": "300000",
-        "X-RateLimit-Remaining": "299999",
-        "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-    }
-    return _json(200, found, headers)
+    return _json(200, found, mastodon_headers())
+
+
+# The single-account lookups, one account per request: what the peer baseline polls.
+
+
+async def x_user_by(request: web.Request) -> web.Response:
+    """GET /2/users/by/username/:username: `data` is one object, a missing user only `errors`."""
+    st = request.app[STATE]
+    if request.headers.get("Authorization") != "Bearer bench-x-token":
+        return _json(401, {"title": "Unauthorized", "type": "about:blank", "status": 401})
+    limited = st.x_gate()
+    if limited is not None:
+        return limited
+    name = request.match_info["username"]
+    indexes = _ints([name.lower()], "u")
+    if st.latency:
+        await asyncio.sleep(st.latency)
+    st.count("x", indexes)
+    if not indexes:
+        err = {
+            "value": name,
+            "detail": f"Could not find user with usernames: [{name}].",
+            "title": "Not Found Error",
+            "resource_type": "user",
+            "parameter": "username",
+            "resource_id": name,
+            "type": "https://api.x.com/2/problems/resource-not-found",
+        }
+        return _json(200, {"errors": [err]}, st.x_headers())
+    return _json(200, {"data": x_user(indexes[0], st.followers(indexes[0]))}, st.x_headers())
+
+
+async def bsky_profile_one(request: web.Request) -> web.Response:
+    """GET /xrpc/app.bsky.actor.getProfile?actor=did: one profile, or 400 when not found."""
+    st = request.app[STATE]
+    i = plc_index(request.query.get("actor", ""))
+    if st.latency:
+        await asyncio.sleep(st.latency)
+    st.count("bluesky", [] if i is None else [i])
+    if i is None:
+        return _json(400, {"error": "InvalidRequest", "message": "Profile not found"})
+    return _json(200, bsky_profile(i, st.followers(i)), bsky_headers())
+
+
+async def mastodon_account_one(request: web.Request) -> web.Response:
+    """GET /mastodon/api/v1/accounts/:id: one Account, or 404 `Record not found`."""
+    st = request.app[STATE]
+    v = request.match_info["id"]
+    i = int(v) - MASTODON_ID0 if v.isdigit() and int(v) >= MASTODON_ID0 else None
+    if st.latency:
+        await asyncio.sleep(st.latency)
+    st.count("mastodon", [] if i is None else [i])
+    if i is None:
+        return _json(404, {"error": "Record not found"})
+    return _json(200, mastodon_account(i, st.followers(i)), mastodon_headers())
 
 
 async def hook(request: web.Request) -> web.Response:
     """The webhook receiver: remembers when each account's first alert arrived."""
-    st: State = request.app["state"]
+    st = request.app[STATE]
     arrived = time.time()
     event = (await request.json()).get("event", {})
     st.hook_count += 1
@@ -302,14 +280,14 @@ async def hook(request: web.Request) -> web.Response:
 
 
 async def set_phase(request: web.Request) -> web.Response:
-    st: State = request.app["state"]
+    st = request.app[STATE]
     st.phase = int(request.query["n"])
     st.crossed_sent.clear()
     return web.Response(status=204)
 
 
 async def reset(request: web.Request) -> web.Response:
-    st: State = request.app["state"]
+    st = request.app[STATE]
     q = request.query
     st.__init__(  # type: ignore[misc]  # in place: a started app's state may not be replaced
         float(q["latency_ms"]) / 1000 if "latency_ms" in q else st.latency,
@@ -320,7 +298,7 @@ async def reset(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
-    st: State = request.app["state"]
+    st = request.app[STATE]
     return _json(
         200,
         {
@@ -342,11 +320,14 @@ def make_app(
     latency: float = 0.0, x_limit: int = 1_000_000, x_window: int = 900
 ) -> web.Application:
     app = web.Application()
-    app["state"] = State(latency, x_limit, x_window)
+    app[STATE] = State(latency, x_limit, x_window)
     app.router.add_get("/2/users/by", x_users_by)
     app.router.add_get("/xrpc/app.bsky.actor.getProfiles", bsky_profiles)
     app.router.add_get("/youtube/v3/channels", yt_channels)
     app.router.add_get("/mastodon/api/v1/accounts", mastodon_accounts)
+    app.router.add_get("/2/users/by/username/{username}", x_user_by)
+    app.router.add_get("/xrpc/app.bsky.actor.getProfile", bsky_profile_one)
+    app.router.add_get("/mastodon/api/v1/accounts/{id}", mastodon_account_one)
     app.router.add_post("/hook", hook)
     app.router.add_post("/_bench/phase", set_phase)
     app.router.add_post("/_bench/reset", reset)
