@@ -1,0 +1,88 @@
+"""Request URLs with their query encoded once, kept for the next cycle's same request.
+
+A source's request for a group differs only in the group's accounts, and httpx encodes a query
+of up to a hundred names character by character on every request. An `httpx.URL` passed to the
+client is taken as it is (no re-parsing), so the URL is built once per distinct query, by httpx
+itself, and reused while the same accounts are asked again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import cast
+
+import httpx
+
+# Enough for the groups of about a million accounts on one source (about 40 bytes each).
+DEFAULT_MAX_BYTES = 48 * 1024 * 1024
+# What an entry costs beyond its text: the URL, its parsed parts, the key and the dict slot.
+_ENTRY_OVERHEAD = 400
+
+Key = tuple[str, ...]
+
+
+def _key(url: str, params: object) -> Key | None:
+    """The flat (url, name, value, name, value…) key of a query; None if it cannot be one.
+
+    Only str names and values: 1 == True as keys, yet httpx writes them as "1" and "true".
+    """
+    pairs: Iterable[object]
+    if isinstance(params, Mapping):
+        pairs = params.items()
+    elif isinstance(params, list | tuple):
+        pairs = params
+    else:
+        return None
+    flat: list[str] = [url]
+    for pair in pairs:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            return None
+        name, value = pair
+        if type(name) is not str or type(value) is not str:
+            return None
+        flat += (name, value)
+    return tuple(flat)
+
+
+class QueryUrls:
+    """A bounded LRU of fully encoded `httpx.URL`s, keyed by base URL and query params.
+
+    A group whose accounts change asks with another key, so its old URL ages out unused.
+    When a watchlist's groups need more than `max_bytes`, the least recently used go first.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._urls: OrderedDict[Key, tuple[httpx.URL, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._urls)
+
+    def url(self, url: str, params: object) -> httpx.URL | None:
+        """`url` with `params` as its query, as httpx encodes it; None for params of another
+        shape (the caller passes them to httpx as they are)."""
+        key = _key(url, params)
+        if key is None:
+            return None
+        hit = self._urls.get(key)
+        if hit is not None:
+            self._urls.move_to_end(key)
+            return hit[0]
+        # Built as httpx builds a request's URL from (url, params=...): the same bytes go out.
+        built = httpx.URL(httpx.URL(url), params=httpx.QueryParams(cast(httpx.QueryParams, params)))
+        cost = _ENTRY_OVERHEAD + len(str(built)) + sum(map(len, key)) + 8 * len(key)
+        if cost > self.max_bytes:
+            return built
+        self._urls[key] = (built, cost)
+        self.size += cost
+        while self.size > self.max_bytes:
+            _, (_, old) = self._urls.popitem(last=False)
+            self.size -= old
+        return built
+
+    def clear(self) -> None:
+        """Forget every URL."""
+        self._urls.clear()
+        self.size = 0

@@ -1,0 +1,197 @@
+"""A group's URL is encoded once and reused; it is byte for byte the URL httpx builds anew."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from followerwatch.clock import ManualClock
+from followerwatch.models import Account
+from followerwatch.net.urls import QueryUrls
+from followerwatch.sources.common import Requester, Tally
+from followerwatch.sources.x import XSource
+
+BASE = "https://api.example/2/users/by"
+AWKWARD = [
+    "émile",
+    "名前",
+    "a+b",
+    "a&b=c",
+    "with space",
+    "100%",
+    "%20",
+    "%zz",
+    "#frag",
+    "q?x",
+    "s/l",
+    "🙂",
+    "",
+    "'\"<>",
+    "~._-",
+    "tab\there",
+]
+PARAMS: list[Mapping[str, str] | Sequence[tuple[str, str]]] = [
+    {"usernames": ",".join(AWKWARD), "user.fields": "public_metrics"},
+    [("actors", name) for name in AWKWARD],
+    [("id[]", name) for name in AWKWARD],
+    {name or "empty": name for name in AWKWARD},
+    [],
+]
+
+
+def fresh(url: str, params: object) -> httpx.URL:
+    """The URL httpx builds for a request given (url, params=...), as the sources sent it."""
+    return httpx.AsyncClient().build_request("GET", url, params=params).url  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("params", PARAMS)
+@pytest.mark.parametrize("base", [BASE, BASE + "?old=query", "http://[::1]:8080/p%20ath/"])
+def test_the_cached_url_is_the_one_httpx_builds(base: str, params: object) -> None:
+    urls = QueryUrls()
+    first = urls.url(base, params)
+    again = urls.url(base, params)
+    expected = fresh(base, params)
+    assert first is not None
+    assert again is first
+    assert first == expected
+    assert first.raw_path == expected.raw_path
+    assert str(first) == str(expected)
+
+
+def test_other_accounts_are_another_url_and_the_old_one_ages_out() -> None:
+    urls = QueryUrls(max_bytes=3_000)
+    groups = [[("actors", f"user{g}-{i}") for i in range(5)] for g in range(40)]
+    for group in groups:
+        built = urls.url(BASE, group)
+        assert built == fresh(BASE, group)
+    assert 0 < len(urls) < len(groups)
+    assert urls.size <= urls.max_bytes
+    # The most recent groups stay; the first ones went.
+    newest = urls.url(BASE, groups[-1])
+    assert newest is urls.url(BASE, groups[-1])
+    assert len(urls) == len({*map(tuple, groups[-len(urls) :])})
+    before = len(urls)
+    urls.url(BASE, groups[0])
+    assert len(urls) <= before
+
+
+def test_a_recently_used_url_is_kept_over_an_older_one() -> None:
+    one, two = [("a", "1")], [("a", "2")]
+    urls = QueryUrls()
+    kept = urls.url(BASE, one)
+    urls.url(BASE, two)
+    cost = urls.size // 2
+    urls.max_bytes = 2 * cost
+    urls.url(BASE, one)  # now the most recent
+    urls.url(BASE, [("a", "3")])
+    assert urls.url(BASE, one) is kept
+    assert len(urls) == 2
+
+
+def test_a_url_bigger_than_the_budget_is_built_but_not_kept() -> None:
+    urls = QueryUrls(max_bytes=100)
+    params = [("actors", "x" * 500)]
+    assert urls.url(BASE, params) == fresh(BASE, params)
+    assert len(urls) == 0
+    assert urls.size == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"n": 1}, {"b": True}, [("n", 1.0)], [("a", "1", "extra")], "a=1", {"a": ["1", "2"]}],
+)
+def test_params_that_are_not_all_text_are_left_to_httpx(params: object) -> None:
+    # 1, 1.0 and True are equal keys, yet httpx writes "1", "1.0" and "true".
+    assert QueryUrls().url(BASE, params) is None
+
+
+class Recorder:
+    """A transport that answers 200 and keeps every request it was sent."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return httpx.Response(200, json={"data": [], "errors": []})
+
+
+def requester(client: httpx.AsyncClient) -> Requester:
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    return Requester(client, clock, "Test", lambda h, now: None, 0.0)
+
+
+@pytest.mark.parametrize("params", PARAMS)
+async def test_the_requester_sends_the_same_bytes_each_cycle(params: object) -> None:
+    recorder = Recorder()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as client:
+        sender = requester(client)
+        for _ in range(3):
+            await sender.send("GET", BASE, Tally(), params=params)
+    expected = fresh(BASE, params)
+    assert [r.url.raw_path for r in recorder.requests] == [expected.raw_path] * 3
+    assert [str(r.url) for r in recorder.requests] == [str(expected)] * 3
+    assert len(sender.urls) == 1
+
+
+async def test_headers_are_never_cached_with_the_url() -> None:
+    # A renewed OAuth token goes out on the very next request for the same group.
+    recorder = Recorder()
+    params = [("login", "a"), ("login", "b")]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as client:
+        sender = requester(client)
+        for token in ("old", "new"):
+            headers = {"Authorization": f"Bearer {token}"}
+            await sender.send("GET", BASE, Tally(), params=params, headers=headers)
+    assert [r.headers["authorization"] for r in recorder.requests] == ["Bearer old", "Bearer new"]
+    assert recorder.requests[0].url == recorder.requests[1].url
+
+
+async def test_client_wide_params_are_merged_as_before() -> None:
+    # httpx would replace a ready URL's query by the client's params: those are encoded anew.
+    recorder = Recorder()
+    transport = httpx.MockTransport(recorder)
+    async with httpx.AsyncClient(transport=transport, params={"k": "v"}) as client:
+        sender = requester(client)
+        await sender.send("GET", BASE, Tally(), params={"a": "1 2"})
+        expected = client.build_request("GET", BASE, params={"a": "1 2"}).url
+    assert recorder.requests[0].url == expected
+    assert expected.params == httpx.QueryParams({"k": "v", "a": "1 2"})
+    assert len(sender.urls) == 0
+
+
+async def test_non_text_params_still_reach_the_server_as_httpx_writes_them() -> None:
+    recorder = Recorder()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as client:
+        sender = requester(client)
+        await sender.send("GET", BASE, Tally(), params={"n": 1})
+        await sender.send("GET", BASE, Tally(), params={"n": True})
+    assert [r.url.query for r in recorder.requests] == [b"n=1", b"n=true"]
+
+
+async def test_a_source_reuses_its_groups_urls_across_cycles() -> None:
+    recorder = Recorder()
+    clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
+    names = [f"user_{i}" for i in range(250)]
+    accounts = [Account("x", name, name) for name in names]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as client:
+        source = XSource(client, bearer_token="t", clock=clock, base_url="https://x.example")
+        await source.fetch(accounts)
+        first = [r.url for r in recorder.requests]
+        recorder.requests.clear()
+        await source.fetch(accounts)
+        urls = source._requester.urls
+    assert [r.url for r in recorder.requests] == first
+    assert len(first) == 3
+    assert len(urls) == 3
+    # Only the changed group asks with a new URL.
+    recorder.requests.clear()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(recorder)) as client:
+        source._requester.client = client
+        await source.fetch([*accounts[:-1], Account("x", "someone_else", "someone_else")])
+    assert [r.url for r in recorder.requests][:2] == first[:2]
+    assert recorder.requests[2].url != first[2]
+    assert len(urls) == 4
