@@ -50,7 +50,7 @@ def fresh(url: str, params: object) -> httpx.URL:
 @pytest.mark.parametrize("params", PARAMS)
 @pytest.mark.parametrize("base", [BASE, BASE + "?old=query", "http://[::1]:8080/p%20ath/"])
 def test_the_cached_url_is_the_one_httpx_builds(base: str, params: object) -> None:
-    urls = QueryUrls()
+    urls = QueryUrls(min_text=0)
     first = urls.url(base, params)
     again = urls.url(base, params)
     expected = fresh(base, params)
@@ -62,7 +62,7 @@ def test_the_cached_url_is_the_one_httpx_builds(base: str, params: object) -> No
 
 
 def test_other_accounts_are_another_url_and_the_old_one_ages_out() -> None:
-    urls = QueryUrls(max_bytes=3_000)
+    urls = QueryUrls(max_bytes=3_000, min_text=0)
     groups = [[("actors", f"user{g}-{i}") for i in range(5)] for g in range(40)]
     for group in groups:
         built = urls.url(BASE, group)
@@ -80,7 +80,7 @@ def test_other_accounts_are_another_url_and_the_old_one_ages_out() -> None:
 
 def test_a_recently_used_url_is_kept_over_an_older_one() -> None:
     one, two = [("a", "1")], [("a", "2")]
-    urls = QueryUrls()
+    urls = QueryUrls(min_text=0)
     kept = urls.url(BASE, one)
     urls.url(BASE, two)
     cost = urls.size // 2
@@ -92,7 +92,7 @@ def test_a_recently_used_url_is_kept_over_an_older_one() -> None:
 
 
 def test_a_url_bigger_than_the_budget_is_built_but_not_kept() -> None:
-    urls = QueryUrls(max_bytes=100)
+    urls = QueryUrls(max_bytes=100, min_text=0)
     params = [("actors", "x" * 500)]
     assert urls.url(BASE, params) == fresh(BASE, params)
     assert len(urls) == 0
@@ -105,7 +105,16 @@ def test_a_url_bigger_than_the_budget_is_built_but_not_kept() -> None:
 )
 def test_params_that_are_not_all_text_are_left_to_httpx(params: object) -> None:
     # 1, 1.0 and True are equal keys, yet httpx writes "1", "1.0" and "true".
-    assert QueryUrls().url(BASE, params) is None
+    assert QueryUrls(min_text=0).url(BASE, params) is None
+
+
+def test_one_accounts_query_is_not_kept() -> None:
+    # A lookup per account would make the cache one URL per account: those are encoded anew.
+    urls = QueryUrls()
+    assert urls.url(BASE, {"actor": "did:plc:" + "a" * 24}) is None
+    group = [("actors", f"did:plc:{i:024}") for i in range(25)]
+    assert urls.url(BASE, group) == fresh(BASE, group)
+    assert len(urls) == 1
 
 
 class Recorder:
@@ -121,7 +130,8 @@ class Recorder:
 
 def requester(client: httpx.AsyncClient) -> Requester:
     clock = ManualClock(datetime(2026, 1, 1, tzinfo=UTC))
-    return Requester(client, clock, "Test", lambda h, now: None, 0.0)
+    urls = QueryUrls(min_text=0)
+    return Requester(client, clock, "Test", lambda h, now: None, 0.0, urls=urls)
 
 
 @pytest.mark.parametrize("params", PARAMS)

@@ -16,6 +16,9 @@ import httpx
 
 # Enough for the groups of about a million accounts on one source (about 40 bytes each).
 DEFAULT_MAX_BYTES = 48 * 1024 * 1024
+# A shorter query (one account's lookup) is cheap to encode, and one URL per account would cost
+# a million-account watchlist more memory than it saves time: only groups are kept.
+MIN_TEXT = 200
 # What an entry costs beyond its text: the URL, its parsed parts, the key and the dict slot.
 _ENTRY_OVERHEAD = 400
 
@@ -52,8 +55,9 @@ class QueryUrls:
     When a watchlist's groups need more than `max_bytes`, the least recently used go first.
     """
 
-    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, min_text: int = MIN_TEXT) -> None:
         self.max_bytes = max_bytes
+        self.min_text = min_text
         self.size = 0
         self._urls: OrderedDict[Key, tuple[httpx.URL, int]] = OrderedDict()
 
@@ -61,10 +65,13 @@ class QueryUrls:
         return len(self._urls)
 
     def url(self, url: str, params: object) -> httpx.URL | None:
-        """`url` with `params` as its query, as httpx encodes it; None for params of another
-        shape (the caller passes them to httpx as they are)."""
+        """`url` with `params` as its query, as httpx encodes it; None for a short query or
+        params of another shape (the caller passes them to httpx as they are)."""
         key = _key(url, params)
         if key is None:
+            return None
+        text = sum(map(len, key)) - len(url)
+        if text < self.min_text:
             return None
         hit = self._urls.get(key)
         if hit is not None:
@@ -72,7 +79,7 @@ class QueryUrls:
             return hit[0]
         # Built as httpx builds a request's URL from (url, params=...): the same bytes go out.
         built = httpx.URL(httpx.URL(url), params=httpx.QueryParams(cast(httpx.QueryParams, params)))
-        cost = _ENTRY_OVERHEAD + len(str(built)) + sum(map(len, key)) + 8 * len(key)
+        cost = _ENTRY_OVERHEAD + len(str(built)) + text + 8 * len(key)
         if cost > self.max_bytes:
             return built
         self._urls[key] = (built, cost)
