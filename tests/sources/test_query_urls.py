@@ -205,3 +205,15 @@ async def test_a_source_reuses_its_groups_urls_across_cycles() -> None:
     assert [r.url for r in recorder.requests][:2] == first[:2]
     assert recorder.requests[2].url != first[2]
     assert len(urls) == 4
+
+
+async def test_a_relative_url_still_joins_the_clients_base_url() -> None:
+    recorder = Recorder()
+    params = [("actors", name) for name in AWKWARD]
+    transport = httpx.MockTransport(recorder)
+    async with httpx.AsyncClient(transport=transport, base_url="https://h.example/v1") as client:
+        sender = requester(client)
+        await sender.send("GET", "/xrpc/m", Tally(), params=params)
+        expected = client.build_request("GET", "/xrpc/m", params=params).url
+    assert str(recorder.requests[0].url) == str(expected)
+    assert expected.path == "/v1/xrpc/m"
