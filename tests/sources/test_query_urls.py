@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import httpx
 import pytest
@@ -61,34 +62,48 @@ def test_the_cached_url_is_the_one_httpx_builds(base: str, params: object) -> No
     assert str(first) == str(expected)
 
 
-def test_other_accounts_are_another_url_and_the_old_one_ages_out() -> None:
-    urls = QueryUrls(max_bytes=3_000, min_text=0)
-    groups = [[("actors", f"user{g}-{i}") for i in range(5)] for g in range(40)]
-    for group in groups:
-        built = urls.url(BASE, group)
-        assert built == fresh(BASE, group)
-    assert 0 < len(urls) < len(groups)
+def group(tag: str, n: int) -> list[tuple[str, str]]:
+    """A group of `n` accounts; groups of one size cost the cache the same."""
+    return [("actors", f"{tag}-{i:03}") for i in range(n)]
+
+
+def sized(entries: int) -> QueryUrls:
+    """A cache with room for `entries` groups of group(tag, 5)."""
+    probe = QueryUrls(min_text=0)
+    probe.url(BASE, group("probe", 5))
+    return QueryUrls(max_bytes=entries * probe.size, min_text=0)
+
+
+def test_a_changed_group_is_another_url_and_the_old_ones_age_out() -> None:
+    urls = sized(4)
+    old = [group(f"old{g}", 5) for g in range(4)]
+    for _ in range(3):
+        for params in old:
+            urls.url(BASE, params)
+    assert len(urls) == 4
+    new = [group(f"new{g}", 5) for g in range(4)]
+    seen: list[list[httpx.URL | None]] = []
+    for _ in range(10):
+        seen.append([urls.url(BASE, params) for params in new])
+    # At first the old groups were still live; once stale, the new ones took their place.
+    assert all(a is not b for a, b in zip(seen[0], seen[1], strict=True))
+    assert all(a is b for a, b in zip(seen[-2], seen[-1], strict=True))
+    assert all(u == fresh(BASE, p) for u, p in zip(seen[-1], new, strict=True))
+    assert len(urls) == 4
     assert urls.size <= urls.max_bytes
-    # The most recent groups stay; the first ones went.
-    newest = urls.url(BASE, groups[-1])
-    assert newest is urls.url(BASE, groups[-1])
-    assert len(urls) == len({*map(tuple, groups[-len(urls) :])})
-    before = len(urls)
-    urls.url(BASE, groups[0])
-    assert len(urls) <= before
+    first_old = urls.url(BASE, old[0])
+    assert first_old is not None and first_old is not urls.url(BASE, old[0])
 
 
-def test_a_recently_used_url_is_kept_over_an_older_one() -> None:
-    one, two = [("a", "1")], [("a", "2")]
-    urls = QueryUrls(min_text=0)
-    kept = urls.url(BASE, one)
-    urls.url(BASE, two)
-    cost = urls.size // 2
-    urls.max_bytes = 2 * cost
-    urls.url(BASE, one)  # now the most recent
-    urls.url(BASE, [("a", "3")])
-    assert urls.url(BASE, one) is kept
-    assert len(urls) == 2
+def test_a_cycle_of_more_groups_than_fit_still_finds_those_that_did() -> None:
+    urls = sized(4)
+    groups = [group(f"g{g}", 5) for g in range(8)]
+    rounds = [[urls.url(BASE, params) for params in groups] for _ in range(5)]
+    for before, after in pairwise(rounds):
+        kept = sum(a is b for a, b in zip(before, after, strict=True))
+        # Least-recently-used eviction would keep none: each group is evicted before its turn.
+        assert kept == 4
+    assert urls.size <= urls.max_bytes
 
 
 def test_a_url_bigger_than_the_budget_is_built_but_not_kept() -> None:

@@ -15,8 +15,7 @@ from typing import cast
 import httpx
 
 # A cached group costs 30-90 bytes per account (measured): this holds the groups of 400,000
-# (Bluesky, 25 a request) to 1.8 million (X, 100 a request) accounts on one source. Beyond it
-# the least recently used go, and a cycle asking more groups than fit finds none of them kept.
+# (Bluesky, 25 a request) to 1.8 million (X, 100 a request) accounts on one source.
 DEFAULT_MAX_BYTES = 48 * 1024 * 1024
 # A shorter query (one account's lookup) is cheap to encode, and one URL per account would cost
 # a million-account watchlist more memory than it saves time: only groups are kept.
@@ -51,17 +50,23 @@ def _key(url: str, params: object) -> Key | None:
 
 
 class QueryUrls:
-    """A bounded LRU of fully encoded `httpx.URL`s, keyed by base URL and query params.
+    """A bounded cache of fully encoded `httpx.URL`s, keyed by base URL and query params.
 
     A group whose accounts change asks with another key, so its old URL ages out unused.
-    When a watchlist's groups need more than `max_bytes`, the least recently used go first.
+    When full, an entry goes only once it is stale: unused for `STALE_ROUNDS` times as many
+    lookups as there are entries. A live one stays and the new URL is not kept, so a cycle
+    asking more groups than fit still finds those that did (plain LRU would find none).
     """
+
+    STALE_ROUNDS = 4
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, min_text: int = MIN_TEXT) -> None:
         self.max_bytes = max_bytes
         self.min_text = min_text
         self.size = 0
-        self._urls: OrderedDict[Key, tuple[httpx.URL, int]] = OrderedDict()
+        self._tick = 0
+        # Least recently used first; each with its cost and the lookup that last used it.
+        self._urls: OrderedDict[Key, tuple[httpx.URL, int, int]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._urls)
@@ -75,21 +80,32 @@ class QueryUrls:
         text = sum(map(len, key)) - len(url)
         if text < self.min_text:
             return None
+        self._tick += 1
         hit = self._urls.get(key)
         if hit is not None:
+            self._urls[key] = (hit[0], hit[1], self._tick)
             self._urls.move_to_end(key)
             return hit[0]
         # Built as httpx builds a request's URL from (url, params=...): the same bytes go out.
         built = httpx.URL(httpx.URL(url), params=httpx.QueryParams(cast(httpx.QueryParams, params)))
         cost = _ENTRY_OVERHEAD + len(str(built)) + text + 8 * len(key)
-        if cost > self.max_bytes:
-            return built
-        self._urls[key] = (built, cost)
-        self.size += cost
-        while self.size > self.max_bytes:
-            _, (_, old) = self._urls.popitem(last=False)
-            self.size -= old
+        if self._make_room(cost):
+            self._urls[key] = (built, cost, self._tick)
+            self.size += cost
         return built
+
+    def _make_room(self, cost: int) -> bool:
+        """Drop stale entries until `cost` fits; False when it cannot without a live one."""
+        if cost > self.max_bytes:
+            return False
+        while self.size + cost > self.max_bytes:
+            oldest = next(iter(self._urls))
+            _, old_cost, used = self._urls[oldest]
+            if self._tick - used <= self.STALE_ROUNDS * len(self._urls):
+                return False
+            del self._urls[oldest]
+            self.size -= old_cost
+        return True
 
     def clear(self) -> None:
         """Forget every URL."""
