@@ -10,6 +10,8 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar
+from typing import Any
 
 import httpx
 import pytest
@@ -294,3 +296,35 @@ def test_aiohttp_is_imported_only_by_a_request() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+class CountingJar(CookieJar):
+    """The stdlib jar, counting the responses it was asked to read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        self.reads += 1
+        super().extract_cookies(response, request)
+
+
+async def test_only_a_response_that_sets_a_cookie_goes_to_the_jar(httpserver: HTTPServer) -> None:
+    cookies: list[str | None] = []
+
+    def handler(request: Request) -> Response:
+        cookies.append(request.headers.get("Cookie"))
+        if request.args.get("set"):
+            return Response("", headers={"Set-Cookie": f"session={request.args['set']}; Path=/"})
+        return Response("")
+
+    httpserver.expect_request("/c").respond_with_handler(handler)
+    jar = CountingJar()
+    async with build_client() as client:
+        client.cookies.jar = jar
+        for query in ("", "?set=abc", "", "?set=def", ""):
+            await client.get(httpserver.url_for("/c") + query)
+    # The cookie a response set is sent, replaced when reset, and kept over responses without.
+    assert cookies == [None, None, "session=abc", "session=abc", "session=def"]
+    assert jar.reads == 2

@@ -52,6 +52,18 @@ class FastTransport(httpx.AsyncBaseTransport):
             await self.engine.aclose()
 
 
+class _Cookies(httpx.Cookies):
+    """httpx's cookies, with the jar consulted only for a response that sets a cookie."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Keep the cookies a response sets; one that sets none costs nothing."""
+        # httpx hands every response to the stdlib jar through a urllib request re-parsing the
+        # whole URL (a long query per group): a third of a millisecond for nothing to keep.
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
+
+
 class _Client(httpx.AsyncClient):
     """httpx's client with FastTransport as its default transport.
 
@@ -59,6 +71,10 @@ class _Client(httpx.AsyncClient):
     environment's proxies when a transport is passed; this way proxied URLs still get httpx's
     own proxy transport, exactly as before.
     """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._cookies = _Cookies(self._cookies)
 
     def _init_transport(
         self,

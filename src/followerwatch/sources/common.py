@@ -32,6 +32,7 @@ from followerwatch.net.ratelimit import (
     reset_from_iso,
     reset_from_seconds,
 )
+from followerwatch.net.urls import QueryUrls
 
 # A count lookup never needs more; a bigger body is an error page or an attack.
 MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -116,6 +117,8 @@ class Requester:
     limits: ReadLimits = DEFAULT_LIMITS
     # No reset, Retry-After or back-off is believed beyond this: the platform is retried then.
     max_backoff: float = MAX_BACKOFF
+    # Each group's URL, its query encoded once: the next cycle asks the same accounts again.
+    urls: QueryUrls = field(default_factory=QueryUrls)
 
     def limiter(self, bucket: str) -> RateLimiter:
         """The limiter of one rate-limit bucket (an endpoint, or "" for the whole credential)."""
@@ -140,6 +143,13 @@ class Requester:
 
         `before_send` runs before every attempt and may raise to stop it (e.g. a quota ledger).
         """
+        target: str | httpx.URL = url
+        # With client-wide params, httpx would replace a ready URL's query by them: encode anew.
+        if kwargs.get("params") is not None and not self.client.params:
+            ready = self.urls.url(url, kwargs["params"])
+            if ready is not None:
+                target = ready
+                del kwargs["params"]
         limiter = self.limiter(bucket)
         for attempt in range(MAX_ATTEMPTS):
             await limiter.acquire(self.clock, self.max_wait)
@@ -147,7 +157,7 @@ class Requester:
                 if before_send is not None:
                     before_send()
                 tally.requests += 1
-                response = await self._exchange(method, url, kwargs)
+                response = await self._exchange(method, target, kwargs)
                 received = self.clock.now()
                 rl = self.parse_rate(response.headers, received)
                 if rl is not None:
@@ -170,7 +180,9 @@ class Requester:
             f"(last HTTP {response.status_code})"
         )
 
-    async def _exchange(self, method: str, url: str, kwargs: dict[str, Any]) -> httpx.Response:
+    async def _exchange(
+        self, method: str, url: str | httpx.URL, kwargs: dict[str, Any]
+    ) -> httpx.Response:
         """One request with its whole body, read within the deadline and up to the size cap."""
         deadline = self.limits.deadline_for(self.client)
         body = bytearray()
