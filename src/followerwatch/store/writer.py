@@ -130,10 +130,10 @@ class Writer:
             return
         # Spooled, so acknowledged: what is left is when InfluxDB gets them.
         self._queued += len(lines)
-        if self._lock.locked() or self._loop_time() < self._last_write + LINGER:
-            # A write is under way or just went: these join the next (larger) batch.
+        if self._lock.locked() or self._drainer is not None:
+            # A write is under way or lines wait for the next: these join that (larger) batch.
             self._drain_soon()
-        elif await self._drain(force=False):
+        elif await self._drain(force=False, eager=True):
             self._drain_soon()  # an idle writer sent at once; what arrived meanwhile waits
 
     def drop(self, points: Sequence[Point]) -> None:
@@ -193,8 +193,10 @@ class Writer:
         """Write spooled lines oldest first until empty, an error, or a backoff in force."""
         await self._drain(force=True)
 
-    async def _drain(self, *, force: bool) -> bool:
+    async def _drain(self, *, force: bool, eager: bool = False) -> bool:
         """`flush`; unless forced, a partial batch waits for LINGER after the last write.
+
+        An eager drain (an idle writer's) sends its first batch at once, whatever its size.
 
         True if lines were left to wait (the caller sees that someone comes back for them).
         """
@@ -207,10 +209,11 @@ class Writer:
                     return False
                 while batch := self.spool.peek(BATCH_LINES, BATCH_BYTES):
                     now = self._loop_time()
-                    if not force and not _full(batch) and now < self._last_write + LINGER:
+                    wait = not (force or eager or _full(batch))
+                    if wait and now < self._last_write + LINGER:
                         self._queued = len(batch)  # the truth (the cap may have dropped some)
                         return True
-                    self._last_write = now
+                    self._last_write, eager = now, False
                     self._queued = max(0, self._queued - len(batch))
                     self.writes += 1
                     try:
