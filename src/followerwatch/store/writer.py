@@ -30,6 +30,7 @@ BATCH_BYTES = 2_000_000
 # After a write, lines short of a full batch wait this long (s) for others to join them: influxd
 # ingests big batches far cheaper than many small ones. A full batch goes at once.
 LINGER = 0.25
+SETTLE_WAIT = 10.0  # s: at shutdown, the longest the last coalesced write may take
 AUTH_RECHECK = 60.0
 HEALTH_EVERY = 10.0
 
@@ -93,7 +94,7 @@ class Writer:
         self._queued = 0  # lines spooled by write() since a write last took its batch (about)
         self._drainer: asyncio.Task[None] | None = None  # writes the coalesced lines later
         self._full = asyncio.Event()  # a full batch waits: the drainer need not wait longer
-        self.writes = 0  # write attempts of batches (413 and 400 splits not counted)
+        self._closing = False  # shutting down: nothing waits for a batch any more
 
     @property
     def backlog(self) -> int:
@@ -172,12 +173,13 @@ class Writer:
 
     async def settle(self) -> int:
         """At shutdown: spool what memory holds if the disk allows; the readings lost if not."""
-        drainer, self._drainer = self._drainer, None
-        if drainer is not None:
-            # Its lines stay spooled (a cancelled write is not acked), for the next run.
-            drainer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drainer
+        if (drainer := self._drainer) is not None:
+            # Lines waiting for a batch go now; past the bound they stay spooled for the next
+            # run (a cancelled write is not acked).
+            self._closing = True
+            self._full.set()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(drainer, SETTLE_WAIT)
         async with self._lock:
             with contextlib.suppress(sqlite3.Error, OSError):
                 await self.held.respool(self._ledger)
@@ -194,12 +196,8 @@ class Writer:
         await self._drain(force=True)
 
     async def _drain(self, *, force: bool, eager: bool = False) -> bool:
-        """`flush`; unless forced, a partial batch waits for LINGER after the last write.
-
-        An eager drain (an idle writer's) sends its first batch at once, whatever its size.
-
-        True if lines were left to wait (the caller sees that someone comes back for them).
-        """
+        """`flush`; unless forced, a partial batch waits until LINGER after the last write
+        (an eager drain's first one excepted); True if lines were left to wait so."""
         async with self._lock:
             try:
                 if not await self.held.respool(self._ledger):
@@ -215,7 +213,6 @@ class Writer:
                         return True
                     self._last_write, eager = now, False
                     self._queued = max(0, self._queued - len(batch))
-                    self.writes += 1
                     try:
                         await self._write(batch)
                     except StoreError as exc:
@@ -240,11 +237,11 @@ class Writer:
         try:
             while True:
                 wait = self._last_write + LINGER - self._loop_time()
-                if wait > 0 and self._queued < BATCH_LINES:
+                if wait > 0 and self._queued < BATCH_LINES and not self._closing:
                     self._full.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._full.wait(), timeout=wait)
-                if not await self._drain(force=False):
+                if not await self._drain(force=self._closing):
                     return
         except Exception:  # the lines stay spooled, for the next write or the run() loop
             log.exception("writer drain error")
