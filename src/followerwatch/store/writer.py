@@ -1,4 +1,4 @@
-"""Points → durable spool → InfluxDB, with every write error classified and handled."""
+"""Points → durable spool → InfluxDB in coalesced batches, every write error handled."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ log = structlog.get_logger("followerwatch.writer")
 
 BATCH_LINES = 5_000
 BATCH_BYTES = 2_000_000
+# After a write, lines short of a full batch wait this long (s) for others to join them: influxd
+# ingests big batches far cheaper than many small ones. A full batch goes at once.
+LINGER = 0.25
+SETTLE_WAIT = 10.0  # s: at shutdown, the longest the last coalesced write may take
 AUTH_RECHECK = 60.0
 HEALTH_EVERY = 10.0
 
@@ -44,7 +48,11 @@ class Unwritten(NamedTuple):
 
 
 class Writer:
-    """Spools every point before InfluxDB and removes it only after a 2xx answer."""
+    """Spools every point before InfluxDB and removes it only after a 2xx answer.
+
+    Writes are coalesced: one at a time, of up to BATCH_LINES spooled lines; after one, lines
+    short of a full batch wait up to LINGER for more, so concurrent groups share a write.
+    """
 
     def __init__(
         self,
@@ -82,6 +90,11 @@ class Writer:
         self._dead_reason = ""
         # While the disk is full, lines the spool cannot take wait in memory (bounded).
         self.held = HeldLines(spool, buffer or MemoryBuffer())
+        self._last_write = -LINGER  # loop time the last write went out (its batch was taken)
+        self._queued = 0  # lines spooled by write() since a write last took its batch (about)
+        self._drainer: asyncio.Task[None] | None = None  # writes the coalesced lines later
+        self._full = asyncio.Event()  # a full batch waits: the drainer need not wait longer
+        self._closing = False  # shutting down: nothing waits for a batch any more
 
     @property
     def backlog(self) -> int:
@@ -114,10 +127,15 @@ class Writer:
             pending = self.state.deliveries.delivery_counts().get("pending", 0)
             health = spool_point(self.counts(), now, pending)
             lines.append(encode(health, self.store.precision))
-        if await self._spool_lines(lines, readings) and not self._lock.locked():
-            # A flush under way drains until the spool is empty, so it takes these lines too,
-            # in its next (larger) batch, instead of one small write per caller.
-            await self.flush()
+        if not await self._spool_lines(lines, readings):
+            return
+        # Spooled, so acknowledged: what is left is when InfluxDB gets them.
+        self._queued += len(lines)
+        if self._lock.locked() or self._drainer is not None:
+            # A write is under way or lines wait for the next: these join that (larger) batch.
+            self._drain_soon()
+        elif await self._drain(force=False, eager=True):
+            self._drain_soon()  # an idle writer sent at once; what arrived meanwhile waits
 
     def drop(self, points: Sequence[Point]) -> None:
         """Count points that cannot be kept (disk and memory buffer full) as dropped."""
@@ -155,6 +173,13 @@ class Writer:
 
     async def settle(self) -> int:
         """At shutdown: spool what memory holds if the disk allows; the readings lost if not."""
+        if (drainer := self._drainer) is not None:
+            # Lines waiting for a batch go now; past the bound they stay spooled for the next
+            # run (a cancelled write is not acked).
+            self._closing = True
+            self._full.set()
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(drainer, SETTLE_WAIT)
         async with self._lock:
             with contextlib.suppress(sqlite3.Error, OSError):
                 await self.held.respool(self._ledger)
@@ -168,25 +193,66 @@ class Writer:
 
     async def flush(self) -> None:
         """Write spooled lines oldest first until empty, an error, or a backoff in force."""
+        await self._drain(force=True)
+
+    async def _drain(self, *, force: bool, eager: bool = False) -> bool:
+        """`flush`; unless forced, a partial batch waits until LINGER after the last write
+        (an eager drain's first one excepted); True if lines were left to wait so."""
         async with self._lock:
             try:
                 if not await self.held.respool(self._ledger):
-                    return  # the disk is still full: acks and events would fail as well
+                    return False  # the disk is still full: acks and events would fail as well
                 await self._spool_events()
                 if self.clock.now().timestamp() < self._next_attempt:
-                    return
+                    return False
                 while batch := self.spool.peek(BATCH_LINES, BATCH_BYTES):
+                    now = self._loop_time()
+                    wait = not (force or eager or _full(batch))
+                    if wait and now < self._last_write + LINGER:
+                        self._queued = len(batch)  # the truth (the cap may have dropped some)
+                        return True
+                    self._last_write, eager = now, False
+                    self._queued = max(0, self._queued - len(batch))
                     try:
                         await self._write(batch)
                     except StoreError as exc:
                         self._failed(exc)
-                        return
+                        return False
                     self._recovered()
                 self.held.recovered()  # every ack went through: the disk takes writes again
             except (sqlite3.Error, OSError) as exc:
                 # An ack or dead-letter the disk refused: those lines are re-sent later, and
                 # InfluxDB stores a re-sent point once.
                 self.held.failed(exc)
+            return False
+
+    def _drain_soon(self) -> None:
+        """Make sure a drainer writes the waiting lines within LINGER (at once when full)."""
+        if self._drainer is None:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain_later())
+        elif self._queued >= BATCH_LINES:
+            self._full.set()
+
+    async def _drain_later(self) -> None:
+        try:
+            while True:
+                wait = self._last_write + LINGER - self._loop_time()
+                if wait > 0 and self._queued < BATCH_LINES and not self._closing:
+                    self._full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), timeout=wait)
+                if not await self._drain(force=self._closing):
+                    return
+        except Exception:  # the lines stay spooled, for the next write or the run() loop
+            log.exception("writer drain error")
+        finally:
+            if self._drainer is asyncio.current_task():
+                self._drainer = None
+
+    @staticmethod
+    def _loop_time() -> float:
+        # The event loop's clock, which its timeouts run on (the injected clock may stand still).
+        return asyncio.get_running_loop().time()
 
     async def _spool_events(self) -> None:
         # Events live in the state database first; spool their points, then mark them.
@@ -324,3 +390,8 @@ class Writer:
                 log.exception("writer loop error")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+def _full(batch: list[tuple[int, str]]) -> bool:
+    """Big enough to write without waiting for more lines."""
+    return len(batch) >= BATCH_LINES or sum(len(line) for _, line in batch) >= BATCH_BYTES // 2
