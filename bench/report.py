@@ -109,6 +109,12 @@ def figure_rows(out: dict[str, Any]) -> list[tuple[str, str]]:
         ]
     for c in [*out.get("cycle", []), *out.get("million", [])]:
         tag = f"{c['tag']} {c['n']:,}"
+        if "error" in c:
+            rows += [
+                (f"{tag}: did not keep up", f"{c['error']} (ran {c['ran_s']:.0f} s)"),
+                (f"{tag}: peak RSS", f"{c['maxrss_mb']:.0f} MB"),
+            ]
+            continue
         rows += [
             (
                 f"{tag}: start-up → first cycle stored",
@@ -208,6 +214,6 @@ def print_report(out: dict[str, Any]) -> None:
         print(f"{'-' * width}-|-----------|-------------|-------")
     for t in targets:
         goal = f"≤ {t['target']:g} {t['unit']}"
-        value = f"{t['value']:.{t['digits']}f} {t['unit']}"
+        value = f"{t['value']:.{t['digits']}f} {t['unit']}" if t["value"] < math.inf else "not done"
         verdict = "met" if t["met"] else "MISSED"
         print(f"{t['figure'].ljust(width)} | {goal:<9} | {value:<11} | {verdict}")

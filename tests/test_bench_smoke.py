@@ -149,3 +149,30 @@ def test_bench_cycle_peer_million(tmp_path: Path, capsys: pytest.CaptureFixture[
     for t in summary.values():
         assert t["met"] == (t["value"] <= t["target"])
     assert json.loads((tmp_path / "figures.json").read_text())["summary"] == out["summary"]
+
+
+def test_a_million_run_that_does_not_keep_up_is_reported_missed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main, _ = _bench()
+    # A 1 s interval: start-up alone takes longer, so the first cycle is never stored in time.
+    out = main(
+        [
+            "--scenarios", "million",
+            "--million-accounts", "150",
+            "--million-interval", "1",
+            "--keep", str(tmp_path),
+        ]
+    )  # fmt: skip
+    run = out["million"][0]
+    assert "first cycle was not stored" in run["error"]
+    assert 0 < run["maxrss_mb"] < 1024
+    verdicts = {t["figure"].split(" (N=")[0]: t["met"] for t in out["summary"]}
+    assert verdicts == {
+        "1M accounts: RSS": True,
+        "1M accounts: start-up → first cycle stored": False,
+        "1M accounts: steady cycle, first request → all stored": False,
+    }
+    printed = capsys.readouterr().out
+    assert "million 150: did not keep up" in printed
+    assert "not done" in printed
