@@ -122,14 +122,20 @@ def _ints(values: list[str], prefix: str) -> list[int]:
     return out
 
 
+def _x_refused(request: web.Request) -> web.Response | None:
+    """X's answer before any lookup: 401 without the bearer token, 429 past the window's budget."""
+    if request.headers.get("Authorization") != "Bearer bench-x-token":
+        return _json(401, {"title": "Unauthorized", "type": "about:blank", "status": 401})
+    limited: web.Response | None = request.app[STATE].x_gate()
+    return limited
+
+
 async def x_users_by(request: web.Request) -> web.Response:
     """GET /2/users/by?usernames=u1,u2&user.fields=public_metrics (X API v2)."""
     st = request.app[STATE]
-    if request.headers.get("Authorization") != "Bearer bench-x-token":
-        return _json(401, {"title": "Unauthorized", "type": "about:blank", "status": 401})
-    limited = st.x_gate()
-    if limited is not None:
-        return limited
+    refused = _x_refused(request)
+    if refused is not None:
+        return refused
     names = [n for n in request.query.get("usernames", "").split(",") if n]
     if not 1 <= len(names) <= LIMITS["x"]:
         st.rejected["x"] += 1
@@ -220,11 +226,9 @@ async def mastodon_accounts(request: web.Request) -> web.Response:
 async def x_user_by(request: web.Request) -> web.Response:
     """GET /2/users/by/username/:username: `data` is one object, a missing user only `errors`."""
     st = request.app[STATE]
-    if request.headers.get("Authorization") != "Bearer bench-x-token":
-        return _json(401, {"title": "Unauthorized", "type": "about:blank", "status": 401})
-    limited = st.x_gate()
-    if limited is not None:
-        return limited
+    refused = _x_refused(request)
+    if refused is not None:
+        return refused
     name = request.match_info["username"]
     indexes = _ints([name.lower()], "u")
     if st.latency:
