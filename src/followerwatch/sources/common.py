@@ -202,10 +202,11 @@ class Requester:
             ) from None
         except httpx.HTTPError as exc:
             raise TransientError(f"{self.platform} request failed: {type(exc).__name__}") from None
-        # The body is decoded already: a Content-Encoding kept here would decode it twice.
-        headers = [
-            (k, v) for k, v in streamed.headers.multi_items() if k.lower() != "content-encoding"
-        ]
+        # The body is decoded already: a Content-Encoding kept here would decode it twice. The
+        # headers are copied as bytes: re-encoding their text would refuse a non-ASCII value.
+        headers = streamed.headers.copy()
+        if "content-encoding" in headers:
+            del headers["content-encoding"]
         return httpx.Response(
             streamed.status_code,
             headers=headers,
