@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import SecretStr
+from pydantic_core import from_json
 
 from followerwatch.clock import Clock
 from followerwatch.errors import AuthError, RateLimitedError, SourceError, TransientError
@@ -216,10 +217,23 @@ class Requester:
         )
 
 
+def json_of(response: httpx.Response) -> Any:
+    """`response.json()`, the same values for less CPU; a ValueError for what is not JSON.
+
+    pydantic-core's parser takes about half the time of the stdlib's on a batch answer and
+    refuses (ValueError) all that the stdlib refuses; what it refuses besides (a BOM, UTF-16,
+    nesting past 200 levels, a lone surrogate) is left to the stdlib to decide, as before.
+    """
+    try:
+        return from_json(response.content)
+    except ValueError:
+        return response.json()
+
+
 def json_body(response: httpx.Response, platform: str) -> Any:
     """The parsed JSON of a response; a TransientError for anything that is not JSON."""
     try:
-        return response.json()
+        return json_of(response)
     except ValueError:
         raise TransientError(
             f"{platform} answered HTTP {response.status_code} with a body that is not JSON"
@@ -229,7 +243,7 @@ def json_body(response: httpx.Response, platform: str) -> Any:
 def json_object(response: httpx.Response) -> dict[str, Any]:
     """The JSON object of an error answer, or {} when it has none."""
     try:
-        body = response.json()
+        body = json_of(response)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
