@@ -203,8 +203,8 @@ class Requester:
             ) from None
         except httpx.HTTPError as exc:
             raise TransientError(f"{self.platform} request failed: {type(exc).__name__}") from None
-        # The body is decoded already: a Content-Encoding kept here would decode it twice. The
-        # headers are copied as bytes: re-encoding their text would refuse a non-ASCII value.
+        # Decoded already, so no Content-Encoding (it would decode twice); copied as bytes, since
+        # re-encoding their text refuses a non-ASCII value.
         headers = streamed.headers.copy()
         if "content-encoding" in headers:
             del headers["content-encoding"]
@@ -218,13 +218,10 @@ class Requester:
 
 
 def json_of(response: httpx.Response) -> Any:
-    """`response.json()`, the same values for less CPU; a ValueError for what is not JSON.
-
-    pydantic-core's parser takes about half the time of the stdlib's on a batch answer and
-    refuses (ValueError) all that the stdlib refuses; what it refuses besides (a BOM, UTF-16,
-    nesting past 200 levels, a lone surrogate) is left to the stdlib to decide, as before.
-    """
+    """`response.json()`, the same values for less CPU; a ValueError for what is not JSON."""
     try:
+        # A third faster on a batch answer, and refuses all the stdlib refuses; what it refuses
+        # besides (a BOM, UTF-16, deep nesting, a lone surrogate) the stdlib decides, as before.
         return from_json(response.content)
     except ValueError:
         return response.json()
