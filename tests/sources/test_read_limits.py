@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -75,3 +76,29 @@ async def test_a_body_at_the_cap_is_read_whole() -> None:
         )
     assert response.json() == {"n": 1}
     assert response.headers["content-length"] == str(len(body))
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+async def test_a_header_value_that_is_not_ascii_is_kept(kind: str) -> None:
+    # obs-text (bytes 0x80-0xFF) is legal in a header value; it must not crash the exchange.
+    answer = Answer(
+        body=b'{"a": 1}',
+        headers=(("Content-Type", "application/json"), ("X-Note", "caf\xe9")),
+    )
+    async with RawServer(answer) as server, CLIENTS[kind](5.0) as client:
+        response, _ = await requester(client, ReadLimits()).send("GET", server.url + "/x", Tally())
+    assert response.json() == {"a": 1}
+    assert response.headers["x-note"] == "caf\xe9"
+    assert response.headers["content-type"] == "application/json"
+
+
+@pytest.mark.parametrize("kind", CLIENTS)
+async def test_a_compressed_body_is_decoded_once(kind: str) -> None:
+    answer = Answer(
+        body=gzip.compress(b'{"a": 1}'),
+        headers=(("Content-Type", "application/json"), ("Content-Encoding", "gzip")),
+    )
+    async with RawServer(answer) as server, CLIENTS[kind](5.0) as client:
+        response, _ = await requester(client, ReadLimits()).send("GET", server.url + "/x", Tally())
+    assert response.json() == {"a": 1}
+    assert "content-encoding" not in response.headers

@@ -30,6 +30,7 @@ from followerwatch.sources.common import (
     assemble,
     chunks,
     json_object,
+    json_of,
     rate_headers,
     screen,
     secret,
@@ -173,7 +174,7 @@ def _list(value: Any) -> list[Any]:
 def _body(response: httpx.Response) -> tuple[list[Any], list[Any]]:
     """`data` and `errors` of a 200 answer; anything else about its shape is a TransientError."""
     try:
-        payload = response.json()
+        payload = json_of(response)
     except ValueError:
         raise TransientError("X answered 200 with a body that is not JSON") from None
     if not isinstance(payload, dict) or not ("data" in payload or "errors" in payload):

@@ -37,8 +37,8 @@ PRECISIONS: dict[str, int] = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_
 # The range a 1.x/2.x server can store (models.MinNanoTime / MaxNanoTime).
 _MIN_NS = -(2**63) + 2
 _MAX_NS = 2**63 - 2
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 _MAX_KEY_BYTES = 65_535
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -107,7 +107,7 @@ def format_field_value(value: FieldValue) -> str:
     kind = type(value)
     # Exact type checks: bool is a subclass of int and must not become `1i`.
     if kind is int:
-        if not _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+        if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
             raise ValueError(f"integer field {value} does not fit in int64")
         return f"{value}i"
     if kind is bool:
@@ -146,7 +146,7 @@ line_timestamp = _timestamp_cached
 
 def int_field(value: object) -> str | None:
     """`123i` for an int that fits int64; None for anything the general path must handle."""
-    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
         return f"{value}i"
     return None
 
@@ -196,7 +196,7 @@ def encode_line(
         [
             # ints (counts) are nearly every field: format them inline.
             prefix + f"{value}i"
-            if type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+            if type(value) is int and INT64_MIN <= value <= INT64_MAX
             else prefix + format_field_value(value)
             for prefix, (_, value) in zip(prefixes, fields, strict=True)
         ]

@@ -9,7 +9,7 @@ import structlog
 
 from followerwatch.models import Observation, Point
 from followerwatch.store.lineprotocol import encode
-from followerwatch.store.schema import observation_line, observation_point
+from followerwatch.store.schema import observation_line, observation_lines, observation_point
 from followerwatch.store.thresholds import (
     Lines,
     observation_threshold_lines,
@@ -91,9 +91,7 @@ def encode_lines(points: Sequence[Point], precision: str) -> tuple[list[str], in
         observations, thresholds, due = points.observations, points.thresholds, points.due
         of = thresholds.get
         try:
-            lines += [
-                observation_line(obs, precision, of(obs.account.key, ())) for obs in observations
-            ]
+            lines += observation_lines(observations, precision, thresholds)
         except ValueError:
             for obs in observations:
                 encoded(observation_line, obs, precision, of(obs.account.key, ()))

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from followerwatch.models import Event, FieldValue, Observation, Point
-from followerwatch.store.lineprotocol import encode_line, int_field, line_timestamp, tag_value
+from followerwatch.store.lineprotocol import (
+    INT64_MAX,
+    INT64_MIN,
+    encode_line,
+    int_field,
+    line_timestamp,
+    tag_value,
+)
 from followerwatch.store.spool import SpoolCounts
 from followerwatch.store.thresholds import nearest_distance
 
@@ -52,6 +59,69 @@ def observation_line(
         f"followers,account={tag_value(name)},platform={tag_value(platform)} {text}"
         f" {line_timestamp(obs.time, precision)}"
     )
+
+
+def observation_lines(
+    observations: Sequence[Observation],
+    precision: str,
+    thresholds: Mapping[tuple[str, str], Sequence[tuple[str, int]]],
+) -> list[str]:
+    """`observation_line` of each observation (with its account's `thresholds`), in order.
+
+    A poll's observations share their platform and their time: each is escaped and converted
+    once per batch, so a plain account costs one tag check and the formatting of its fields.
+    Anything unusual goes through `observation_line` itself, which raises as it does.
+    """
+    out: list[str] = []
+    heads: dict[str, str] = {}  # platform → the line's text between the account and the fields
+    last_time: datetime | None = None
+    stamp = ""
+    lines_of = thresholds.get
+    for obs in observations:
+        account = obs.account
+        name, platform = account.name, account.platform
+        followers = obs.followers
+        lines = lines_of((platform, name), ())
+        if (
+            account.labels
+            or not 0 < len(name) < 1000
+            or type(followers) is not int
+            or not INT64_MIN <= followers <= INT64_MAX
+        ):
+            out.append(observation_line(obs, precision, lines))
+            continue
+        text = f"followers={followers}i"
+        for key, value in (
+            (",following=", obs.following),
+            (",posts=", obs.posts),
+            (",resolution=", obs.resolution),
+            (",distance=", _distance(followers, lines)),
+        ):
+            if value is None:
+                continue
+            if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
+                text = ""
+                break
+            text += f"{key}{value}i"
+        head = heads.get(platform)
+        if head is None and platform:
+            head = heads[platform] = f",platform={tag_value(platform)} "
+        if not text or head is None:
+            out.append(observation_line(obs, precision, lines))
+            continue
+        when = obs.time
+        if when is not last_time:
+            stamp = f" {line_timestamp(when, precision)}"
+            last_time = when
+        out.append(f"followers,account={tag_value(name)}{head}{text}{stamp}")
+    return out
+
+
+def _distance(followers: int, lines: Sequence[tuple[str, int]]) -> int | None:
+    # Most accounts have a single line: its distance needs no search.
+    if len(lines) == 1:
+        return followers - lines[0][1]
+    return nearest_distance(followers, lines) if lines else None
 
 
 def _observation_parts(

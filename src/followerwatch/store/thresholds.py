@@ -197,11 +197,16 @@ class LineSchedule:
         out = []
         written = self._written
         refresh = self.refresh
+        # A poll's observations share one time: converted once, not once per observation.
+        last_time: datetime | None = None
+        when = 0.0
         for obs in observations:
             key = obs.account.key
             if key not in lines:
                 continue
-            when = obs.time.timestamp()
+            if obs.time is not last_time:
+                last_time = obs.time
+                when = last_time.timestamp()
             last = written.get(key)
             # A time far behind the last write (a source that started over) counts as due too.
             if last is None or not -refresh < when - last < refresh:
