@@ -25,11 +25,12 @@ class Account:
     name: str
     platform_id: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    # The identity used for state: (platform, name). Built once and kept, so that every
+    # per-account dict keyed by it shares this one tuple (56 bytes an account, per dict).
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, str]:
-        """The identity used for state: (platform, name)."""
-        return (self.platform, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.platform, self.name))
 
 
 @dataclass(frozen=True, slots=True)
