@@ -218,6 +218,16 @@ class Config:
         """The watched accounts of one platform, in watchlist order."""
         return [a for a in self.accounts if a.platform == platform]
 
+    def by_platform(self) -> dict[str, list[Account]]:
+        """The watched accounts of each platform that has any, in watchlist order (one pass)."""
+        out: dict[str, list[Account]] = {}
+        for account in self.accounts:
+            found = out.get(account.platform)
+            if found is None:
+                found = out[account.platform] = []
+            found.append(account)
+        return out
+
 
 @contextmanager
 def _gc_paused() -> Iterator[None]:

