@@ -211,7 +211,8 @@ class App:
         # One bound for what the pipeline and the writer hold in memory while the disk is full.
         self.buffer = MemoryBuffer(settings.service.memory_buffer)
         self.lost_readings = 0  # held in memory and lost at exit (the disk stayed full)
-        self.poll_stats = PollStats()  # what stored polls said, read by /metrics
+        # What stored polls said, read by /metrics; each account's count only if served.
+        self.poll_stats = PollStats(per_account=config.account_metrics())
         self.writer = Writer(
             self.store,
             self.state,
@@ -313,6 +314,7 @@ class App:
             threshold_lines(config),
             zero_windows(config),
         )
+        self.poll_stats.keep_per_account(config.account_metrics())
         groups = plan_groups(config)
         needed = {g.platform for g in groups}
         for platform in needed:
