@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from followerwatch.config.base import RuleDefaults
 from followerwatch.config.settings import load_config
+from followerwatch.models import ByConfig
 from followerwatch.rules import build_rule_sets, build_rules
 from followerwatch.store.thresholds import threshold_lines
 
@@ -69,3 +71,26 @@ def test_per_account_maps_are_views_that_read_like_dicts(tmp_path: Path) -> None
     rules = build_rule_sets(config.rules)
     assert rules[("x", "b")] == () and len(rules) == 3
     assert not threshold_lines(load_config(path, {"watch": []}))
+
+
+def test_a_derived_map_is_made_once_per_config_and_leaves_out_falsy_values(
+    tmp_path: Path,
+) -> None:
+    text = CONFIG + "".join(
+        f'[[watch]]\nplatform = "x"\nhandle = "{h}"\n{extra}\n'
+        for h, extra in [("a", ""), ("b", 'stale = "1h"'), ("c", 'stale = "1h"')]
+    )
+    path = tmp_path / "fw.toml"
+    path.write_text(text)
+    config = load_config(path)
+    made: list[object] = []
+
+    def stale(rules: RuleDefaults) -> float | None:
+        made.append(rules)
+        return rules.stale
+
+    derived = ByConfig(config.rules, {id(r): r for r in config.rules.values()}).derive(stale)
+    assert dict(derived) == {("x", "b"): 3600.0, ("x", "c"): 3600.0} and len(made) == 2
+    assert ("x", "a") not in derived and derived.get(("x", "a")) is None
+    # Nothing has a value: empty, and known so without a pass over the accounts.
+    assert not derived.derive(lambda seconds: None) and len(derived.derive(lambda s: 0)) == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, ItemsView, Iterator, Mapping
+from collections.abc import Callable, Hashable, ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -266,6 +266,7 @@ class Point:
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+W = TypeVar("W")
 _ABSENT = object()
 
 
@@ -299,7 +300,14 @@ class ByConfig(Mapping[K, V], Generic[K, V]):
         return config is not _ABSENT and id(config) in self._values
 
     def __bool__(self) -> bool:
-        return next(iter(self), _ABSENT) is not _ABSENT
+        # No values at all (no account repeats, say): empty without a pass over the accounts.
+        return bool(self._values) and next(iter(self), _ABSENT) is not _ABSENT
+
+    def derive(self, make: Callable[[V], W]) -> ByConfig[K, W]:
+        """Another such map: `make` of each value, computed once per distinct config, and
+        without the accounts for which it is falsy (0, None, False, empty)."""
+        made = {config: found for config, value in self._values.items() if (found := make(value))}
+        return ByConfig(self._configs, made)
 
     def __iter__(self) -> Iterator[K]:
         values = self._values
