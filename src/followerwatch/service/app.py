@@ -120,9 +120,12 @@ def plan_groups(config: Config) -> list[Group]:
         pcfg = config.settings.platform(key)
         size = min(pcfg.batch_size or spec.batch_max, spec.batch_max)
         by_key: dict[str, list[Account]] = {}
-        for account in accounts:
-            part = spec.group_key(account) if spec.group_key and pcfg.replay is None else ""
-            by_key.setdefault(part, []).append(account)
+        group_key = spec.group_key if pcfg.replay is None else None
+        if group_key is None:
+            by_key[""] = accounts  # one part: no call per account
+        else:
+            for account in accounts:
+                by_key.setdefault(group_key(account), []).append(account)
         if pcfg.replay is not None:
             size = len(accounts)
         for part, members in by_key.items():
