@@ -260,10 +260,10 @@ class _Builder:
 
     def _add(self, entries: Iterable[_Ready], start: int) -> None:
         """Add resolved entries, the first at index `start`; stop at the first bad one."""
-        accounts, rules, seen = self.accounts, self.rules, self._seen
+        accounts, rules, seen, valid = self.accounts, self.rules, self._seen, _VALID_HANDLE
         for index, (platform, handle, name, pid, labels, rule) in enumerate(entries, start):
-            spec = REGISTRY[platform]
-            if not spec.handle_pattern.match(handle):
+            if not valid[platform](handle):
+                spec = REGISTRY[platform]
                 self.error = ConfigError(
                     f"{self._head(index, platform, handle)}.handle: not a valid {spec.title} "
                     f"handle (must match {spec.handle_pattern.pattern})"
@@ -280,11 +280,7 @@ class _Builder:
                 return
             seen[platform].add(folded)
             account = Account(
-                platform=platform,
-                handle=handle,
-                name=name,
-                platform_id=pid,
-                labels=tuple(sorted(labels.items())) if labels else (),
+                platform, handle, name, pid, tuple(sorted(labels.items())) if labels else ()
             )
             # Keyed by the account's own key tuple: one tuple per account, shared by every
             # per-account map built from these rules.
@@ -293,3 +289,4 @@ class _Builder:
 
 
 _NO_LABELS: Mapping[str, str] = MappingProxyType({})
+_VALID_HANDLE = {key: spec.handle_pattern.match for key, spec in REGISTRY.items()}
