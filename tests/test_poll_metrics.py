@@ -12,11 +12,11 @@ from pytest_httpserver import HTTPServer
 
 from fakes.fake_bluesky import FakeBluesky
 from followerwatch.clock import ManualClock
-from followerwatch.config import settings
-from followerwatch.config.settings import load_config
+from followerwatch.config.settings import Config, load_config
 from followerwatch.models import Account, Observation, Point
 from followerwatch.poll.stats import LATENCY_BUCKETS, PollStats
-from followerwatch.service.app import App
+from followerwatch.service import app as app_module
+from followerwatch.service.app import App, account_metrics
 from followerwatch.service.metrics import Metrics, PollCollector
 from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.schema import poll_point
@@ -149,18 +149,18 @@ async def test_a_poll_of_the_app_shows_in_its_metrics(
 def test_per_account_series_are_served_up_to_a_watchlist_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def config(service: dict[str, str], accounts: int = 3) -> settings.Config:
+    def config(service: dict[str, str], accounts: int = 3) -> Config:
         watch = [{"platform": "bluesky", "handle": f"u{i}.bsky.social"} for i in range(accounts)]
         data = {"data_dir": str(tmp_path / "data")}
         return load_config(None, {"service": data | service, "watch": watch})
 
-    monkeypatch.setattr(settings, "ACCOUNT_METRICS_AUTO", 3)
-    assert config({}).account_metrics()
-    assert not config({}, accounts=4).account_metrics()
-    assert config({"account_metrics": "on"}, accounts=4).account_metrics()
-    assert not config({"account_metrics": "off"}).account_metrics()
+    monkeypatch.setattr(app_module, "ACCOUNT_METRICS_AUTO", 3)
+    assert account_metrics(config({}))
+    assert not account_metrics(config({}, accounts=4))
+    assert account_metrics(config({"account_metrics": "on"}, accounts=4))
+    assert not account_metrics(config({"account_metrics": "off"}))
     # No /metrics, nobody to read them: not kept at all.
-    assert not config({"account_metrics": "on", "ops_address": ""}).account_metrics()
+    assert not account_metrics(config({"account_metrics": "on", "ops_address": ""}))
     stats = PollStats(per_account=False)
     for batch in batches():
         stats.stored(batch)

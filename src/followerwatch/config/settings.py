@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import re
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -92,9 +93,8 @@ class ServiceConfig(StrictModel):
     # Batch polls in flight at once per platform; more wait their turn in-process, not in the
     # HTTP pool, where they would time out (a cycle starts every batch group at once).
     poll_concurrency: int = Field(default=4, ge=1, le=64)
-    # Per-account /metrics series (followerwatch_followers): "auto" serves them for watchlists
-    # of up to ACCOUNT_METRICS_AUTO accounts (a scrape of a million series takes ~6 s of CPU
-    # and ~500 MB), "on" always, "off" never.
+    # Per-account /metrics series: "auto" up to 100,000 accounts (a scrape of a million takes
+    # ~6 s of CPU and ~500 MB), "on" always, "off" never (service/app.py account_metrics).
     account_metrics: Literal["auto", "on", "off"] = "auto"
 
     @field_validator("ops_address")
@@ -112,8 +112,6 @@ class ServiceConfig(StrictModel):
 
 
 NOTIFIER_TYPES = frozenset(NOTIFIERS)
-ACCOUNT_METRICS_AUTO = 100_000
-"""The most watched accounts for which `account_metrics = "auto"` serves per-account series."""
 
 
 def _default_notifiers() -> list[NotifierConfig]:
@@ -220,26 +218,16 @@ class Config:
         self.rules = rules
         self.path = path
 
-    def account_metrics(self) -> bool:
-        """Whether /metrics serves per-account series (never when there is no /metrics)."""
-        service = self.settings.service
-        if not service.ops_address or service.account_metrics == "off":
-            return False
-        return service.account_metrics == "on" or len(self.accounts) <= ACCOUNT_METRICS_AUTO
-
     def accounts_for(self, platform: str) -> list[Account]:
         """The watched accounts of one platform, in watchlist order."""
         return [a for a in self.accounts if a.platform == platform]
 
     def by_platform(self) -> dict[str, list[Account]]:
         """The watched accounts of each platform that has any, in watchlist order (one pass)."""
-        out: dict[str, list[Account]] = {}
+        out: defaultdict[str, list[Account]] = defaultdict(list)
         for account in self.accounts:
-            found = out.get(account.platform)
-            if found is None:
-                found = out[account.platform] = []
-            found.append(account)
-        return out
+            out[account.platform].append(account)
+        return dict(out)
 
 
 @contextmanager

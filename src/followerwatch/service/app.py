@@ -148,6 +148,18 @@ def repeats(config: Config) -> Mapping[tuple[str, str], float]:
     return ByConfig(config.rules, {id(r): r.repeat for r in config.rules.values() if r.repeat})
 
 
+ACCOUNT_METRICS_AUTO = 100_000
+"""The most watched accounts for which `account_metrics = "auto"` serves per-account series."""
+
+
+def account_metrics(config: Config) -> bool:
+    """Whether /metrics serves per-account series (never when there is no /metrics)."""
+    service = config.settings.service
+    if not service.ops_address or service.account_metrics == "off":
+        return False
+    return service.account_metrics == "on" or len(config.accounts) <= ACCOUNT_METRICS_AUTO
+
+
 def zero_windows(config: Config) -> dict[str, float]:
     """Each platform's `zero_confirm`: how long a fall to 0 must last to be believed."""
     return {key: config.settings.platform(key).zero_confirm for key in REGISTRY}
@@ -215,7 +227,7 @@ class App:
         self.buffer = MemoryBuffer(settings.service.memory_buffer)
         self.lost_readings = 0  # held in memory and lost at exit (the disk stayed full)
         # What stored polls said, read by /metrics; each account's count only if served.
-        self.poll_stats = PollStats(per_account=config.account_metrics())
+        self.poll_stats = PollStats(per_account=account_metrics(config))
         self.writer = Writer(
             self.store,
             self.state,
@@ -317,7 +329,7 @@ class App:
             threshold_lines(config),
             zero_windows(config),
         )
-        self.poll_stats.keep_per_account(config.account_metrics())
+        self.poll_stats.keep_per_account(account_metrics(config))
         groups = plan_groups(config)
         needed = {g.platform for g in groups}
         for platform in needed:
