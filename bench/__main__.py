@@ -2,8 +2,9 @@
 
 Every scenario runs followerwatch as its own process (`followerwatch poll` or `run`) and measures
 it from outside: wall time, the child's rusage (CPU, peak RSS), what the fake API served, and
-what InfluxDB holds afterwards. `peer` runs a one-request-per-account baseline beside it, and
-`million` one process over a million accounts. The run ends with the issue's targets, measured.
+what InfluxDB holds afterwards. `peer` runs a one-request-per-account baseline beside it,
+`million` one process over a million accounts, and `startup` (bench/startup.py) that process's
+start-up phase by phase, in-process. The run ends with the issue's targets, measured.
 See README "Benchmark".
 """
 
@@ -15,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench import startup
 from bench.harness import Fake
 from bench.report import print_report, summary
 from bench.scenarios import cycle, latency, million, peer, quota, scale
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--scenarios",
         default="scale,cycle,memory,quota,latency,peer",
-        help="also: million (one process over --million-accounts)",
+        help="also: million (one process over --million-accounts), startup (its start-up "
+        "phase by phase, in-process, at --million-accounts)",
     )
     parser.add_argument(
         "--cycle-interval", type=int, default=90, help="`run` interval for the cycle scenario"
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     out["latency"] = latency(influxd, fake, work, args.crossings)
                 if "peer" in chosen:
                     out["peer"] = peer(influxd, fake, work, args.peer_accounts, args.peer_interval)
+                if "startup" in chosen:
+                    out["startup"] = startup.run(args.million_accounts, False, work)
                 if "million" in chosen:
                     out["million"] = [
                         million(influxd, fake, work, args.million_accounts, args.million_interval)

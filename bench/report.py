@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from bench.fakes.shapes import LIMITS, PLATFORMS
+from bench.startup import rows as startup_rows
 
 # (figure, scenario, key, target, unit, digits): the targets, at its 100,000 accounts.
 TARGETS = [
@@ -156,6 +157,8 @@ def figure_rows(out: dict[str, Any]) -> list[tuple[str, str]]:
             ),
         ]
     rows += peer_rows(out.get("peer"))
+    if out.get("startup"):
+        rows += startup_rows(out["startup"])
     return rows
 
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_httpserver import HTTPServer
 
 from fakes.fake_bluesky import FakeBluesky
 from followerwatch.clock import ManualClock
-from followerwatch.config.settings import load_config
+from followerwatch.config.settings import Config, load_config
 from followerwatch.models import Account, Observation, Point
 from followerwatch.poll.stats import LATENCY_BUCKETS, PollStats
-from followerwatch.service.app import App
+from followerwatch.service import app as app_module
+from followerwatch.service.app import App, account_metrics
 from followerwatch.service.metrics import Metrics, PollCollector
 from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.schema import poll_point
@@ -113,8 +115,9 @@ def test_the_age_of_the_last_successful_poll() -> None:
     assert stats.since_success("x") == 5.0
 
 
+@pytest.mark.parametrize("account_metrics", ["auto", "off"])
 async def test_a_poll_of_the_app_shows_in_its_metrics(
-    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer
+    tmp_path: Path, influx_db: tuple[str, str], httpserver: HTTPServer, account_metrics: str
 ) -> None:
     clock = ManualClock(T0)
     fake = FakeBluesky(httpserver, clock)
@@ -123,7 +126,7 @@ async def test_a_poll_of_the_app_shows_in_its_metrics(
     config = load_config(
         None,
         {
-            "service": {"data_dir": str(tmp_path / "data")},
+            "service": {"data_dir": str(tmp_path / "data"), "account_metrics": account_metrics},
             "influxdb": {"url": influx_db[0], "database": influx_db[1]},
             "platforms": {"bluesky": {"base_url": fake.base_url, "interval": "1s"}},
             "watch": [{"platform": "bluesky", "handle": handle}],
@@ -134,6 +137,36 @@ async def test_a_poll_of_the_app_shows_in_its_metrics(
         await app.poll_once()
         m = samples(metrics.render())
     assert m[("followerwatch_polls_total", (("outcome", "ok"), ("platform", "bluesky")))] == 1
-    assert m[("followerwatch_followers", (("account", handle), ("platform", "bluesky")))] == 250_000
+    series = ("followerwatch_followers", (("account", handle), ("platform", "bluesky")))
+    if account_metrics == "auto":
+        assert m[series] == 250_000
+    else:
+        assert not any(name == "followerwatch_followers" for name, _ in m)
     assert m[("followerwatch_poll_duration_seconds_count", (("platform", "bluesky"),))] == 1
     assert m[("followerwatch_last_successful_poll_age_seconds", (("platform", "bluesky"),))] < 5
+
+
+def test_per_account_series_are_served_up_to_a_watchlist_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def config(service: dict[str, str], accounts: int = 3) -> Config:
+        watch = [{"platform": "bluesky", "handle": f"u{i}.bsky.social"} for i in range(accounts)]
+        data = {"data_dir": str(tmp_path / "data")}
+        return load_config(None, {"service": data | service, "watch": watch})
+
+    monkeypatch.setattr(app_module, "ACCOUNT_METRICS_AUTO", 3)
+    assert account_metrics(config({}))
+    assert not account_metrics(config({}, accounts=4))
+    assert account_metrics(config({"account_metrics": "on"}, accounts=4))
+    assert not account_metrics(config({"account_metrics": "off"}))
+    # No /metrics, nobody to read them: not kept at all.
+    assert not account_metrics(config({"account_metrics": "on", "ops_address": ""}))
+    stats = PollStats(per_account=False)
+    for batch in batches():
+        stats.stored(batch)
+    assert stats.followers == {} and stats.polls[("x", "ok")] == 1
+    stats.keep_per_account(True)
+    stats.stored(batches()[0])
+    assert stats.followers == {("x", "a"): 10}
+    stats.keep_per_account(False)
+    assert stats.followers == {}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import TypeGuard
+from typing import Generic, TypeGuard, TypeVar
 
 # The largest count followerwatch stores: exact in JSON, in Grafana and in a float (2^53 - 1).
 MAX_COUNT = 2**53 - 1
@@ -25,11 +26,12 @@ class Account:
     name: str
     platform_id: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    # The identity used for state: (platform, name). Built once and kept, so that every
+    # per-account dict keyed by it shares this one tuple (56 bytes an account, per dict).
+    key: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> tuple[str, str]:
-        """The identity used for state: (platform, name)."""
-        return (self.platform, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (self.platform, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,3 +262,73 @@ class Point:
     fields: tuple[tuple[str, FieldValue], ...]
     time: datetime
     extra: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+W = TypeVar("W")
+_ABSENT = object()
+
+
+class ByConfig(Mapping[K, V], Generic[K, V]):
+    """A per-account map whose value follows from the account's (shared) config object.
+
+    `configs` maps each account to its config (the watchlist's key → RuleDefaults), `values`
+    the id() of a config to its value; an account whose config has no value is not in the map.
+    A million accounts with a handful of configs then cost one dict (the configs', shared by
+    every such map) instead of one dict each. `configs` keeps every config alive, so their
+    ids stay valid; neither mapping may change afterwards.
+    """
+
+    __slots__ = ("_configs", "_len", "_values")
+
+    def __init__(self, configs: Mapping[K, object], values: Mapping[int, V]) -> None:
+        self._configs = configs
+        self._values = values
+        self._len: int | None = None
+
+    def __getitem__(self, key: K) -> V:
+        return self._values[id(self._configs[key])]
+
+    def get(self, key: K, default: V | None = None) -> V | None:  # type: ignore[override]
+        """The value of `key`, else `default` (one lookup in each dict, no exception)."""
+        config = self._configs.get(key, _ABSENT)
+        return default if config is _ABSENT else self._values.get(id(config), default)
+
+    def __contains__(self, key: object) -> bool:
+        config = self._configs.get(key, _ABSENT)  # type: ignore[arg-type]
+        return config is not _ABSENT and id(config) in self._values
+
+    def __bool__(self) -> bool:
+        # No values at all (no account repeats, say): empty without a pass over the accounts.
+        return bool(self._values) and next(iter(self), _ABSENT) is not _ABSENT
+
+    def derive(self, make: Callable[[V], W]) -> ByConfig[K, W]:
+        """Another such map: `make` of each value, computed once per distinct config, and
+        without the accounts for which it is falsy (0, None, False, empty)."""
+        made = {config: found for config, value in self._values.items() if (found := make(value))}
+        return ByConfig(self._configs, made)
+
+    def __iter__(self) -> Iterator[K]:
+        values = self._values
+        return (key for key, config in self._configs.items() if id(config) in values)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(1 for _ in self)
+        return self._len
+
+    def items(self) -> ItemsView[K, V]:
+        """(key, value) pairs, read in one pass over the configs."""
+        return _ByConfigItems(self)
+
+
+class _ByConfigItems(ItemsView[K, V]):
+    _mapping: ByConfig[K, V]
+
+    def __iter__(self) -> Iterator[tuple[K, V]]:
+        values = self._mapping._values
+        for key, config in self._mapping._configs.items():
+            value = values.get(id(config), _ABSENT)
+            if value is not _ABSENT:
+                yield key, value  # type: ignore[misc]

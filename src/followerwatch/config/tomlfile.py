@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import re
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TextIO
 
 import rtoml
 
@@ -17,12 +17,13 @@ from followerwatch.errors import ConfigError
 
 __all__ = ["PIECE_CHARS", "Unopenable", "Unsplittable", "read_toml", "toml_pieces"]
 
-# rtoml's tree of a piece this long is about 6 MB.
-PIECE_CHARS = 1 << 18
+# rtoml's tree of a piece this long is about 1.5 MB: smaller pieces leave the heap less
+# fragmented (100,000 entries: 12 MB less RSS after the load), at the same speed.
+PIECE_CHARS = 1 << 16
 # A literal first character lets the regex engine skip ahead: 5 ms on 8.6 MB instead of 190 ms.
 _DATETIME = re.compile(r"-\d\d-\d\d[Tt ]\d\d:\d\d")
 # A line that is exactly an array-of-tables header `[[watch]]`.
-_WATCH_HEADER = re.compile(r"\[\[watch\]\][ \t]*\r?\n?$")
+_WATCH_HEADER = re.compile(r"^\[\[watch\]\][ \t]*\r?$", re.MULTILINE)
 
 
 class Unopenable(ConfigError):
@@ -71,21 +72,26 @@ def toml_pieces(path: Path, piece_chars: int = PIECE_CHARS) -> Iterator[dict[str
             raise Unopenable(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def _pieces(lines: Iterable[str], piece_chars: int) -> Iterator[dict[str, Any]]:
-    """The parsed pieces of a file's lines (see toml_pieces)."""
-    buffer: list[str] = []
-    size = 0
-    first = True
-    headed = False  # whether the first piece has a [[watch]] header of its own
-    for line in lines:
-        header = _WATCH_HEADER.match(line) is not None
-        if header and size >= piece_chars:
-            yield _piece("".join(buffer), first, headed, last=False)
-            buffer, size, first = [], 0, False
-        headed = headed or (first and header)
-        buffer.append(line)
-        size += len(line)
-    yield _piece("".join(buffer), first, headed, last=True)
+def _pieces(text: TextIO, piece_chars: int) -> Iterator[dict[str, Any]]:
+    """The parsed pieces of a file's text (see toml_pieces).
+
+    Read in blocks, and cut at the first header line at least `piece_chars` into a piece:
+    splitting 100,000 entries into lines and matching each one took a third of the parse.
+    """
+    buffer, first, done = "", True, False
+    while not done:
+        block = text.read(piece_chars)
+        done = not block
+        buffer += block
+        # A header is looked for only on whole lines: up to the last line end read so far.
+        end = len(buffer) if done else buffer.rfind("\n") + 1
+        while (found := _WATCH_HEADER.search(buffer, piece_chars, end)) is not None:
+            cut = found.start()
+            piece = buffer[:cut]
+            headed = first and _WATCH_HEADER.search(piece) is not None
+            yield _piece(piece, first, headed, last=False)
+            buffer, end, first = buffer[cut:], end - cut, False
+    yield _piece(buffer, first, first and _WATCH_HEADER.search(buffer) is not None, last=True)
 
 
 def _piece(text: str, first: bool, headed: bool, *, last: bool) -> dict[str, Any]:

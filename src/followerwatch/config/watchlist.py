@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
@@ -55,22 +56,31 @@ class WatchEntry(RuleDefaults):
     @field_validator("labels")
     @classmethod
     def _valid_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key, val in value.items():
-            if not _LABEL_KEY.match(key) or key in _RESERVED_TAGS:
-                raise ValueError(
-                    f"label key {key!r} must be an identifier and not {_RESERVED_TAGS}"
-                )
-            _storable(val, f"label {key!r}")
+        _check_labels(value)
         return value
+
+
+def _check_labels(labels: Mapping[str, str]) -> None:
+    """Reject label keys that are not identifiers (or are reserved) and unstorable values."""
+    for key, val in labels.items():
+        if not _LABEL_KEY.match(key) or key in _RESERVED_TAGS:
+            raise ValueError(f"label key {key!r} must be an identifier and not {_RESERVED_TAGS}")
+        _storable(val, f"label {key!r}")
 
 
 _WATCH_LIST = TypeAdapter(list[WatchEntry])
 _RULE_KEYS = frozenset(RuleDefaults.model_fields)
+# The keys a plain entry may have: its identity, and rule keys by name or alias ("for").
+_IDENTITY = frozenset({"platform", "handle", "name", "id", "labels"})
+_RULE_INPUTS = _RULE_KEYS | {f.alias for f in RuleDefaults.model_fields.values() if f.alias}
+_PLAIN_SCALARS = (str, int, float, bool)
 # Entries validated per pydantic call: big enough to amortise the call, small enough that the
 # models of one chunk (about 1 KB each) never add up to much.
 CHUNK = 2000
 
 RuleMap = dict[tuple[str, str], RuleDefaults]
+# An entry ready for the builder: platform, handle, name, id, labels, its resolved rules.
+_Ready = tuple[str, str, str | None, str | None, Mapping[str, str], RuleDefaults]
 
 
 def resolve_watch(
@@ -78,10 +88,12 @@ def resolve_watch(
 ) -> tuple[list[Account], RuleMap]:
     """The accounts and resolved rules of the entry lists in `pieces`, consumed as they go.
 
-    Entries are validated a chunk at a time, and a chunk's raw dicts and models are dropped
-    once they are accounts, so 100,000 entries never exist as models all at once. Errors are
-    those of a single pass: the first validation error (counting all), else the first bad
-    handle or duplicate.
+    Entries are taken a chunk at a time, and a chunk's raw dicts are dropped once they are
+    accounts. A chunk of plain entries (the usual watchlist: text keys and a few rule keys) is
+    read straight from its dicts, each distinct rule config validated once; any other chunk is
+    validated as models (which a plain chunk would pass: the fast path only skips the work).
+    Errors are those of a single pass: the first validation error (counting all), else the
+    first bad handle or duplicate.
     """
     builder = _Builder(defaults, where)
     failure: tuple[ValidationError, int, list[Any]] | None = None
@@ -96,6 +108,10 @@ def resolve_watch(
             raise AssertionError("a non-list cannot validate as a list")
         for start in range(0, len(raw), CHUNK):
             chunk = raw[start : start + CHUNK]
+            clean = failure is None and builder.error is None
+            if clean and builder.add_plain(chunk, base + start):
+                raw[start : start + CHUNK] = [None] * len(chunk)
+                continue
             try:
                 entries = _WATCH_LIST.validate_python(chunk)
             except ValidationError as exc:
@@ -104,7 +120,7 @@ def resolve_watch(
                 else:
                     more += exc.error_count()
                 continue
-            if failure is None and builder.error is None:
+            if clean:
                 builder.add(entries, base + start)
                 raw[start : start + CHUNK] = [None] * len(chunk)
         base += len(raw)
@@ -116,6 +132,31 @@ def resolve_watch(
     if builder.error is not None:
         raise builder.error
     return builder.accounts, builder.rules
+
+
+def _plain_value(value: object) -> bool:
+    """Whether `value` is TOML-shaped data (text, numbers, lists, tables), so that its repr
+    tells it apart from any other value: a safe cache key for what validation makes of it."""
+    if type(value) in _PLAIN_SCALARS:
+        return True
+    if isinstance(value, list) and type(value) is list:
+        return all(_plain_value(v) for v in value)
+    if isinstance(value, dict) and type(value) is dict:
+        return all(type(k) is str and _plain_value(v) for k, v in value.items())
+    return False
+
+
+def _plain_labels(labels: object) -> bool:
+    """Whether `labels` is a table of text that WatchEntry would accept as it is."""
+    if type(labels) is not dict:
+        return False
+    if not all(type(k) is str and type(v) is str for k, v in labels.items()):
+        return False
+    try:
+        _check_labels(labels)
+    except ValueError:
+        return False
+    return True
 
 
 class _Builder:
@@ -135,23 +176,100 @@ class _Builder:
         # Entries with the same rule keys share one merged RuleDefaults (and later one rule
         # list): 100,000 accounts usually have a handful of distinct rule configs.
         self._merged: RuleMap = {}
+        # The same, by what a plain entry wrote (its platform and the repr of its rule keys).
+        self._written: dict[tuple[str, str], RuleDefaults] = {}
 
     def _head(self, index: int, platform: str, handle: str) -> str:
         return f"{self.where}: watch[{index}] ({platform}/{safe_text(handle)})"
 
+    def _shared(self, platform: str, own: RuleDefaults | WatchEntry) -> RuleDefaults:
+        """The platform's rules with `own`'s set rule keys over them, one object per config."""
+        keys = sorted(own.model_fields_set & _RULE_KEYS)
+        if not keys:
+            return self.defaults[platform]
+        # repr tells apart what equality would not (1 and 1.0), and it hashes.
+        key = (platform, repr([(k, getattr(own, k)) for k in keys]))
+        rule = self._merged.get(key)
+        if rule is None:
+            rule = self._merged[key] = own.merged_over(self.defaults[platform])
+        return rule
+
     def add(self, entries: list[WatchEntry], start: int) -> None:
-        """Resolve `entries`, the first at index `start`; stop at the first bad one."""
-        accounts, rules, seen, merged = self.accounts, self.rules, self._seen, self._merged
-        for index, entry in enumerate(entries, start):
-            platform, handle = self._platforms[entry.platform], entry.handle
-            spec = REGISTRY[platform]
-            if not spec.handle_pattern.match(handle):
+        """Resolve validated `entries`, the first at index `start`; stop at the first bad one."""
+        platforms, shared = self._platforms, self._shared
+        self._add(
+            (
+                (p, e.handle, e.name, e.id, e.labels, shared(p, e))
+                for e in entries
+                for p in (platforms[e.platform],)
+            ),
+            start,
+        )
+
+    def add_plain(self, chunk: list[Any], start: int) -> bool:
+        """Resolve `chunk` straight from its dicts if every entry is plain; else add nothing
+        and return False (the chunk is then validated as models)."""
+        ready: list[_Ready] = []
+        for raw in chunk:
+            entry = self._plain(raw)
+            if entry is None:
+                return False
+            ready.append(entry)
+        self._add(ready, start)
+        return True
+
+    def _plain(self, raw: object) -> _Ready | None:
+        """`raw` ready for the builder, when it is an entry that validation would take as it
+        is; None for anything else (an error, a shorthand's value that is not TOML data...)."""
+        if type(raw) is not dict:
+            return None
+        platform, handle = raw.get("platform"), raw.get("handle")
+        if type(platform) is not str or type(handle) is not str:
+            return None
+        platform = self._platforms.get(platform)
+        name, pid, labels = raw.get("name"), raw.get("id"), raw.get("labels", _NO_LABELS)
+        if platform is None or (pid is not None and type(pid) is not str):
+            return None
+        if name is not None:
+            if type(name) is not str:
+                return None
+            try:
+                _storable(name)
+            except ValueError:
+                return None
+        if labels is not _NO_LABELS and not _plain_labels(labels):
+            return None
+        rule_keys = raw.keys() - _IDENTITY
+        if not rule_keys:
+            return platform, handle, name, pid, labels, self.defaults[platform]
+        if not rule_keys <= _RULE_INPUTS or {"for", "for_polls"} <= rule_keys:
+            return None
+        own = {k: v for k, v in raw.items() if k in rule_keys}
+        for value in own.values():
+            if type(value) not in _PLAIN_SCALARS and not _plain_value(value):
+                return None
+        written = (platform, repr(own))
+        rules = self._written.get(written)
+        if rules is None:
+            try:
+                validated = RuleDefaults.model_validate(own)
+            except ValidationError:
+                return None
+            rules = self._written[written] = self._shared(platform, validated)
+        return platform, handle, name, pid, labels, rules
+
+    def _add(self, entries: Iterable[_Ready], start: int) -> None:
+        """Add resolved entries, the first at index `start`; stop at the first bad one."""
+        accounts, rules, seen, valid = self.accounts, self.rules, self._seen, _VALID_HANDLE
+        for index, (platform, handle, name, pid, labels, rule) in enumerate(entries, start):
+            if not valid[platform](handle):
+                spec = REGISTRY[platform]
                 self.error = ConfigError(
                     f"{self._head(index, platform, handle)}.handle: not a valid {spec.title} "
                     f"handle (must match {spec.handle_pattern.pattern})"
                 )
                 return
-            name = entry.name or handle
+            name = name or handle
             lowered = handle.lower()
             folded = handle if lowered == handle else lowered
             if folded in seen[platform] or (platform, name) in rules:
@@ -161,22 +279,14 @@ class _Builder:
                 )
                 return
             seen[platform].add(folded)
-            own = sorted(entry.model_fields_set & _RULE_KEYS)
-            if not own:
-                rules[(platform, name)] = self.defaults[platform]
-            else:
-                # repr tells apart what equality would not (1 and 1.0), and it hashes.
-                key = (platform, repr([(k, getattr(entry, k)) for k in own]))
-                rule = merged.get(key)
-                if rule is None:
-                    rule = merged[key] = entry.merged_over(self.defaults[platform])
-                rules[(platform, name)] = rule
-            accounts.append(
-                Account(
-                    platform=platform,
-                    handle=handle,
-                    name=name,
-                    platform_id=entry.id,
-                    labels=tuple(sorted(entry.labels.items())) if entry.labels else (),
-                )
+            account = Account(
+                platform, handle, name, pid, tuple(sorted(labels.items())) if labels else ()
             )
+            # Keyed by the account's own key tuple: one tuple per account, shared by every
+            # per-account map built from these rules.
+            rules[account.key] = rule
+            accounts.append(account)
+
+
+_NO_LABELS: Mapping[str, str] = MappingProxyType({})
+_VALID_HANDLE = {key: spec.handle_pattern.match for key, spec in REGISTRY.items()}

@@ -32,7 +32,7 @@ class Durations:
 class PollStats:
     """Polls by platform and outcome, their durations and rate limits, and each account's count."""
 
-    def __init__(self, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, now: Callable[[], float] = time.time, *, per_account: bool = True) -> None:
         self._now = now
         self.started = now()
         self.polls: Counter[tuple[str, str]] = Counter()  # (platform, outcome) → polls
@@ -40,14 +40,23 @@ class PollStats:
         self.ratelimit: dict[str, int] = {}  # requests left, as last reported
         self.followers: dict[tuple[str, str], int] = {}  # the last count stored
         self.last_success: dict[str, float] = {}
+        # Whether `followers` is kept: a dict entry per account, off for a huge watchlist.
+        self.per_account = per_account
+
+    def keep_per_account(self, keep: bool) -> None:
+        """Keep each account's last count from now on, or stop (and forget them)."""
+        self.per_account = keep
+        if not keep:
+            self.followers.clear()
 
     def stored(self, points: Sequence[Point]) -> None:
         """Count what a batch's points say about its poll and its accounts' counts."""
         if isinstance(points, PollPoints):
             # A poll's counts straight from its observations: iterating would build the Points
             # the writer's line encoding exists to skip.
-            for obs in points.observations:
-                self.followers[obs.account.key] = obs.followers
+            if self.per_account:
+                for obs in points.observations:
+                    self.followers[obs.account.key] = obs.followers
             points = points.points
         for point in points:
             tags = dict(point.tags)
@@ -65,7 +74,7 @@ class PollStats:
                     self.last_success[platform] = self._now()
             elif point.measurement == FOLLOWERS:
                 count = fields.get("followers")
-                if isinstance(count, int):
+                if isinstance(count, int) and self.per_account:
                     self.followers[(tags["platform"], tags["account"])] = count
 
     def since_success(self, platform: str) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import TypeVar
 
+from followerwatch.models import ByConfig
 from followerwatch.rules.approaching import Approaching
 from followerwatch.rules.base import Rule
 from followerwatch.rules.health import Frozen, Stale
@@ -46,19 +47,15 @@ def build_rules(cfg: RuleKeys) -> list[Rule]:
 K = TypeVar("K", bound=Hashable)
 
 
-def build_rule_sets(configs: Mapping[K, RuleKeys]) -> dict[K, Sequence[Rule]]:
+def build_rule_sets(configs: Mapping[K, RuleKeys]) -> Mapping[K, Sequence[Rule]]:
     """The rules of every account; accounts holding the same rule keys object share one tuple.
 
     Rules are immutable (their state lives in SQLite), and the config shares one RuleDefaults
     between entries with the same rule keys, so 100,000 accounts with a handful of rule
-    configs need a handful of rule tuples.
+    configs need a handful of rule tuples, and no dict of their own (a view of `configs`).
     """
     built: dict[int, Sequence[Rule]] = {}
-    out: dict[K, Sequence[Rule]] = {}
-    for key, cfg in configs.items():
-        # id() is stable here: `configs` keeps every RuleDefaults alive throughout.
-        rules = built.get(id(cfg))
-        if rules is None:
-            rules = built[id(cfg)] = tuple(build_rules(cfg))
-        out[key] = rules
-    return out
+    for cfg in configs.values():
+        if id(cfg) not in built:
+            built[id(cfg)] = tuple(build_rules(cfg))
+    return ByConfig(configs, built)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -21,7 +21,7 @@ from followerwatch.clock import Clock, SystemClock
 from followerwatch.config.settings import Config, InfluxConfig
 from followerwatch.disk.full import MemoryBuffer
 from followerwatch.errors import StoreError
-from followerwatch.models import Account
+from followerwatch.models import Account, ByConfig
 from followerwatch.net.http import build_client
 from followerwatch.notify import build_notifier
 from followerwatch.poll.account_failures import AccountFailures
@@ -111,17 +111,21 @@ def plan_groups(config: Config) -> list[Group]:
     """Split each platform's accounts (this shard's, when sharded) into batches."""
     groups = []
     shard = resolve_shard(config.settings.service.shard)
+    by_platform = config.by_platform()
     for key, spec in REGISTRY.items():
         # Sharding comes before batching, so every shard packs full batches of its own.
-        accounts = select_shard(config.accounts_for(key), shard)
+        accounts = select_shard(by_platform.get(key, ()), shard)
         if not accounts:
             continue
         pcfg = config.settings.platform(key)
         size = min(pcfg.batch_size or spec.batch_max, spec.batch_max)
         by_key: dict[str, list[Account]] = {}
-        for account in accounts:
-            part = spec.group_key(account) if spec.group_key and pcfg.replay is None else ""
-            by_key.setdefault(part, []).append(account)
+        group_key = spec.group_key if pcfg.replay is None else None
+        if group_key is None:
+            by_key[""] = accounts  # one part: no call per account
+        else:
+            for account in accounts:
+                by_key.setdefault(group_key(account), []).append(account)
         if pcfg.replay is not None:
             size = len(accounts)
         for part, members in by_key.items():
@@ -137,6 +141,23 @@ def plan_groups(config: Config) -> list[Group]:
                     )
                 )
     return groups
+
+
+def repeats(config: Config) -> Mapping[tuple[str, str], float]:
+    """Each account's `repeat` interval, for those that have one (a view of the config)."""
+    return ByConfig(config.rules, {id(r): r.repeat for r in config.rules.values() if r.repeat})
+
+
+ACCOUNT_METRICS_AUTO = 100_000
+"""The most watched accounts for which `account_metrics = "auto"` serves per-account series."""
+
+
+def account_metrics(config: Config) -> bool:
+    """Whether /metrics serves per-account series (never when there is no /metrics)."""
+    service = config.settings.service
+    if not service.ops_address or service.account_metrics == "off":
+        return False
+    return service.account_metrics == "on" or len(config.accounts) <= ACCOUNT_METRICS_AUTO
 
 
 def zero_windows(config: Config) -> dict[str, float]:
@@ -205,7 +226,8 @@ class App:
         # One bound for what the pipeline and the writer hold in memory while the disk is full.
         self.buffer = MemoryBuffer(settings.service.memory_buffer)
         self.lost_readings = 0  # held in memory and lost at exit (the disk stayed full)
-        self.poll_stats = PollStats()  # what stored polls said, read by /metrics
+        # What stored polls said, read by /metrics; each account's count only if served.
+        self.poll_stats = PollStats(per_account=account_metrics(config))
         self.writer = Writer(
             self.store,
             self.state,
@@ -221,7 +243,7 @@ class App:
             rules=rules,
             clock=self.clock,
             route=route,
-            repeat={k: r.repeat for k, r in config.rules.items() if r.repeat},
+            repeat=repeats(config),
             dry_run=dry_run,
             zero_confirm=zero_windows(config),
             thresholds=self.thresholds,
@@ -303,10 +325,11 @@ class App:
         rules = build_rule_sets(config.rules)
         pipeline.configure(
             rules,
-            {k: r.repeat for k, r in config.rules.items() if r.repeat},
+            repeats(config),
             threshold_lines(config),
             zero_windows(config),
         )
+        self.poll_stats.keep_per_account(account_metrics(config))
         groups = plan_groups(config)
         needed = {g.platform for g in groups}
         for platform in needed:

@@ -25,7 +25,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Protocol
 
-from followerwatch.models import Account, Observation, Point
+from followerwatch.models import Account, ByConfig, Observation, Point
 from followerwatch.store.lineprotocol import (
     encode_line,
     int_field,
@@ -81,21 +81,25 @@ class ThresholdLines:
         return self._lines.get((platform, account), ())
 
 
-def threshold_lines(config: Watched) -> dict[tuple[str, str], tuple[tuple[str, int], ...]]:
-    """Every watched account's resolved `below` and `above` lines (its own or its platform's)."""
-    out: dict[tuple[str, str], tuple[tuple[str, int], ...]] = {}
-    # Accounts mostly share their lines: one tuple per distinct set, not one per account.
+def threshold_lines(config: Watched) -> Lines:
+    """Every watched account's resolved `below` and `above` lines (its own or its platform's).
+
+    Accounts share their rules objects: the lines are worked out once per object, and the map
+    is a view of the config's rules (no dict of its own; one tuple per distinct set of lines).
+    """
     shared: dict[tuple[tuple[str, int], ...], tuple[tuple[str, int], ...]] = {}
-    for account in config.accounts:
-        rules = config.rules.get(account.key)
-        if rules is None:
+    by_rules: dict[int, tuple[tuple[str, int], ...]] = {}
+    done: set[int] = set()
+    for rules in config.rules.values():
+        if id(rules) in done:
             continue
+        done.add(id(rules))
         lines = [("below", v) for v in rules.below or ()]
         lines += [("above", v) for v in rules.above or ()]
         if lines:
             unique = tuple(dict.fromkeys(lines))
-            out[account.key] = shared.setdefault(unique, unique)
-    return out
+            by_rules[id(rules)] = shared.setdefault(unique, unique)
+    return ByConfig(config.rules, by_rules)
 
 
 def nearest_distance(followers: int, lines: Sequence[tuple[str, int]]) -> int | None:
@@ -185,7 +189,7 @@ class LineSchedule:
 
     Time is the observations' own (the time the lines are written at), not the clock's: a
     replay or import runs faster than the clock, and the dashboards look back in data time.
-    One float per account with lines, so it stays small at a million accounts.
+    One dict entry per account with lines (its key and time shared), small at a million.
     """
 
     def __init__(self, refresh: float = LINE_REFRESH) -> None:
