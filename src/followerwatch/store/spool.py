@@ -109,14 +109,21 @@ class Spool:
     def _append(self, db: sqlite3.Connection, adds: Sequence[Sequence[str]]) -> int:
         """Insert adds, a chunk each, and drop the oldest over the cap (in a transaction);
         the dropped count."""
-        seq = first = _counter(db, "next_line")
+        total = sum(len(lines) for lines in adds)
+        # One statement takes the adds' numbers and counts them as added.
+        bumped = dict(
+            db.execute(
+                "UPDATE counters SET value = value + ? WHERE name IN ('added', 'next_line')"
+                " RETURNING name, value",
+                (total,),
+            ).fetchall()
+        )
+        seq = bumped["next_line"] - total
         rows: list[tuple[int, int, str]] = []
         for lines in adds:
             rows += chunk_rows(seq, lines)
             seq += len(lines)
         insert_many(db, "INSERT INTO chunks (seq, n, lines)", rows)
-        _bump(db, "next_line", seq - first)
-        _bump(db, "added", seq - first)
         # Numbers are unique, so the span from the oldest to the next bounds the size from
         # above in O(log n); the exact sum reads every row and is only needed near the cap.
         oldest = db.execute("SELECT min(seq) FROM chunks").fetchone()[0]
