@@ -16,6 +16,7 @@ import asyncio
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from followerwatch.store.spool import Spool
 
@@ -47,8 +48,17 @@ async def run(lines: int, per_add: int, at_once: int, backlog: int) -> dict[str,
             await asyncio.gather(*(spool.add_async(g) for g in round_))
             # As many lines leave as came in: the spool stays at its backlog.
             due = sum(len(g) for g in round_)
-            while due > 0 and (batch := spool.peek(min(BATCH, due))):
-                spool.ack([seq for seq, _ in batch])
+            while due > 0:
+                # As the writer takes a batch (`take`; `peek` pairs where there is none).
+                if hasattr(spool, "take"):
+                    batch: Any = spool.take(min(BATCH, due))
+                    done: Any = batch
+                else:
+                    batch = spool.peek(min(BATCH, due))
+                    done = [seq for seq, _ in batch]
+                if not batch:
+                    break
+                spool.ack(done)
                 due -= len(batch)
                 taken += len(batch)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall

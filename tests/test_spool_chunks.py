@@ -212,3 +212,24 @@ async def test_a_partial_rejection_dead_letters_exactly_the_bad_lines_of_a_chunk
     assert dead == [first[13], second[4]]
     by_account = {s["tags"]["account"]: s["values"][0][1] for s in stored}
     assert by_account == {"a": 29, "b": 19, "z": 1}
+
+
+def test_a_batch_splits_inside_a_chunk_and_gives_back_exactly_its_lines(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool.sqlite3")
+    spool.add([m(i) for i in range(6)])
+    spool.add([m(i) for i in range(6, 10)])
+    batch = spool.take(100)
+    assert len(batch) == 10 and len(batch.runs) == 2
+    assert batch.ranges() == [(batch.runs[0][0], batch.runs[0][0] + 10)]  # the runs meet
+    first, rest = batch.split(8)  # inside the second chunk
+    assert first.lines == [m(i) for i in range(8)] and rest.lines == [m(8), m(9)]
+    assert first.pairs() + rest.pairs() == batch.pairs() == spool.peek(100)
+    assert first.size + rest.size == batch.size == sum(len(m(i)) + 1 for i in range(10))
+    head, tail = rest.split(1)
+    spool.ack(first)
+    spool.dead_letter(head, "no")
+    assert spool.peek(100) == tail.pairs()
+    spool.ack(tail)
+    counts = spool.counts()
+    assert (counts.written, counts.dead_lettered, counts.spooled) == (9, 1, 0) and counts.balanced
+    spool.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 import structlog
 
 from followerwatch.disk.sqlite import GroupCommitter, insert_many, open_db
+from followerwatch.store.spoolbatch import Batch, ranges
 
 log = structlog.get_logger("followerwatch.spool")
 
@@ -56,9 +57,10 @@ class SpoolCounts:
 class Spool:
     """A FIFO of line-protocol lines that survives crashes; capped, dropping the oldest.
 
-    Each line has a number (`seq`, rising, never reused): `peek` hands out (number, line)
-    pairs and `ack`/`dead_letter` take the numbers back. Lines are stored in chunks, one row per
-    add, so the cost per commit, peek and ack is per chunk, not per line.
+    Each line has a number (`seq`, rising, never reused): `take` hands out a batch of lines
+    with their numbers (`peek` as (number, line) pairs), `ack` and `dead_letter` take them back.
+    Lines are stored in chunks, a row per add, so a commit, a take and an ack cost per chunk,
+    not per line.
     """
 
     def __init__(
@@ -144,32 +146,44 @@ class Spool:
                 _bump(self._db, "added", points)
                 _bump(self._db, "dropped_disk_full", points)
 
-    def peek(self, max_lines: int, max_bytes: int = 2_000_000) -> list[tuple[int, str]]:
-        """The oldest lines and their numbers, at most `max_lines` and about `max_bytes`."""
-        out: list[tuple[int, str]] = []
+    def take(self, max_lines: int, max_bytes: int = 2_000_000) -> Batch:
+        """The oldest lines, at most `max_lines` and about `max_bytes`, as a batch."""
+        runs: list[tuple[int, int]] = []
+        lines: list[str] = []
         size = 0
         cur = self._db.execute("SELECT seq, n, lines FROM chunks ORDER BY seq")
         try:
             # A row at a time: the rows past the batch are never read off the disk.
             for seq, n, text in cur:
-                if len(out) + n <= max_lines and size + len(text) <= max_bytes:
+                if len(lines) + n <= max_lines and size + len(text) <= max_bytes:
                     # The whole chunk fits (its last line is within max_bytes).
-                    out.extend(zip(range(seq, seq + n), text.split("\n"), strict=True))
+                    runs.append((seq, n))
+                    lines += text.split("\n")
                     size += len(text) + 1
-                    if len(out) < max_lines:
+                    if len(lines) < max_lines:
                         continue
-                    return out
-                for num, line in enumerate(text.split("\n"), seq):
-                    if len(out) >= max_lines or (out and size + len(line) > max_bytes):
-                        return out
-                    out.append((num, line))
+                    break
+                part: list[str] = []
+                for line in text.split("\n"):
+                    full = len(lines) + len(part) >= max_lines
+                    if full or ((lines or part) and size + len(line) > max_bytes):
+                        break
+                    part.append(line)
                     size += len(line) + 1
+                if part:
+                    runs.append((seq, len(part)))
+                    lines += part
+                break
         finally:
             cur.close()  # an open statement would keep this connection's read snapshot
-        return out
+        return Batch(tuple(runs), lines, size)
 
-    def ack(self, seqs: Sequence[int]) -> None:
-        """These lines are in InfluxDB: remove them."""
+    def peek(self, max_lines: int, max_bytes: int = 2_000_000) -> list[tuple[int, str]]:
+        """The oldest lines and their numbers, at most `max_lines` and about `max_bytes`."""
+        return self.take(max_lines, max_bytes).pairs()
+
+    def ack(self, done: Batch | Sequence[int]) -> None:
+        """These lines (a batch, or line numbers) are in InfluxDB: remove them."""
         # Without an fsync of its own: a power cut that loses this commit only makes the lines
         # (and their count as written) come back, and InfluxDB stores a re-sent point once.
         # The next fully synced commit (the next add) makes it durable; a process crash never
@@ -178,24 +192,27 @@ class Spool:
         try:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
-                _bump(self._db, "written", self._remove(seqs))
+                _bump(self._db, "written", self._remove(done))
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
 
-    def dead_letter(self, rejected: Sequence[tuple[int, str]], reason: str) -> None:
+    def dead_letter(self, rejected: Batch | Sequence[tuple[int, str]], reason: str) -> None:
         """InfluxDB will never take these lines: move them to the dead-letter file, with why."""
+        if not isinstance(rejected, Batch):
+            rejected = Batch(tuple((seq, 1) for seq, _ in rejected), [ln for _, ln in rejected])
         when = datetime.now(UTC).isoformat()
         with self.dead_letter_path.open("a", encoding="utf-8") as fh:
-            for _, line in rejected:
+            for line in rejected.lines:
                 fh.write(json.dumps({"time": when, "reason": reason, "line": line}) + "\n")
             fh.flush()
         with self._db:
             self._db.execute("BEGIN IMMEDIATE")
-            _bump(self._db, "dead_lettered", self._remove([seq for seq, _ in rejected]))
+            _bump(self._db, "dead_lettered", self._remove(rejected))
 
-    def _remove(self, seqs: Sequence[int]) -> int:
-        """Remove these line numbers (those still spooled); how many were."""
-        return sum(remove_range(self._db, a, b) for a, b in ranges(seqs))
+    def _remove(self, lines: Batch | Sequence[int]) -> int:
+        """Remove these lines (those still spooled); how many were."""
+        spans = lines.ranges() if isinstance(lines, Batch) else ranges(lines)
+        return sum(remove_range(self._db, a, b) for a, b in spans)
 
     def size(self) -> int:
         """Lines waiting."""
@@ -227,22 +244,6 @@ class Spool:
             self.size(),
             values["dropped_disk_full"],
         )
-
-
-def ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
-    """Line numbers as half-open ranges [a, b), fewest first: one for a batch `peek` gave."""
-    if not seqs:
-        return []
-    first = seqs[0]
-    if seqs[-1] - first + 1 == len(seqs) and list(seqs) == list(range(first, first + len(seqs))):
-        return [(first, first + len(seqs))]
-    out: list[tuple[int, int]] = []
-    for seq in sorted(set(seqs)):
-        if out and out[-1][1] == seq:
-            out[-1] = (out[-1][0], seq + 1)
-        else:
-            out.append((seq, seq + 1))
-    return out
 
 
 def remove_range(db: sqlite3.Connection, a: int, b: int) -> int:
