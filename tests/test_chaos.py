@@ -32,7 +32,7 @@ def spooled(path: Path) -> int:
     if not path.exists():
         return -1
     with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
+        return int(db.execute("SELECT coalesce(sum(n), 0) FROM chunks").fetchone()[0])
 
 
 def test_influxd_outage_loses_nothing_and_polling_never_stops(

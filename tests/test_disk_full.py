@@ -114,9 +114,9 @@ def stored_followers(influxd: TempInfluxd) -> int:
 
 def spooled_followers(data: Path) -> int:
     with sqlite3.connect(data / "spool.sqlite3") as db:
-        return int(
-            db.execute("SELECT count(*) FROM spool WHERE line LIKE 'followers,%'").fetchone()[0]
-        )
+        # A row per add: its lines joined by newlines.
+        chunks = db.execute("SELECT lines FROM chunks").fetchall()
+    return sum(ln.startswith("followers,") for (lines,) in chunks for ln in lines.split("\n"))
 
 
 def hooks(httpserver: HTTPServer) -> list[dict[str, object]]:

@@ -124,7 +124,10 @@ async def until(check: Callable[[], bool], timeout: float = 3.0) -> None:
 def spooled_lines(path: Path) -> set[str]:
     """What the spool file holds right now, read through a connection of our own."""
     with sqlite3.connect(path) as db:
-        return {line for (line,) in db.execute("SELECT line FROM spool")}
+        # A row per add: its lines joined by newlines.
+        return {
+            ln for (lines,) in db.execute("SELECT lines FROM chunks") for ln in lines.split("\n")
+        }
 
 
 async def test_concurrent_callers_share_few_writes_and_return_only_once_durable(

@@ -22,6 +22,7 @@ from followerwatch.store.lineprotocol import encode
 from followerwatch.store.pollpoints import PollPoints, encode_lines
 from followerwatch.store.schema import FOLLOWERS, event_point, spool_point
 from followerwatch.store.spool import Spool, SpoolCounts
+from followerwatch.store.spoolbatch import Batch
 
 log = structlog.get_logger("followerwatch.writer")
 
@@ -205,7 +206,7 @@ class Writer:
                 await self._spool_events()
                 if self.clock.now().timestamp() < self._next_attempt:
                     return False
-                while batch := self.spool.peek(BATCH_LINES, BATCH_BYTES):
+                while batch := self.spool.take(BATCH_LINES, BATCH_BYTES):
                     now = self._loop_time()
                     wait = not (force or eager or _full(batch))
                     if wait and now < self._last_write + LINGER:
@@ -263,15 +264,15 @@ class Writer:
             self._added += len(lines)
             self.state.events.mark_stored(e.id for e in events)
 
-    async def _write(self, batch: list[tuple[int, str]]) -> None:
+    async def _write(self, batch: Batch) -> None:
         """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else."""
         try:
-            await self.store.write_lines([line for _, line in batch])
+            await self.store.write_lines(batch.lines)
         except StoreError as exc:
             if exc.status == 413 and len(batch) > 1:
-                half = len(batch) // 2
-                await self._write(batch[:half])
-                await self._write(batch[half:])
+                first, rest = batch.split(len(batch) // 2)
+                await self._write(first)
+                await self._write(rest)
                 return
             if exc.status in (400, 422) and not isinstance(exc, StoreAuthError):
                 # Good lines in a partial write are stored; rewriting them is idempotent.
@@ -282,16 +283,16 @@ class Writer:
                         file=str(self.spool.dead_letter_path),
                     )
                     self.spool.dead_letter(batch, str(exc))
-                    if batch[0][1].startswith(FOLLOWERS + ","):
+                    if batch.lines[0].startswith(FOLLOWERS + ","):
                         self.dead_lettered += 1
                         self._dead_reason = str(exc)
                     return
-                half = len(batch) // 2
-                await self._write(batch[:half])
-                await self._write(batch[half:])
+                first, rest = batch.split(len(batch) // 2)
+                await self._write(first)
+                await self._write(rest)
                 return
             raise
-        self.spool.ack([seq for seq, _ in batch])
+        self.spool.ack(batch)
 
     def _failed(self, exc: StoreError) -> None:
         now = self.clock.now().timestamp()
@@ -392,6 +393,7 @@ class Writer:
                 await asyncio.wait_for(stop.wait(), timeout=every)
 
 
-def _full(batch: list[tuple[int, str]]) -> bool:
+def _full(batch: Batch) -> bool:
     """Big enough to write without waiting for more lines."""
-    return len(batch) >= BATCH_LINES or sum(len(line) for _, line in batch) >= BATCH_BYTES // 2
+    # size counts a newline after each line; the bound is on the lines alone.
+    return len(batch) >= BATCH_LINES or batch.size - len(batch) >= BATCH_BYTES // 2
