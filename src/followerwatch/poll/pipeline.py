@@ -279,6 +279,13 @@ class Pipeline:
                 states = {**states, **changed}
             current[key] = states
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
+            # A first count, or a new handle or id, is committed with the poll, never behind:
+            # rename alerts and first-reading logic read them (state/behind.py).
+            journal = (
+                last is None
+                or (obs.handle is not None and obs.handle != last.handle)
+                or (obs.platform_id is not None and obs.platform_id != last.platform_id)
+            )
             if prev:
                 changes[key] = Change(
                     key[0],
@@ -288,6 +295,7 @@ class Pipeline:
                     (*prev.events, *events),
                     (*prev.closed, *closed),
                     (*batch, (obs.time, obs.followers)),
+                    prev.journal or journal,
                 )
             else:
                 changes[key] = Change(
@@ -298,6 +306,7 @@ class Pipeline:
                     tuple(events),
                     closed,
                     ((obs.time, obs.followers),),
+                    journal,
                 )
             change = obs.followers - last.followers if last else None
             rows.append(Row(key[0], key[1], obs.followers, change, tuple(events)))
