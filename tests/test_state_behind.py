@@ -287,3 +287,38 @@ async def test_a_failed_flush_keeps_the_counts_and_journals_polls_until_the_disk
         assert len(state.behind.dirty) == 20
     finally:
         state.close()
+
+
+def test_a_state_database_outliving_its_event_loop_still_flushes(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    state = StateDB(path)
+    try:
+        pipe = pipeline(state)
+        asyncio.run(pipe.process(batch(0, [500] * 20)))
+
+        async def first() -> None:
+            state.behind.rows = 20
+            await pipe.process(batch(1, [501] * 20))  # a flush starts; the loop ends under it
+            assert state.behind.flushing
+
+        async def second() -> None:
+            state.behind.rows, state.behind.seconds = 1000, 0.05
+            await pipe.process(batch(2, [502] * 20))
+            for _ in range(200):
+                if not state.behind:
+                    break
+                await asyncio.sleep(0.01)
+
+        # The write lock held elsewhere: the flush lands only after its loop is gone.
+        blocker = sqlite3.connect(str(path), isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            asyncio.run(first())
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        asyncio.run(second())
+        assert not state.behind  # the timer and the flush of the new loop went through
+        assert {n for n, _ in on_disk(path).values()} == {502}
+    finally:
+        state.close()

@@ -199,6 +199,8 @@ class Committer:
         self._in_flight: dict[tuple[str, str], asyncio.Future[bool]] = {}
         self.behind = WriteBehind() if behind is None else behind
         self._timer: asyncio.TimerHandle | None = None
+        # The loop the timer and the flush under way answer on (a StateDB outlives `asyncio.run`s).
+        self._loop: asyncio.AbstractEventLoop | None = None
         # After a flush failed (a full disk), every count is journaled with its poll, so the
         # poll sees the failure and holds its batch, until a commit goes through again.
         self._behind_ok = True
@@ -228,11 +230,23 @@ class Committer:
         released: Sequence[tuple[str, str]] = (),
     ) -> None:
         """A poll's changes: journaled with every other commit queued (one fsync), or behind."""
+        self._adopt(asyncio.get_running_loop())
         changes = self._journaled(changes, keep_history or {}, held, released)
         if changes or held or released:
             await self._commit(changes, route, keep_history, held, released)
         if self.behind.dirty:
             self._flush_soon()
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On a new event loop, forget the timer and flush the old one can no longer answer."""
+        if loop is self._loop:
+            return
+        self._loop = loop
+        self._timer = None
+        if self.behind.flushing:
+            # Queued before anything of this loop, so written first; waiting again costs only
+            # writing the same counts once more.
+            self.behind.landed(False)
 
     def _journaled(
         self,
@@ -306,6 +320,7 @@ class Committer:
 
     def flush(self) -> asyncio.Future[bool] | None:
         """Start writing the counts kept behind, in one transaction; its future (None: none)."""
+        self._adopt(asyncio.get_running_loop())
         behind = self.behind
         if behind.flushing or not behind.dirty:
             return None
