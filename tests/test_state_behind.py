@@ -161,6 +161,8 @@ async def test_a_batch_with_nothing_to_journal_waits_for_no_commit(tmp_path: Pat
         try:
             await asyncio.wait_for(pipe.process(batch(1, [501] * 20)), 1.0)
             await asyncio.wait_for(state.committer.settled(a.key for a in ACCOUNTS), 1.0)
+            # Nor do accounts that got no count and whose rules changed nothing.
+            await asyncio.wait_for(pipe.process(FetchResult(()), polled=ACCOUNTS), 1.0)
             crossing = asyncio.create_task(pipe.process(batch(2, [50] + [502] * 19)))
             await asyncio.sleep(0.2)
             assert not crossing.done()  # a crossing is journaled: it waits for its fsync

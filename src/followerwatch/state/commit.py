@@ -262,15 +262,12 @@ class Committer:
         for ch in changes:
             key = (ch.platform, ch.account)
             last = ch.last
-            if (
-                last is not None
-                and self._behind_ok
-                and not (ch.rule_states or ch.events or ch.closed or ch.journal)
-                and not keep.get(key)
-                and key not in zeros
-            ):
-                behind.put(key, last)
-                continue
+            if not (ch.rule_states or ch.events or ch.closed):
+                if last is None:
+                    continue  # an account without a count whose rules changed nothing
+                if self._behind_ok and not ch.journal and not keep.get(key) and key not in zeros:
+                    behind.put(key, last)
+                    continue
             if behind:
                 # Journaled now, with the newest count: none of its older ones may land after.
                 waiting = behind.pop(key)
