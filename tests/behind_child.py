@@ -75,6 +75,8 @@ async def run(path: Path, n: int, minutes: int) -> None:
     if len(seen) == n:
         oldest = min(s.time for s in seen.values())
         start = max(0, int((oldest - T0).total_seconds() // 60) - 2)
+    if start < minutes:
+        print("polling", flush=True)
     for minute in range(start, minutes):
         await pipe.process(batch(watched, minute, [count(i, minute) for i in range(n)]))
         await asyncio.sleep(0)  # as the service does between polls: flushes land

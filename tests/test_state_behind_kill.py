@@ -30,7 +30,7 @@ CHILD = Path(__file__).with_name("behind_child.py")
 def child(*args: object) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(CHILD), *map(str, args)],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
 
@@ -113,12 +113,15 @@ def test_sigkill_at_random_during_write_behind_flushes_repeats_and_misses_nothin
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "state.sqlite3"
-    accounts, minutes = 150, 8 * PERIOD
+    accounts, minutes = 150, 40 * PERIOD
     rng = random.Random(2718)
     killed = 0
     for _ in range(12):
         proc = child(path, "run", accounts, minutes)
-        time.sleep(rng.uniform(0.3, 1.5))
+        assert proc.stdout is not None
+        if proc.stdout.readline() != b"polling\n":  # the state file is open: polls begin
+            break  # got to the end (nothing to poll) or failed: the final run tells
+        time.sleep(rng.uniform(0.05, 0.6))
         if proc.poll() is not None:
             break  # got to the end before the kill
         proc.send_signal(signal.SIGKILL)
@@ -162,6 +165,7 @@ def test_sigkill_of_the_service_mid_cycle_repeats_and_misses_no_alert(
         f"""
 [service]
 data_dir = "data"
+ops_address = ""
 [influxdb]
 url = "{influx_db[0]}"
 database = "{influx_db[1]}"
@@ -190,11 +194,14 @@ replay = {{ file = "{replay}" }}
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         sound(state)
-    final = run(config, log)
+    final_log = tmp_path / "final.log"
+    final = run(config, final_log)
+    # Never signalled before it is up (a SIGTERM during start-up is the default action).
+    wait_for(lambda: "followerwatch started" in final_log.read_text(), "start-up", 60.0)
     wait_for(lambda: min(positions().values(), default=0) >= rows, "the replay's end", 240.0)
     time.sleep(0.5)
     final.send_signal(signal.SIGTERM)
-    assert final.wait(30) == 0, log.read_text()[-3000:]
+    assert final.wait(30) == 0, final_log.read_text()[-3000:]
     sound(state)
 
     # A kill between reading a row and committing it loses that row (the replay's position is
