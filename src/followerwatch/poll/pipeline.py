@@ -22,6 +22,7 @@ from followerwatch.poll.suspect import Screened, SuspectZeros
 from followerwatch.poll.waiting import WaitingBatches
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
+from followerwatch.state.behind import news
 from followerwatch.state.db import Change, LastSeen, StateDB
 from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.thresholds import Lines, LineSchedule, ThresholdLines
@@ -279,13 +280,7 @@ class Pipeline:
                 states = {**states, **changed}
             current[key] = states
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
-            # A first count, or a new handle or id, is committed with the poll, never behind:
-            # rename alerts and first-reading logic read them (state/behind.py).
-            journal = (
-                last is None
-                or (obs.handle is not None and obs.handle != last.handle)
-                or (obs.platform_id is not None and obs.platform_id != last.platform_id)
-            )
+            journal = news(seen, last)  # committed with the poll, never written behind
             if prev:
                 changes[key] = Change(
                     key[0],

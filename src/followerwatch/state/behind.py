@@ -124,6 +124,18 @@ class WriteBehind:
         self.flushing = {}
 
 
+def news(seen: LastSeen, last: LastSeen | None) -> bool:
+    """Whether a count is an account's first, or brings a new handle or platform id.
+
+    Such a count is journaled with its poll: rename alerts and first-reading logic read them.
+    """
+    return (
+        last is None
+        or (seen.handle is not None and seen.handle != last.handle)
+        or (seen.platform_id is not None and seen.platform_id != last.platform_id)
+    )
+
+
 def _merged(seen: LastSeen, older: LastSeen) -> LastSeen:
     """`seen`, with `older`'s id and handle where it has none (as the upsert's COALESCE)."""
     if seen.platform_id is not None and seen.handle is not None:
