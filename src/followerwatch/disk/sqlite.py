@@ -199,13 +199,20 @@ class GroupCommitter(Generic[T, R]):
     def enqueue(self, item: T) -> asyncio.Future[R]:
         """Queue an item; a future of its result once its transaction is committed (fsynced)."""
         loop = asyncio.get_running_loop()
-        pending: _Pending[T, R] = _Pending(item, loop, loop.create_future())
+        future: asyncio.Future[R] = loop.create_future()
+        self._put(_Pending(item, loop, future))
+        return future
+
+    def post(self, item: T) -> None:
+        """Queue an item nobody waits for (from any thread); a failure is only logged."""
+        self._put(_Pending(item, None, None))
+
+    def _put(self, pending: _Pending[T, R]) -> None:
         with self._start:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._queue.put(pending)
-        return pending.future
 
     def close(self) -> None:
         """Commit what is queued, stop the thread and close its connection."""
@@ -265,18 +272,28 @@ class _Pending(Generic[T, R]):
 
     __slots__ = ("future", "item", "loop")
 
-    def __init__(self, item: T, loop: asyncio.AbstractEventLoop, future: asyncio.Future[R]) -> None:
+    def __init__(
+        self,
+        item: T,
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[R] | None,
+    ) -> None:
         self.item = item
-        self.loop = loop
+        self.loop = loop  # None: posted, nobody waits
         self.future = future
 
     def resolve(self, outcome: R | BaseException) -> None:
         """Hand the outcome to the waiting task, on its own loop's thread."""
+        if self.loop is None:
+            if isinstance(outcome, BaseException):
+                log.error("a posted commit failed", error=str(outcome))
+            return
         # A closed loop (RuntimeError) has nobody left waiting.
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self._set, outcome)
 
     def _set(self, outcome: R | BaseException) -> None:
+        assert self.future is not None
         if self.future.done():  # the caller was cancelled; its item is committed all the same
             return
         if isinstance(outcome, BaseException):

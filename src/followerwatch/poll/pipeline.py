@@ -22,6 +22,7 @@ from followerwatch.poll.suspect import Screened, SuspectZeros
 from followerwatch.poll.waiting import WaitingBatches
 from followerwatch.rules.approaching import Approaching, projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, longest_history
+from followerwatch.state.behind import news
 from followerwatch.state.db import Change, LastSeen, StateDB
 from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.thresholds import Lines, LineSchedule, ThresholdLines
@@ -279,6 +280,7 @@ class Pipeline:
                 states = {**states, **changed}
             current[key] = states
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
+            journal = news(seen, last)  # committed with the poll, never written behind
             if prev:
                 changes[key] = Change(
                     key[0],
@@ -288,6 +290,7 @@ class Pipeline:
                     (*prev.events, *events),
                     (*prev.closed, *closed),
                     (*batch, (obs.time, obs.followers)),
+                    prev.journal or journal,
                 )
             else:
                 changes[key] = Change(
@@ -298,6 +301,7 @@ class Pipeline:
                     tuple(events),
                     closed,
                     ((obs.time, obs.followers),),
+                    journal,
                 )
             change = obs.followers - last.followers if last else None
             rows.append(Row(key[0], key[1], obs.followers, change, tuple(events)))

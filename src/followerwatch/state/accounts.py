@@ -6,16 +6,21 @@ import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
+from followerwatch.state.behind import WriteBehind
 from followerwatch.state.commit import HeldZero, LastSeen
 from followerwatch.state.rows import by_platform, parts, placeholders
 
 
 class Accounts:
-    """Reads of the accounts, history and suspect_zeros tables (polls write them via commits)."""
+    """Reads of the accounts, history and suspect_zeros tables (polls write them via commits).
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        """Read through the loop's connection."""
+    Last counts are SQLite's with the ones still kept behind (not yet flushed) laid over them.
+    """
+
+    def __init__(self, db: sqlite3.Connection, behind: WriteBehind | None = None) -> None:
+        """Read through the loop's connection, and `behind` (the committer's)."""
         self._db = db
+        self._behind = WriteBehind() if behind is None else behind
 
     def last_seen(self, platform: str, account: str) -> LastSeen | None:
         """The last stored count of an account, if any."""
@@ -24,27 +29,38 @@ class Accounts:
             " WHERE platform=? AND account=?",
             (platform, account),
         ).fetchone()
-        if row is None:
-            return None
-        return LastSeen(row[0], datetime.fromisoformat(row[1]), row[2], row[3])
+        stored = (
+            None
+            if row is None
+            else LastSeen(row[0], datetime.fromisoformat(row[1]), row[2], row[3])
+        )
+        return self._behind.over((platform, account), stored)
 
     def platform_ids_of(self, platform: str, accounts: Iterable[str]) -> dict[str, str]:
         """The stable platform ids learnt for these accounts of a platform, by account name."""
         out: dict[str, str] = {}
-        for part in parts(list(dict.fromkeys(accounts))):
+        names = list(dict.fromkeys(accounts))
+        for part in parts(names):
             rows = self._db.execute(
                 "SELECT account, platform_id FROM accounts WHERE platform=? AND platform_id IS"
                 f" NOT NULL AND account IN ({placeholders(len(part))})",
                 (platform, *part),
             )
             out.update(rows.fetchall())
+        behind = self._behind
+        if behind:
+            for name in names:
+                seen = behind.get((platform, name))
+                if seen is not None and seen.platform_id is not None:
+                    out[name] = seen.platform_id
         return out
 
     def last_seen_many(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], LastSeen]:
         """`last_seen` of many (platform, account) keys in a few queries; absent keys left out."""
         out: dict[tuple[str, str], LastSeen] = {}
         times: dict[str, datetime] = {}  # accounts polled together share their stored time
-        for platform, names in by_platform(keys).items():
+        wanted = by_platform(keys)
+        for platform, names in wanted.items():
             for part in parts(names):
                 rows = self._db.execute(
                     "SELECT account, followers, time, platform_id, handle FROM accounts"
@@ -56,6 +72,8 @@ class Accounts:
                     if when is None:
                         when = times[time] = datetime.fromisoformat(time)
                     out[(platform, account)] = LastSeen(followers, when, pid, handle)
+        if self._behind:
+            self._behind.overlay(out, ((p, a) for p, names in wanted.items() for a in names))
         return out
 
     def history(self, platform: str, account: str, since: datetime) -> list[tuple[datetime, int]]:

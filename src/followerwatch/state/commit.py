@@ -10,47 +10,31 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
+import structlog
+
 from followerwatch.disk.sqlite import GroupCommitter, insert_many
 from followerwatch.models import Event, EventStatus
+from followerwatch.state.behind import WriteBehind
 from followerwatch.state.doorbell import Doorbell
 from followerwatch.state.rows import EVENT_COLS, event_row, ts
+from followerwatch.state.values import Change, HeldZero, LastSeen
 
+log = structlog.get_logger("followerwatch.state")
 
-# NamedTuples, not frozen dataclasses: as immutable, and several times cheaper to build, which
-# counts at one or two per observation.
-class LastSeen(NamedTuple):
-    """The last stored count of an account."""
-
-    followers: int
-    time: datetime
-    platform_id: str | None
-    handle: str | None
-
-
-class Change(NamedTuple):
-    """Everything one account's poll changes, committed atomically."""
-
-    platform: str
-    account: str
-    last: LastSeen | None
-    rule_states: dict[str, str]
-    events: tuple[Event, ...]
-    closed: tuple[str, ...] = ()
-    # Every (time, count) read in this batch, for the history window rules use.
-    history: tuple[tuple[datetime, int], ...] = ()
-
-
-class HeldZero(NamedTuple):
-    """A reading of exactly 0 held as suspect (kept until confirmed or recovered)."""
-
-    platform: str
-    account: str
-    time: datetime
-    following: int | None
-    posts: int | None
-    platform_id: str | None
-    handle: str | None
-    resolution: int | None
+# The values are re-exported: callers import them with the commit that writes them.
+__all__ = [
+    "Change",
+    "Commit",
+    "Committer",
+    "HeldZero",
+    "LastSeen",
+    "insert_event",
+    "routed",
+    "store_counts",
+    "upsert_counts",
+    "write_commit",
+    "write_group",
+]
 
 
 class Commit(NamedTuple):
@@ -62,6 +46,8 @@ class Commit(NamedTuple):
     # Suspect zeros to keep, and accounts whose held zeros are done with (confirmed or not).
     held: Sequence[HeldZero] = ()
     released: Sequence[tuple[str, str]] = ()
+    # Last counts written behind (state/behind.py), flushed in this transaction.
+    counts: Sequence[tuple[tuple[str, str], LastSeen]] = ()
 
 
 def routed(
@@ -79,6 +65,8 @@ def write_group(db: sqlite3.Connection, group: list[Commit]) -> list[bool]:
 def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
     """A commit's statements (in a transaction); whether it stored an event to deliver."""
     changes, keep = commit.changes, commit.keep or {}
+    if commit.counts:
+        upsert_counts(db, [(*key, seen) for key, seen in commit.counts])
     # One statement per table for the whole batch; per key the order is as before
     # (count, history, rule states, closed conditions, then that key's events).
     store_counts(db, [ch for ch in changes if ch.last is not None], keep)
@@ -115,24 +103,7 @@ def store_counts(
     keep: dict[tuple[str, str], float],
 ) -> None:
     """Upsert the last counts; keep history rows for accounts whose rules need them."""
-    times: dict[datetime, str] = {}  # a batch's readings share a handful of poll times
-    rows = []
-    for ch in changes:
-        last = ch.last
-        assert last is not None
-        when = times.get(last.time)
-        if when is None:
-            when = times[last.time] = ts(last.time)
-        rows.append((ch.platform, ch.account, last.followers, when, last.platform_id, last.handle))
-    insert_many(
-        db,
-        "INSERT INTO accounts",
-        rows,
-        " ON CONFLICT (platform, account) DO"
-        " UPDATE SET followers=excluded.followers, time=excluded.time,"
-        " platform_id=COALESCE(excluded.platform_id, platform_id),"
-        " handle=COALESCE(excluded.handle, handle)",
-    )
+    upsert_counts(db, [(ch.platform, ch.account, ch.last) for ch in changes if ch.last])
     kept = [
         (ch, keep[(ch.platform, ch.account)])
         for ch in changes
@@ -156,6 +127,26 @@ def store_counts(
             for ch, seconds in kept
             if ch.last
         ],
+    )
+
+
+def upsert_counts(db: sqlite3.Connection, counts: Sequence[tuple[str, str, LastSeen]]) -> None:
+    """Upsert accounts' last counts; a reading without an id or handle keeps the stored one."""
+    times: dict[datetime, str] = {}  # a batch's readings share a handful of poll times
+    rows = []
+    for platform, account, last in counts:
+        when = times.get(last.time)
+        if when is None:
+            when = times[last.time] = ts(last.time)
+        rows.append((platform, account, last.followers, when, last.platform_id, last.handle))
+    insert_many(
+        db,
+        "INSERT INTO accounts",
+        rows,
+        " ON CONFLICT (platform, account) DO"
+        " UPDATE SET followers=excluded.followers, time=excluded.time,"
+        " platform_id=COALESCE(excluded.platform_id, platform_id),"
+        " handle=COALESCE(excluded.handle, handle)",
     )
 
 
@@ -189,9 +180,15 @@ def insert_event(db: sqlite3.Connection, ev: Event, notifiers: Iterable[str]) ->
 
 
 class Committer:
-    """Polls' commits, written in the committer thread's connection, many per transaction."""
+    """Polls' commits, written in the committer thread's connection, many per transaction.
 
-    def __init__(self, db: sqlite3.Connection, doorbell: Doorbell) -> None:
+    A change with nothing to journal but its count is written behind (state/behind.py): kept
+    in `behind`, which reads lay over SQLite's rows, and flushed in one transaction later.
+    """
+
+    def __init__(
+        self, db: sqlite3.Connection, doorbell: Doorbell, behind: WriteBehind | None = None
+    ) -> None:
         """Commit through `db` (its own connection); ring `doorbell` for events to deliver."""
         # Poll commits fsync in this thread, with its own connection, off the event loop.
         self._group: GroupCommitter[Commit, bool] = GroupCommitter(
@@ -200,6 +197,13 @@ class Committer:
         self._doorbell = doorbell
         # Accounts whose commit is queued: a poll of them reads only once it has landed.
         self._in_flight: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self.behind = WriteBehind() if behind is None else behind
+        self._timer: asyncio.TimerHandle | None = None
+        # The loop the timer and the flush under way answer on (a StateDB outlives `asyncio.run`s).
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # After a flush failed (a full disk), every count is journaled with its poll, so the
+        # poll sees the failure and holds its batch, until a commit goes through again.
+        self._behind_ok = True
 
     @property
     def commits(self) -> int:
@@ -207,7 +211,13 @@ class Committer:
         return self._group.commits
 
     def close(self) -> None:
-        """Commit what is queued, stop the thread and close its connection."""
+        """Write what is queued and kept behind, stop the thread, close its connection."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.behind.dirty:
+            # After any flush under way (the queue is in order), before the thread stops.
+            self._group.post(Commit((), [], None, counts=self.behind.drain()))
         self._group.close()
 
     async def commit_async(
@@ -219,7 +229,61 @@ class Committer:
         held: Sequence[HeldZero] = (),
         released: Sequence[tuple[str, str]] = (),
     ) -> None:
-        """A poll's changes, committed with every other commit queued (one fsync)."""
+        """A poll's changes: journaled with every other commit queued (one fsync), or behind."""
+        self._adopt(asyncio.get_running_loop())
+        changes = self._journaled(changes, keep_history or {}, held, released)
+        if changes or held or released:
+            await self._commit(changes, route, keep_history, held, released)
+        if self.behind.dirty:
+            self._flush_soon()
+
+    def _adopt(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On a new event loop, forget the timer and flush the old one can no longer answer."""
+        if loop is self._loop:
+            return
+        self._loop = loop
+        self._timer = None
+        if self.behind.flushing:
+            # Queued before anything of this loop, so written first; waiting again costs only
+            # writing the same counts once more.
+            self.behind.landed(False)
+
+    def _journaled(
+        self,
+        changes: Sequence[Change],
+        keep: dict[tuple[str, str], float],
+        held: Sequence[HeldZero],
+        released: Sequence[tuple[str, str]],
+    ) -> list[Change]:
+        """The changes to commit now; a bare count is put behind instead."""
+        behind = self.behind
+        zeros = {(h.platform, h.account) for h in held}.union(released) if held or released else ()
+        out = []
+        for ch in changes:
+            key = (ch.platform, ch.account)
+            last = ch.last
+            if not (ch.rule_states or ch.events or ch.closed):
+                if last is None:
+                    continue  # an account without a count whose rules changed nothing
+                if self._behind_ok and not ch.journal and not keep.get(key) and key not in zeros:
+                    behind.put(key, last)
+                    continue
+            if behind:
+                # Journaled now, with the newest count: none of its older ones may land after.
+                waiting = behind.pop(key)
+                if last is None and waiting is not None:
+                    ch = ch._replace(last=waiting)
+            out.append(ch)
+        return out
+
+    async def _commit(
+        self,
+        changes: Sequence[Change],
+        route: Callable[[Event], Iterable[str]],
+        keep_history: dict[tuple[str, str], float] | None,
+        held: Sequence[HeldZero],
+        released: Sequence[tuple[str, str]],
+    ) -> None:
         done = self._group.enqueue(
             Commit(changes, routed(changes, route), keep_history, held, released)
         )
@@ -232,8 +296,46 @@ class Committer:
             for key in keys:
                 if self._in_flight.get(key) is done:
                     del self._in_flight[key]
+        self._behind_ok = True
         if new:
             self._doorbell.ring()
+
+    def _flush_soon(self) -> None:
+        """Flush now if enough counts wait, else make sure a flush comes within its interval."""
+        if self.behind.due():
+            self.flush()
+        elif self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_later(self.behind.seconds, self._flush_due)
+
+    def _flush_due(self) -> None:
+        self._timer = None
+        if self.behind.flushing:
+            # The one under way calls again when it lands.
+            return
+        self.flush()
+
+    def flush(self) -> asyncio.Future[bool] | None:
+        """Start writing the counts kept behind, in one transaction; its future (None: none)."""
+        self._adopt(asyncio.get_running_loop())
+        behind = self.behind
+        if behind.flushing or not behind.dirty:
+            return None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        done = self._group.enqueue(Commit((), [], None, counts=behind.take()))
+        done.add_done_callback(self._flushed)
+        return done
+
+    def _flushed(self, done: asyncio.Future[bool]) -> None:
+        error = None if done.cancelled() else done.exception()
+        self.behind.landed(error is None)
+        if error is not None:
+            self._behind_ok = False
+            log.warning("last counts kept in memory: the state file refused them", error=str(error))
+        if self.behind.dirty:
+            self._flush_soon()
 
     async def settled(self, keys: Iterable[tuple[str, str]]) -> None:
         """Wait for the queued commits of these accounts, so what is read next includes them."""

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from followerwatch.state.accounts import Accounts
+from followerwatch.state.behind import WriteBehind
 from followerwatch.state.commit import Change, Committer, HeldZero, LastSeen
 from followerwatch.state.deliveries import Deliveries
 from followerwatch.state.doorbell import Doorbell
@@ -37,13 +38,15 @@ class StateDB:
         self.doorbell = Doorbell() if doorbell is None else doorbell
         db = open_state(path, reset_at=reset_at)
         self._db = db
-        self.accounts = Accounts(db)
+        # Last counts not yet in the file: the committer writes them, reads lay them over it.
+        self.behind = WriteBehind()
+        self.accounts = Accounts(db, self.behind)
         self.rules = RuleStates(db)
         self.events = Events(db, self.doorbell)
         self.deliveries = Deliveries(db)
-        self.committer = Committer(open_committer(path), self.doorbell)
+        self.committer = Committer(open_committer(path), self.doorbell, self.behind)
 
     def close(self) -> None:
-        """Commit what is queued, stop the committer thread and close the databases."""
+        """Commit what is queued and kept behind, stop the committer thread, close the databases."""
         self.committer.close()
         self._db.close()

@@ -1,0 +1,48 @@
+"""The values a poll hands the state database: last counts, changes, held zeros."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+from followerwatch.models import Event
+
+
+# NamedTuples, not frozen dataclasses: as immutable, and several times cheaper to build, which
+# counts at one or two per observation.
+class LastSeen(NamedTuple):
+    """The last stored count of an account."""
+
+    followers: int
+    time: datetime
+    platform_id: str | None
+    handle: str | None
+
+
+class Change(NamedTuple):
+    """Everything one account's poll changes, committed atomically."""
+
+    platform: str
+    account: str
+    last: LastSeen | None
+    rule_states: dict[str, str]
+    events: tuple[Event, ...]
+    closed: tuple[str, ...] = ()
+    # Every (time, count) read in this batch, for the history window rules use.
+    history: tuple[tuple[datetime, int], ...] = ()
+    # The count must be committed with the poll even if nothing else changed: the account's
+    # first count, or a new handle or platform id (see state/behind.py).
+    journal: bool = False
+
+
+class HeldZero(NamedTuple):
+    """A reading of exactly 0 held as suspect (kept until confirmed or recovered)."""
+
+    platform: str
+    account: str
+    time: datetime
+    following: int | None
+    posts: int | None
+    platform_id: str | None
+    handle: str | None
+    resolution: int | None
