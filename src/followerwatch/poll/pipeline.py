@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -14,7 +14,15 @@ import structlog
 from followerwatch.alerts.outbox import Outbox
 from followerwatch.clock import Clock
 from followerwatch.disk.full import MemoryBuffer, out_of_space
-from followerwatch.models import Account, Event, Failure, FetchResult, Observation, Point
+from followerwatch.models import (
+    Account,
+    ByConfig,
+    Event,
+    Failure,
+    FetchResult,
+    Observation,
+    Point,
+)
 from followerwatch.poll.batch import Prepared, Row, Waiting
 from followerwatch.poll.known import Known
 from followerwatch.poll.stats import PollStats
@@ -93,10 +101,15 @@ class Pipeline:
         self.thresholds.set(thresholds)
         # How much history each account's rules need, worked out once per configuration.
         # Only accounts that keep any: most keep none, and 100,000 zeros cost memory.
-        self._keep = {key: keep for key, r in rules.items() if (keep := longest_history(r))}
-        self._projecting = frozenset(
-            key for key, r in rules.items() if any(isinstance(x, Approaching) for x in r)
-        )
+        # Views of the config's rule sets (one value per distinct set) when the config shares them.
+        self._keep: Mapping[tuple[str, str], float]
+        self._projecting: Container[tuple[str, str]]
+        if isinstance(rules, ByConfig):
+            self._keep = rules.derive(longest_history)
+            self._projecting = rules.derive(_projects)
+        else:
+            self._keep = {key: keep for key, r in rules.items() if (keep := longest_history(r))}
+            self._projecting = frozenset(key for key, r in rules.items() if _projects(r))
 
     async def process(
         self,
@@ -391,6 +404,10 @@ class Pipeline:
             self.state.events.touch_active(event, now.timestamp())
             out.append(again)
         return out
+
+
+def _projects(rules: Sequence[Rule]) -> bool:
+    return any(isinstance(rule, Approaching) for rule in rules)
 
 
 def _previous(last: LastSeen | None) -> Previous | None:

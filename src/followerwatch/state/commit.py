@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -42,7 +42,7 @@ class Commit(NamedTuple):
 
     changes: Sequence[Change]
     routes: list[tuple[Event, list[str]]]
-    keep: dict[tuple[str, str], float] | None
+    keep: Mapping[tuple[str, str], float] | None
     # Suspect zeros to keep, and accounts whose held zeros are done with (confirmed or not).
     held: Sequence[HeldZero] = ()
     released: Sequence[tuple[str, str]] = ()
@@ -100,7 +100,7 @@ def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
 def store_counts(
     db: sqlite3.Connection,
     changes: Sequence[Change],
-    keep: dict[tuple[str, str], float],
+    keep: Mapping[tuple[str, str], float],
 ) -> None:
     """Upsert the last counts; keep history rows for accounts whose rules need them."""
     upsert_counts(db, [(ch.platform, ch.account, ch.last) for ch in changes if ch.last])
@@ -224,7 +224,7 @@ class Committer:
         self,
         changes: Sequence[Change],
         route: Callable[[Event], Iterable[str]],
-        keep_history: dict[tuple[str, str], float] | None = None,
+        keep_history: Mapping[tuple[str, str], float] | None = None,
         *,
         held: Sequence[HeldZero] = (),
         released: Sequence[tuple[str, str]] = (),
@@ -251,7 +251,7 @@ class Committer:
     def _journaled(
         self,
         changes: Sequence[Change],
-        keep: dict[tuple[str, str], float],
+        keep: Mapping[tuple[str, str], float],
         held: Sequence[HeldZero],
         released: Sequence[tuple[str, str]],
     ) -> list[Change]:
@@ -280,7 +280,7 @@ class Committer:
         self,
         changes: Sequence[Change],
         route: Callable[[Event], Iterable[str]],
-        keep_history: dict[tuple[str, str], float] | None,
+        keep_history: Mapping[tuple[str, str], float] | None,
         held: Sequence[HeldZero],
         released: Sequence[tuple[str, str]],
     ) -> None:
