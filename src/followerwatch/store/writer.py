@@ -386,7 +386,10 @@ class Writer:
         """Drain the spool in the background (so a backlog empties between polls)."""
         while not stop.is_set():
             try:
-                await self.flush()
+                # Not forced: while polls stream lines in, a forced drain would chase them in
+                # many small writes; full batches go at once, a partial one within LINGER.
+                if await self._drain(force=False):
+                    self._drain_soon()
             except Exception:  # the loop must outlive any one failure
                 log.exception("writer loop error")
             with contextlib.suppress(TimeoutError):
