@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from followerwatch.clock import ManualClock
+from bare_pipeline import bare_pipeline
 from followerwatch.models import Account, FetchResult, Observation
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.lifecycle import Lifecycle
@@ -43,14 +43,7 @@ def accounts(n: int) -> list[Account]:
 
 def pipeline(state: StateDB, watched: list[Account]) -> Pipeline:
     rules = [Threshold("below", LINE), Lifecycle()]
-    return Pipeline(
-        state=state,
-        writer=None,
-        outbox=None,
-        clock=ManualClock(T0),
-        route=lambda e: ["log"],
-        rules={a.key: rules for a in watched},
-    )
+    return bare_pipeline(state, {a.key: rules for a in watched}, T0)
 
 
 def batch(watched: list[Account], minute: int, counts: list[int]) -> FetchResult:

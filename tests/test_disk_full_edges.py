@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from structlog.testing import capture_logs
 
+from bare_pipeline import bare_pipeline
 from followerwatch.clock import ManualClock
 from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.disk.full import MemoryBuffer
@@ -30,15 +31,8 @@ CROWD = [Account("bluesky", f"u{i}", f"u{i}") for i in range(3000)]
 
 
 def pipeline(state: StateDB, buffer: int = 100_000) -> Pipeline:
-    return Pipeline(
-        state=state,
-        writer=None,
-        outbox=None,
-        clock=ManualClock(T0),
-        route=lambda e: ["log"],
-        rules={a.key: [Threshold("below", 100_000)] for a in [X, *CROWD]},
-        buffer=MemoryBuffer(buffer),
-    )
+    rules = {a.key: [Threshold("below", 100_000)] for a in [X, *CROWD]}
+    return bare_pipeline(state, rules, T0, buffer=MemoryBuffer(buffer))
 
 
 def at(minute: int, *counts: tuple[Account, int]) -> FetchResult:

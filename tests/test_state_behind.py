@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bare_pipeline import bare_pipeline
 from followerwatch.clock import ManualClock
 from followerwatch.models import Account, EventKind, FetchResult, Observation
 from followerwatch.poll.pipeline import Pipeline
@@ -31,14 +32,7 @@ def pipeline(state: StateDB, *, window: bool = False, lifecycle: bool = True) ->
         rules.append(Lifecycle())
     if window:
         rules.append(WindowChange("drop", 3600.0, amount=500))
-    return Pipeline(
-        state=state,
-        writer=None,
-        outbox=None,
-        clock=ManualClock(T0),
-        route=lambda e: ["log"],
-        rules={a.key: rules for a in ACCOUNTS},
-    )
+    return bare_pipeline(state, {a.key: rules for a in ACCOUNTS}, T0)
 
 
 def batch(

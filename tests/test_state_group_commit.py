@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from followerwatch.clock import ManualClock
+from bare_pipeline import bare_pipeline
 from followerwatch.models import Account, EventStatus, FetchResult, Observation
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.threshold import Threshold
@@ -18,14 +18,7 @@ ACCOUNTS = [Account("x", f"u{i}", f"u{i}") for i in range(30)]
 
 
 def pipeline(state: StateDB) -> Pipeline:
-    return Pipeline(
-        state=state,
-        writer=None,
-        outbox=None,
-        clock=ManualClock(T0),
-        route=lambda e: ["log"],
-        rules={a.key: [Threshold("below", 100)] for a in ACCOUNTS},
-    )
+    return bare_pipeline(state, {a.key: [Threshold("below", 100)] for a in ACCOUNTS}, T0)
 
 
 def poll(account: Account, minute: int, followers: int) -> FetchResult:

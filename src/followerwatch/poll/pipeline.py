@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import uuid
 from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -25,6 +23,7 @@ from followerwatch.models import (
 )
 from followerwatch.poll.batch import Prepared, Row, Waiting
 from followerwatch.poll.known import Known
+from followerwatch.poll.repeats import repeats
 from followerwatch.poll.stats import PollStats
 from followerwatch.poll.suspect import Screened, SuspectZeros
 from followerwatch.poll.waiting import WaitingBatches
@@ -187,7 +186,8 @@ class Pipeline:
             released=batch.screened.released,
         )
         try:
-            self.state.events.add_events(self._repeats(), self.route)
+            again = repeats(self.state.events, self.repeat, self.clock.now())
+            self.state.events.add_events(again, self.route)
         except sqlite3.Error as exc:
             if not out_of_space(exc):
                 raise
@@ -384,26 +384,6 @@ class Pipeline:
             if fired:
                 events += fired
         return changed, events, tuple(closed)
-
-    def _repeats(self) -> list[Event]:
-        """Re-announce conditions still active past their account's `repeat` interval."""
-        if not self.repeat:
-            return []
-        now = self.clock.now()
-        out = []
-        for event, last_sent in self.state.events.active():
-            every = self.repeat.get((event.platform, event.account))
-            if not every or now.timestamp() - last_sent < every:
-                continue
-            again = replace(
-                event,
-                id=str(uuid.uuid5(uuid.UUID(event.id), now.isoformat())),
-                time=now,
-                message=f"still: {event.message}",
-            )
-            self.state.events.touch_active(event, now.timestamp())
-            out.append(again)
-        return out
 
 
 def _projects(rules: Sequence[Rule]) -> bool:
