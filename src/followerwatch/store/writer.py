@@ -63,7 +63,8 @@ class Writer:
         clock: Clock,
         *,
         backoff_initial: float = 1.0,
-        backoff_max: float = 60.0,
+        # A returning InfluxDB gets the backlog within seconds; Retry-After may ask for longer.
+        backoff_max: float = 15.0,
         rng: random.Random | None = None,
         raise_event: Callable[[Event], None] | None = None,
         health_every: float | None = HEALTH_EVERY,
