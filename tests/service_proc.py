@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +22,15 @@ def wait_for(
             return time.monotonic() - start
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def replay_positions(data_dir: Path, platform: str = "x") -> dict[str, int]:
+    """How far a replay source has read, per account ({} before its first save)."""
+    try:
+        path = data_dir / "sources" / platform / "replay-position.json"
+        return dict(json.loads(path.read_text()))
+    except (OSError, ValueError):
+        return {}
 
 
 def start_service(config: Path) -> subprocess.Popen[str]:

@@ -17,6 +17,7 @@ import httpx
 
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
+from service_proc import replay_positions
 
 TRIALS = 50
 T0 = datetime(2026, 7, 1, tzinfo=UTC)
@@ -67,13 +68,9 @@ replay = {{ file = "{replay}" }}
         time.sleep(rng.uniform(0.4, 1.2))  # some kills land in start-up, most mid-poll or write
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-    position_file = tmp_path / "data" / "sources" / "x" / "replay-position.json"
 
     def positions() -> dict[str, int]:
-        try:
-            return dict(json.loads(position_file.read_text()))
-        except (OSError, ValueError):
-            return {}
+        return replay_positions(tmp_path / "data")
 
     before = positions()
     final = start(config)

@@ -47,6 +47,13 @@ def batch(
     )
 
 
+async def steady_polls(pipe: Pipeline, minutes: int) -> None:
+    """Every account polled once a minute from minute 0, at 500, 501, ...: nothing to journal
+    after the first."""
+    for minute in range(minutes):
+        await pipe.process(batch(minute, [500 + minute] * 20))
+
+
 def on_disk(path: Path) -> dict[str, tuple[int, str]]:
     """What another process reads of the accounts table: (followers, time) by account."""
     with contextlib.closing(sqlite3.connect(str(path))) as db:
@@ -64,7 +71,7 @@ async def test_a_steady_count_waits_in_memory_and_reads_see_it(tmp_path: Path) -
     state = StateDB(tmp_path / "state.sqlite3")
     try:
         pipe = pipeline(state)
-        await pipe.process(batch(0, [500] * 20))
+        await steady_polls(pipe, 1)
         # A first count is committed with its poll.
         assert {n for n, _ in on_disk(state.path).values()} == {500}
         await pipe.process(batch(1, [501 + i for i in range(20)]))
@@ -90,7 +97,7 @@ async def test_reaching_the_bound_flushes_in_one_transaction(tmp_path: Path) -> 
     try:
         state.behind.rows = 15
         pipe = pipeline(state)
-        await pipe.process(batch(0, [500] * 20))
+        await steady_polls(pipe, 1)
         commits = state.committer.commits
         await pipe.process(batch(1, [501] * 10, ACCOUNTS[:10]))
         assert state.committer.commits == commits  # 10 waiting, under the bound: no commit
@@ -113,8 +120,7 @@ async def test_waiting_counts_are_flushed_within_the_interval(tmp_path: Path) ->
     try:
         state.behind.seconds = 0.05
         pipe = pipeline(state)
-        await pipe.process(batch(0, [500] * 20))
-        await pipe.process(batch(1, [501] * 20))
+        await steady_polls(pipe, 2)
         for _ in range(200):
             if state.behind.flushes:
                 break
@@ -129,8 +135,7 @@ async def test_close_writes_what_waits(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     state = StateDB(path)
     pipe = pipeline(state)
-    await pipe.process(batch(0, [500] * 20))
-    await pipe.process(batch(1, [501] * 20))
+    await steady_polls(pipe, 2)
     state.behind.rows = 20
     await pipe.process(batch(2, [502] * 20))  # a flush under way ...
     await pipe.process(batch(3, [503] * 20))  # ... and more waiting behind it
@@ -148,7 +153,7 @@ async def test_a_batch_with_nothing_to_journal_waits_for_no_commit(tmp_path: Pat
     state = StateDB(tmp_path / "state.sqlite3")
     try:
         pipe = pipeline(state)
-        await pipe.process(batch(0, [500] * 20))
+        await steady_polls(pipe, 1)
         # Another connection holds the write lock: any commit would wait for it.
         blocker = sqlite3.connect(str(state.path), isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
@@ -176,8 +181,7 @@ async def test_a_journaled_change_carries_its_count_and_takes_it_out_of_memory(
     state = StateDB(path)
     try:
         pipe = pipeline(state)
-        await pipe.process(batch(0, [500] * 20))
-        await pipe.process(batch(1, [501] * 20))
+        await steady_polls(pipe, 2)
         rows = await pipe.process(batch(2, [50] + [502] * 19))  # u0 crosses below 100
         assert len(rows[0].events) == 1
         disk = on_disk(path)
@@ -230,8 +234,7 @@ async def test_first_counts_new_handles_and_history_keepers_are_journaled(
     state = StateDB(path)
     try:
         pipe = pipeline(state, window=True)  # every account keeps an hour of history
-        await pipe.process(batch(0, [500] * 20))
-        await pipe.process(batch(1, [501] * 20))
+        await steady_polls(pipe, 2)
         assert {n for n, _ in on_disk(path).values()} == {501} and not state.behind
     finally:
         state.close()
@@ -261,8 +264,7 @@ async def test_a_failed_flush_keeps_the_counts_and_journals_polls_until_the_disk
     state = StateDB(path)
     try:
         pipe = pipeline(state)
-        await pipe.process(batch(0, [500] * 20))
-        await pipe.process(batch(1, [501] * 20))
+        await steady_polls(pipe, 2)
         # The committer's connection refuses writes (as on a full disk): the flush fails.
         state.committer._group._db.execute("PRAGMA query_only = ON")
         flush = state.committer.flush()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import random
 import signal
 import sqlite3
@@ -22,7 +21,7 @@ import pytest
 
 from behind_child import LINE, PERIOD, REARM, REARMED_AT, T0, count
 from followerwatch.state.db import StateDB
-from service_proc import wait_for
+from service_proc import replay_positions, wait_for
 
 CHILD = Path(__file__).with_name("behind_child.py")
 
@@ -179,13 +178,9 @@ replay = {{ file = "{replay}" }}
     )
     state = tmp_path / "data" / "state.sqlite3"
     log = tmp_path / "run.log"
-    position_file = tmp_path / "data" / "sources" / "x" / "replay-position.json"
 
     def positions() -> dict[str, int]:
-        try:
-            return dict(json.loads(position_file.read_text()))
-        except (OSError, ValueError):
-            return {}
+        return replay_positions(tmp_path / "data")
 
     rng = random.Random(31337)
     for _ in range(8):
