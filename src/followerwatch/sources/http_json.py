@@ -35,6 +35,7 @@ from followerwatch.sources.common import (
     assemble,
     count,
     each_call,
+    json_of,
     no_rate_headers,
     rate_headers,
 )
@@ -255,7 +256,7 @@ class HttpJsonSource(HttpSource):
         if not 200 <= status < 300:
             raise TransientError(f"http_json endpoint answered HTTP {status}")
         try:
-            document = response.json()
+            document = json_of(response)
         except ValueError:
             raise TransientError(
                 f"http_json endpoint answered HTTP {status} without JSON"

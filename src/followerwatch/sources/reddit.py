@@ -46,6 +46,7 @@ from followerwatch.sources.common import (
     chunks,
     each_call,
     json_object,
+    json_of,
     screen,
     secret,
 )
@@ -268,7 +269,7 @@ def _raise_for(status: int, detail: str) -> NoReturn:
 def _listing(response: httpx.Response) -> list[dict[str, Any]]:
     """The `data` of each child of a Listing; anything else about its shape is a TransientError."""
     try:
-        payload = response.json()
+        payload = json_of(response)
     except ValueError:
         raise TransientError("Reddit answered 200 with a body that is not JSON") from None
     data = payload.get("data") if isinstance(payload, dict) else None

@@ -32,6 +32,7 @@ from followerwatch.sources.common import (
     each_call,
     json_list,
     json_object,
+    json_of,
     rate_headers,
     screen,
     secret,
@@ -154,7 +155,7 @@ class TwitchSource(HttpSource):
         params = [("broadcaster_id", uid), ("first", "1")]
         response, received = await self._helix(FOLLOWERS, params, tally)
         try:
-            body = response.json()
+            body = json_of(response)
         except ValueError:
             body = None
         total = body.get("total") if isinstance(body, dict) else None
