@@ -150,6 +150,9 @@ class EventKind(StrEnum):
     CAMPAIGN_STARTED = "campaign_started"
     CAMPAIGN_ENDED = "campaign_ended"
     CAMPAIGN_REPORT = "campaign_report"
+    UNUSUAL_DROP = "unusual_drop"
+    UNUSUAL_RISE = "unusual_rise"
+    UNUSUAL_CLEARED = "unusual_cleared"
 
 
 class EventStatus(StrEnum):
@@ -248,6 +251,8 @@ class Event:
     labels: tuple[tuple[str, str], ...] = ()
     # Where the trend leads next, added by the outbox before the first delivery (see enrich.py).
     projection: Projection | None = None
+    # How far outside the account's own normal the change was, in spreads (the `unusual` rule).
+    score: float | None = None
 
 
 FieldValue = int | float | str | bool
