@@ -19,17 +19,17 @@ The state is the summary packed into base64 (about 220 bytes per account, see `P
 
 from __future__ import annotations
 
-import base64
+import binascii
 import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Literal, NamedTuple
+from functools import lru_cache
+from typing import Any, Literal, NamedTuple
 
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.rules.base import Reading, make_event, who
-from followerwatch.units import format_duration
 
 HOUR = 3600.0
 DAY = 86_400.0
@@ -48,46 +48,60 @@ CLEAR_POLLS = 2  # polls back within a third of the limit that resolve a firing 
 RELEARN = DAY
 VERSION = 1
 
-# version, readings, first, anchor time, anchor count, level, spread, typical interval, score,
-# down and up CUSUMs, the run's start, change and expected change, firing, calm polls, 24 offsets
-PACKED = struct.Struct("<BIIIdffffffIffbB24f")
+# version, readings, first, anchor time and count, level, spread, typical interval, score, the
+# down and up CUSUMs, the run's start, count at its start and expected change, firing, calm polls,
+# the sign of the last reading if it was an outlier (0: it was not), 24 hourly offsets.
+PACKED = struct.Struct("<BIIIdffffffIdfbBb24f")
+(
+    _VER,
+    _N,
+    _FIRST,
+    _AT,
+    _AC,
+    _LEVEL,
+    _SPREAD,
+    _INTERVAL,
+    _SCORE,
+    _DOWN,
+    _UP,
+    _RUN_AT,
+    _RUN_COUNT,
+    _RUN_EXPECTED,
+    _FIRING,
+    _CALM,
+    _HELD,
+    _OFFSETS,
+) = range(18)
 
 Direction = Literal["down", "up", "both"]
 Sensitivity = Literal["low", "normal", "high"]
 
 
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """One account's learned behaviour and the rule's condition (see the module docstring)."""
+class Summary(NamedTuple):
+    """One account's learned behaviour and the rule's condition, as read back from its state."""
 
-    readings: int = 0
-    first: int = 0  # epoch seconds of the first reading
-    anchor_time: int = 0  # the last reading learned from (rounded counts: the last change)
-    anchor_count: float = 0.0
-    level: float = 0.0  # followers per hour
-    spread: float = 0.0
-    interval: float = 0.0  # typical seconds between readings
-    score: float = math.nan  # of the last reading; NaN while learning
-    down: float = 0.0  # CUSUM statistics, in spreads
-    up: float = 0.0
-    run_start: int = 0  # the run of unusual readings under way: its start,
-    run_change: float = 0.0  # its observed change,
-    run_expected: float = 0.0  # and what was expected over it
-    firing: int = 0  # -1 a drop, +1 a rise, 0 nothing open
-    calm: int = 0
-    offsets: tuple[float, ...] = (0.0,) * 24
+    readings: int
+    first: int  # epoch seconds of the first reading
+    anchor_time: int  # the last reading learned from (rounded counts: the last change)
+    anchor_count: float
+    level: float  # followers per hour
+    spread: float
+    interval: float  # typical seconds between readings
+    score: float  # of the last reading; NaN while learning
+    firing: int  # -1 a drop, +1 a rise, 0 nothing open
+    offsets: tuple[float, ...]
 
     def days(self) -> float:
-        """Days between the first reading and the anchor."""
+        """Days between the first reading and the last."""
         return (self.anchor_time - self.first) / DAY if self.readings else 0.0
 
     def ready(self) -> bool:
         """Enough history to judge: 3 days and 24 readings."""
-        return self.readings >= MIN_READINGS and self.days() >= MIN_DAYS
+        return _ready(self.readings, self.anchor_time - self.first)
 
     def seasonal(self) -> bool:
         """Hour-of-day offsets are in use (14 days of readings)."""
-        return self.days() >= SEASON_DAYS
+        return self.anchor_time - self.first >= SEASON_DAYS * DAY
 
     def typical(self, epoch: float) -> float:
         """The typical change per hour at a moment."""
@@ -95,108 +109,98 @@ class Summary:
             return self.level
         return self.level + self.offsets[int(epoch % DAY // HOUR)]
 
-    def floor_spread(self) -> float:
-        """The spread used for scores: at least 1/h and 2 % of the level."""
-        return max(self.spread, 1.0, 0.02 * abs(self.level))
+    def spread_used(self) -> float:
+        """The spread scores are measured in (see `_floor`)."""
+        return _floor(self.spread, self.level)
 
 
-def pack(s: Summary) -> str:
-    """The state text of a summary (a JSON string of base64)."""
-    raw = PACKED.pack(
-        VERSION,
-        s.readings,
-        s.first,
-        s.anchor_time,
-        s.anchor_count,
-        s.level,
-        s.spread,
-        s.interval,
-        s.score,
-        s.down,
-        s.up,
-        s.run_start,
-        s.run_change,
-        s.run_expected,
-        s.firing,
-        s.calm,
-        *s.offsets,
-    )
-    return '"' + base64.b64encode(raw).decode("ascii") + '"'
+def _ready(readings: int, seconds: float) -> bool:
+    return readings >= MIN_READINGS and seconds >= MIN_DAYS * DAY
+
+
+def _floor(spread: float, level: float) -> float:
+    # At least 1/h and 2 % of the level: a flat account's every change is not infinitely unusual.
+    return max(spread, 1.0, 0.02 * abs(level))
+
+
+def _fresh(now: int, count: int) -> list[float]:
+    return [VERSION, 0, now, now, float(count), 0.0, 0.0, 0.0, math.nan, 0.0, 0.0, 0, 0.0, 0.0]
+
+
+def pack(v: Sequence[Any]) -> str:
+    """The state text of a summary's values (a JSON string of base64)."""
+    if len(v) < _OFFSETS:
+        v = pack_ready(list(v))
+    return '"' + binascii.b2a_base64(PACKED.pack(*v), newline=False).decode("ascii") + '"'
+
+
+def unpack_values(text: str | None) -> list[Any] | None:
+    """A state text's values (see PACKED); None for none, or for anything else."""
+    if not text or len(text) < 3 or text[0] != '"':
+        return None
+    try:
+        values = list(PACKED.unpack(binascii.a2b_base64(text[1:-1])))
+    except (ValueError, struct.error, binascii.Error):
+        return None
+    return values if values[_VER] == VERSION else None
 
 
 def unpack(text: str | None) -> Summary | None:
     """The summary in a state text; None for none, or for anything else (a rule changed)."""
-    if not text or len(text) < 3 or text[0] != '"':
-        return None
-    try:
-        raw = base64.b64decode(text[1:-1], validate=True)
-        f = PACKED.unpack(raw)
-    except (ValueError, struct.error):
-        return None
-    if f[0] != VERSION:
+    v = unpack_values(text)
+    if v is None:
         return None
     return Summary(
-        readings=f[1],
-        first=f[2],
-        anchor_time=f[3],
-        anchor_count=f[4],
-        level=f[5],
-        spread=f[6],
-        interval=f[7],
-        score=f[8],
-        down=f[9],
-        up=f[10],
-        run_start=f[11],
-        run_change=f[12],
-        run_expected=f[13],
-        firing=f[14],
-        calm=f[15],
-        offsets=tuple(f[16:]),
+        v[_N],
+        v[_FIRST],
+        v[_AT],
+        v[_AC],
+        v[_LEVEL],
+        v[_SPREAD],
+        v[_INTERVAL],
+        v[_SCORE],
+        v[_FIRING],
+        tuple(v[_OFFSETS:]),
     )
 
 
-class Step(NamedTuple):
-    """What one reading did to a summary."""
-
-    summary: Summary
-    fired: int  # -1 / +1 a condition opened, 0 none
-    cleared: bool
-
-
-def _ewma(old: float, new: float, dt: float, tau: float) -> float:
-    return old + (1.0 - math.exp(-dt / tau)) * (new - old)
+@lru_cache(maxsize=1024)
+def _alphas(dt: float) -> tuple[float, float, float]:
+    """The weights of a new reading `dt` seconds after the last: level, spread, hourly offset."""
+    return (
+        1.0 - math.exp(-dt / LEVEL_TAU),
+        1.0 - math.exp(-dt / SPREAD_TAU),
+        1.0 - math.exp(-dt / SEASON_TAU),
+    )
 
 
-def _clip(x: float, limit: float) -> float:
-    return limit if x > limit else -limit if x < -limit else x
-
-
-def learn(s: Summary, epoch: float, rate: float, dt: float) -> Summary:
-    """The summary after one more rate (per hour) over `dt` seconds ending at `epoch`."""
-    n = s.readings + 1
-    hour = int((epoch - dt / 2) % DAY // HOUR)
-    offsets = s.offsets
+def learn(v: list[Any], epoch: float, rate: float, dt: float) -> None:
+    """Update the summary values `v` in place with one more rate (per hour) over `dt` seconds."""
+    n = v[_N] + 1
+    v[_N] = n
     if n == 1:
-        return replace(s, readings=1, level=rate, spread=0.0, interval=dt)
-    spread = s.spread
-    resid = rate - s.level
-    if n > 8 and spread > 0:
-        resid = _clip(resid, CLIP * spread)
+        v[_LEVEL], v[_SPREAD], v[_INTERVAL] = rate, 0.0, dt
+        return
+    a_level, a_spread, a_season = _alphas(dt)
+    level, spread = v[_LEVEL], v[_SPREAD]
+    clip = CLIP * spread if n > 8 and spread > 0 else math.inf
+    resid = rate - level
+    resid = clip if resid > clip else -clip if resid < -clip else resid
     # The first readings are averaged plainly; the weighted memory takes over once it is longer.
-    level = s.level + max(1.0 - math.exp(-dt / LEVEL_TAU), 1.0 / n) * resid
-    off = offsets[hour]
+    level += (a_level if a_level * n > 1 else 1.0 / n) * resid
+    slot = _OFFSETS + int((epoch - dt / 2) % DAY // HOUR)
+    off = v[slot]
     dev = rate - level - off
-    if spread > 0:
-        dev = _clip(dev, CLIP * spread)
-    offsets = (*offsets[:hour], off + (1.0 - math.exp(-dt / SEASON_TAU)) * dev, *offsets[hour + 1 :])
-    seasonal = (epoch - s.first) / DAY >= SEASON_DAYS
-    expected = level + (offsets[hour] if seasonal else 0.0)
+    dev = clip if dev > clip else -clip if dev < -clip else dev
+    off += a_season * dev
+    v[slot] = off
+    expected = level + off if epoch - v[_FIRST] >= SEASON_DAYS * DAY else level
     miss = abs(rate - expected)
-    if n > 8 and spread > 0:
-        miss = min(miss, CLIP * spread)
-    spread += max(1.0 - math.exp(-dt / SPREAD_TAU), 1.0 / n) * (miss - spread)
-    interval = _ewma(s.interval, dt, dt, LEVEL_TAU) if s.interval else dt
-    return replace(s, readings=n, level=level, spread=spread, interval=interval, offsets=offsets)
+    if miss > clip:
+        miss = clip
+    spread += (a_spread if a_spread * n > 1 else 1.0 / n) * (miss - spread)
+    v[_LEVEL], v[_SPREAD] = level, spread
+    v[_INTERVAL] = v[_INTERVAL] + a_level * (dt - v[_INTERVAL]) if v[_INTERVAL] else dt
 
 
 def _epoch(when: datetime) -> int:
@@ -223,15 +227,15 @@ class Unusual:
 
     def active(self, state: str | None) -> bool:
         """Whether an unusual change is open."""
-        s = unpack(state)
-        return s is not None and s.firing != 0
+        v = unpack_values(state)
+        return v is not None and v[_FIRING] != 0
 
     def score(self, state: str | None) -> float | None:
         """The score of the reading that left `state` (None while learning)."""
-        s = unpack(state)
-        if s is None or math.isnan(s.score):
+        v = unpack_values(state)
+        if v is None or math.isnan(v[_SCORE]):
             return None
-        return round(s.score, 2)
+        return round(float(v[_SCORE]), 2)
 
     def status(self, state: str | None) -> str:
         """One line for `check` and `history`: learning, the typical rate, or what is open."""
@@ -244,10 +248,9 @@ class Unusual:
             )
         typical = s.typical(s.anchor_time)
         season = "for this hour" if s.seasonal() else "(no daily cycle yet)"
-        text = f"typical {typical:+,.0f} ± {s.floor_spread():,.0f}/h {season}"
+        text = f"typical {typical:+,.0f} ± {s.spread_used():,.0f}/h {season}"
         if s.firing:
-            verb = "drop" if s.firing < 0 else "rise"
-            text = f"unusual {verb} under way; " + text
+            text = f"unusual {'drop' if s.firing < 0 else 'rise'} under way; " + text
         return text
 
     def evaluate(self, state: str | None, reading: Reading) -> tuple[str | None, list[Event]]:
@@ -255,85 +258,84 @@ class Unusual:
         obs = reading.obs
         if obs is None:
             return state, []
-        old = unpack(state)
-        now = _epoch(obs.time)
-        if old is None:
-            return pack(Summary(first=now, anchor_time=now, anchor_count=obs.followers)), []
-        step = self.step(old, now, obs.followers, obs.resolution or 1)
-        if step.summary is old:
+        v = unpack_values(state)
+        now = int(obs.time.timestamp())
+        if v is None:
+            return pack(_fresh(now, obs.followers)), []
+        fired = self.step(v, now, obs.followers, obs.resolution or 1)
+        if fired is None:
             return state, []
-        events: list[Event] = []
-        if step.fired:
-            events.append(self._fired(reading, step.summary, step.fired))
-        elif step.cleared:
-            events.append(self._cleared(reading, step.summary, old.firing))
-        return pack(step.summary), events
+        text = pack(v)
+        if fired == CLEARED:
+            return text, [self._cleared(reading, v)]
+        if fired:
+            return text, [self._fired(reading, v, fired)]
+        return text, []
 
-    def step(self, s: Summary, now: int, count: int, resolution: int = 1) -> Step:
-        """One reading (epoch seconds, count) applied to a summary: learn, score, detect."""
-        dt = float(now - s.anchor_time)
+    def step(self, v: list[Any], now: int, count: int, resolution: int = 1) -> float | None:
+        """Apply one reading to the summary values `v` in place: learn, score, detect.
+
+        Returns None when the reading changed nothing, else -1 / +1 (a drop or rise fired),
+        CLEARED (the open condition resolved) or 0.
+        """
+        dt = float(now - v[_AT])
         if dt <= 0:
-            return Step(s, 0, False)
-        delta = count - s.anchor_count
+            return None
+        delta = count - v[_AC]
         if resolution > 1 and delta == 0:
             # A rounded count that did not move says nothing yet: wait for it to move.
-            return Step(s, 0, False)
+            return None
         rate = delta * HOUR / dt
-        if not s.ready():
-            learned = learn(s, now, rate, dt)
-            return Step(replace(learned, anchor_time=now, anchor_count=count), 0, False)
-        expected = s.typical(now - dt / 2)
-        spread = s.floor_spread()
-        score = (rate - expected) / spread
-        if s.interval and dt < s.interval:
+        if not _ready(v[_N], now - v[_FIRST]):
+            learn(v, now, rate, dt)
+            v[_AT], v[_AC] = now, count
+            return 0
+        level, seasonal = v[_LEVEL], now - v[_FIRST] >= SEASON_DAYS * DAY
+        expected = level + v[_OFFSETS + int((now - dt / 2) % DAY // HOUR)] if seasonal else level
+        score = (rate - expected) / _floor(v[_SPREAD], level)
+        if v[_INTERVAL] and dt < v[_INTERVAL]:
             # A reading sooner than usual measures over less time, so it is noisier.
-            score *= math.sqrt(dt / s.interval)
+            score *= math.sqrt(dt / v[_INTERVAL])
         limit = LIMITS[self.sensitivity]
         allowance = limit / 4
-        clipped = _clip(score, limit)
-        down = max(0.0, s.down - clipped - allowance)
-        up = max(0.0, s.up + clipped - allowance)
-        running = down > 0 or up > 0
-        run_start, run_change, run_expected = s.run_start, s.run_change, s.run_expected
-        if not (s.down > 0 or s.up > 0) and running:
-            run_start, run_change, run_expected = s.anchor_time, 0.0, 0.0
-        if running or s.firing:
-            run_change += delta
-            run_expected += expected * dt / HOUR
-        fired, cleared, firing, calm = 0, False, s.firing, s.calm
+        top = 2 * (limit - allowance)  # the CUSUM level that fires: two polls at the limit
+        clipped = limit if score > limit else -limit if score < -limit else score
+        outlier = abs(score) >= limit
+        sign = (score > 0) - (score < 0)
+        if outlier and v[_HELD] == -sign:
+            # The last reading was as far out the other way: a glitch this one undoes, not a run.
+            clipped = 0.0
+        was_running = v[_DOWN] > 0 or v[_UP] > 0
+        # Capped at the firing level: a long wave must not keep a run open long after it.
+        down = min(top, max(0.0, v[_DOWN] - clipped - allowance))
+        up = min(top, max(0.0, v[_UP] + clipped - allowance))
+        firing = v[_FIRING]
+        if not was_running and (down > 0 or up > 0) and not firing:
+            v[_RUN_AT], v[_RUN_COUNT], v[_RUN_EXPECTED] = v[_AT], v[_AC], 0.0
+        result: float = 0
         if firing:
-            calm = calm + 1 if abs(score) < limit / 3 else 0
-            if calm >= CLEAR_POLLS:
-                firing, calm, cleared = 0, 0, True
-        else:
-            excess = run_change - run_expected
-            for sign, stat in ((-1, down), (1, up)):
-                if not self._watches(sign) or stat < 2 * (limit - allowance):
-                    continue
-                # A rounded count's true change may be up to one step away from the shown one.
-                size = sign * excess - (resolution if resolution > 1 else 0)
-                if size >= self.min_change:
-                    fired = firing = sign
+            v[_CALM] = v[_CALM] + 1 if abs(score) < limit / 3 else 0
+            if v[_CALM] >= CLEAR_POLLS:
+                firing, down, up, result = 0, 0.0, 0.0, CLEARED
+                v[_CALM] = 0
+        elif down >= top or up >= top:
+            excess = count - v[_RUN_COUNT] - v[_RUN_EXPECTED] - expected * dt / HOUR
+            # A rounded count's true change may be up to one step away from the shown one.
+            step = resolution if resolution > 1 else 0
+            for way, stat in ((-1, down), (1, up)):
+                if stat >= top and self._watches(way) and way * excess - step >= self.min_change:
+                    firing = result = way
                     break
-        learned = s
-        if abs(score) < limit or (firing and now - run_start > RELEARN):
-            learned = learn(s, now, rate, dt)
-        if not running and not firing:
-            run_start, run_change, run_expected = 0, 0.0, 0.0
-        out = replace(
-            learned,
-            anchor_time=now,
-            anchor_count=count,
-            score=score,
-            down=down,
-            up=up,
-            run_start=run_start,
-            run_change=run_change,
-            run_expected=run_expected,
-            firing=firing,
-            calm=calm,
-        )
-        return Step(out, fired, cleared)
+        if not outlier or (firing and now - v[_RUN_AT] > RELEARN):
+            learn(v, now, rate, dt)
+        v[_SCORE], v[_DOWN], v[_UP], v[_FIRING] = score, down, up, firing
+        v[_HELD] = sign if outlier and clipped else 0
+        if down > 0 or up > 0 or firing:
+            v[_RUN_EXPECTED] += expected * dt / HOUR
+        v[_AT], v[_AC] = now, count
+        if result == CLEARED or not (down > 0 or up > 0 or firing):
+            v[_RUN_AT], v[_RUN_COUNT], v[_RUN_EXPECTED] = 0, 0.0, 0.0
+        return result
 
     def seeded(
         self, state: str | None, readings: Sequence[tuple[datetime, int]], resolution: int = 1
@@ -343,44 +345,45 @@ class Unusual:
         Used when the service starts without a summary and after `import`: the learning starts
         afresh from the counts, and the newer of the two anchors is kept.
         """
-        s: Summary | None = None
+        v: list[Any] | None = None
         for when, count in readings:
             now = _epoch(when)
-            if s is None:
-                s = Summary(first=now, anchor_time=now, anchor_count=count)
+            if v is None:
+                v = pack_ready(_fresh(now, count))
                 continue
-            dt = float(now - s.anchor_time)
-            delta = count - s.anchor_count
+            dt = float(now - v[_AT])
+            delta = count - v[_AC]
             if dt <= 0 or (resolution > 1 and delta == 0):
                 continue
-            s = replace(
-                learn(s, now, delta * HOUR / dt, dt), anchor_time=now, anchor_count=count
-            )
-        old = unpack(state)
-        if s is None:
+            learn(v, now, delta * HOUR / dt, dt)
+            v[_AT], v[_AC] = now, count
+        if v is None:
             return state
+        # The live polling interval may differ from the stored points': learned again live.
+        v[_INTERVAL] = 0.0
+        old = unpack_values(state)
         if old is not None:
-            s = replace(s, firing=old.firing, calm=old.calm, down=old.down, up=old.up)
-            s = replace(s, run_start=old.run_start, run_change=old.run_change)
-            s = replace(s, run_expected=old.run_expected)
-            if old.anchor_time > s.anchor_time:
-                s = replace(s, anchor_time=old.anchor_time, anchor_count=old.anchor_count)
-        return pack(s)
+            for i in (_SCORE, _DOWN, _UP, _RUN_AT, _RUN_COUNT, _RUN_EXPECTED, _FIRING, _CALM):
+                v[i] = old[i]
+            if old[_AT] > v[_AT]:
+                v[_AT], v[_AC] = old[_AT], old[_AC]
+        return pack(v)
 
     def _watches(self, sign: int) -> bool:
         return self.direction == "both" or (self.direction == "down") == (sign < 0)
 
-    def _rates(self, s: Summary) -> tuple[float, float]:
-        hours = max((s.anchor_time - s.run_start) / HOUR, 1e-9)
-        return s.run_change / hours, s.run_expected / hours
+    def _run(self, v: list[Any]) -> tuple[float, float, float]:
+        """The run's observed and typical change per hour, and the spread."""
+        hours = max((v[_AT] - v[_RUN_AT]) / HOUR, 1e-9)
+        observed = (v[_AC] - v[_RUN_COUNT]) / hours
+        return observed, v[_RUN_EXPECTED] / hours, _floor(v[_SPREAD], v[_LEVEL])
 
-    def _fired(self, reading: Reading, s: Summary, sign: int) -> Event:
-        observed, typical = self._rates(s)
-        spread = s.floor_spread()
+    def _fired(self, reading: Reading, v: list[Any], sign: float) -> Event:
+        observed, typical, spread = self._run(v)
         score = (observed - typical) / spread
         name = who(reading.account, reading.obs.handle if reading.obs else None)
         verb = "losing" if observed < 0 else "gaining"
-        season = "for this hour" if s.seasonal() else "lately"
+        season = "for this hour" if v[_AT] - v[_FIRST] >= SEASON_DAYS * DAY else "lately"
         message = (
             f"{name} on {reading.account.platform} is {verb} {abs(observed):,.0f}/h; "
             f"typical {season} is {typical:+,.0f} ± {spread:,.0f}/h (score {score:+.0f})"
@@ -397,15 +400,15 @@ class Unusual:
         )
         return replace(event, score=round(score, 2))
 
-    def _cleared(self, reading: Reading, s: Summary, sign: int) -> Event:
-        spread = s.floor_spread()
+    def _cleared(self, reading: Reading, v: list[Any]) -> Event:
+        s = unpack(pack(v))
+        assert s is not None
+        spread = s.spread_used()
         typical = s.typical(s.anchor_time)
         observed = typical + s.score * spread
-        kind = "drop" if sign < 0 else "rise"
-        lasted = format_duration(max(0, s.anchor_time - s.run_start))
         name = who(reading.account, reading.obs.handle if reading.obs else None)
         message = (
-            f"{name} on {reading.account.platform}: the unusual {kind} is over after {lasted}; "
+            f"{name} on {reading.account.platform}: the unusual change is over; "
             f"now {observed:+,.0f}/h, typical {typical:+,.0f} ± {spread:,.0f}/h"
         )
         event = make_event(
@@ -420,3 +423,10 @@ class Unusual:
         )
         return replace(event, score=round(s.score, 2))
 
+
+CLEARED = 2.0
+
+
+def pack_ready(values: list[Any]) -> list[Any]:
+    """Fresh values padded to the full layout (CUSUMs, flags and offsets at zero)."""
+    return [*values, 0, 0, 0, *(0.0,) * 24]
