@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import pytest
-from unusual_series import DAY, HOUR, START, Wave, generate, random_waves, rounded
 
 from followerwatch.models import Account, Event, EventKind, EventStatus, Observation
 from followerwatch.rules.base import Reading
 from followerwatch.rules.unusual import PACKED, Unusual, unpack
+from unusual_series import DAY, HOUR, START, Wave, generate, random_waves, rounded
 
 ACCOUNT = Account("x", "aplusk", "aplusk")
 
