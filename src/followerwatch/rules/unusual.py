@@ -188,7 +188,11 @@ def learn(s: Summary, epoch: float, rate: float, dt: float) -> Summary:
     dev = rate - level - off
     if spread > 0:
         dev = _clip(dev, CLIP * spread)
-    offsets = (*offsets[:hour], off + (1.0 - math.exp(-dt / SEASON_TAU)) * dev, *offsets[hour + 1 :])
+    offsets = (
+        *offsets[:hour],
+        off + (1.0 - math.exp(-dt / SEASON_TAU)) * dev,
+        *offsets[hour + 1 :],
+    )
     seasonal = (epoch - s.first) / DAY >= SEASON_DAYS
     expected = level + (offsets[hour] if seasonal else 0.0)
     miss = abs(rate - expected)
@@ -353,9 +357,7 @@ class Unusual:
             delta = count - s.anchor_count
             if dt <= 0 or (resolution > 1 and delta == 0):
                 continue
-            s = replace(
-                learn(s, now, delta * HOUR / dt, dt), anchor_time=now, anchor_count=count
-            )
+            s = replace(learn(s, now, delta * HOUR / dt, dt), anchor_time=now, anchor_count=count)
         old = unpack(state)
         if s is None:
             return state
@@ -419,4 +421,3 @@ class Unusual:
             status=EventStatus.RESOLVED,
         )
         return replace(event, score=round(s.score, 2))
-
