@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from followerwatch.alerts.routing import RouteConfig
 from followerwatch.config.base import RuleDefaults
 from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
+from followerwatch.models import EventKind
 from followerwatch.rules import build_rule_sets, build_rules
 from followerwatch.rules.lifecycle import Lifecycle
 from followerwatch.rules.unusual import Unusual
@@ -104,6 +106,8 @@ BAD = [
     ("direction", "unusual = { direction = 'sideways' }", "unusual.direction", "'both'"),
     ("negative", "unusual = { min_change = -5 }", "unusual.min_change", "cannot be negative"),
     ("not a count", "unusual = { min_change = 'lots' }", "unusual.min_change", "count"),
+    ("nan", "unusual = { min_change = nan }", "unusual.min_change", "expected a count"),
+    ("too big", "unusual = { min_change = 9_007_199_254_740_992 }", "unusual.min_change", "larger"),
 ]
 
 
@@ -158,3 +162,13 @@ def test_check_exits_2_with_one_line_and_no_traceback(tmp_path: Path, text: str,
     assert len(lines) == 1, result.stderr
     assert str(path) in lines[0] and f"{key}" in lines[0] and ".unusual" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_routes_take_the_unusual_event_kinds() -> None:
+    kinds = ["unusual_drop", "unusual_rise", "unusual_cleared"]
+    route = RouteConfig.model_validate({"notifiers": ["log"], "kinds": kinds})
+    assert route.kinds == [
+        EventKind.UNUSUAL_DROP,
+        EventKind.UNUSUAL_RISE,
+        EventKind.UNUSUAL_CLEARED,
+    ]
