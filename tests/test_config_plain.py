@@ -12,7 +12,10 @@ from followerwatch.config.watchlist import _WATCH_LIST, _Builder, resolve_watch
 from followerwatch.errors import ConfigError
 from followerwatch.sources import REGISTRY
 
-DEFAULTS = {key: RuleDefaults() for key in REGISTRY} | {"x": RuleDefaults(below=[10])}
+DEFAULTS = {key: RuleDefaults() for key in REGISTRY} | {
+    "x": RuleDefaults(below=[10]),
+    "bluesky": RuleDefaults.model_validate({"unusual": True}),
+}
 
 ENTRIES: list[dict[str, Any]] = [
     {"platform": "x", "handle": "a"},
@@ -29,6 +32,13 @@ ENTRIES: list[dict[str, Any]] = [
     {"platform": "x", "handle": "L", "name": "Named", "labels": {"team": "news"}},
     {"platform": "bluesky", "handle": "m.bsky.social", "id": "did:plc:abc", "below": 100},
     {"platform": "mastodon", "handle": "n@x.social", "id": "123", "labels": {}},
+    {"platform": "x", "handle": "o", "unusual": True},
+    {"platform": "x", "handle": "p", "unusual": {}},
+    {"platform": "x", "handle": "q", "unusual": {"sensitivity": "normal", "min_change": "100"}},
+    {"platform": "x", "handle": "r", "unusual": {"direction": "both", "min_change": 0}},
+    {"platform": "x", "handle": "s", "unusual": False},
+    {"platform": "bluesky", "handle": "t.bsky.social", "unusual": False},
+    {"platform": "bluesky", "handle": "u.bsky.social", "unusual": {"sensitivity": "high"}},
 ]
 
 
@@ -51,6 +61,15 @@ def test_plain_entries_resolve_as_their_models_do() -> None:
     assert plain.rules[("x", "b")] is plain.rules[("x", "e")]  # 100.0 validates as 100
     assert plain.rules[("x", "f")] is plain.rules[("x", "g")]
     assert plain.rules[("x", "a")] is DEFAULTS["x"]
+    # `unusual`: true, {} and its defaults written out are one config; false turns a default off.
+    assert plain.rules[("x", "o")] is plain.rules[("x", "p")] is plain.rules[("x", "q")]
+    assert plain.rules[("x", "o")].unusual == DEFAULTS["bluesky"].unusual
+    both = plain.rules[("x", "r")].unusual
+    assert both is not None and (both.direction, both.min_change) == ("both", 0)
+    assert plain.rules[("x", "s")].unusual is None
+    assert plain.rules[("bluesky", "t.bsky.social")].unusual is None
+    high = plain.rules[("bluesky", "u.bsky.social")].unusual
+    assert high is not None and (high.sensitivity, high.direction) == ("high", "down")
     # The rules dict is keyed by each account's own key tuple (shared, not a copy).
     for account in plain.accounts:
         assert next(k for k in plain.rules if k == account.key) is account.key
@@ -68,6 +87,11 @@ def test_plain_entries_resolve_as_their_models_do() -> None:
         ({"below": float("nan")}, "watch[1] (x/z).below: "),
         ({"hysteresis": -1}, "watch[1] (x/z).hysteresis: a count cannot be negative"),
         ({"bogus": 1}, "watch[1] (x/z).bogus: Extra inputs are not permitted"),
+        ({"unusual": 1}, "watch[1] (x/z).unusual: must be true, false or a table"),
+        ({"unusual": "true"}, "watch[1] (x/z).unusual: must be true, false or a table"),
+        ({"unusual": {"level": 3}}, "watch[1] (x/z).unusual.level: Extra inputs are not"),
+        ({"unusual": {"direction": "left"}}, "watch[1] (x/z).unusual.direction: Input should"),
+        ({"unusual": {"min_change": -1}}, "watch[1] (x/z).unusual.min_change: a count cannot"),
         ({"platform": "nope"}, "watch[1] (nope/z).platform: Value error, unknown platform"),
         ({"handle": 5}, "watch[1] (x/5).handle: Input should be a valid string"),
     ],

@@ -42,6 +42,15 @@ def test_readme_documents_the_schema_and_payload() -> None:
         assert name in README
 
 
+def test_the_rules_example_shows_every_rule_key() -> None:
+    from followerwatch.config.base import RuleDefaults
+
+    example = next(block for block in TOML_BLOCKS if "\napproaching = " in block)
+    written = set(re.findall(r"^(\w+) = ", example, flags=re.M))
+    keys = {field.alias or name for name, field in RuleDefaults.model_fields.items()}
+    assert keys <= written, keys - written
+
+
 def _rows_name_real_tests(heading: str, numbered: int) -> None:
     section = README.split(heading, 1)[1].split("\n## ", 1)[0]
     rows = [line for line in section.splitlines() if re.match(r"\| (\d+|—) \|", line)]

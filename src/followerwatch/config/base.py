@@ -7,10 +7,11 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -162,6 +163,27 @@ class ChangeConfig(StrictModel):
         return self
 
 
+class UnusualConfig(StrictModel):
+    """`unusual`: how far outside the account's own behaviour (sensitivity), which way, how much."""
+
+    sensitivity: Literal["low", "normal", "high"] = "normal"
+    direction: Literal["down", "up", "both"] = "down"
+    min_change: Count = 100
+
+
+def _unusual(value: object) -> object:
+    """`true` is the defaults, `false` is off (None, which also overrides a platform default)."""
+    if value is True:
+        return UnusualConfig()
+    if value is False:
+        return None
+    if value is None or isinstance(value, dict | UnusualConfig):
+        return value  # None: a resolved `false`, read back by merged_over
+    raise PydanticCustomError(
+        "unusual", "must be true, false or a table of sensitivity, direction and min_change"
+    )
+
+
 class RuleDefaults(StrictModel):
     """Alert rules; on a watch entry they override the platform's `defaults`."""
 
@@ -180,6 +202,8 @@ class RuleDefaults(StrictModel):
     lifecycle: bool | None = None
     # Announce when the trend will reach a below/above line within this horizon.
     approaching: Duration | None = None
+    # Fires when the change per hour leaves the account's own normal (rules/unusual.py).
+    unusual: Annotated[UnusualConfig | None, BeforeValidator(_unusual)] = None
 
     @model_validator(mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from followerwatch.rules.keys import RuleKeys
 from followerwatch.rules.lifecycle import Lifecycle
 from followerwatch.rules.milestone import Milestones
 from followerwatch.rules.threshold import Threshold
+from followerwatch.rules.unusual import Unusual
 from followerwatch.rules.window import WindowChange
 
 
@@ -39,6 +40,9 @@ def build_rules(cfg: RuleKeys) -> list[Rule]:
     lines = tuple([("below", v) for v in cfg.below or []] + [("above", v) for v in cfg.above or []])
     if cfg.approaching and lines:
         rules.append(Approaching(lines, cfg.approaching))
+    if cfg.unusual is not None:
+        u = cfg.unusual
+        rules.append(Unusual(u.sensitivity, u.direction, u.min_change))
     if cfg.lifecycle is not False:
         rules.append(Lifecycle())
     return rules

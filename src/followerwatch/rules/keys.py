@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from followerwatch.rules.trend import MilestoneLadder
+from followerwatch.rules.unusual import Direction, Sensitivity
 
 
 class MilestoneKeys(MilestoneLadder, Protocol):
@@ -37,6 +38,19 @@ class ChangeKeys(Protocol):
 
     @property
     def rise_pct(self) -> float | None: ...
+
+
+class UnusualKeys(Protocol):
+    """`unusual`: how far outside its own normal (sensitivity), which way, how many followers."""
+
+    @property
+    def sensitivity(self) -> Sensitivity: ...
+
+    @property
+    def direction(self) -> Direction: ...
+
+    @property
+    def min_change(self) -> int: ...
 
 
 class RuleKeys(Protocol):
@@ -74,3 +88,6 @@ class RuleKeys(Protocol):
 
     @property
     def lifecycle(self) -> bool | None: ...
+
+    @property
+    def unusual(self) -> UnusualKeys | None: ...
