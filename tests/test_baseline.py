@@ -14,9 +14,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from followerwatch.clock import ManualClock
+from followerwatch.config.settings import load_config
+from followerwatch.errors import ConfigError
 from followerwatch.models import Account, Event, Observation
 from followerwatch.rules.base import Rule
 from followerwatch.rules.unusual import Summary, Unusual, unpack
+from followerwatch.service.app import App
 from followerwatch.service.baseline import (
     Seeder,
     chunk_sizes,
@@ -25,9 +28,12 @@ from followerwatch.service.baseline import (
     seed_at_start,
     seedable_rules,
 )
+from followerwatch.service.serve import serve
+from followerwatch.sources.replay import ReplaySource
 from followerwatch.state.db import Change, StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.schema import observation_point
+from service_proc import run_cli as cli
 
 HOSTILE = 'o\'brien "x",=y /^(?:a|b)$/ é\\z'
 ACCOUNTS = ["aplusk", "cnnbrk", HOSTILE]
@@ -219,3 +225,107 @@ async def test_import_refreshes_every_imported_account_whatever_its_state(
     learned = summary(state, "aplusk")
     assert learned is not None and learned.readings == HOURS - 1 and learned.level > 0
     assert state.rules.rule_states("x", "cnnbrk") == {}
+
+
+async def test_the_service_learns_missing_baselines_in_the_background(
+    tmp_path: Path, influx_db: tuple[str, str], store: InfluxV1Store
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(hours=HOURS + 1)
+    await write_history(store, ["aplusk"], start=start)
+    replay = tmp_path / "replay.csv"
+    replay.write_text(
+        "timestamp,platform,account,followers\n"
+        + "".join(
+            f"{(now - timedelta(minutes=3 - i)).isoformat()},x,aplusk,{2_000_000 + i}\n"
+            for i in range(3)
+        )
+    )
+    config = load_config(
+        None,
+        {
+            "service": {"data_dir": str(tmp_path / "data")},
+            "influxdb": {"url": influx_db[0], "database": influx_db[1]},
+            "platforms": {"x": {"interval": 0.05, "replay": {"file": str(replay)}}},
+            "watch": [{"platform": "x", "handle": "aplusk"}],
+        },
+    )
+    async with App(config) as app:
+        # As `unusual = true` would: the rule set by hand until the config key exists.
+        app.pipeline.configure(rules_for(["aplusk"]), {}, {})
+        source = app.sources["x"]
+        assert isinstance(source, ReplaySource)
+
+        def done() -> bool:
+            learned = summary(app.state, "aplusk")
+            return source.exhausted and learned is not None and learned.ready()
+
+        with capture_logs() as logs:
+            assert await asyncio.wait_for(serve(app, until=done, check_every=0.02), 30)
+        learned = summary(app.state, "aplusk")
+    assert learned is not None and learned.readings >= HOURS - 1
+    # The replay's last count is newer than the stored history: the summary's anchor is it.
+    assert (learned.anchor_time, learned.anchor_count) == (int(now.timestamp()) - 60, 2_000_002)
+    events = [e["event"] for e in logs if "baseline" in e["event"]]
+    assert events == ["learning unusual baselines from InfluxDB", "learned unusual baselines"]
+
+
+def unusual_configurable() -> bool:
+    try:
+        load_config(
+            None,
+            {
+                "platforms": {"x": {"bearer_token": "t"}},
+                "watch": [{"platform": "x", "handle": "aplusk", "unusual": True}],
+            },
+        )
+    except ConfigError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not unusual_configurable(), reason="the `unusual` config key is not wired yet")
+async def test_import_says_how_many_baselines_it_refreshed(
+    tmp_path: Path, influx_db: tuple[str, str]
+) -> None:
+    config = tmp_path / "fw.toml"
+    data = tmp_path / "data"
+    config.write_text(f"""
+[service]
+data_dir = "{data}"
+log_format = "json"
+
+[influxdb]
+url = "{influx_db[0]}"
+database = "{influx_db[1]}"
+
+[platforms.x]
+bearer_token = "t0ken"
+
+[[watch]]
+platform = "x"
+handle = "aplusk"
+unusual = true
+
+[[watch]]
+platform = "x"
+handle = "cnnbrk"
+""")
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
+    rows = [
+        f"{(end - timedelta(hours=HOURS - 1 - h)).isoformat()},x,{name},{counts(h, 1_000_000)}"
+        for name in ("aplusk", "cnnbrk")
+        for h in range(HOURS)
+    ]
+    csv = tmp_path / "history.csv"
+    csv.write_text("timestamp,platform,account,followers\n" + "\n".join(rows) + "\n")
+    result = cli("import", str(csv), "--config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "refreshed the unusual baseline of 1 account" in result.stdout
+    state = StateDB(data / "state.sqlite3")
+    try:
+        learned = summary(state, "aplusk")
+        assert learned is not None and learned.readings == HOURS - 1 and learned.ready()
+        assert state.rules.rule_states("x", "cnnbrk") == {}
+    finally:
+        state.close()

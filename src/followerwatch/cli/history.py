@@ -106,7 +106,8 @@ def baselines(cfg: Config, keys: set[tuple[str, str]]) -> None:
                 done = await refresh_imported(state, reader, rules, keys, SystemClock(), intervals)
             finally:
                 state.close()
-        text = f"refreshed the unusual baseline of {done.refreshed} accounts"
+        n = done.refreshed
+        text = f"refreshed the unusual baseline of {n} account{'' if n == 1 else 's'}"
         if done.without_history:
             text += f" ({done.without_history} without stored counts)"
         if done.problem is not None:
