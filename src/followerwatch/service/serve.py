@@ -33,6 +33,8 @@ async def seed_baselines(app: App) -> Seeded | None:
         return None
     await asyncio.sleep(0)  # the first polls are under way before any of this work
     rules = seedable_rules(app.pipeline.rules)
+    if not rules:
+        return None  # no account has the rule: not even a pass over the watchlist
     keys = [a.key for g in app.groups for a in g.accounts if a.key in rules]
     if not keys:
         return None
