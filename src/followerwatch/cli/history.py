@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -16,6 +16,9 @@ from followerwatch.cli.args import LAST_7D, LAST_24H, Lookback, account_or_exit,
 from followerwatch.cli.options import ConfigOpt
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
+
+if TYPE_CHECKING:
+    from followerwatch.config.settings import Config
 
 
 def import_csv(
@@ -74,7 +77,49 @@ def import_csv(
         )
         raise typer.Exit(1)
     out.print(f"[green]✓[/] imported {summary}")
+    baselines(cfg, parsed.accounts)
     raise typer.Exit(1 if parsed.bad else 0)
+
+
+def baselines(cfg: Config, keys: set[tuple[str, str]]) -> None:
+    """Relearn the unusual rule's baseline of the imported accounts that have the rule; say so."""
+    from followerwatch.cli.common import out
+    from followerwatch.clock import SystemClock
+    from followerwatch.errors import StateFileError
+    from followerwatch.net.http import build_client
+    from followerwatch.rules import build_rule_sets
+    from followerwatch.service.app import build_reader
+    from followerwatch.service.baseline import refresh_imported, seedable_rules
+    from followerwatch.state.db import StateDB
+
+    rules = build_rule_sets(cfg.rules)
+    seedables = seedable_rules(rules)
+    if not any(k in seedables for k in keys):
+        return
+    intervals = {p: cfg.settings.platform(p).interval for p, _ in keys}
+
+    async def refresh() -> tuple[bool, str]:
+        async with build_client() as client:
+            reader = build_reader(cfg.settings.influxdb, client)
+            state = StateDB(cfg.settings.service.data_dir / "state.sqlite3")
+            try:
+                done = await refresh_imported(state, reader, rules, keys, SystemClock(), intervals)
+            finally:
+                state.close()
+        n = done.refreshed
+        text = f"refreshed the unusual baseline of {n} account{'' if n == 1 else 's'}"
+        if done.without_history:
+            text += f" ({done.without_history} without stored counts)"
+        if done.problem is not None:
+            text += f"; stopped: {done.problem} (the rule learns from polls)"
+        return done.problem is None, text
+
+    try:
+        ok, text = asyncio.run(refresh())
+    except StateFileError as exc:
+        ok, text = False, f"refreshed no unusual baseline: {exc}"
+    # Text, so brackets in an error's words are not markup.
+    out.print(Text.assemble(("✓", "green") if ok else ("!", "yellow"), f" {text}"))
 
 
 def history(

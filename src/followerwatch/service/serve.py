@@ -10,6 +10,7 @@ from collections.abc import Callable
 import structlog
 
 from followerwatch.service.app import App
+from followerwatch.service.baseline import Seeded, Seeder, seed_at_start, seedable_rules
 from followerwatch.service.ops import start_ops
 from followerwatch.service.scheduler import PollScheduler
 
@@ -24,6 +25,21 @@ class Running:
 
     def __call__(self) -> bool:
         return not self._stop.is_set()
+
+
+async def seed_baselines(app: App) -> Seeded | None:
+    """The unusual rule's baselines this shard's accounts lack, learned from InfluxDB."""
+    if app.pipeline.dry_run:
+        return None
+    await asyncio.sleep(0)  # the first polls are under way before any of this work
+    rules = seedable_rules(app.pipeline.rules)
+    if not rules:
+        return None  # no account has the rule: not even a pass over the watchlist
+    keys = [a.key for g in app.groups for a in g.accounts if a.key in rules]
+    if not keys:
+        return None
+    intervals = {g.platform: g.interval for g in app.groups}
+    return await seed_at_start(Seeder(app.state, app.reader, rules, app.clock, intervals), keys)
 
 
 async def serve(
@@ -44,6 +60,8 @@ async def serve(
     flusher = asyncio.create_task(app.writer.run(outbox_stop))
     campaigns = asyncio.create_task(app.campaigns.run(outbox_stop, app.outbox.kick))
     scheduler.start()
+    # Behind the first polls, never before them: until it is done the rule learns from polls.
+    baseline = asyncio.create_task(seed_baselines(app))
     app.start_reload(scheduler.replace, outbox_stop)  # config edits apply without a restart
     # /healthz, /readyz and /metrics, while the loop below runs.
     ops = await start_ops(app, Running(stop))
@@ -64,6 +82,8 @@ async def serve(
             # The caller's handler, not SIG_DFL: the demo stops its influxd on SIGTERM.
             if handler is not None:
                 signal.signal(sig, handler)
+    baseline.cancel()  # what it has written stays; the next start picks up the rest
+    await asyncio.gather(baseline, return_exceptions=True)
     clean = await scheduler.stop(app.config.settings.service.shutdown_timeout)
     outbox_stop.set()
     try:
