@@ -22,7 +22,6 @@ from followerwatch.rules.unusual import Summary, Unusual, unpack
 from followerwatch.service.app import App
 from followerwatch.service.baseline import (
     Seeder,
-    chunk_sizes,
     counts_query,
     refresh_imported,
     seed_at_start,
@@ -97,15 +96,15 @@ def state(tmp_path: Path) -> Iterable[StateDB]:
     db.close()
 
 
-@pytest.mark.parametrize("intervals", [{}, {"x": 1.0}], ids=["100-per-query", "1-per-query"])
+@pytest.mark.parametrize("chunk", [100, 1], ids=["100-per-query", "1-per-query"])
 async def test_seeding_learns_stored_counts_and_leaves_accounts_without_any(
-    store: InfluxV1Store, state: StateDB, intervals: dict[str, float]
+    store: InfluxV1Store, state: StateDB, chunk: int
 ) -> None:
     await write_history(store, ACCOUNTS)
     await write_history(store, ["elsewhere"], start=START - timedelta(days=30))  # out of the window
     names = [*ACCOUNTS, QUIET, "elsewhere"]
     rules = seedable_rules(rules_for(names))
-    seeder = Seeder(state, store, rules, ManualClock(END + timedelta(minutes=30)), intervals)
+    seeder = Seeder(state, store, rules, ManualClock(END + timedelta(minutes=30)), chunk)
     keys = [("x", n) for n in names]
     with capture_logs() as logs:
         done = await seed_at_start(seeder, keys)
@@ -128,11 +127,6 @@ async def test_seeding_learns_stored_counts_and_leaves_accounts_without_any(
         "learned unusual baselines",
     ]
     assert logs[1]["refreshed"] == 3 and logs[1]["without_history"] == 2
-
-
-def test_a_chunk_holds_fewer_accounts_when_they_are_polled_often() -> None:
-    sizes = chunk_sizes({"x": 3600.0, "youtube": 300.0, "fast": 1.0})
-    assert sizes == {"x": 100, "youtube": 33, "fast": 1}
 
 
 def test_the_query_quotes_hostile_names() -> None:

@@ -96,14 +96,13 @@ def baselines(cfg: Config, keys: set[tuple[str, str]]) -> None:
     seedables = seedable_rules(rules)
     if not any(k in seedables for k in keys):
         return
-    intervals = {p: cfg.settings.platform(p).interval for p, _ in keys}
 
     async def refresh() -> tuple[bool, str]:
         async with build_client() as client:
             reader = build_reader(cfg.settings.influxdb, client)
             state = StateDB(cfg.settings.service.data_dir / "state.sqlite3")
             try:
-                done = await refresh_imported(state, reader, rules, keys, SystemClock(), intervals)
+                done = await refresh_imported(state, reader, rules, keys, SystemClock())
             finally:
                 state.close()
         n = done.refreshed

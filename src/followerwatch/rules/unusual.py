@@ -359,8 +359,6 @@ class Unusual:
             v[_AT], v[_AC] = now, count
         if v is None:
             return state
-        # The live polling interval may differ from the stored points': learned again live.
-        v[_INTERVAL] = 0.0
         old = unpack_values(state)
         if old is not None:
             for i in (_SCORE, _DOWN, _UP, _RUN_AT, _RUN_COUNT, _RUN_EXPECTED, _FIRING, _CALM):

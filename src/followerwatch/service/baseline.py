@@ -34,9 +34,6 @@ Readings = list[tuple[datetime, int]]
 
 WINDOW = timedelta(days=21)
 CHUNK = 100  # accounts per query
-# Rows one query may bring back (about 6 MB of JSON); frequent polling means fewer accounts per
-# query, so 5-minute polling (6,048 points in 21 days) reads 33 accounts at a time.
-POINTS_PER_QUERY = 200_000
 
 
 class Seedable(Protocol):
@@ -83,12 +80,17 @@ def _stamp(when: datetime) -> str:
 
 
 def counts_query(platform: str, accounts: Sequence[str], since: datetime) -> str:
-    """ONE InfluxQL query: the stored counts (and rounding steps) of one platform's accounts."""
+    """ONE InfluxQL query: the hourly counts (and rounding steps) of one platform's accounts.
+
+    Hourly, whatever the polling interval: 504 points an account, and the summary's typical
+    interval starts at an hour, so live readings closer together count less until it is relearned.
+    """
     names = " OR ".join(f'"account" = {quote_literal(a)}' for a in accounts)
     return (
-        'SELECT "followers", "resolution" FROM "followers"'
-        f' WHERE "platform" = {quote_literal(platform)} AND ({names})'
-        f' AND time >= {_stamp(since)} GROUP BY "account"'
+        'SELECT last("followers") AS "followers", max("resolution") AS "resolution"'
+        f' FROM "followers" WHERE "platform" = {quote_literal(platform)} AND ({names})'
+        f" AND time >= {_stamp(since)} AND time <= now()"
+        ' GROUP BY time(1h), "account" fill(none)'
     )
 
 
@@ -128,24 +130,14 @@ def parse_counts(series: Iterable[Mapping[str, Any]]) -> dict[str, tuple[Reading
     return out
 
 
-def _chunks(keys: Iterable[Key], size: Mapping[str, int]) -> Iterator[tuple[str, list[str]]]:
-    """Each platform's accounts in chunks of `size[platform]` (CHUNK when not given)."""
+def _chunks(keys: Iterable[Key], n: int) -> Iterator[tuple[str, list[str]]]:
+    """Each platform's accounts in chunks of `n` (at most 504 hourly points each)."""
     by_platform: dict[str, list[str]] = {}
     for platform, account in dict.fromkeys(keys):
         by_platform.setdefault(platform, []).append(account)
     for platform, accounts in by_platform.items():
-        n = size.get(platform, CHUNK)
         for i in range(0, len(accounts), n):
             yield platform, accounts[i : i + n]
-
-
-def chunk_sizes(intervals: Mapping[str, float]) -> dict[str, int]:
-    """Accounts per query by platform, from its polling interval (seconds)."""
-    window = WINDOW.total_seconds()
-    return {
-        platform: max(1, min(CHUNK, int(POINTS_PER_QUERY * max(interval, 1.0) / window)))
-        for platform, interval in intervals.items()
-    }
 
 
 def _learning(state: str | None) -> bool:
@@ -166,13 +158,13 @@ class Seeder:
         reader: Reader,
         rules: Mapping[Key, Sequence[Seedable]],
         clock: Clock,
-        intervals: Mapping[str, float] | None = None,
+        chunk: int = CHUNK,
     ) -> None:
         self._state = state
         self._reader = reader
         self._rules = rules
         self._clock = clock
-        self._sizes = chunk_sizes(intervals or {})
+        self._chunk = chunk
 
     async def seed(self, keys: Iterable[Key], *, only_missing: bool) -> Seeded:
         """Seed `keys` (those with a seedable rule); with `only_missing`, only unusable states.
@@ -183,7 +175,7 @@ class Seeder:
         looked = refreshed = empty = 0
         wanted = (k for k in keys if self._rules.get(k))
         try:
-            for platform, accounts in _chunks(wanted, self._sizes):
+            for platform, accounts in _chunks(wanted, self._chunk):
                 asked = [(platform, a) for a in accounts]
                 before = self._state.rules.rule_states_many(asked)
                 if only_missing:
@@ -229,7 +221,7 @@ class Seeder:
             if not readings:
                 continue
             key = (platform, account)
-            # Pure CPU (about 10 ms for 21 days of hourly counts, 140 ms at 5-minute polling):
+            # Pure CPU (about 1 ms for 21 days of hourly counts):
             # in a worker thread, one account at a time, so polls never wait behind it.
             learned[key] = await asyncio.to_thread(
                 self._learn, key, before.get(key, {}), readings, step
@@ -292,9 +284,9 @@ async def refresh_imported(
     rules: Mapping[Key, Sequence[Rule]],
     keys: Iterable[Key],
     clock: Clock,
-    intervals: Mapping[str, float] | None = None,
+    chunk: int = CHUNK,
 ) -> Seeded:
     """After an import: relearn the baseline of every imported account with a seedable rule."""
     seedables = seedable_rules(rules)
     wanted = [k for k in keys if k in seedables]
-    return await Seeder(state, reader, seedables, clock, intervals).seed(wanted, only_missing=False)
+    return await Seeder(state, reader, seedables, clock, chunk).seed(wanted, only_missing=False)

@@ -38,8 +38,7 @@ async def seed_baselines(app: App) -> Seeded | None:
     keys = [a.key for g in app.groups for a in g.accounts if a.key in rules]
     if not keys:
         return None
-    intervals = {g.platform: g.interval for g in app.groups}
-    return await seed_at_start(Seeder(app.state, app.reader, rules, app.clock, intervals), keys)
+    return await seed_at_start(Seeder(app.state, app.reader, rules, app.clock), keys)
 
 
 async def serve(
