@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, ItemsView, Iterator, Mapping
+from collections.abc import Callable, Hashable, ItemsView, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -307,6 +307,10 @@ class ByConfig(Mapping[K, V], Generic[K, V]):
     def __bool__(self) -> bool:
         # No values at all (no account repeats, say): empty without a pass over the accounts.
         return bool(self._values) and next(iter(self), _ABSENT) is not _ABSENT
+
+    def distinct(self) -> Iterable[V]:
+        """Each distinct value once (one per config object)."""
+        return self._values.values()
 
     def derive(self, make: Callable[[V], W]) -> ByConfig[K, W]:
         """Another such map: `make` of each value, computed once per distinct config, and

@@ -103,6 +103,9 @@ class Pipeline:
         # Views of the config's rule sets (one value per distinct set) when the config shares them.
         self._keep: Mapping[tuple[str, str], float]
         self._projecting: Container[tuple[str, str]]
+        sets = rules.distinct() if isinstance(rules, ByConfig) else rules.values()
+        # Rules whose state is a learned summary, written behind with the count (state/behind.py).
+        self._soft = frozenset(r.name for rs in sets for r in rs if getattr(r, "soft_state", False))
         if isinstance(rules, ByConfig):
             self._keep = rules.derive(longest_history)
             self._projecting = rules.derive(_projects)
@@ -294,6 +297,7 @@ class Pipeline:
             current[key] = states
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
             journal = news(seen, last)  # committed with the poll, never written behind
+            soft = not events and not closed and changed.keys() <= self._soft
             if prev:
                 changes[key] = Change(
                     key[0],
@@ -304,6 +308,7 @@ class Pipeline:
                     (*prev.closed, *closed),
                     (*batch, (obs.time, obs.followers)),
                     prev.journal or journal,
+                    prev.soft and soft,
                 )
             else:
                 changes[key] = Change(
@@ -315,6 +320,7 @@ class Pipeline:
                     closed,
                     ((obs.time, obs.followers),),
                     journal,
+                    soft,
                 )
             change = obs.followers - last.followers if last else None
             rows.append(Row(key[0], key[1], obs.followers, change, tuple(events)))

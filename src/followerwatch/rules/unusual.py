@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.rules.base import Reading, make_event, who
@@ -214,6 +214,8 @@ class Unusual:
     sensitivity: Sensitivity = "normal"
     direction: Direction = "down"
     min_change: int = 100
+    # Its state is a learned summary with its own anchor: written behind (state/behind.py).
+    soft_state: ClassVar[bool] = True
 
     @property
     def name(self) -> str:

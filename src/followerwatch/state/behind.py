@@ -21,6 +21,11 @@ Why a SIGKILL that loses unflushed counts repeats no alert and misses none:
 - No repeat: an alert fires from a state change, and every state change is durable before the
   next reading is evaluated; a reading evaluated again (its count was lost) starts from the same
   state and, with event ids derived from the reading, mints no new alert.
+- Rule states written behind are learned summaries (`Change.soft`: the unusual rule's), never a
+  condition: a state that opens or closes one comes with its event or closed condition and is
+  journaled. Such a rule measures each reading from the anchor in its own state, so a lost
+  summary update is, to it, a poll that did not happen: the next reading is measured from the
+  older anchor over the longer time, as after a gap.
 - No miss: the next reading after the restart is evaluated against the last durable state,
   which is the state at the kill; a crossing it makes fires then. What rules read of the last
   count is its handle (a rename: a new handle is journaled, never written behind), its time
@@ -55,19 +60,56 @@ class WriteBehind:
         self.seconds = seconds
         self.dirty: dict[Key, LastSeen] = {}
         self.flushing: dict[Key, LastSeen] = {}
+        # Soft rule states (learned summaries) of some of those accounts, by rule name.
+        self.states: dict[Key, dict[str, str]] = {}
+        self.states_flushing: dict[Key, dict[str, str]] = {}
         self.flushes = 0  # flushes that landed
 
     def __len__(self) -> int:
         return len(self.dirty) + len(self.flushing)
 
-    def put(self, key: Key, seen: LastSeen) -> None:
-        """An account's newest count, to be written later."""
+    def put(self, key: Key, seen: LastSeen, states: dict[str, str] | None = None) -> None:
+        """An account's newest count, and any soft rule states, to be written later."""
+        if states:
+            old_states = self.states.get(key)
+            self.states[key] = {**old_states, **states} if old_states else states
         if seen.platform_id is None or seen.handle is None:
             # The upsert keeps a known id or handle when a reading has none: so does memory.
             old = self.dirty.get(key) or self.flushing.get(key)
             if old is not None:
                 seen = _merged(seen, old)
         self.dirty[key] = seen
+
+    def pop_states(self, key: Key) -> dict[str, str] | None:
+        """Take an account's waiting soft rule states (a journaled commit now carries them)."""
+        if not self.states and not self.states_flushing:
+            return None
+        newer = self.states.pop(key, None)
+        older = self.states_flushing.pop(key, None)
+        if newer is None:
+            return older
+        return newer if older is None else {**older, **newer}
+
+    def states_over(self, key: Key, stored: dict[str, str]) -> dict[str, str]:
+        """An account's stored rule states with its waiting soft ones laid over them."""
+        older = self.states_flushing.get(key)
+        newer = self.states.get(key)
+        if older is None and newer is None:
+            return stored
+        return {**stored, **(older or {}), **(newer or {})}
+
+    def overlay_states(self, out: dict[Key, dict[str, str]], keys: Iterable[Key]) -> None:
+        """Lay the waiting soft rule states over `out` (SQLite's rows of `keys`), in place."""
+        if not self.states and not self.states_flushing:
+            return
+        for key in keys:
+            merged = self.states_over(key, out.get(key, {}))
+            if merged:
+                out[key] = merged
+
+    def state_rows(self, states: dict[Key, dict[str, str]]) -> list[tuple[str, str, str, str]]:
+        """Rule-state rows (platform, account, rule, state) of `states`."""
+        return [(*key, rule, text) for key, rules in states.items() for rule, text in rules.items()]
 
     def pop(self, key: Key) -> LastSeen | None:
         """Take an account's waiting count (a journaled commit now carries it), if any."""
@@ -106,11 +148,13 @@ class WriteBehind:
         """Start a flush: what waits moves to `flushing` (still read) and is returned."""
         assert not self.flushing, "one flush at a time"
         self.flushing, self.dirty = self.dirty, {}
+        self.states_flushing, self.states = self.states, {}
         return list(self.flushing.items())
 
     def drain(self) -> list[tuple[Key, LastSeen]]:
         """Everything not yet in a flush, taken out (the last flush, at close)."""
         out, self.dirty = list(self.dirty.items()), {}
+        self.states_flushing, self.states = {**self.states_flushing, **self.states}, {}
         return out
 
     def landed(self, ok: bool) -> None:
@@ -121,7 +165,10 @@ class WriteBehind:
             for key, seen in self.flushing.items():
                 if key not in self.dirty:
                     self.dirty[key] = seen
+            for key, states in self.states_flushing.items():
+                self.states[key] = {**states, **self.states.get(key, {})}
         self.flushing = {}
+        self.states_flushing = {}
 
 
 def news(seen: LastSeen, last: LastSeen | None) -> bool:

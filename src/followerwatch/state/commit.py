@@ -48,6 +48,8 @@ class Commit(NamedTuple):
     released: Sequence[tuple[str, str]] = ()
     # Last counts written behind (state/behind.py), flushed in this transaction.
     counts: Sequence[tuple[tuple[str, str], LastSeen]] = ()
+    # Soft rule states written behind with them: (platform, account, rule, state).
+    states: Sequence[tuple[str, str, str, str]] = ()
 
 
 def routed(
@@ -67,6 +69,8 @@ def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
     changes, keep = commit.changes, commit.keep or {}
     if commit.counts:
         upsert_counts(db, [(*key, seen) for key, seen in commit.counts])
+    if commit.states:
+        insert_many(db, "INSERT OR REPLACE INTO rule_state", commit.states)
     # One statement per table for the whole batch; per key the order is as before
     # (count, history, rule states, closed conditions, then that key's events).
     store_counts(db, [ch for ch in changes if ch.last is not None], keep)
@@ -217,7 +221,9 @@ class Committer:
             self._timer = None
         if self.behind.dirty:
             # After any flush under way (the queue is in order), before the thread stops.
-            self._group.post(Commit((), [], None, counts=self.behind.drain()))
+            counts = self.behind.drain()
+            states = self.behind.state_rows(self.behind.states_flushing)
+            self._group.post(Commit((), [], None, counts=counts, states=states))
         self._group.close()
 
     async def commit_async(
@@ -262,17 +268,26 @@ class Committer:
         for ch in changes:
             key = (ch.platform, ch.account)
             last = ch.last
-            if not (ch.rule_states or ch.events or ch.closed):
-                if last is None:
+            if not (ch.events or ch.closed) and (ch.soft or not ch.rule_states):
+                if last is None and not ch.rule_states:
                     continue  # an account without a count whose rules changed nothing
-                if self._behind_ok and not ch.journal and not keep.get(key) and key not in zeros:
-                    behind.put(key, last)
+                if (
+                    last is not None
+                    and self._behind_ok
+                    and not ch.journal
+                    and not keep.get(key)
+                    and key not in zeros
+                ):
+                    behind.put(key, last, ch.rule_states)
                     continue
             if behind:
                 # Journaled now, with the newest count: none of its older ones may land after.
                 waiting = behind.pop(key)
                 if last is None and waiting is not None:
                     ch = ch._replace(last=waiting)
+                states = behind.pop_states(key)
+                if states:
+                    ch = ch._replace(rule_states={**states, **ch.rule_states})
             out.append(ch)
         return out
 
@@ -324,7 +339,9 @@ class Committer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        done = self._group.enqueue(Commit((), [], None, counts=behind.take()))
+        counts = behind.take()
+        states = behind.state_rows(behind.states_flushing)
+        done = self._group.enqueue(Commit((), [], None, counts=counts, states=states))
         done.add_done_callback(self._flushed)
         return done
 

@@ -41,7 +41,7 @@ class StateDB:
         # Last counts not yet in the file: the committer writes them, reads lay them over it.
         self.behind = WriteBehind()
         self.accounts = Accounts(db, self.behind)
-        self.rules = RuleStates(db)
+        self.rules = RuleStates(db, self.behind)
         self.events = Events(db, self.doorbell)
         self.deliveries = Deliveries(db)
         self.committer = Committer(open_committer(path), self.doorbell, self.behind)

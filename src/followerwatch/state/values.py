@@ -33,6 +33,9 @@ class Change(NamedTuple):
     # The count must be committed with the poll even if nothing else changed: the account's
     # first count, or a new handle or platform id (see state/behind.py).
     journal: bool = False
+    # Every rule state in it is a learned summary that may be written behind with the count
+    # (no event, no closed condition; see state/behind.py).
+    soft: bool = False
 
 
 class HeldZero(NamedTuple):
