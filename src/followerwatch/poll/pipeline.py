@@ -24,11 +24,11 @@ from followerwatch.models import (
 from followerwatch.poll.batch import Prepared, Row, Waiting, batch_keys, failure_row
 from followerwatch.poll.known import Known
 from followerwatch.poll.repeats import repeats
-from followerwatch.poll.scores import reading_score, scorers
+from followerwatch.poll.rulesets import projects, reading_score, scorers
 from followerwatch.poll.stats import PollStats
 from followerwatch.poll.suspect import Screened, SuspectZeros
 from followerwatch.poll.waiting import WaitingBatches
-from followerwatch.rules.approaching import Approaching, projection_points
+from followerwatch.rules.approaching import projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, Scored, longest_history
 from followerwatch.state.behind import news
 from followerwatch.state.db import Change, LastSeen, StateDB
@@ -109,11 +109,11 @@ class Pipeline:
         self._scored: Mapping[tuple[str, str], tuple[Scored, ...]]
         if isinstance(rules, ByConfig):
             self._keep = rules.derive(longest_history)
-            self._projecting = rules.derive(_projects)
+            self._projecting = rules.derive(projects)
             self._scored = rules.derive(scorers)
         else:
             self._keep = {key: keep for key, r in rules.items() if (keep := longest_history(r))}
-            self._projecting = frozenset(key for key, r in rules.items() if _projects(r))
+            self._projecting = frozenset(key for key, r in rules.items() if projects(r))
             self._scored = {key: s for key, r in rules.items() if (s := scorers(r))}
 
     async def process(
@@ -395,10 +395,6 @@ class Pipeline:
             if fired:
                 events += fired
         return changed, events, tuple(closed)
-
-
-def _projects(rules: Sequence[Rule]) -> bool:
-    return any(isinstance(rule, Approaching) for rule in rules)
 
 
 def _previous(last: LastSeen | None) -> Previous | None:
