@@ -7,14 +7,17 @@ from then on, and a drop at the end fires), one has none.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 
 from followerwatch.clock import ManualClock
-from followerwatch.models import Account, EventKind, FetchResult, Observation
+from followerwatch.models import Account, ByConfig, EventKind, FetchResult, Observation
 from followerwatch.poll.pipeline import Pipeline
+from followerwatch.rules.base import Rule
 from followerwatch.rules.unusual import Unusual
 from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
@@ -40,8 +43,10 @@ def at(poll: int) -> int:
     return int((T0 + timedelta(seconds=EVERY * poll)).timestamp())
 
 
+# The rule sets as tests build them (a dict) and as the config shares them (one per config).
+@pytest.mark.parametrize("shared", [False, True], ids=["dict", "by_config"])
 async def test_the_score_rides_on_the_count_and_the_event(
-    influx_db: tuple[str, str], http_client: httpx.AsyncClient, tmp_path: Path
+    influx_db: tuple[str, str], http_client: httpx.AsyncClient, tmp_path: Path, shared: bool
 ) -> None:
     url, database = influx_db
     store = InfluxV1Store(http_client, url=url, database=database)
@@ -50,11 +55,16 @@ async def test_the_score_rides_on_the_count_and_the_event(
     spool = Spool(tmp_path / "spool.sqlite3")
     writer = Writer(store, state, spool, clock, health_every=None)
     rule = Unusual()
+    rules: Mapping[tuple[str, str], tuple[Rule, ...]] = {ON.key: (rule,)}
+    if shared:
+        with_rule, without = object(), object()
+        configs = {ON.key: with_rule, OFF.key: without}
+        rules = ByConfig(configs, {id(with_rule): (rule,), id(without): ()})
     pipeline = Pipeline(
         state=state,
         writer=writer,
         outbox=None,
-        rules={ON.key: (rule,)},
+        rules=rules,
         clock=clock,
         route=lambda e: [],
     )
