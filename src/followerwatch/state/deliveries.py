@@ -18,7 +18,7 @@ from followerwatch.state.rows import (
     projection_json,
 )
 
-N = N_EVENT_COLS  # the columns a query selects after the event's own start here
+N = N_EVENT_COLS  # where a query's columns after E_COLS start
 
 __all__ = ["SERVICE_PLATFORM", "Deliveries", "Delivery", "DeliveryRef", "Mark"]
 

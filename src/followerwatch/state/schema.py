@@ -59,6 +59,8 @@ def migrate_events(db: sqlite3.Connection) -> None:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
+        # Again under the write lock: another process opening the file may have just added them.
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
         if "enriched" not in columns:
             db.execute("ALTER TABLE events ADD COLUMN enriched INTEGER NOT NULL DEFAULT 0")
             db.execute("ALTER TABLE events ADD COLUMN projection TEXT")
