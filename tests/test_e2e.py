@@ -102,6 +102,7 @@ async def test_replay_threshold_events_reach_webhook_and_influx(
         "severity": "warning",
         "status": "firing",
         "labels": {},
+        "score": None,  # issue 20: only the unusual rule's events have one
     }
     rows = await stored_events(influx_db)
     assert [(r[1], r[2], r[3], r[4]) for r in rows] == [

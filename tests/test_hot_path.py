@@ -89,6 +89,7 @@ INTS = st.integers(-(2**63), 2**63 - 1) | st.integers(-(2**64), 2**64)
     extra=st.lists(st.none() | INTS, min_size=3, max_size=3),
     lines=st.lists(st.tuples(st.sampled_from(["below", "above", "x y"]), INTS), max_size=3),
     micros=st.integers(0, 10**12),
+    score=st.none() | st.floats(),
 )
 def test_direct_lines_equal_the_encoded_points_or_fail_alike(
     platform: str,
@@ -98,6 +99,7 @@ def test_direct_lines_equal_the_encoded_points_or_fail_alike(
     extra: list[int | None],
     lines: list[tuple[str, int]],
     micros: int,
+    score: float | None,
 ) -> None:
     account = Account(platform, name, name, labels=labels)
     when = T0 + timedelta(microseconds=micros)
@@ -107,17 +109,17 @@ def test_direct_lines_equal_the_encoded_points_or_fail_alike(
         # With and without lines: with them, the count carries its `distance` field.
         for own in ((), tuple(lines)):
             try:
-                expected: str | None = encode(observation_point(obs, own), precision)
+                expected: str | None = encode(observation_point(obs, own, score), precision)
             except ValueError:
                 expected = None
             if expected is None:
                 with pytest.raises(ValueError):
-                    observation_line(obs, precision, own)
+                    observation_line(obs, precision, own, score)
             else:
-                assert observation_line(obs, precision, own) == expected
+                assert observation_line(obs, precision, own, score) == expected
                 if own:
                     distance = nearest_distance(followers, own)
-                    assert expected.split(" ")[-2].endswith(f",distance={distance}i")
+                    assert f"distance={distance}i" in expected.split(" ")[-2].split(",")
         try:
             points = observation_threshold_points(thresholds, [obs])
             wanted: list[str] | None = [encode(p, precision) for p in points]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -91,3 +92,28 @@ async def test_network_error_is_retryable() -> None:
         with pytest.raises(DeliveryError) as exc:
             await WebhookNotifier(config, client).send(EVENT)
     assert not exc.value.permanent
+
+
+async def test_the_payload_carries_the_score_as_a_number_or_null(httpserver: HTTPServer) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("", status=200)
+    config = WebhookConfig.model_validate({"type": "webhook", "url": httpserver.url_for("/hook")})
+    unusual = replace(
+        EVENT,
+        rule="unusual",
+        kind=EventKind.UNUSUAL_DROP,
+        value=-4_200,
+        threshold=120,
+        message="@aplusk on x is losing 4,200/h; typical lately is +120 ± 90/h (score -48)",
+        score=-48.0,
+    )
+    async with httpx.AsyncClient() as client:
+        notifier = WebhookNotifier(config, client, ManualClock(NOW))
+        await notifier.send(unusual)
+        await notifier.send(EVENT)
+    sent, plain = (json.loads(request.get_data()) for request, _ in httpserver.log)
+    # A number (a whole one stays a float in JSON), and null for the events of other rules.
+    assert sent["event"]["score"] == -48.0 and isinstance(sent["event"]["score"], float)
+    assert plain["event"]["score"] is None
+    # No existing field changed type: value and threshold are still integers.
+    assert (sent["event"]["value"], sent["event"]["threshold"]) == (-4_200, 120)
+    assert set(sent["event"]) == set(plain["event"])

@@ -364,6 +364,81 @@ async def test_a_database_from_before_enrichment_is_migrated_and_delivers(
     state.close()
 
 
+# The events table as the version before issue 20 left it: enriched, but no score column.
+SCORELESS_SCHEMA = OLD_SCHEMA.replace(
+    "stored INTEGER NOT NULL DEFAULT 0);",
+    "stored INTEGER NOT NULL DEFAULT 0, enriched INTEGER NOT NULL DEFAULT 0, projection TEXT);",
+    1,
+)
+
+
+def scored(account: str, n: int, score: float) -> Event:
+    """Event `n` of an account, as the unusual rule fires it: with a score."""
+    return replace(
+        event(account, n), rule="unusual", kind=EventKind.UNUSUAL_DROP, value=-4_200, score=score
+    )
+
+
+async def test_a_score_survives_a_restart_and_reaches_the_receiver(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    state = StateDB(path)
+    state.events.add_events([scored("a", 0, -46.25), event("a", 1)], lambda e: ["hook"])
+    state.close()  # stopped before delivering anything
+    state = StateDB(path)
+    payloads: list[dict[str, Any]] = []
+
+    async def handler(payload: dict[str, Any]) -> int:
+        payloads.append(payload["event"])
+        return 204
+
+    async with Receiver(handler) as receiver:
+        assert await Outbox(state, [webhook(client, receiver.url)], ManualClock(T0)).drain(10)
+    assert [(p["id"], p["score"]) for p in payloads] == [("a-0", -46.25), ("a-1", None)]
+    # What goes to InfluxDB is read back from the same rows.
+    assert [e.score for e in state.events.unstored_events()] == [-46.25, None]
+    state.close()
+
+
+async def test_a_database_from_before_the_score_is_migrated_and_delivers(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCORELESS_SCHEMA)
+    state = StateDB(path)
+    [(old, _)] = state.events.recent()
+    assert old.score is None and old.message == "stored by an older version"
+    state.events.add_events([scored("b", 0, 12.0)], lambda e: ["hook"])
+    state.close()
+    state = StateDB(path)  # a second open finds the column and changes nothing
+    with sqlite3.connect(path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(events)")]
+    assert columns.count("score") == 1
+    payloads: list[dict[str, Any]] = []
+
+    async def handler(payload: dict[str, Any]) -> int:
+        payloads.append(payload["event"])
+        return 204
+
+    async with Receiver(handler) as receiver:
+        assert await Outbox(state, [webhook(client, receiver.url)], ManualClock(T0)).drain(10)
+    assert {p["id"]: p["score"] for p in payloads} == {"old-1": None, "b-0": 12.0}
+    state.close()
+
+
+def test_alertmanager_annotates_a_score() -> None:
+    config = AlertmanagerConfig.model_validate(
+        {"type": "alertmanager", "url": "http://127.0.0.1:9093"}
+    )
+    notifier = AlertmanagerNotifier(config, httpx.AsyncClient())
+    assert "score" not in notifier.annotations(event("a", 0))
+    annotated = notifier.annotations(scored("a", 0, -46.0))
+    assert annotated["score"] == "-46.0"
+    assert annotated["summary"] == "a event 0"  # the message is what it was
+
+
 def test_alertmanager_annotates_a_projection() -> None:
     from followerwatch.models import Projection
 

@@ -175,6 +175,8 @@ class AlertmanagerNotifier(BatchNotifier, ConcurrentNotifier, RefreshingNotifier
         if event.projection is not None:
             annotations["projection"] = event.projection.message("the count")
             annotations["projection_eta_seconds"] = str(round(event.projection.seconds))
+        if event.score is not None:
+            annotations["score"] = str(float(event.score))
         return annotations
 
     async def send(self, event: Event) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -58,6 +59,9 @@ def event_fields(event: Event) -> dict[str, Any]:
         "severity": str(event.severity),
         "status": str(event.status),
         "labels": dict(event.labels),
+        # The `unusual` rule's score (a number), null for every other event (and never NaN,
+        # which is not JSON).
+        "score": event.score if event.score is not None and math.isfinite(event.score) else None,
     }
 
 

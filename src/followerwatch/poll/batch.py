@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from followerwatch.models import Account, Event, FetchResult, Point
+from followerwatch.models import Account, Event, Failure, FetchResult, Point
 from followerwatch.poll.suspect import Screened
 from followerwatch.state.db import Change
 from followerwatch.store.pollpoints import PollPoints
@@ -44,3 +44,17 @@ class Waiting(NamedTuple):
     polled: Sequence[Account]
     polled_at: datetime  # stale and lifecycle rules judge an absent count as of then
     prepared: Prepared | None = None
+
+
+def batch_keys(result: FetchResult, polled: Sequence[Account]) -> list[tuple[str, str]]:
+    """Every account a batch reads and writes state of."""
+    keys = [o.account.key for o in result.observations]
+    return keys + [a.key for a in polled] + [f.account.key for f in result.failures]
+
+
+def failure_row(failure: Failure) -> Row:
+    """The report row of an account the platform gave no count for."""
+    account = failure.account
+    # The kind, then the platform's own words: "not_found: Could not find user with …".
+    status = f"{failure.kind}: {failure.detail}" if failure.detail else str(failure.kind)
+    return Row(account.platform, account.name, None, None, failure=status)

@@ -21,14 +21,15 @@ from followerwatch.models import (
     Observation,
     Point,
 )
-from followerwatch.poll.batch import Prepared, Row, Waiting
+from followerwatch.poll.batch import Prepared, Row, Waiting, batch_keys, failure_row
 from followerwatch.poll.known import Known
 from followerwatch.poll.repeats import repeats
+from followerwatch.poll.rulesets import projects, reading_score, scorers
 from followerwatch.poll.stats import PollStats
 from followerwatch.poll.suspect import Screened, SuspectZeros
 from followerwatch.poll.waiting import WaitingBatches
-from followerwatch.rules.approaching import Approaching, projection_points
-from followerwatch.rules.base import Previous, Reading, Rule, longest_history
+from followerwatch.rules.approaching import projection_points
+from followerwatch.rules.base import Previous, Reading, Rule, Scored, longest_history
 from followerwatch.state.behind import news
 from followerwatch.state.db import Change, LastSeen, StateDB
 from followerwatch.store.pollpoints import PollPoints
@@ -73,6 +74,8 @@ class Pipeline:
         # Suspect zeros held by an earlier run (a cron `poll`) are confirmed or dropped by this one.
         self.suspects = SuspectZeros(state.accounts.held_zeros(), zero_confirm)
         self._projection_points: list[Point] = []
+        # The score of each observation (by its place in the batch) whose rules give one.
+        self._scores: dict[int, float] = {}
         self._releasing: set[asyncio.Task[None]] = set()
         # Each account's threshold lines, for the dashboards: the distance to the nearest rides
         # on every count, the lines themselves only when `line_schedule` says. The holder is
@@ -106,12 +109,15 @@ class Pipeline:
         sets = rules.distinct() if isinstance(rules, ByConfig) else rules.values()
         # Rules whose state is a learned summary, written behind with the count (state/behind.py).
         self._soft = frozenset(r.name for rs in sets for r in rs if getattr(r, "soft_state", False))
+        self._scored: Mapping[tuple[str, str], tuple[Scored, ...]]
         if isinstance(rules, ByConfig):
             self._keep = rules.derive(longest_history)
-            self._projecting = rules.derive(_projects)
+            self._projecting = rules.derive(projects)
+            self._scored = rules.derive(scorers)
         else:
             self._keep = {key: keep for key, r in rules.items() if (keep := longest_history(r))}
-            self._projecting = frozenset(key for key, r in rules.items() if _projects(r))
+            self._projecting = frozenset(key for key, r in rules.items() if projects(r))
+            self._scored = {key: s for key, r in rules.items() if (s := scorers(r))}
 
     async def process(
         self,
@@ -120,7 +126,7 @@ class Pipeline:
         polled: Sequence[Account] = (),
     ) -> list[Row]:
         """Handle one batch end to end; `polled` lets rules see accounts that got no count."""
-        keys = _keys(result, polled)
+        keys = batch_keys(result, polled)
         # An earlier batch's commit of these accounts, if one is queued, lands first.
         await self.state.committer.settled(keys)
         if self.waiting.batches and not self.dry_run:
@@ -162,18 +168,20 @@ class Pipeline:
         ]
         known = Known(self.state, keys, min(since) if since else None)
         self._projection_points = []
+        self._scores = {}
         screened = self._screen(result.observations, known)
         observations = screened.observations
         held = [Row(*o.account.key, 0, None, suspect=True) for o in screened.suspect]
         changes, rows = self._evaluate(observations, known)
         changes += self._absent(polled, observations, result.failures, held, known, polled_at)
-        rows += held + [_failure_row(f) for f in result.failures]
+        rows += held + [failure_row(f) for f in result.failures]
         lines = self.thresholds.current()
         points = PollPoints(
             observations,
             lines,
             [*self._projection_points, *extra_points],
             self.line_schedule.due(lines, observations),
+            self._scores,
         )
         return Prepared(changes, rows, points, screened)
 
@@ -209,7 +217,7 @@ class Pipeline:
         if waiting.prepared is not None:
             return waiting
         result, polled = waiting.result, waiting.polled
-        keys = _keys(result, polled)
+        keys = batch_keys(result, polled)
         await self.state.committer.settled(keys)
         batch = self._prepare(result, waiting.extra_points, polled, keys, waiting.polled_at)
         return waiting._replace(prepared=batch)
@@ -233,7 +241,7 @@ class Pipeline:
                 self.writer.drop(PollPoints(obs, self.thresholds.current(), waiting.extra_points))
             note = "dropped: disk and memory buffer full"
         rows = [Row(*o.account.key, o.followers, None, failure=note) for o in obs]
-        return rows + [_failure_row(f) for f in waiting.result.failures]
+        return rows + [failure_row(f) for f in waiting.result.failures]
 
     def _unscreen(self, batch: Prepared) -> None:
         """A batch is given up: its accounts' suspect zeros as the state DB has them, and its
@@ -276,7 +284,8 @@ class Pipeline:
         # the states that differ from the stored ones: unchanged states are not rewritten).
         current: dict[tuple[str, str], Mapping[str, str]] = {}
         rows: list[Row] = []
-        for obs in observations:
+        scored = self._scored.get
+        for i, obs in enumerate(observations):
             account = obs.account
             key = account.key
             prev = changes.get(key)
@@ -295,6 +304,8 @@ class Pipeline:
             if changed:
                 states = {**states, **changed}
             current[key] = states
+            if (rules := scored(key)) and (score := reading_score(rules, states)) is not None:
+                self._scores[i] = score
             seen = LastSeen(obs.followers, obs.time, obs.platform_id, obs.handle)
             journal = news(seen, last)  # committed with the poll, never written behind
             soft = not events and not closed and changed.keys() <= self._soft
@@ -392,22 +403,5 @@ class Pipeline:
         return changed, events, tuple(closed)
 
 
-def _projects(rules: Sequence[Rule]) -> bool:
-    return any(isinstance(rule, Approaching) for rule in rules)
-
-
 def _previous(last: LastSeen | None) -> Previous | None:
     return None if last is None else Previous(last.followers, last.time, last.handle)
-
-
-def _keys(result: FetchResult, polled: Sequence[Account]) -> list[tuple[str, str]]:
-    """Every account a batch reads and writes state of."""
-    keys = [o.account.key for o in result.observations]
-    return keys + [a.key for a in polled] + [f.account.key for f in result.failures]
-
-
-def _failure_row(failure: Failure) -> Row:
-    account = failure.account
-    # The kind, then the platform's own words: "not_found: Could not find user with …".
-    status = f"{failure.kind}: {failure.detail}" if failure.detail else str(failure.kind)
-    return Row(account.platform, account.name, None, None, failure=status)

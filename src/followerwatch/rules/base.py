@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from followerwatch.models import (
     Account,
@@ -61,6 +61,18 @@ class Rule(Protocol):
 
     def active(self, state: str | None) -> bool:
         """Whether the state holds an open (firing) condition; repeats stop when it closes."""
+        ...
+
+
+@runtime_checkable
+class Scored(Protocol):
+    """A rule whose state scores the reading that left it (the `unusual` field of `followers`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def score(self, state: str | None) -> float | None:
+        """The score of the last reading, or None while there is none (learning)."""
         ...
 
 

@@ -16,7 +16,7 @@ from followerwatch.disk.sqlite import GroupCommitter, insert_many
 from followerwatch.models import Event, EventStatus
 from followerwatch.state.behind import WriteBehind
 from followerwatch.state.doorbell import Doorbell
-from followerwatch.state.rows import EVENT_COLS, event_row, ts
+from followerwatch.state.rows import EVENT_COLS, N_EVENT_COLS, event_row, ts
 from followerwatch.state.values import Change, HeldZero, LastSeen
 
 log = structlog.get_logger("followerwatch.state")
@@ -157,7 +157,7 @@ def upsert_counts(db: sqlite3.Connection, counts: Sequence[tuple[str, str, LastS
 def insert_event(db: sqlite3.Connection, ev: Event, notifiers: Iterable[str]) -> bool:
     """Store an event and queue its deliveries; whether it is new and has any to make."""
     cur = db.execute(
-        f"INSERT OR IGNORE INTO events ({EVENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        f"INSERT OR IGNORE INTO events ({EVENT_COLS}) VALUES ({','.join('?' * N_EVENT_COLS)})",
         event_row(ev),
     )
     if not cur.rowcount:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from followerwatch.models import Event, Projection
 from followerwatch.state.rows import (
     E_COLS,
+    N_EVENT_COLS,
     SERVICE_PLATFORM,
     event_from_row,
     immediate,
@@ -16,6 +17,8 @@ from followerwatch.state.rows import (
     placeholders,
     projection_json,
 )
+
+N = N_EVENT_COLS  # where a query's columns after E_COLS start
 
 __all__ = ["SERVICE_PLATFORM", "Deliveries", "Delivery", "DeliveryRef", "Mark"]
 
@@ -70,7 +73,7 @@ class Deliveries:
             (notifier, limit),
         ).fetchall()
         return [
-            Delivery(event_from_row(r[:12], r[12]), int(r[14]), float(r[15]), bool(r[13]))
+            Delivery(event_from_row(r[:N], r[N]), int(r[N + 2]), float(r[N + 3]), bool(r[N + 1]))
             for r in rows
         ]
 
@@ -96,7 +99,7 @@ class Deliveries:
                 f" WHERE e.id IN ({placeholders(len(part))})",
                 part,
             ).fetchall()
-            out.update((str(r[0]), event_from_row(r[:12], r[12])) for r in rows)
+            out.update((str(r[0]), event_from_row(r[:N], r[N])) for r in rows)
         return out
 
     def pending_heads(self) -> list[tuple[str, str, str, float]]:

@@ -11,8 +11,11 @@ from datetime import UTC, datetime
 from followerwatch.models import Event, EventKind, EventStatus, Projection, Severity
 
 EVENT_COLS = (
-    "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels"
+    "id, time, platform, account, rule, kind, value, threshold, message, severity, status, labels,"
+    " score"
 )
+# How many columns EVENT_COLS names: what a query selects after them follows at this index.
+N_EVENT_COLS = EVENT_COLS.count(",") + 1
 # The same columns of the events table aliased `e`, for joins.
 E_COLS = ", ".join("e." + c.strip() for c in EVENT_COLS.split(","))
 # Events about the service itself (operational, campaign) carry this platform.
@@ -42,6 +45,7 @@ def event_row(ev: Event) -> tuple[object, ...]:
         str(ev.severity),
         str(ev.status),
         json.dumps(ev.labels),
+        ev.score,
     )
 
 
@@ -63,6 +67,7 @@ def event_from_row(row: Sequence[object], projection: object = None) -> Event:
         status=EventStatus(str(row[10])),
         labels=tuple((str(k), str(v)) for k, v in labels),
         projection=proj,
+        score=None if row[12] is None else float(str(row[12])),
     )
 
 

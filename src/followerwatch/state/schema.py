@@ -53,19 +53,25 @@ def open_committer(path: Path) -> sqlite3.Connection:
 
 
 def migrate_events(db: sqlite3.Connection) -> None:
-    """Add the enrichment columns to an events table that predates them."""
+    """Add the columns an events table from an older version lacks (enrichment, score)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-    if "enriched" in columns:
+    if "enriched" in columns and "score" in columns:
         return
     db.execute("BEGIN IMMEDIATE")
     try:
-        db.execute("ALTER TABLE events ADD COLUMN enriched INTEGER NOT NULL DEFAULT 0")
-        db.execute("ALTER TABLE events ADD COLUMN projection TEXT")
-        # Events stored before the upgrade may have been attempted already: their text is final.
-        db.execute("UPDATE events SET enriched = 1")
-        db.execute(
-            "CREATE INDEX IF NOT EXISTS events_unenriched ON events (seq) WHERE enriched = 0"
-        )
+        # Again under the write lock: another process opening the file may have just added them.
+        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
+        if "enriched" not in columns:
+            db.execute("ALTER TABLE events ADD COLUMN enriched INTEGER NOT NULL DEFAULT 0")
+            db.execute("ALTER TABLE events ADD COLUMN projection TEXT")
+            # Events stored before the upgrade may have been attempted already: their text is final.
+            db.execute("UPDATE events SET enriched = 1")
+            db.execute(
+                "CREATE INDEX IF NOT EXISTS events_unenriched ON events (seq) WHERE enriched = 0"
+            )
+        if "score" not in columns:
+            # The `unusual` rule's score; NULL for every other event, and for those stored before.
+            db.execute("ALTER TABLE events ADD COLUMN score REAL")
     except BaseException:
         db.execute("ROLLBACK")
         raise

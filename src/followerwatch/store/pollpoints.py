@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, overload
 
 import structlog
@@ -23,10 +23,11 @@ log = structlog.get_logger("followerwatch.writer")
 class PollPoints(Sequence[Point]):
     """A poll's points: the Points of its observations and their lines are only built if read.
 
-    Every observation's count carries the distance to its account's nearest line (`thresholds`);
-    the lines themselves go only with the observations in `due` (LineSchedule's choice). The
-    writer encodes the observations straight to line protocol; anything else that reads the
-    sequence still sees every point.
+    Every observation's count carries the distance to its account's nearest line (`thresholds`)
+    and its `unusual` score if `scores` has one (by its place in `observations`); the lines
+    themselves go only with the observations in `due` (LineSchedule's choice). The writer encodes
+    the observations straight to line protocol; anything else that reads the sequence still sees
+    every point.
     """
 
     def __init__(
@@ -35,8 +36,10 @@ class PollPoints(Sequence[Point]):
         thresholds: Lines,
         points: Sequence[Point],
         due: Sequence[Observation] = (),
+        scores: Mapping[int, float] | None = None,
     ) -> None:
         self.observations = observations
+        self.scores: Mapping[int, float] = scores or {}
         self.thresholds = thresholds
         self.points = points
         self.due = due
@@ -44,9 +47,12 @@ class PollPoints(Sequence[Point]):
 
     def _built(self) -> list[Point]:
         if self._all is None:
-            lines = self.thresholds
+            lines, score = self.thresholds, self.scores.get
             self._all = [
-                *(observation_point(o, lines.get(o.account.key, ())) for o in self.observations),
+                *(
+                    observation_point(o, lines.get(o.account.key, ()), score(i))
+                    for i, o in enumerate(self.observations)
+                ),
                 *observation_threshold_points(lines, self.due),
                 *self.points,
             ]
@@ -89,12 +95,13 @@ def encode_lines(points: Sequence[Point], precision: str) -> tuple[list[str], in
         # A poll's counts go straight to line protocol: no Point per observation. All at
         # once, and one by one only to leave out a line that cannot be encoded.
         observations, thresholds, due = points.observations, points.thresholds, points.due
-        of = thresholds.get
+        of, scores = thresholds.get, points.scores
         try:
-            lines += observation_lines(observations, precision, thresholds)
+            lines += observation_lines(observations, precision, thresholds, scores)
         except ValueError:
-            for obs in observations:
-                encoded(observation_line, obs, precision, of(obs.account.key, ()))
+            for i, obs in enumerate(observations):
+                score = scores.get(i)
+                encoded(observation_line, obs, precision, of(obs.account.key, ()), score)
         if due:
             try:
                 more: list[str] = []
