@@ -18,7 +18,15 @@ from followerwatch.analysis.unusual import (
     stored_states,
     unusual_rule,
 )
-from followerwatch.cli.unusual import MAX_ROWS, print_statuses
+from followerwatch.cli.unusual import (
+    MAX_ROWS,
+    check_statuses,
+    print_statuses,
+    rules_on,
+    show_statuses,
+    status_line,
+)
+from followerwatch.config.settings import load_config
 from followerwatch.models import Account, Observation
 from followerwatch.rules.base import Reading
 from followerwatch.rules.threshold import Threshold
@@ -138,3 +146,46 @@ def test_scores_per_day_are_the_most_unusual_and_blank_without_one() -> None:
     assert per_day(scores) == {day.date(): -7.25, (day + timedelta(days=1)).date(): 0.0}
     assert most_unusual([]) is None
     assert [format_score(s) for s in (-7.25, 3.04, 0.0, None)] == ["-7.2", "+3.0", "0.0", ""]
+
+
+def test_check_and_history_read_the_state_file_for_their_rules(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "state.sqlite3"
+    rule = Unusual()
+    firing = feed(rule, 24 * 5, drop_hours=2)
+    assert firing is not None
+    state = StateDB(path)
+    state.rules.set_rule_state("x", "hot", "unusual", firing)
+    state.close()
+    console = Console(record=True, width=160)
+    assert show_statuses({("x", "hot"): rule, ("x", "new"): rule}, path, console)
+    text = console.export_text()
+    assert "unusual drop under way; typical +" in text
+    assert LEARNING.format(0, "0.0") in text
+    assert status_line(rule, path, ("x", "hot")) == f"unusual rule: {rule.status(firing)}"
+    assert status_line(rule, path, ("x", "new")) == f"unusual rule: {LEARNING.format(0, '0.0')}"
+    assert status_line(None, path, ("x", "hot")) is None  # the rule off: no line at all
+
+
+def test_a_damaged_state_file_is_a_line_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    path.write_bytes(b"not a database, not at all" * 100)
+    console = Console(record=True, width=200)
+    assert not show_statuses({("x", "a"): Unusual()}, path, console)
+    assert "✗ unusual rule: no status:" in console.export_text()
+    line = status_line(Unusual(), path, ("x", "a"))
+    assert line is not None and line.startswith(f"unusual rule: no status: {path}")
+
+
+def test_without_the_rule_check_shows_nothing(tmp_path: Path) -> None:
+    config = load_config(
+        None,
+        {
+            "service": {"data_dir": str(tmp_path)},
+            "influxdb": {"url": "http://127.0.0.1:8086", "database": "fw"},
+            "platforms": {"x": {"bearer_token": "t"}},
+            "watch": [{"platform": "x", "handle": "a", "below": 10}],
+        },
+    )
+    assert rules_on(config) == {}
+    console = Console(record=True)
+    assert check_statuses(config, console) and console.export_text() == ""

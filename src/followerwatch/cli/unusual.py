@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -19,7 +20,6 @@ from followerwatch.analysis.unusual import (
 )
 from followerwatch.config.settings import Config
 from followerwatch.errors import StateFileError
-from followerwatch.models import at_handle
 from followerwatch.rules import build_rule_sets
 
 # As poll's table: past this many accounts, a summary and only what needs a look.
@@ -43,18 +43,24 @@ def rules_on(cfg: Config) -> dict[Key, StatusRule]:
     return out
 
 
-def check_statuses(cfg: Config, out: Console) -> bool:
-    """Print the unusual rule's status per account (nothing if no account has it on).
+def state_file(cfg: Config) -> Path:
+    """The service's state file, where the rule states are."""
+    return cfg.settings.service.data_dir / "state.sqlite3"
 
-    False when the state file cannot be read (`check` then fails).
-    """
-    rules = rules_on(cfg)
+
+def check_statuses(cfg: Config, out: Console) -> bool:
+    """`check`: the unusual rule's status per account that has it on (nothing if none has)."""
+    return show_statuses(rules_on(cfg), state_file(cfg), out)
+
+
+def show_statuses(rules: Mapping[Key, StatusRule], path: Path, out: Console) -> bool:
+    """Print the statuses of `rules` from the state file; False when it cannot be read."""
     if not rules:
         return True
     try:
-        states = stored_states(cfg.settings.service.data_dir / "state.sqlite3", list(rules))
+        states = stored_states(path, list(rules))
     except StateFileError as exc:
-        out.print(Text.assemble(("✗", "red"), f" state: {exc}"))
+        out.print(Text.assemble(("✗", "red"), f" unusual rule: no status: {exc}"))
         return False
     print_statuses(statuses(rules, states), out)
     return True
@@ -89,23 +95,24 @@ def print_statuses(found: Sequence[Status], out: Console) -> None:
 
 
 def account_status(cfg: Config, key: Key) -> str | None:
-    """`history`'s line for one account: "unusual rule: <status>"; None when the rule is off.
+    """`history`'s line for one account; None when the rule is off."""
+    return status_line(rule_of(cfg.rules.get(key)), state_file(cfg), key)
 
-    A state file that cannot be read gives a line saying so instead of the status.
+
+def status_line(rule: StatusRule | None, path: Path, key: Key) -> str | None:
+    """ "unusual rule: <its status>" of one account from the state file; None without the rule.
+
+    A state file that cannot be read gives a line saying so instead.
     """
-    rule = rule_of(cfg.rules.get(key))
     if rule is None:
         return None
     try:
-        states = stored_states(cfg.settings.service.data_dir / "state.sqlite3", [key])
+        states = stored_states(path, [key])
     except StateFileError as exc:
-        return f"unusual rule of {at_handle(key[1])}: no status ({exc})"
+        return f"unusual rule: no status: {exc}"
     [status] = statuses({key: rule}, states)
     return f"unusual rule: {status.line}"
 
 
 # The line under history's table when it has a score column.
-SCORE_LEGEND = (
-    "score: the unusual rule's most unusual score of the day, in spreads from the account's "
-    "typical change per hour (blank: none)"
-)
+SCORE_LEGEND = "score: the day's most unusual score from the unusual rule (blank: none)"
