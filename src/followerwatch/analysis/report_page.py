@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from followerwatch.analysis.charts import account_figure, load_events
+from followerwatch.analysis.charts import RATE_KINDS, account_figure, load_events
 from followerwatch.analysis.impact import load_series
 from followerwatch.analysis.unusual import format_score, load_scores
-from followerwatch.models import Account, EventKind, Projection, at_handle, plural, signed
+from followerwatch.models import Account, Projection, at_handle, plural, signed
 from followerwatch.rules.trend import milestone_lines, project
 from followerwatch.store.base import QueryableStore
 
@@ -24,11 +24,6 @@ if TYPE_CHECKING:
 
 Series = list[tuple[datetime, int]]
 Events = list[tuple[datetime, int, str]]
-
-# The unusual rule's events hold a rate per hour in `value`, not a count.
-RATE_KINDS = frozenset(
-    str(k) for k in (EventKind.UNUSUAL_DROP, EventKind.UNUSUAL_RISE, EventKind.UNUSUAL_CLEARED)
-)
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>followerwatch report</title>
@@ -109,24 +104,11 @@ def section(data: Readings, rules: RuleDefaults | None) -> Section:
         at_handle(account.name),
         series,
         lines,
-        [(t, v, k.replace("_", " ")) for t, v, k in _on_the_counts(series, data.events)],
+        [(t, v, k.replace("_", " ")) for t, v, k in data.events],
         heading_for,
     )
     summary = summary_line(series, estimate.message(), data.scores.get(series[-1][0]))
     return Section(heading, summary, data.events, figure)
-
-
-def _on_the_counts(series: Series, events: Events) -> Events:
-    """Events placed on the count chart: a rate event at the count of its moment (or left out)."""
-    out = []
-    for when, value, kind in events:
-        if kind in RATE_KINDS:
-            before = [v for t, v in series if t <= when]
-            if not before:
-                continue
-            value = before[-1]
-        out.append((when, value, kind))
-    return out
 
 
 def sections(
