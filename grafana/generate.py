@@ -497,6 +497,43 @@ EVENTS_QUERY = (
     'SELECT "message", "kind", "rule", "value", "threshold" FROM "followerwatch_events"'
     f" WHERE {WHERE}"
 )
+# The unusual rule's fires and resolutions have an annotation of their own (beside its score);
+# the other one leaves them out, so no event is drawn twice.
+UNUSUAL = "\"rule\" = 'unusual'"
+RULE_EVENTS_QUERY = f"{EVENTS_QUERY} AND \"rule\" != 'unusual'"
+UNUSUAL_EVENTS_QUERY = f"{EVENTS_QUERY} AND {UNUSUAL}"
+UNUSUAL_SCORE = (
+    f'SELECT last("unusual") AS "unusual score" FROM "followers" WHERE {WHERE}'
+    " GROUP BY time($__interval) fill(none)"
+)
+
+
+def events_annotation(name: str, query: str, color: str) -> Json:
+    """Events of followerwatch_events as annotations: the message as text, kind and rule as tags."""
+    return {
+        "name": name,
+        "datasource": DS,
+        "enable": True,
+        "hide": False,
+        "iconColor": color,
+        "target": {
+            "refId": "Anno",
+            "datasource": DS,
+            "query": query,
+            "rawQuery": True,
+            "resultFormat": "table",
+            "fromAnnotations": True,
+            "queryType": "tags",
+            "textColumn": "message",
+            "tagsColumn": "kind,rule",
+            "titleColumn": "",
+            "timeEndColumn": "",
+            "limit": 100,
+            "matchAny": False,
+            "tags": [],
+            "type": "tags",
+        },
+    }
 
 
 def account() -> Json:
@@ -556,7 +593,7 @@ def account() -> Json:
     following = timeseries(
         4,
         "Following and posts",
-        grid(0, 18, 12, 8),
+        grid(0, 24, 12, 8),
         [
             target(
                 "A",
@@ -569,42 +606,32 @@ def account() -> Json:
     events = table(
         5,
         "Events",
-        grid(12, 18, 12, 8),
+        grid(12, 24, 12, 8),
         [target("A", EVENTS_QUERY + " ORDER BY time DESC", fmt="table")],
         description="Every event the rules raised for this account (followerwatch_events).",
     )
-    annotation = {
-        "name": "Threshold events",
-        "datasource": DS,
-        "enable": True,
-        "hide": False,
-        "iconColor": "red",
-        "target": {
-            "refId": "Anno",
-            "datasource": DS,
-            "query": EVENTS_QUERY,
-            "rawQuery": True,
-            "resultFormat": "table",
-            "fromAnnotations": True,
-            "queryType": "tags",
-            "textColumn": "message",
-            "tagsColumn": "kind,rule",
-            "titleColumn": "",
-            "timeEndColumn": "",
-            "limit": 100,
-            "matchAny": False,
-            "tags": [],
-            "type": "tags",
-        },
-    }
+    unusual = timeseries(
+        6,
+        "Unusual score",
+        grid(0, 10, 24, 6),
+        [target("A", UNUSUAL_SCORE, alias="unusual score")],
+        description=(
+            "The unusual rule's score of each count (the `unusual` field of followers): how far "
+            "the change per hour is from the account's own typical change, in spreads; far "
+            "below zero is an unusual drop. Empty while the rule learns or is off. Its fires and "
+            "resolutions are annotations."
+        ),
+    )
     return dashboard(
         "followerwatch-account",
         "followerwatch: Account",
-        "One account: followers with its threshold lines, net change, following and posts.",
+        "One account: followers with its threshold lines, the unusual score, net change, "
+        "following and posts.",
         [
             followers,
-            net_change(2, "Net change per hour", "1h", grid(0, 10, 12, 8)),
-            net_change(3, "Net change per day", "1d", grid(12, 10, 12, 8)),
+            unusual,
+            net_change(2, "Net change per hour", "1h", grid(0, 16, 12, 8)),
+            net_change(3, "Net change per day", "1d", grid(12, 16, 12, 8)),
             following,
             events,
         ],
@@ -619,7 +646,10 @@ def account() -> Json:
                 description="The account to show.",
             ),
         ],
-        annotations=[annotation],
+        annotations=[
+            events_annotation("Threshold events", RULE_EVENTS_QUERY, "red"),
+            events_annotation("Unusual changes", UNUSUAL_EVENTS_QUERY, "orange"),
+        ],
         time_from="now-7d",
     )
 

@@ -12,6 +12,10 @@ starts at the packaged April 2009 replay and moves six hours per poll cycle:
 itself: the lines at the first poll and again whenever 4 h have passed, which with 6-hour polls
 is every poll; the scenario only records what the writer is given.
 
+The unusual rule (default settings) then runs over the x accounts' stored counts, and its score
+of each count (the float field `unusual` on that same `followers` point) and its events go to
+InfluxDB through the store's own schema: @aplusk's Unfollow Day fires and resolves.
+
 `Grafana` expands a dashboard's queries like Grafana 12 does before InfluxDB sees them:
 template variables in the frontend (regex-escaped, multi values as `(a|b)`, "All" as every
 option), then `$timeFilter` / `$__interval` in the InfluxDB datasource's backend.
@@ -37,7 +41,11 @@ from followerwatch.clock import ManualClock
 from followerwatch.config.settings import load_config
 from followerwatch.demo.replay import replay_file
 from followerwatch.models import Event, Observation, Point
+from followerwatch.rules.base import Reading
+from followerwatch.rules.unusual import Unusual
 from followerwatch.service.app import App
+from followerwatch.store.influx_v1 import InfluxV1Store
+from followerwatch.store.schema import event_point, observation_point
 from followerwatch.store.thresholds import Lines, threshold_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,6 +93,9 @@ class Scenario:
     events: list[Event]  # as followerwatch recorded them
     polls: list[tuple[datetime, str, str]]  # (time, platform, outcome) of every poll
     lines: dict[tuple[str, str], tuple[tuple[str, int], ...]]
+    # The unusual rule's score of each count it scored, and its events (x accounts only).
+    scores: dict[tuple[str, str], list[tuple[datetime, float]]] = field(default_factory=dict)
+    unusual_events: list[Event] = field(default_factory=list)
 
     def value_at(self, key: tuple[str, str], when: datetime, since: datetime = START) -> int | None:
         """The last count at or before `when` and not before `since` (a dashboard's range)."""
@@ -131,9 +142,10 @@ async def _run(influx_url: str, database: str, data_dir: Path, server: HTTPServe
     )
     lines = threshold_lines(config)
     counts: dict[tuple[str, str], Series] = {}
+    observed: dict[tuple[str, str], list[Observation]] = {}
     polls: list[tuple[datetime, str, str]] = []
     async with App(config, clock=clock) as app:
-        _record_writes(app, counts, polls)
+        _record_writes(app, counts, polls, observed)
         for cycle in range(CYCLES):
             github.users["user-001"]["followers"] = github_count(cycle)
             if cycle == OUTAGE_CYCLE:
@@ -144,13 +156,37 @@ async def _run(influx_url: str, database: str, data_dir: Path, server: HTTPServe
         events = [event for event, _ in app.state.events.recent(limit=10_000)]
     for series in counts.values():
         series.sort()
-    return Scenario(influx_url, database, counts, events, polls, lines)
+    scenario = Scenario(influx_url, database, counts, events, polls, lines)
+    await _write_unusual(scenario, [obs for (p, _), o in observed.items() if p == "x" for obs in o])
+    return scenario
+
+
+async def _write_unusual(scenario: Scenario, observations: Sequence[Observation]) -> None:
+    """Score the counts with the unusual rule; write the scores and its events as the store does."""
+    rule = Unusual()
+    states: dict[tuple[str, str], str | None] = {}
+    points: list[Point] = []
+    for obs in sorted(observations, key=lambda o: (o.account.key, o.time)):
+        key = obs.account.key
+        reading = Reading(obs.account, obs.time, obs, None, None)
+        states[key], fired = rule.evaluate(states.get(key), reading)
+        score = rule.score(states[key])
+        if score is not None:
+            scenario.scores.setdefault(key, []).append((obs.time, score))
+            # The same series and time as the stored count: InfluxDB adds the field to that point.
+            tags = observation_point(obs).tags
+            points.append(Point("followers", tags, (("unusual", float(score)),), obs.time))
+        scenario.unusual_events += fired
+        points += [event_point(e) for e in fired]
+    async with httpx.AsyncClient(timeout=30) as client:
+        await InfluxV1Store(client, url=scenario.url, database=scenario.database).write(points)
 
 
 def _record_writes(
     app: App,
     counts: dict[tuple[str, str], Series],
     polls: list[tuple[datetime, str, str]],
+    observed: dict[tuple[str, str], list[Observation]],
 ) -> None:
     """Record every count and poll outcome the writer is given, then write them unchanged."""
     write = app.writer.write
@@ -163,6 +199,7 @@ def _record_writes(
         # The pipeline hands the writer PollPoints: its observations ride along with the points.
         for obs in getattr(points, "observations", observations):
             counts.setdefault(obs.account.key, []).append((obs.time, obs.followers))
+            observed.setdefault(obs.account.key, []).append(obs)
         for point in points:
             if point.measurement == "followerwatch_polls":
                 tags = dict(point.tags)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from followerwatch.analysis.charts import tick_labels
@@ -98,3 +99,25 @@ def test_tick_labels_keep_neighbouring_ticks_apart() -> None:
     assert tick_labels([1_000_000, 1_100_000, 1_200_000]) == ["1.0M", "1.1M", "1.2M"]
     assert tick_labels([930_000, 935_000]) == ["930k", "935k"]
     assert tick_labels([0, 5, 10]) == ["0", "5", "10"]
+
+
+def test_an_unusual_event_is_marked_on_the_count_not_at_its_rate() -> None:
+    """Its value is a rate per hour: drawn at -1,386 it would stretch the axis to nothing."""
+    from followerwatch.analysis.charts import account_figure, event_markers
+
+    t0 = datetime(2009, 4, 27, tzinfo=UTC)
+    series = [(t0 + timedelta(hours=h), 1_000_000 - 1_400 * h) for h in range(6)]
+    events = [
+        (t0 - timedelta(hours=1), -1_500, "unusual_drop"),  # before the first count: not drawn
+        (t0 + timedelta(hours=2, minutes=30), -1_386, "unusual_drop"),  # as alerts pass it
+        (t0 + timedelta(hours=4), 120, "unusual cleared"),  # as the report labels it
+        (t0 + timedelta(hours=5), 993_000, "dropped_below"),  # a count: where it says
+    ]
+    figure = account_figure("@aplusk", series, [], events)
+    assert event_markers(figure) == [
+        (t0 + timedelta(hours=2, minutes=30), 997_200.0),
+        (t0 + timedelta(hours=4), 994_400.0),
+        (t0 + timedelta(hours=5), 993_000.0),
+    ]
+    low, _ = figure.axes[0].get_ylim()
+    assert low > 990_000

@@ -9,8 +9,11 @@ import httpx
 from pytest_httpserver import HTTPServer
 
 from followerwatch.demo.influxd import free_port
+from followerwatch.rules.unusual import Summary, pack
+from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli as cli
+from unusual_key import needs_unusual_key
 
 
 def config(tmp_path: Path, url: str, db: str, interval: str = "5m", extra: str = "") -> Path:
@@ -53,6 +56,58 @@ def test_check_passes_and_prints_the_plan(tmp_path: Path, influx_db: tuple[str, 
     assert cells == ["x", "1", "1", "5m", "300/15m", "3s", "1%"]
     assert "X costs $0.01/day for 1 account:" in result.stdout
     assert "secret-token-abc" not in result.stdout + result.stderr
+    assert "Unusual rule" not in result.stdout  # no account has it on: nothing about it
+    assert not (tmp_path / "data").exists()  # check reads the state, never creates it
+
+
+@needs_unusual_key
+def test_check_shows_the_unusual_rule_status_per_account(
+    tmp_path: Path, influx_db: tuple[str, str]
+) -> None:
+    """With `unusual = true`: each account's status line from the state file."""
+    state = StateDB(tmp_path / "data" / "state.sqlite3")
+    learning = pack(Summary(readings=7, first=0, anchor_time=36 * 3600, anchor_count=9.0))
+    state.rules.set_rule_state("x", "aplusk", "unusual", learning)
+    state.close()
+    extra = (
+        "unusual = true\n"
+        '[[watch]]\nplatform = "x"\nhandle = "cnnbrk"\nunusual = true\n'
+        '[[watch]]\nplatform = "x"\nhandle = "quiet"\n'
+    )
+    path = config(tmp_path, *influx_db)
+    path.write_text(path.read_text() + extra)
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {
+        cells[1]: cells[2]
+        for line in result.stdout.splitlines()
+        if line.startswith("│ x ")
+        and len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 3
+    }
+    assert rows == {
+        "aplusk": "too little history: 7 readings over 1.5 days (needs 24 over 3 days)",
+        "cnnbrk": "too little history: 0 readings over 0.0 days (needs 24 over 3 days)",
+    }
+
+
+@needs_unusual_key
+def test_check_sums_up_the_unusual_rule_of_a_large_watchlist(
+    tmp_path: Path, influx_db: tuple[str, str]
+) -> None:
+    names = [f"user_{i}" for i in range(250)]
+    path = tmp_path / "big.toml"
+    path.write_text(
+        f'[service]\ndata_dir = "data"\n[influxdb]\nurl = "{influx_db[0]}"\n'
+        f'database = "{influx_db[1]}"\n[platforms.x]\nbearer_token = "t"\n'
+        + "".join(f'[[watch]]\nplatform = "x"\nhandle = "{n}"\nunusual = true\n' for n in names)
+    )
+    result = cli("check", "--config", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "Unusual rule on 250 accounts: 250 with too little history, 0 watching, "
+        "0 with an unusual change under way" in " ".join(result.stdout.split())
+    )
+    assert "user_17 " not in result.stdout
 
 
 def test_check_fails_when_influx_is_unreachable(tmp_path: Path) -> None:

@@ -441,39 +441,110 @@ def test_account_following_and_posts(scenario: Scenario) -> None:
     assert replay_only["A"][0].series == []  # the replay has no following/posts: no line at all
 
 
+def annotation(board: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(a for a in board["annotations"]["list"] if a["name"] == name)
+
+
 @pytest.mark.parametrize("key", [APLUSK, CNNBRK, USER1])
 def test_account_annotations_are_the_scenarios_events(scenario: Scenario, key: Key) -> None:
     board = load("account")
     g = grafana(scenario)
     variables = g.resolve(board, {"platform": key[0], "account": key[1]})
-    [annotation] = board["annotations"]["list"]
-    rows = g.annotation(annotation, variables).rows()
+    # The unusual rule's events are the other annotation's (see below): none is drawn twice.
+    threshold = annotation(board, "Threshold events")
+    rows = g.annotation(threshold, variables).rows()
     expected = [
         (epoch_ms(e.time), e.message, str(e.kind), e.rule, e.value, e.threshold)
         for e in scenario.events
-        if (e.platform, e.account) == key
+        if (e.platform, e.account) == key and e.rule != "unusual"
     ]
     assert [
         (r["time"], r["message"], r["kind"], r["rule"], r["value"], r["threshold"]) for r in rows
     ] == expected
     assert expected  # every one of these accounts had at least one event
-    target = annotation["target"]
+    target = threshold["target"]
     assert target["textColumn"] in rows[0] and all(
         c in rows[0] for c in target["tagsColumn"].split(",")
     )
+    # The table lists every event, the unusual rule's too, newest first.
+    everything = sorted(
+        [(t, k) for t, _, k, *_ in expected]
+        + [
+            (epoch_ms(e.time), str(e.kind))
+            for e in scenario.unusual_events
+            if (e.platform, e.account) == key
+        ]
+    )
     events = run(g, board, 5, {"platform": key[0], "account": key[1]})["A"][0].rows()
-    assert [(r["time"], r["kind"]) for r in events] == [(t, k) for t, _, k, *_ in expected][::-1]
+    times = [r["time"] for r in events]
+    assert times == sorted(times, reverse=True)
+    assert sorted((r["time"], r["kind"]) for r in events) == everything
 
 
 def test_account_annotations_know_the_2009_story(scenario: Scenario) -> None:
     board = load("account")
     g = grafana(scenario)
     variables = g.resolve(board, {"platform": "x", "account": "aplusk"})
-    rows = g.annotation(board["annotations"]["list"][0], variables).rows()
+    rows = g.annotation(annotation(board, "Threshold events"), variables).rows()
     assert [(r["time"], r["kind"], r["value"]) for r in rows] == [
         (epoch_ms(datetime(2009, 4, 17, 6, tzinfo=UTC)), "crossed_above", 1_000_448),
         (epoch_ms(datetime(2009, 4, 27, 18, tzinfo=UTC)), "dropped_below", 999_652),
     ]
+
+
+@pytest.mark.parametrize("max_data_points", [1000, 40])  # $__interval 20m and 12h
+def test_account_unusual_score_is_the_rules_score_of_each_count(
+    scenario: Scenario, max_data_points: int
+) -> None:
+    g = grafana(scenario, max_data_points=max_data_points)
+    res = run(g, load("account"), 6, {"platform": "x", "account": "aplusk"})
+    [got] = series_values(res["A"][0], "unusual score").values()
+    # last() per bucket, like the count; the rule scores a count once it has learned 3 days.
+    expected: dict[int, float] = {}
+    for t, score in sorted(scenario.scores[APLUSK]):
+        expected[epoch_ms(t) - epoch_ms(t) % g.interval_ms] = score
+    assert got == expected
+    assert len(expected) > 10 and min(got.values()) < -5  # Unfollow Day is far below zero
+    first_count = min(t for t, _ in scenario.counts[APLUSK])
+    assert min(t for t, _ in scenario.scores[APLUSK]) >= first_count + timedelta(days=3)
+
+
+def test_account_unusual_score_is_empty_without_scores(scenario: Scenario) -> None:
+    # GitHub's accounts were never scored: no line at all (nothing drawn at 0).
+    res = run(grafana(scenario), load("account"), 6, {"platform": "github", "account": "user-001"})
+    assert res["A"][0].series == []
+
+
+@pytest.mark.parametrize("key", [APLUSK, CNNBRK, USER1])
+def test_account_unusual_annotations_are_the_rules_events(scenario: Scenario, key: Key) -> None:
+    board = load("account")
+    g = grafana(scenario)
+    variables = g.resolve(board, {"platform": key[0], "account": key[1]})
+    unusual = annotation(board, "Unusual changes")
+    rows = g.annotation(unusual, variables).rows()
+    expected = [
+        (epoch_ms(e.time), e.message, str(e.kind), e.rule, e.value, e.threshold)
+        for e in scenario.unusual_events
+        if (e.platform, e.account) == key
+    ]
+    assert [
+        (r["time"], r["message"], r["kind"], r["rule"], r["value"], r["threshold"]) for r in rows
+    ] == expected
+    if key == APLUSK:
+        # Unfollow Day fires an unusual drop, its message giving the score; a fire and its
+        # resolution alternate (how often it fires is the detector's business, not the board's).
+        kinds = [k for _, _, k, *_ in expected]
+        assert kinds[::2] == ["unusual_drop"] * len(kinds[::2])
+        assert kinds[1::2] == ["unusual_cleared"] * len(kinds[1::2])
+        assert "(score -" in expected[0][1]
+        first = datetime.fromtimestamp(expected[0][0] / 1000, UTC)
+        assert first.date() == datetime(2009, 4, 27).date()
+        target = unusual["target"]
+        assert target["textColumn"] in rows[0] and all(
+            c in rows[0] for c in target["tagsColumn"].split(",")
+        )
+    else:
+        assert expected == []
 
 
 # ------------------------------------------------------------------------------------------------

@@ -171,6 +171,22 @@ def test_panel_variables_and_repeats_exist(path: Path) -> None:
             assert (match.group(1) or match.group(2)) in names, p["title"]
 
 
+def test_account_shows_the_unusual_score_and_its_events_once() -> None:
+    board = load(GRAFANA / "dashboards" / "account.json")
+    [score] = [p for p in board["panels"] if p["title"] == "Unusual score"]
+    [query] = [t["query"] for t in score["targets"]]
+    assert query.startswith('SELECT last("unusual") AS "unusual score" FROM "followers" WHERE')
+    # Directly under the counts, as wide: the score lines up with the count it belongs to.
+    followers = next(p for p in board["panels"] if p["id"] == 1)["gridPos"]
+    assert score["gridPos"]["y"] == followers["y"] + followers["h"]
+    assert score["gridPos"]["w"] == followers["w"]
+    queries = {a["name"]: a["target"]["query"] for a in board["annotations"]["list"]}
+    assert set(queries) == {"Threshold events", "Unusual changes"}
+    assert queries["Unusual changes"].endswith(""" AND "rule" = 'unusual'""")
+    # The same events query otherwise, and the other annotation leaves the unusual rule out.
+    assert queries["Threshold events"] == queries["Unusual changes"].replace(" = ", " != ")
+
+
 def _missing(original: Any, loaded: Any, path: str = "") -> list[str]:
     """Paths in `original` that `loaded` lost or changed (extra defaults in `loaded` are fine)."""
     if isinstance(original, dict):

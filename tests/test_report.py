@@ -37,6 +37,10 @@ EVENTS = [
     (UNTIL - timedelta(days=6), "milestone", 982_400),
     (UNTIL - timedelta(days=2), "window_rise", 987_200),
 ]
+# The unusual rule scored the climber's counts after its first 3 days; the last count's score
+# is -1.0. Its one event holds a rate per hour (-1,200/h), not a count.
+SCORES = {t: ((h % 7) - 3) / 2 for h, (t, _) in enumerate(CLIMB) if h >= 72}
+UNUSUAL = (UNTIL - timedelta(days=1), "unusual_drop", -1_200)
 
 
 @dataclass(frozen=True)
@@ -52,13 +56,25 @@ class Page:
 
 def _points() -> list[Point]:
     climber = (("platform", "x"), ("account", "climber"))
-    points = [Point("followers", climber, (("followers", v),), t) for t, v in CLIMB]
+    points = [
+        Point(
+            "followers",
+            climber,
+            (("followers", v),) + ((("unusual", SCORES[t]),) if t in SCORES else ()),
+            t,
+        )
+        for t, v in CLIMB
+    ]
     solo = (("platform", "x"), ("account", "solo"))
     points.append(Point("followers", solo, (("followers", 4_321),), SOLO_AT))
     for when, kind, value in EVENTS:
         tags = (*climber, ("rule", "test"), ("kind", kind))
         fields = (("message", f"{kind} at {value:,}"), ("value", value), ("threshold", 0))
         points.append(Point("followerwatch_events", tags, (*fields, ("id", kind)), when))
+    when, kind, value = UNUSUAL
+    tags = (*climber, ("rule", "unusual"), ("kind", kind))
+    fields = (("message", "@climber is losing 1,200/h"), ("value", value), ("threshold", 50))
+    points.append(Point("followerwatch_events", tags, (*fields, ("id", kind)), when))
     return points
 
 
@@ -122,6 +138,16 @@ def test_summary_does_not_repeat_the_heading(page: Page) -> None:
     assert summaries["@climber (x)"].startswith("991,952 followers on 2026-02-28 23:00 UTC")
 
 
+def test_the_score_stands_beside_the_count(page: Page) -> None:
+    summaries = _summaries(page.html)
+    assert summaries["@climber (x)"].startswith(
+        "991,952 followers on 2026-02-28 23:00 UTC (240 readings in this range), "
+        "unusual score -1.0; 24 h +"
+    ), summaries["@climber (x)"]
+    # No score stored for @solo: nothing said about one (test_one_reading_is_one_reading).
+    assert "score" not in summaries["@solo (x)"]
+
+
 def test_one_reading_is_one_reading(page: Page) -> None:
     assert _summaries(page.html)["@solo (x)"] == (
         "4,321 followers on 2026-02-26 00:00 UTC (1 reading in this range); "
@@ -155,10 +181,16 @@ async def test_events_are_listed_and_marked_on_the_chart(page: Page) -> None:
     for when, kind, value in EVENTS:
         line = f"{when:%Y-%m-%d %H:%M} UTC: {kind.replace('_', ' ')} at {value:,}"
         assert line in page.html
+    when, _, _ = UNUSUAL
+    assert f"{when:%Y-%m-%d %H:%M} UTC: unusual drop (-1,200/h)" in page.html
     climber = next(s for s in await _sections(page) if s.heading == "@climber (x)")
     assert climber.figure is not None
-    # Read back from the figure's own drawing, not from what was passed in.
-    assert event_markers(climber.figure) == [(t, float(v)) for t, _, v in EVENTS]
+    # Read back from the figure's own drawing, not from what was passed in. The unusual
+    # event's value is a rate: it sits on the count of its moment, not at -1,200.
+    count_then = [v for t, v in CLIMB if t <= when][-1]
+    assert event_markers(climber.figure) == [(t, float(v)) for t, _, v in EVENTS] + [
+        (when, float(count_then))
+    ]
 
 
 def test_the_page_in_a_real_browser(page: Page) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from followerwatch.analysis.impact import Impact, load_series
-from followerwatch.models import Event, at_handle
+from followerwatch.models import Event, EventKind, at_handle
 from followerwatch.store.base import QueryableStore
 from followerwatch.store.influx_v1 import quote_literal
 
@@ -24,6 +24,10 @@ Series = Sequence[tuple[datetime, int]]
 LinesFor = Callable[[str, str], Sequence[tuple[str, int]]]
 # The `gid` of an event's marker: what tells a drawn event from the count's own line.
 EVENT_GID = "event"
+# The unusual rule's events hold a rate per hour in `value`, not a count.
+RATE_KINDS = frozenset(
+    str(k) for k in (EventKind.UNUSUAL_DROP, EventKind.UNUSUAL_RISE, EventKind.UNUSUAL_CLEARED)
+)
 # A chart narrower than this (one reading, or a burst) is widened around its readings; else
 # matplotlib pads a zero-width date range by years.
 MIN_SPAN = timedelta(days=1)
@@ -123,7 +127,7 @@ def account_figure(
         ax.axhline(
             level, color="tab:gray", linestyle=":", linewidth=1, label=f"milestone {human(level)}"
         )
-    for when, value, label in events:
+    for when, value, label in on_the_counts(series, events):
         ax.plot([when], [value], marker="D", color="tab:orange", linestyle="none", gid=EVENT_GID)
         ax.axvline(when, color="tab:orange", linewidth=0.8, alpha=0.5)
         ax.annotate(label, (when, value), textcoords="offset points", xytext=(5, 8), fontsize=8)
@@ -134,6 +138,22 @@ def account_figure(
     ax.legend(loc="best")
     figure: Figure = fig
     return figure
+
+
+def on_the_counts(
+    series: Series, events: Sequence[tuple[datetime, int, str]]
+) -> list[tuple[datetime, int, str]]:
+    """Events where a count chart marks them: a rate event (its kind or its label "unusual
+    drop") at the count of its moment, left out before the first count."""
+    out = []
+    for when, value, label in events:
+        if label.replace(" ", "_") in RATE_KINDS:
+            before = [v for t, v in series if t <= when]
+            if not before:
+                continue
+            value = before[-1]
+        out.append((when, value, label))
+    return out
 
 
 def event_markers(fig: Figure) -> list[tuple[datetime, float]]:

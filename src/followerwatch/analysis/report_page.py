@@ -6,12 +6,13 @@ import base64
 import html
 import io
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from followerwatch.analysis.charts import account_figure, load_events
+from followerwatch.analysis.charts import RATE_KINDS, account_figure, load_events
 from followerwatch.analysis.impact import load_series
+from followerwatch.analysis.unusual import format_score, load_scores
 from followerwatch.models import Account, Projection, at_handle, plural, signed
 from followerwatch.rules.trend import milestone_lines, project
 from followerwatch.store.base import QueryableStore
@@ -42,6 +43,8 @@ class Readings:
     account: Account
     series: Series
     events: Events
+    # The unusual rule's score of each count it scored, by the count's time.
+    scores: dict[datetime, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,18 +65,22 @@ async def load(
     for a in accounts:
         series = await load_series(store, a.platform, a.name, start, stop)
         events = await load_events(store, a.platform, a.name, start, stop)
-        out.append(Readings(a, series, sorted(events)))
+        scores = await load_scores(store, a.platform, a.name, start, stop)
+        out.append(Readings(a, series, sorted(events), scores))
     return out
 
 
-def summary_line(series: Series, projection: str) -> str:
-    """'991,303 followers on 2009-04-29 23:00 UTC (412 readings); 24 h -33,288; 7 d …; …'.
+def summary_line(series: Series, projection: str, score: float | None = None) -> str:
+    """'991,303 followers on 2009-04-29 23:00 UTC (412 readings), unusual score -46.0; 24 h …'.
 
-    The heading above names the account, so the line does not.
+    The heading above names the account, so the line does not. `score` is the unusual rule's
+    score of the last count; without one the line says nothing about it.
     """
     when, now = series[-1]
     parts = [f"{now:,} followers on {when.astimezone(UTC):%Y-%m-%d %H:%M} UTC"]
     parts[0] += f" ({plural(len(series), 'reading')} in this range)"
+    if score is not None:
+        parts[0] += f", unusual score {format_score(score)}"
     for label, back in (("24 h", timedelta(days=1)), ("7 d", timedelta(days=7))):
         earlier = [v for t, v in series if t <= when - back]
         if earlier:
@@ -100,7 +107,8 @@ def section(data: Readings, rules: RuleDefaults | None) -> Section:
         [(t, v, k.replace("_", " ")) for t, v, k in data.events],
         heading_for,
     )
-    return Section(heading, summary_line(series, estimate.message()), data.events, figure)
+    summary = summary_line(series, estimate.message(), data.scores.get(series[-1][0]))
+    return Section(heading, summary, data.events, figure)
 
 
 def sections(
@@ -115,7 +123,8 @@ def _events_html(events: Events) -> str:
         return ""
     items = "".join(
         f"<li>{t.astimezone(UTC):%Y-%m-%d %H:%M} UTC: {html.escape(k.replace('_', ' '))}"
-        f" at {v:,}</li>"
+        + (f" ({signed(v)}/h)" if k in RATE_KINDS else f" at {v:,}")
+        + "</li>"
         for t, v, k in events
     )
     return f'<ul class="events">{items}</ul>'

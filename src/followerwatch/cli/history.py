@@ -141,8 +141,10 @@ def history(
     """Show an account's count per day, a sparkline, and when it reaches its nearest line."""
     from datetime import UTC, datetime, timedelta
 
+    from followerwatch.analysis import unusual
     from followerwatch.analysis.history import fetch, per_day, sparkline
     from followerwatch.cli.common import load_or_exit, out
+    from followerwatch.cli.unusual import SCORE_LEGEND, account_status
     from followerwatch.net.http import build_client
     from followerwatch.rules.trend import milestone_lines, project
     from followerwatch.service.app import build_store
@@ -158,27 +160,36 @@ def history(
         lines += [("above", v) for v in rules.above or ()]
     now = datetime.now(UTC)
 
-    async def load() -> list[tuple[datetime, int]]:
+    async def load() -> tuple[list[tuple[datetime, int]], dict[datetime, float]]:
         async with build_client() as client:
             store = build_store(cfg.settings.influxdb, client)
             if not isinstance(store, InfluxV1Store):
                 raise StoreError("history needs the v1 transport (InfluxQL queries)")
-            return await fetch(store, key[0], key[1], now - timedelta(seconds=since_s))
+            start = now - timedelta(seconds=since_s)
+            counts = await fetch(store, key[0], key[1], start)
+            return counts, await unusual.load_scores(store, key[0], key[1], start, None)
 
     try:
-        rows = asyncio.run(load())
+        rows, scores = asyncio.run(load())
     except StoreError as exc:
         out.print(f"[red]✗[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     who = f"{at_handle(key[1])} on {key[0]}"
+    # From the state file: with too little history the rule says so here, and guesses nothing.
+    status = account_status(cfg, key)
     if not rows:
         out.print(Text(f"no readings of {who} in the last {since}"))
+        if status is not None:
+            out.print(Text(status))
         raise typer.Exit(1)
+    # A score column while the rule is on, or when it left scores in the range.
+    day_scores = unusual.per_day(scores) if status is not None or scores else None
     table = Table(title=Text(f"{who}: last {since}"))
-    for col in ("day (UTC)", "first", "last", "low", "high", "readings", "net change"):
+    columns = ["day (UTC)", "first", "last", "low", "high", "readings", "net change"]
+    for col in columns + (["score"] if day_scores is not None else []):
         table.add_column(col, justify="left" if col.startswith("day") else "right")
     for day in per_day(rows):
-        table.add_row(
+        cells = [
             day.day.isoformat(),
             f"{day.first:,}",
             f"{day.last:,}",
@@ -186,9 +197,20 @@ def history(
             f"{day.high:,}",
             str(day.readings),
             f"{day.change:+,}",
-        )
+        ]
+        if day_scores is not None:
+            cells.append(unusual.format_score(day_scores.get(day.day)))
+        table.add_row(*cells)
     out.print(table)
+    if day_scores is not None:
+        out.print(Text(SCORE_LEGEND, style="dim"))
     values = [v for _, v in rows]
-    out.print(f"{sparkline(values)}  {min(values):,} … {max(values):,}, now {values[-1]:,}")
+    latest = scores.get(rows[-1][0])
+    score = "" if latest is None else f" (score {unusual.format_score(latest)})"
+    out.print(
+        Text(f"{sparkline(values)}  {min(values):,} … {max(values):,}, now {values[-1]:,}{score}")
+    )
     ahead = milestone_lines(rules.milestones if rules else None, values[-1])
     out.print(Text(project(rows, lines, milestones=ahead, window=window_s).message(who)))
+    if status is not None:
+        out.print(Text(status))

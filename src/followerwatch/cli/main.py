@@ -225,7 +225,8 @@ def print_rows(rows: list[Row], title: str) -> None:
 
 @app.command()
 def check(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
-    """Validate config and watchlist, check InfluxDB, and print the polling plan per platform."""
+    """Validate config and watchlist, check InfluxDB, print the polling plan and rule statuses."""
+    from followerwatch.cli.unusual import check_statuses
     from followerwatch.net.http import build_client
     from followerwatch.service.app import build_store
     from followerwatch.service.plan import build_plan
@@ -258,6 +259,7 @@ def check(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
         ok = False
         out.print(Text.assemble(("✗", "red"), f" InfluxDB: {problem}"))
     ok = print_plan(build_plan(cfg)) and ok
+    ok = check_statuses(cfg, out) and ok
     raise typer.Exit(0 if ok else 1)
 
 
