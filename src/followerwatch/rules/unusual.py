@@ -80,16 +80,16 @@ Sensitivity = Literal["low", "normal", "high"]
 class Summary(NamedTuple):
     """One account's learned behaviour and the rule's condition, as read back from its state."""
 
-    readings: int
-    first: int  # epoch seconds of the first reading
-    anchor_time: int  # the last reading learned from (rounded counts: the last change)
-    anchor_count: float
-    level: float  # followers per hour
-    spread: float
-    interval: float  # typical seconds between readings
-    score: float  # of the last reading; NaN while learning
-    firing: int  # -1 a drop, +1 a rise, 0 nothing open
-    offsets: tuple[float, ...]
+    readings: int = 0
+    first: int = 0  # epoch seconds of the first reading
+    anchor_time: int = 0  # the last reading learned from (rounded counts: the last change)
+    anchor_count: float = 0.0
+    level: float = 0.0  # followers per hour
+    spread: float = 0.0
+    interval: float = 0.0  # typical seconds between readings
+    score: float = math.nan  # of the last reading; NaN while learning
+    firing: int = 0  # -1 a drop, +1 a rise, 0 nothing open
+    offsets: tuple[float, ...] = (0.0,) * 24
 
     def days(self) -> float:
         """Days between the first reading and the last."""
@@ -128,7 +128,11 @@ def _fresh(now: int, count: int) -> list[float]:
 
 
 def pack(v: Sequence[Any]) -> str:
-    """The state text of a summary's values (a JSON string of base64)."""
+    """The state text of a summary (or its values; a JSON string of base64)."""
+    if isinstance(v, Summary):
+        s = v
+        v = [VERSION, s.readings, s.first, s.anchor_time, s.anchor_count, s.level, s.spread]
+        v += [s.interval, s.score, 0.0, 0.0, 0, 0.0, 0.0, s.firing, 0, 0, *s.offsets]
     if len(v) < _OFFSETS:
         v = pack_ready(list(v))
     return '"' + binascii.b2a_base64(PACKED.pack(*v), newline=False).decode("ascii") + '"'
