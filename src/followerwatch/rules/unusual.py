@@ -43,7 +43,7 @@ LEVEL_TAU = 2 * DAY
 SPREAD_TAU = 4 * DAY
 SEASON_TAU = 7 * HOUR
 CLIP = 3.0  # a residual counts for at most this many spreads when learning
-CLEAR_POLLS = 2  # polls back within a third of the limit that resolve a firing condition
+CLEAR_POLLS = 2  # polls back within the allowance (a quarter of the limit) that resolve it
 # A reading firing has gone on this long is learned from again: a lasting change is the new normal.
 RELEARN = DAY
 VERSION = 1
@@ -179,10 +179,9 @@ def _alphas(dt: float) -> tuple[float, float, float]:
 
 
 def learn(v: list[Any], epoch: float, rate: float, dt: float) -> None:
-    """Update the summary values `v` in place with one more rate (per hour) over `dt` seconds."""
-    n = v[_N] + 1
-    v[_N] = n
-    if n == 1:
+    """Update the summary values `v` in place with a reading's rate (per hour) over `dt` s."""
+    n = v[_N]  # readings so far, this one included (step counts it)
+    if n <= 1:
         v[_LEVEL], v[_SPREAD], v[_INTERVAL] = rate, 0.0, dt
         return
     a_level, a_spread, a_season = _alphas(dt)
@@ -292,7 +291,8 @@ class Unusual:
             # A rounded count that did not move says nothing yet: wait for it to move.
             return None
         rate = delta * HOUR / dt
-        if not _ready(v[_N], now - v[_FIRST]):
+        v[_N] += 1
+        if not _ready(v[_N] - 1, now - v[_FIRST]):
             learn(v, now, rate, dt)
             v[_AT], v[_AC] = now, count
             return 0
@@ -320,7 +320,8 @@ class Unusual:
             v[_RUN_AT], v[_RUN_COUNT], v[_RUN_EXPECTED] = v[_AT], v[_AC], 0.0
         result: float = 0
         if firing:
-            v[_CALM] = v[_CALM] + 1 if abs(score) < limit / 3 else 0
+            # Back to normal: within the allowance, as readings are when no run is building.
+            v[_CALM] = v[_CALM] + 1 if abs(score) < allowance else 0
             if v[_CALM] >= CLEAR_POLLS:
                 firing, down, up, result = 0, 0.0, 0.0, CLEARED
                 v[_CALM] = 0
@@ -332,7 +333,11 @@ class Unusual:
                 if stat >= top and self._watches(way) and way * excess - step >= self.min_change:
                     firing = result = way
                     break
-        if not outlier or (firing and now - v[_RUN_AT] > RELEARN):
+        # Not from an outlier, a run that goes on, or an open condition, unless it has lasted
+        # (a new normal): a campaign must not become the baseline it is measured against.
+        building = was_running and (down > 0 or up > 0)
+        quiet = not outlier and not firing and not building
+        if quiet or ((firing or building) and now - v[_RUN_AT] > RELEARN):
             learn(v, now, rate, dt)
         v[_SCORE], v[_DOWN], v[_UP], v[_FIRING] = score, down, up, firing
         v[_HELD] = sign if outlier and clipped else 0
@@ -356,13 +361,9 @@ class Unusual:
             now = _epoch(when)
             if v is None:
                 v = pack_ready(_fresh(now, count))
-                continue
-            dt = float(now - v[_AT])
-            delta = count - v[_AC]
-            if dt <= 0 or (resolution > 1 and delta == 0):
-                continue
-            learn(v, now, delta * HOUR / dt, dt)
-            v[_AT], v[_AC] = now, count
+            else:
+                # The same steps as live readings, so the summary is what polls would have left.
+                self.step(v, now, count, resolution)
         if v is None:
             return state
         old = unpack_values(state)
