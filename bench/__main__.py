@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import startup
+from bench import startup, unusual
 from bench.harness import Fake
 from bench.report import print_report, summary
 from bench.scenarios import cycle, latency, million, peer, quota, scale
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--scenarios",
         default="scale,cycle,memory,quota,latency,peer",
         help="also: million (one process over --million-accounts), startup (its start-up "
-        "phase by phase, in-process, at --million-accounts)",
+        "phase by phase, in-process, at --million-accounts), unusual (the steady cycle with the "
+        "unusual rule on every account beside it off)",
     )
     parser.add_argument(
         "--cycle-interval", type=int, default=90, help="`run` interval for the cycle scenario"
@@ -89,6 +90,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     )
                 if "latency" in chosen:
                     out["latency"] = latency(influxd, fake, work, args.crossings)
+                if "unusual" in chosen:
+                    off = cycle(influxd, fake, work, args.accounts, args.cycle_interval)
+                    on = cycle(
+                        influxd,
+                        fake,
+                        work,
+                        args.accounts,
+                        args.cycle_interval,
+                        tag="unusual",
+                        rule="below = 100\nunusual = true",
+                        prepare=unusual.prepare,
+                    )
+                    out["unusual"] = unusual.compare(off, on)
                 if "peer" in chosen:
                     out["peer"] = peer(influxd, fake, work, args.peer_accounts, args.peer_interval)
                 if "startup" in chosen:

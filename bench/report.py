@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench import unusual
 from bench.fakes.shapes import LIMITS, PLATFORMS
 from bench.startup import rows as startup_rows
 
@@ -62,6 +63,8 @@ def summary(out: dict[str, Any], accounts: int) -> list[dict[str, Any]]:
 def figure_rows(out: dict[str, Any]) -> list[tuple[str, str]]:
     """Every figure of the run, as (name, value) rows."""
     rows: list[tuple[str, str]] = []
+    if "unusual" in out:
+        rows += unusual.rows(out["unusual"])
     for s in out.get("scale", []):
         tag = f"scale {s['n']:,}"
         rows += [

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,15 @@ def settle(influxd: TempInfluxd, since: int, timeout: float = 600.0) -> dict[str
 
 
 def cycle(
-    influxd: TempInfluxd, fake: Fake, work: Path, n: int, interval: int, *, tag: str = "cycle"
+    influxd: TempInfluxd,
+    fake: Fake,
+    work: Path,
+    n: int,
+    interval: int,
+    *,
+    tag: str = "cycle",
+    rule: str = "below = 100",
+    prepare: Callable[[Path], object] | None = None,
 ) -> dict[str, Any]:
     """`followerwatch run` over n accounts: the second (steady-state) cycle, measured alone.
 
@@ -101,7 +110,11 @@ def cycle(
     fresh_db(influxd)
     fake.post("/_bench/reset")
     counts = split(n)
-    config = write_config(work / f"{tag}-{n}", fake, influxd.url, counts, interval=f"{interval}s")
+    config = write_config(
+        work / f"{tag}-{n}", fake, influxd.url, counts, interval=f"{interval}s", rule=rule
+    )
+    if prepare is not None:
+        prepare(config)
     proc, started = spawn(config, "run")
     total = sum(math.ceil(counts[p] / LIMITS[p]) for p in PLATFORMS)
 
