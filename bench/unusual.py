@@ -11,6 +11,7 @@ updated, written behind, and the score written as the `unusual` field.
 from __future__ import annotations
 
 import sqlite3
+import sys
 import time
 from contextlib import closing
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ def compare(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
     n = on["n"]
     return {
         "n": n,
-        "state_bytes_per_account": len(pack(Summary()).encode()),
+        "state_bytes_per_account": sys.getsizeof(pack(Summary())),
         "cpu_us_per_obs": [off["cpu_us_per_obs"], on["cpu_us_per_obs"]],
         "rule_cpu_us_per_obs": on["cpu_us_per_obs"] - off["cpu_us_per_obs"],
         "cpu_change": on["cpu_us_per_obs"] / off["cpu_us_per_obs"] - 1,
@@ -75,6 +76,6 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
             "unusual: memory per account (peak RSS)",
             f"{result['rule_bytes_per_account']:+.0f} B",
         ),
-        ("unusual: its summary per account (state)", f"{result['state_bytes_per_account']} B"),
+        ("unusual: its summary per account (in memory)", f"{result['state_bytes_per_account']} B"),
         ("unusual: points per observation", "{:.3f} → {:.3f}".format(*result["points_per_obs"])),
     ]

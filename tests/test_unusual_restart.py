@@ -11,14 +11,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from bare_pipeline import bare_pipeline
-from unusual_series import DAY, START, Wave, generate
 
+from bare_pipeline import bare_pipeline
 from followerwatch.models import Account, EventKind, FetchResult, Observation
 from followerwatch.poll.pipeline import Pipeline
 from followerwatch.rules.lifecycle import Lifecycle
 from followerwatch.rules.unusual import Unusual
 from followerwatch.state.db import StateDB
+from unusual_series import DAY, START, Wave, generate
 
 ACCOUNT = Account("x", "aplusk", "aplusk")
 WAVE = Wave(16 * DAY, 8, 20.0)

@@ -19,7 +19,6 @@ The state is the summary packed into base64 (about 220 bytes per account, see `P
 
 from __future__ import annotations
 
-import binascii
 import math
 import struct
 from collections.abc import Sequence
@@ -35,6 +34,9 @@ HOUR = 3600.0
 DAY = 86_400.0
 # How far outside (in spreads, per poll) a reading must be, by sensitivity.
 LIMITS = {"high": 9.0, "normal": 15.0, "low": 24.0}
+# Each limit, its allowance (a quarter: what a CUSUM forgives a reading) and the CUSUM level that
+# fires (two readings at the limit).
+_LIMITS = {name: (limit, limit / 4, 1.5 * limit) for name, limit in LIMITS.items()}
 MIN_DAYS = 3.0
 MIN_READINGS = 24
 SEASON_DAYS = 14.0
@@ -46,12 +48,17 @@ CLIP = 3.0  # a residual counts for at most this many spreads when learning
 CLEAR_POLLS = 2  # polls back within the allowance (a quarter of the limit) that resolve it
 # A reading firing has gone on this long is learned from again: a lasting change is the new normal.
 RELEARN = DAY
-VERSION = 1
+VERSION = 2  # 1 was base64
+_VERSION_CHAR = chr(VERSION)
 
 # version, readings, first, anchor time and count, level, spread, typical interval, score, the
 # down and up CUSUMs, the run's start, count at its start and expected change, firing, calm polls,
-# the sign of the last reading if it was an outlier (0: it was not), 24 hourly offsets.
-PACKED = struct.Struct("<BIIIdffffffIdfbBb24f")
+# the sign of the last reading if it was an outlier (0: it was not); then 24 hourly offsets.
+HEAD = struct.Struct("<BIIIdffffffIdfbBb")
+OFFSET = struct.Struct("<f")
+OFFSETS = struct.Struct("<24f")
+PACKED_SIZE = HEAD.size + OFFSETS.size
+FIRING_AT = struct.calcsize("<BIIIdffffffIdf")  # the byte of `firing`, read without unpacking
 (
     _VER,
     _N,
@@ -123,30 +130,55 @@ def _floor(spread: float, level: float) -> float:
     return max(spread, 1.0, 0.02 * abs(level))
 
 
-def _fresh(now: int, count: int) -> list[float]:
+def _fresh(now: int, count: int) -> list[Any]:
     return [VERSION, 0, now, now, float(count), 0.0, 0.0, 0.0, math.nan, 0.0, 0.0, 0, 0.0, 0.0]
 
 
+# The last state packed and its values: `active` and `score` read the state a reading just left
+# (the pipeline asks right after `evaluate`) without unpacking it again.
+_memo: tuple[str, list[Any]] = ("", [])
+
+
 def pack(v: Sequence[Any]) -> str:
-    """The state text of a summary (or its values; a JSON string of base64)."""
+    """The state text of a summary (or its values): the packed bytes as a latin-1 string.
+
+    160 bytes, and 209 as a Python string: no base64 to encode or decode on every reading.
+    """
+    global _memo
     if isinstance(v, Summary):
         s = v
         v = [VERSION, s.readings, s.first, s.anchor_time, s.anchor_count, s.level, s.spread]
-        v += [s.interval, s.score, 0.0, 0.0, 0, 0.0, 0.0, s.firing, 0, 0, *s.offsets]
+        v += [s.interval, s.score, 0.0, 0.0, 0, 0.0, 0.0, s.firing, 0, 0]
+        v.append(bytearray(OFFSETS.pack(*s.offsets)))
     if len(v) < _OFFSETS:
         v = pack_ready(list(v))
-    return '"' + binascii.b2a_base64(PACKED.pack(*v), newline=False).decode("ascii") + '"'
+    text: str = (HEAD.pack(*v[:_OFFSETS]) + v[_OFFSETS]).decode("latin-1")
+    _memo = (text, list(v))
+    return text
 
 
 def unpack_values(text: str | None) -> list[Any] | None:
-    """A state text's values (see PACKED); None for none, or for anything else."""
-    if not text or len(text) < 3 or text[0] != '"':
+    """A state text's values (see HEAD; the offsets as one bytearray); None for anything else."""
+    if not text or len(text) != PACKED_SIZE or text[0] != _VERSION_CHAR:
         return None
     try:
-        values = list(PACKED.unpack(binascii.a2b_base64(text[1:-1])))
-    except (ValueError, struct.error, binascii.Error):
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
         return None
-    return values if values[_VER] == VERSION else None
+    values: list[Any] = list(HEAD.unpack_from(raw))
+    values.append(bytearray(raw[HEAD.size :]))
+    return values
+
+
+def _read(text: str | None) -> list[Any] | None:
+    """`unpack_values` for reading only (the values may be shared: never change them)."""
+    memo = _memo
+    return memo[1] if text is memo[0] else unpack_values(text)
+
+
+def offset(v: Sequence[Any], hour: int) -> float:
+    """The learned offset of an hour of the day (UTC)."""
+    return float(OFFSET.unpack_from(v[_OFFSETS], 4 * hour)[0])
 
 
 def unpack(text: str | None) -> Summary | None:
@@ -164,7 +196,7 @@ def unpack(text: str | None) -> Summary | None:
         v[_INTERVAL],
         v[_SCORE],
         v[_FIRING],
-        tuple(v[_OFFSETS:]),
+        OFFSETS.unpack(v[_OFFSETS]),
     )
 
 
@@ -185,25 +217,27 @@ def learn(v: list[Any], epoch: float, rate: float, dt: float) -> None:
         v[_LEVEL], v[_SPREAD], v[_INTERVAL] = rate, 0.0, dt
         return
     a_level, a_spread, a_season = _alphas(dt)
-    level, spread = v[_LEVEL], v[_SPREAD]
+    level, spread, interval = v[_LEVEL], v[_SPREAD], v[_INTERVAL]
     clip = CLIP * spread if n > 8 and spread > 0 else math.inf
     resid = rate - level
     resid = clip if resid > clip else -clip if resid < -clip else resid
     # The first readings are averaged plainly; the weighted memory takes over once it is longer.
     level += (a_level if a_level * n > 1 else 1.0 / n) * resid
-    slot = _OFFSETS + int((epoch - dt / 2) % DAY // HOUR)
-    off = v[slot]
+    slot = 4 * int((epoch - dt / 2) % DAY // HOUR)
+    offsets = v[_OFFSETS]
+    off = OFFSET.unpack_from(offsets, slot)[0]
     dev = rate - level - off
     dev = clip if dev > clip else -clip if dev < -clip else dev
     off += a_season * dev
-    v[slot] = off
-    expected = level + off if epoch - v[_FIRST] >= SEASON_DAYS * DAY else level
-    miss = abs(rate - expected)
+    OFFSET.pack_into(offsets, slot, off)
+    miss = rate - (level + off if epoch - v[_FIRST] >= SEASON_DAYS * DAY else level)
+    if miss < 0:
+        miss = -miss
     if miss > clip:
         miss = clip
     spread += (a_spread if a_spread * n > 1 else 1.0 / n) * (miss - spread)
     v[_LEVEL], v[_SPREAD] = level, spread
-    v[_INTERVAL] = v[_INTERVAL] + a_level * (dt - v[_INTERVAL]) if v[_INTERVAL] else dt
+    v[_INTERVAL] = interval + a_level * (dt - interval) if interval else dt
 
 
 def _epoch(when: datetime) -> int:
@@ -231,13 +265,14 @@ class Unusual:
         return 0.0
 
     def active(self, state: str | None) -> bool:
-        """Whether an unusual change is open."""
-        v = unpack_values(state)
-        return v is not None and v[_FIRING] != 0
+        """Whether an unusual change is open (one byte of the state: no unpacking)."""
+        if not state or len(state) != PACKED_SIZE or state[0] != _VERSION_CHAR:
+            return False
+        return state[FIRING_AT] != "\x00"
 
     def score(self, state: str | None) -> float | None:
         """The score of the reading that left `state` (None while learning)."""
-        v = unpack_values(state)
+        v = _read(state)
         if v is None or math.isnan(v[_SCORE]):
             return None
         return round(float(v[_SCORE]), 2)
@@ -291,20 +326,34 @@ class Unusual:
             # A rounded count that did not move says nothing yet: wait for it to move.
             return None
         rate = delta * HOUR / dt
-        v[_N] += 1
-        if not _ready(v[_N] - 1, now - v[_FIRST]):
+        n = v[_N]
+        v[_N] = n + 1
+        age = now - v[_FIRST]
+        if n < MIN_READINGS or age < MIN_DAYS * DAY:
             learn(v, now, rate, dt)
             v[_AT], v[_AC] = now, count
             return 0
-        level, seasonal = v[_LEVEL], now - v[_FIRST] >= SEASON_DAYS * DAY
-        expected = level + v[_OFFSETS + int((now - dt / 2) % DAY // HOUR)] if seasonal else level
-        score = (rate - expected) / _floor(v[_SPREAD], level)
-        if v[_INTERVAL] and dt < v[_INTERVAL]:
+        level = v[_LEVEL]
+        if age >= SEASON_DAYS * DAY:
+            hour = 4 * int((now - dt / 2) % DAY // HOUR)
+            expected = level + OFFSET.unpack_from(v[_OFFSETS], hour)[0]
+        else:
+            expected = level
+        spread = v[_SPREAD]
+        floor = 0.02 * level if level > 0 else -0.02 * level
+        if spread > floor:
+            floor = spread
+        score = (rate - expected) / (floor if floor > 1.0 else 1.0)  # as _floor()
+        interval = v[_INTERVAL]
+        if interval and dt < interval:
             # A reading sooner than usual measures over less time, so it is noisier.
-            score *= math.sqrt(dt / v[_INTERVAL])
-        limit = LIMITS[self.sensitivity]
-        allowance = limit / 4
-        top = 2 * (limit - allowance)  # the CUSUM level that fires: two polls at the limit
+            score *= math.sqrt(dt / interval)
+        limit, allowance, top = _LIMITS[self.sensitivity]
+        if -allowance < score < allowance and not (v[_DOWN] or v[_UP] or v[_FIRING]):
+            # The usual reading: no run, nothing open.
+            learn(v, now, rate, dt)
+            v[_SCORE], v[_HELD], v[_AT], v[_AC] = score, 0, now, count
+            return 0
         clipped = limit if score > limit else -limit if score < -limit else score
         outlier = abs(score) >= limit
         sign = (score > 0) - (score < 0)
@@ -434,4 +483,4 @@ CLEARED = 2.0
 
 def pack_ready(values: list[Any]) -> list[Any]:
     """Fresh values padded to the full layout (CUSUMs, flags and offsets at zero)."""
-    return [*values, 0, 0, 0, *(0.0,) * 24]
+    return [*values, 0, 0, 0, bytearray(OFFSETS.size)]
