@@ -164,6 +164,11 @@ def test_demo_replays_alerts_and_lands_points(influxd: TempInfluxd, tmp_path: Pa
         at("Summary (read back from InfluxDB)"),
     ]
     assert order == sorted(order)
+    # The README quotes the unusual drop's story line and alert: they are this run's.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    quoted = [line for line in readme.splitlines() if "followerwatch flags an unusual" in line]
+    quoted += [line for line in readme.splitlines() if "alert [27 Apr 07:00]" in line]
+    assert len(quoted) == 2 and all(" ".join(q.split()) in out for q in quoted), quoted
     # Every alert is told once: no second copy from another notifier or a retried delivery.
     assert out.count("on x crossed above 1,000,000 followers") == 2
 
