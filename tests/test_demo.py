@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from followerwatch.analysis.unusual import format_score
 from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.demo.replay import DATABASE, replay_file
 from followerwatch.demo.story import falls, flagged, story
@@ -128,8 +129,8 @@ def test_demo_replays_alerts_and_lands_points(influxd: TempInfluxd, tmp_path: Pa
     assert out.count(f"alert [{flag:%d %b %H:%M}] @aplusk on x is losing") == 1  # told once
     # Its score is beside the last count, and the lowest one in the table (cnnbrk: no rule).
     scores = stored_scores(influxd.url)
-    assert cells[4] == f"{scores['aplusk'][-1][1]:+.2f}"
-    assert cells[5] == f"{min(s for _, s in scores['aplusk']):+.2f}"
+    assert cells[4] == format_score(scores["aplusk"][-1][1])
+    assert cells[5] == format_score(min(s for _, s in scores["aplusk"]))
     cnn = next(line for line in result.stdout.splitlines() if "│ @cnnbrk" in line)
     assert [c.strip() for c in cnn.split("│")[5:7]] == ["", ""]
     assert "cnnbrk" not in scores

@@ -20,6 +20,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from followerwatch.analysis.unusual import format_score
 from followerwatch.config.settings import load_config
 from followerwatch.demo.influxd import InfluxdError, free_port
 from followerwatch.demo.influxd_run import (
@@ -296,10 +297,6 @@ def _run_demo(
     return 0 if ok else 1
 
 
-def _score(score: float | None) -> str:
-    return "" if score is None else f"{score:+.2f}"
-
-
 def _print_summary(
     console: Console, points: list[dict[str, Any]], events: list[dict[str, Any]], receiver: Receiver
 ) -> None:
@@ -321,8 +318,8 @@ def _print_summary(
             f"{first:,}",
             f"{peak:,}",
             f"{last:,}",
-            _score(score),
-            _score(lowest),
+            format_score(score),
+            format_score(lowest),
             f"{count:,}",
             str(alerts.get(account, 0)),
         )
@@ -335,7 +332,7 @@ def _print_summary(
             else:  # the unusual rule's value and threshold are rates: observed and typical
                 console.print(
                     f"  event  {who}  {kind}  {value:+,}/h  (typical {threshold:+,}/h, "
-                    f"score {_score(score)})"
+                    f"score {format_score(score)})"
                 )
     console.print(
         f"Webhook receiver got {len(receiver.received)} alert(s): "
