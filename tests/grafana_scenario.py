@@ -12,9 +12,9 @@ starts at the packaged April 2009 replay and moves six hours per poll cycle:
 itself: the lines at the first poll and again whenever 4 h have passed, which with 6-hour polls
 is every poll; the scenario only records what the writer is given.
 
-The unusual rule (default settings) then runs over the x accounts' stored counts, and its score
-of each count (the float field `unusual` on that same `followers` point) and its events go to
-InfluxDB through the store's own schema: @aplusk's Unfollow Day fires and resolves.
+The x accounts have the unusual rule on (`unusual = true`): the pipeline itself writes its score
+of each count (the float field `unusual` on that same `followers` point) and its events, and the
+scenario records the scores the writer is given: @aplusk's Unfollow Day fires and resolves.
 
 `Grafana` expands a dashboard's queries like Grafana 12 does before InfluxDB sees them:
 template variables in the frontend (regex-escaped, multi values as `(a|b)`, "All" as every
@@ -41,11 +41,7 @@ from followerwatch.clock import ManualClock
 from followerwatch.config.settings import load_config
 from followerwatch.demo.replay import replay_file
 from followerwatch.models import Event, Observation, Point
-from followerwatch.rules.base import Reading
-from followerwatch.rules.unusual import Unusual
 from followerwatch.service.app import App
-from followerwatch.store.influx_v1 import InfluxV1Store
-from followerwatch.store.schema import event_point, observation_point
 from followerwatch.store.thresholds import Lines, threshold_lines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,8 +62,15 @@ WATCH: list[dict[str, Any]] = [
         "above": 1_000_000,
         "hysteresis": 1_000,
         "labels": {"story": "unfollow-day"},
+        "unusual": True,
     },
-    {"platform": "x", "handle": "cnnbrk", "above": 1_000_000, "hysteresis": 1_000},
+    {
+        "platform": "x",
+        "handle": "cnnbrk",
+        "above": 1_000_000,
+        "hysteresis": 1_000,
+        "unusual": True,
+    },
     # `approaching` writes followerwatch_projections; a 1 h horizon never fires at 1 a poll.
     {
         "platform": "github",
@@ -93,9 +96,13 @@ class Scenario:
     events: list[Event]  # as followerwatch recorded them
     polls: list[tuple[datetime, str, str]]  # (time, platform, outcome) of every poll
     lines: dict[tuple[str, str], tuple[tuple[str, int], ...]]
-    # The unusual rule's score of each count it scored, and its events (x accounts only).
+    # The unusual rule's score of each count it scored, as the writer was given it.
     scores: dict[tuple[str, str], list[tuple[datetime, float]]] = field(default_factory=dict)
-    unusual_events: list[Event] = field(default_factory=list)
+
+    @property
+    def unusual_events(self) -> list[Event]:
+        """The unusual rule's events among `events`."""
+        return [e for e in self.events if e.rule == "unusual"]
 
     def value_at(self, key: tuple[str, str], when: datetime, since: datetime = START) -> int | None:
         """The last count at or before `when` and not before `since` (a dashboard's range)."""
@@ -142,10 +149,10 @@ async def _run(influx_url: str, database: str, data_dir: Path, server: HTTPServe
     )
     lines = threshold_lines(config)
     counts: dict[tuple[str, str], Series] = {}
-    observed: dict[tuple[str, str], list[Observation]] = {}
+    scores: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
     polls: list[tuple[datetime, str, str]] = []
     async with App(config, clock=clock) as app:
-        _record_writes(app, counts, polls, observed)
+        _record_writes(app, counts, polls, scores)
         for cycle in range(CYCLES):
             github.users["user-001"]["followers"] = github_count(cycle)
             if cycle == OUTAGE_CYCLE:
@@ -154,41 +161,18 @@ async def _run(influx_url: str, database: str, data_dir: Path, server: HTTPServe
                 await app.poll_group(group)
             clock.advance(STEP.total_seconds())
         events = [event for event, _ in app.state.events.recent(limit=10_000)]
-    for series in counts.values():
+    for series in (*counts.values(), *scores.values()):
         series.sort()
-    scenario = Scenario(influx_url, database, counts, events, polls, lines)
-    await _write_unusual(scenario, [obs for (p, _), o in observed.items() if p == "x" for obs in o])
-    return scenario
-
-
-async def _write_unusual(scenario: Scenario, observations: Sequence[Observation]) -> None:
-    """Score the counts with the unusual rule; write the scores and its events as the store does."""
-    rule = Unusual()
-    states: dict[tuple[str, str], str | None] = {}
-    points: list[Point] = []
-    for obs in sorted(observations, key=lambda o: (o.account.key, o.time)):
-        key = obs.account.key
-        reading = Reading(obs.account, obs.time, obs, None, None)
-        states[key], fired = rule.evaluate(states.get(key), reading)
-        score = rule.score(states[key])
-        if score is not None:
-            scenario.scores.setdefault(key, []).append((obs.time, score))
-            # The same series and time as the stored count: InfluxDB adds the field to that point.
-            tags = observation_point(obs).tags
-            points.append(Point("followers", tags, (("unusual", float(score)),), obs.time))
-        scenario.unusual_events += fired
-        points += [event_point(e) for e in fired]
-    async with httpx.AsyncClient(timeout=30) as client:
-        await InfluxV1Store(client, url=scenario.url, database=scenario.database).write(points)
+    return Scenario(influx_url, database, counts, events, polls, lines, scores)
 
 
 def _record_writes(
     app: App,
     counts: dict[tuple[str, str], Series],
     polls: list[tuple[datetime, str, str]],
-    observed: dict[tuple[str, str], list[Observation]],
+    scores: dict[tuple[str, str], list[tuple[datetime, float]]],
 ) -> None:
-    """Record every count and poll outcome the writer is given, then write them unchanged."""
+    """Record every count, unusual score and poll outcome the writer is given, then write them."""
     write = app.writer.write
 
     async def recording_write(
@@ -199,11 +183,16 @@ def _record_writes(
         # The pipeline hands the writer PollPoints: its observations ride along with the points.
         for obs in getattr(points, "observations", observations):
             counts.setdefault(obs.account.key, []).append((obs.time, obs.followers))
-            observed.setdefault(obs.account.key, []).append(obs)
         for point in points:
+            tags = dict(point.tags)
             if point.measurement == "followerwatch_polls":
-                tags = dict(point.tags)
                 polls.append((point.time, tags["platform"], tags["outcome"]))
+            elif point.measurement == "followers":
+                score = dict(point.fields).get("unusual")
+                if score is not None:
+                    assert isinstance(score, float), point  # a float field, never an integer
+                    key = (tags["platform"], tags["account"])
+                    scores.setdefault(key, []).append((point.time, score))
         await write(points)
 
     app.writer.write = recording_write  # type: ignore[method-assign]

@@ -26,6 +26,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
+    # The demo has the unusual rule on for @aplusk: the report gives its last count's score.
     demo = cli("demo", "--influx-url", influxd.url, "--seconds", "2", cwd=tmp_path)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     config = tmp_path / "fw.toml"
@@ -85,7 +86,8 @@ def test_plot_and_impact_charts(tmp_path: Path, influxd: TempInfluxd) -> None:
     assert "data:image/png;base64," in text
     assert (
         "<h2>@aplusk (x)</h2><p>993,377 followers on 2009-04-28 23:00 UTC (360 readings in this"
-        " range); 24 h +897; 7 d -24,996; no projection: the count is already past every line"
+        " range), unusual score -0.1; 24 h +897; 7 d -24,996; no projection: the count is"
+        " already past every line"
     ) in text
     for name in ("plot", "impact.html"):
         data = (tmp_path / name).read_bytes()

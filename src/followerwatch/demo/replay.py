@@ -20,6 +20,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from followerwatch.analysis.unusual import format_score
 from followerwatch.config.settings import load_config
 from followerwatch.demo.influxd import InfluxdError, free_port
 from followerwatch.demo.influxd_run import (
@@ -30,7 +31,14 @@ from followerwatch.demo.influxd_run import (
     signals_ignored,
     spawn,
 )
-from followerwatch.demo.story import UNFOLLOW_END, UNFOLLOW_START, Narrator, narrate, story
+from followerwatch.demo.story import (
+    UNFOLLOW_END,
+    UNFOLLOW_START,
+    Narrator,
+    falls,
+    narrate,
+    story,
+)
 from followerwatch.errors import StoreError
 from followerwatch.models import at_handle
 from followerwatch.sources.replay import read_replay
@@ -75,6 +83,8 @@ def demo_settings(
                 "labels": {"story": "unfollow-day"},
                 # How many unfollowed: announce losing 15,000 within a day.
                 "changes": [{"drop": 15_000, "window": "24h"}],
+                # Nothing to tune: the 13 days before the Unfollow Day are its own normal.
+                "unusual": True,
             },
             {
                 "platform": "x",
@@ -160,11 +170,11 @@ async def _summary(url: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     async with httpx.AsyncClient(timeout=10) as client:
         store = InfluxV1Store(client, url=url, database=DATABASE)
         points = await store.query(
-            "SELECT first(followers), max(followers), last(followers), count(followers)"
-            " FROM followers GROUP BY account"
+            "SELECT first(followers), max(followers), last(followers), count(followers),"
+            " last(unusual), min(unusual) FROM followers GROUP BY account"
         )
         events = await store.query(
-            "SELECT kind, value, threshold FROM followerwatch_events GROUP BY account"
+            "SELECT kind, value, threshold, score FROM followerwatch_events GROUP BY account"
         )
     return points, events
 
@@ -257,7 +267,8 @@ def _run_demo(
     receiver = Receiver()
     webhook = f"http://127.0.0.1:{receiver.port}/alerts"
     settings = demo_settings(influx_url, data_dir, seconds, webhook)
-    narrator = Narrator(console, story(read_replay(replay_file(), "x")), receiver.received)
+    rows = read_replay(replay_file(), "x")
+    narrator = Narrator(console, story(rows), receiver.received, falls(rows))
     console.rule("The replay (story and alerts, in replay time)")
     if not asyncio.run(_run(settings, receiver, narrator)):
         raise KeyboardInterrupt  # the service took the signal; unwind as Ctrl-C does
@@ -289,30 +300,40 @@ def _run_demo(
 def _print_summary(
     console: Console, points: list[dict[str, Any]], events: list[dict[str, Any]], receiver: Receiver
 ) -> None:
-    table = Table(title="Summary (read back from InfluxDB)")
-    for col in ("account", "first", "peak", "last", "points", "alerts"):
+    table = Table(
+        title="Summary (read back from InfluxDB)",
+        caption="score: the unusual rule's score of the last count; lowest: of any count",
+    )
+    columns = ("account", "first", "peak", "last", "score", "lowest", "points", "alerts")
+    for col in columns:
         table.add_column(col, justify="left" if col == "account" else "right")
     alerts: dict[str, int] = {}
     for series in events:
         alerts[series["tags"]["account"]] = len(series["values"])
     for series in points:
-        _, first, peak, last, count = series["values"][0]
+        _, first, peak, last, count, score, lowest = series["values"][0]
         account = series["tags"]["account"]
         table.add_row(
             at_handle(account),
             f"{first:,}",
             f"{peak:,}",
             f"{last:,}",
+            format_score(score),
+            format_score(lowest),
             f"{count:,}",
             str(alerts.get(account, 0)),
         )
     console.print(table)
     for series in events:
-        for _, kind, value, threshold in series["values"]:
-            console.print(
-                f"  event  {at_handle(series['tags']['account'])}  {kind}  {threshold:,}"
-                f"  (at {value:,})"
-            )
+        for _, kind, value, threshold, score in series["values"]:
+            who = at_handle(series["tags"]["account"])
+            if score is None:
+                console.print(f"  event  {who}  {kind}  {threshold:,}  (at {value:,})")
+            else:  # the unusual rule's value and threshold are rates: observed and typical
+                console.print(
+                    f"  event  {who}  {kind}  {value:+,}/h  (typical {threshold:+,}/h, "
+                    f"score {format_score(score)})"
+                )
     console.print(
         f"Webhook receiver got {len(receiver.received)} alert(s): "
         + ", ".join(f"{p['event']['account']} {p['event']['kind']}" for p in receiver.received)

@@ -1,7 +1,8 @@
 """The demo's story: dated narration lines, merged in replay time with the alerts received.
 
-The crossing times in the narration come from the replay's own rows; the other beats are fixed
-dates keyed to replay time.
+The crossing times in the narration come from the replay's own rows; the unusual drop's line comes
+from the alert the receiver got (its time, rate and score are the rule's own); the other beats
+are fixed dates keyed to replay time.
 """
 
 from __future__ import annotations
@@ -50,6 +51,37 @@ def crossing(
     return None
 
 
+def falls(rows: Mapping[str, Sequence[tuple[datetime, int]]]) -> dict[str, datetime]:
+    """Each account's first fall back below the line after it first reached it."""
+    out = {}
+    for account, series in rows.items():
+        fall = crossing(series, LINE, up=False, after=crossing(series, LINE, up=True))
+        if fall is not None:
+            out[account] = fall
+    return out
+
+
+def flagged(event: Mapping[str, Any], falls: Mapping[str, datetime]) -> Beat | None:
+    """The story's line for an unusual drop the receiver got, or None for any other alert."""
+    if event.get("kind") != "unusual_drop":
+        return None
+    when = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
+    handle = at_handle(str(event["account"]))
+    rate, typical = int(event["value"]), int(event["threshold"])
+    score = f" (score {event['score']:+.0f})" if event.get("score") is not None else ""
+    text = (
+        f"{when:%d %b %Y %H:%M} UTC — followerwatch flags an unusual drop: {handle} is "
+        f"{'losing' if rate < 0 else 'gaining'} {abs(rate):,}/h against a typical "
+        f"{typical:+,}/h{score}"
+    )
+    fall = falls.get(str(event["account"]))
+    if fall is not None and fall > when:
+        # The point of the rule: it speaks while the count is still far above any line.
+        lead = format_duration((fall - when).total_seconds())
+        text += f", {lead} before {handle} falls below {LINE:,}"
+    return Beat(when, text + ".")
+
+
 def story(rows: Mapping[str, Sequence[tuple[datetime, int]]]) -> list[Beat]:
     """The narration, in replay-time order; when a line is crossed comes from `rows` themselves."""
     start = min(series[0][0] for series in rows.values() if series)
@@ -79,7 +111,7 @@ def story(rows: Mapping[str, Sequence[tuple[datetime, int]]]) -> list[Beat]:
             rest = f", {lead} ahead of {at_handle(reached[1][1])}"
         text = f"{when:%d %b %Y %H:%M} UTC — {at_handle(winner)} passes {LINE:,} followers{rest}."
         beats.append(Beat(when, text))
-    fall = crossing(rows.get("aplusk", ()), LINE, up=False, after=ups["aplusk"])
+    fall = falls(rows).get("aplusk")
     if fall is not None:
         peak = max(rows["aplusk"], key=lambda row: row[1])
         text = (
@@ -93,9 +125,16 @@ def story(rows: Mapping[str, Sequence[tuple[datetime, int]]]) -> list[Beat]:
 class Narrator:
     """Prints the story and the alerts the receiver got, merged in replay-time order."""
 
-    def __init__(self, console: Console, beats: Sequence[Beat], received: list[dict[str, Any]]):
+    def __init__(
+        self,
+        console: Console,
+        beats: Sequence[Beat],
+        received: list[dict[str, Any]],
+        falls: Mapping[str, datetime] | None = None,
+    ):
         self.console = console
         self.received = received
+        self.falls = dict(falls or {})  # account → when it falls below the line (see `flagged`)
         # (replay time, 0 for the story so it comes before an alert of the same moment, line)
         self._queue = [(b.time, 0, f"▶ {b.text}") for b in beats]
         self._queued: set[str] = set()  # event ids: a retried delivery can arrive twice
@@ -108,6 +147,9 @@ class Narrator:
                 self._queued.add(event["id"])
                 when = datetime.fromisoformat(str(event["time"]).replace("Z", "+00:00"))
                 self._queue.append((when, 1, f"  alert [{when:%d %b %H:%M}] {event['message']}"))
+                beat = flagged(event, self.falls)
+                if beat is not None:
+                    self._queue.append((beat.time, 0, f"▶ {beat.text}"))
         self._queue.sort()
         while self._queue and (
             bound is None
