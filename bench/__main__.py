@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         rule="below = 100\nunusual = true",
                         prepare=unusual.prepare,
                     )
-                    out["unusual"] = unusual.compare(off, on)
+                    kept = work / f"unusual-{args.accounts}" / "followerwatch.toml"
+                    out["unusual"] = unusual.compare(off, on, unusual.judged(kept))
                 if "peer" in chosen:
                     out["peer"] = peer(influxd, fake, work, args.peer_accounts, args.peer_interval)
                 if "startup" in chosen:

@@ -10,6 +10,7 @@ updated, written behind, and the score written as the `unusual` field.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from followerwatch.config.settings import load_config
-from followerwatch.rules.unusual import Summary, pack
+from followerwatch.rules.unusual import Summary, pack, unpack
 from followerwatch.state.db import StateDB
 
 DAY = 86_400
@@ -42,11 +43,21 @@ def prepare(config: Path) -> int:
     return len(rows)
 
 
-def compare(off: dict[str, Any], on: dict[str, Any]) -> dict[str, Any]:
+def judged(config: Path) -> int:
+    """How many accounts' summaries in the state file scored their last reading (judged it)."""
+    cfg = load_config(config)
+    path = cfg.settings.service.data_dir / "state.sqlite3"
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT state FROM rule_state WHERE rule = 'unusual'").fetchall()
+    return sum(1 for (text,) in rows if (s := unpack(text)) is not None and not math.isnan(s.score))
+
+
+def compare(off: dict[str, Any], on: dict[str, Any], judged: int) -> dict[str, Any]:
     """The rule's share of the steady cycle: CPU and memory per observation."""
     n = on["n"]
     return {
         "n": n,
+        "judged": judged,
         "state_bytes_per_account": sys.getsizeof(pack(Summary())),
         "cpu_us_per_obs": [off["cpu_us_per_obs"], on["cpu_us_per_obs"]],
         "rule_cpu_us_per_obs": on["cpu_us_per_obs"] - off["cpu_us_per_obs"],
@@ -64,6 +75,7 @@ def rows(result: dict[str, Any]) -> list[tuple[str, str]]:
     off_cpu, on_cpu = result["cpu_us_per_obs"]
     return [
         ("unusual: accounts, rule on everywhere", f"{result['n']:,}"),
+        ("unusual: accounts whose last reading was judged", f"{result['judged']:,}"),
         ("unusual: CPU per observation off → on", f"{off_cpu:.1f} → {on_cpu:.1f} µs"),
         (
             "unusual: the rule's CPU per observation",

@@ -142,7 +142,7 @@ _memo: tuple[str, list[Any]] = ("", [])
 def pack(v: Sequence[Any]) -> str:
     """The state text of a summary (or its values): the packed bytes as a latin-1 string.
 
-    160 bytes, and 209 as a Python string: no base64 to encode or decode on every reading.
+    160 bytes, and 233 as a Python string: no base64 to encode or decode on every reading.
     """
     global _memo
     if isinstance(v, Summary):
