@@ -15,7 +15,6 @@ from structlog.testing import capture_logs
 
 from followerwatch.clock import ManualClock
 from followerwatch.config.settings import load_config
-from followerwatch.errors import ConfigError
 from followerwatch.models import Account, Event, Observation
 from followerwatch.rules.base import Rule
 from followerwatch.rules.unusual import Summary, Unusual, unpack
@@ -264,21 +263,6 @@ async def test_the_service_learns_missing_baselines_in_the_background(
     assert events == ["learning unusual baselines from InfluxDB", "learned unusual baselines"]
 
 
-def unusual_configurable() -> bool:
-    try:
-        load_config(
-            None,
-            {
-                "platforms": {"x": {"bearer_token": "t"}},
-                "watch": [{"platform": "x", "handle": "aplusk", "unusual": True}],
-            },
-        )
-    except ConfigError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not unusual_configurable(), reason="the `unusual` config key is not wired yet")
 async def test_import_says_how_many_baselines_it_refreshed(
     tmp_path: Path, influx_db: tuple[str, str]
 ) -> None:

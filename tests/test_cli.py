@@ -13,7 +13,6 @@ from followerwatch.rules.unusual import Summary, pack
 from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli as cli
-from unusual_key import needs_unusual_key
 
 
 def config(tmp_path: Path, url: str, db: str, interval: str = "5m", extra: str = "") -> Path:
@@ -60,7 +59,6 @@ def test_check_passes_and_prints_the_plan(tmp_path: Path, influx_db: tuple[str, 
     assert not (tmp_path / "data").exists()  # check reads the state, never creates it
 
 
-@needs_unusual_key
 def test_check_shows_the_unusual_rule_status_per_account(
     tmp_path: Path, influx_db: tuple[str, str]
 ) -> None:
@@ -90,7 +88,6 @@ def test_check_shows_the_unusual_rule_status_per_account(
     }
 
 
-@needs_unusual_key
 def test_check_sums_up_the_unusual_rule_of_a_large_watchlist(
     tmp_path: Path, influx_db: tuple[str, str]
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,29 @@ from followerwatch.rules.unusual import Summary, pack
 from followerwatch.state.db import StateDB
 from followerwatch.store.influx_v1 import InfluxV1Store
 from service_proc import run_cli
-from unusual_key import needs_unusual_key
+
+
+async def write_hourly(
+    influx_db: tuple[str, str],
+    account: str,
+    count_at: Callable[[int], int],
+    hours: int,
+    now: datetime,
+    scores: Mapping[int, float] | None = None,
+) -> None:
+    """`account`'s count `count_at(h)` h hours before `now`, for h < hours (with any score)."""
+    points = [
+        Point(
+            "followers",
+            (("platform", "x"), ("account", account)),
+            (("followers", count_at(h)),)
+            + ((("unusual", float(scores[h])),) if scores and h in scores else ()),
+            now - timedelta(hours=h),
+        )
+        for h in range(hours)
+    ]
+    async with httpx.AsyncClient() as client:
+        await InfluxV1Store(client, url=influx_db[0], database=influx_db[1]).write(points)
 
 
 def test_per_day_net_change_is_against_the_previous_day() -> None:
@@ -38,17 +61,7 @@ async def test_history_command_shows_days_and_projection(
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     # Falling 100 an hour for two days; 400 above the line now: 4 h to go.
-    points = [
-        Point(
-            "followers",
-            (("platform", "x"), ("account", "aplusk")),
-            (("followers", 1_000_400 + 100 * h),),
-            now - timedelta(hours=h),
-        )
-        for h in range(48)
-    ]
-    async with httpx.AsyncClient() as client:
-        await InfluxV1Store(client, url=influx_db[0], database=influx_db[1]).write(points)
+    await write_hourly(influx_db, "aplusk", lambda h: 1_000_400 + 100 * h, 48, now)
     config = tmp_path / "fw.toml"
     config.write_text(f"""
 [service]
@@ -85,17 +98,7 @@ async def test_history_projects_toward_the_next_milestone(
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     # Rising 100 an hour, 300 short of a milestone; no below/above line at all: 3 h to go.
-    points = [
-        Point(
-            "followers",
-            (("platform", "x"), ("account", "climber")),
-            (("followers", 1_999_700 - 100 * h),),
-            now - timedelta(hours=h),
-        )
-        for h in range(48)
-    ]
-    async with httpx.AsyncClient() as client:
-        await InfluxV1Store(client, url=influx_db[0], database=influx_db[1]).write(points)
+    await write_hourly(influx_db, "climber", lambda h: 1_999_700 - 100 * h, 48, now)
     config = tmp_path / "fw.toml"
     config.write_text(
         f'[influxdb]\nurl = "{influx_db[0]}"\ndatabase = "{influx_db[1]}"\n'
@@ -125,21 +128,9 @@ async def test_history_shows_the_unusual_score_beside_the_count(
 ) -> None:
     """Scores from the `unusual` field; days and counts without one stay blank, never 0."""
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    tags = (("platform", "x"), ("account", "scored"))
     scores = {h: round(((h * 7) % 11 - 5) * 1.5, 2) for h in range(20)}  # the last 20 h only
     scores[3], scores[0] = -12.5, 1.3
-    points = [
-        Point(
-            "followers",
-            tags,
-            (("followers", 1_000_400 + 100 * h),)
-            + ((("unusual", float(scores[h])),) if h in scores else ()),
-            now - timedelta(hours=h),
-        )
-        for h in range(60)
-    ]
-    async with httpx.AsyncClient() as client:
-        await InfluxV1Store(client, url=influx_db[0], database=influx_db[1]).write(points)
+    await write_hourly(influx_db, "scored", lambda h: 1_000_400 + 100 * h, 60, now, scores)
     config = tmp_path / "fw.toml"
     config.write_text(
         f'[influxdb]\nurl = "{influx_db[0]}"\ndatabase = "{influx_db[1]}"\n'
@@ -168,17 +159,7 @@ async def test_history_without_scores_has_no_score_column(
     tmp_path: Path, influx_db: tuple[str, str]
 ) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    points = [
-        Point(
-            "followers",
-            (("platform", "x"), ("account", "plain")),
-            (("followers", 5_000 + h),),
-            now - timedelta(hours=h),
-        )
-        for h in range(30)
-    ]
-    async with httpx.AsyncClient() as client:
-        await InfluxV1Store(client, url=influx_db[0], database=influx_db[1]).write(points)
+    await write_hourly(influx_db, "plain", lambda h: 5_000 + h, 30, now)
     config = tmp_path / "fw.toml"
     config.write_text(
         f'[influxdb]\nurl = "{influx_db[0]}"\ndatabase = "{influx_db[1]}"\n'
@@ -190,23 +171,12 @@ async def test_history_without_scores_has_no_score_column(
     assert "now 5,000" in result.stdout
 
 
-@needs_unusual_key
 async def test_history_says_when_the_unusual_rule_has_too_little_history(
     tmp_path: Path, influx_db: tuple[str, str]
 ) -> None:
     """With `unusual = true`: the status from the state file, a score column left blank."""
     now = datetime.now(UTC).replace(microsecond=0)
-    points = [
-        Point(
-            "followers",
-            (("platform", "x"), ("account", "newbie")),
-            (("followers", 2_000 + h),),
-            now - timedelta(hours=h),
-        )
-        for h in range(5)
-    ]
-    async with httpx.AsyncClient() as client:
-        await InfluxV1Store(client, url=influx_db[0], database=influx_db[1]).write(points)
+    await write_hourly(influx_db, "newbie", lambda h: 2_000 + h, 5, now)
     state = StateDB(tmp_path / "data" / "state.sqlite3")
     learning = pack(Summary(readings=5, first=0, anchor_time=4 * 3600, anchor_count=2_000.0))
     state.rules.set_rule_state("x", "newbie", "unusual", learning)
