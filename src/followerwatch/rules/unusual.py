@@ -14,230 +14,76 @@ hour, updated as readings arrive (no history is kept for it):
   over the whole time since it last changed, so a rounding step is a rate, not a drop.
 
 Until there are 3 days and 24 readings the rule only learns, and says so (`status`).
-The state is the summary packed into base64 (about 220 bytes per account, see `PACKED`).
+The state is the summary packed into 160 bytes (rules/unusual_state.py).
 """
 
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import lru_cache
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar
 
 from followerwatch.models import Event, EventKind, EventStatus, Severity
 from followerwatch.rules.base import Reading, make_event, who
-
-HOUR = 3600.0
-DAY = 86_400.0
-# How far outside (in spreads, per poll) a reading must be, by sensitivity.
-LIMITS = {"high": 9.0, "normal": 15.0, "low": 24.0}
-# Each limit, its allowance (a quarter: what a CUSUM forgives a reading) and the CUSUM level that
-# fires (two readings at the limit).
-_LIMITS = {name: (limit, limit / 4, 1.5 * limit) for name, limit in LIMITS.items()}
-MIN_DAYS = 3.0
-MIN_READINGS = 24
-SEASON_DAYS = 14.0
-# Memories of the level and the spread, and of each hour-of-day offset (in that hour's time).
-LEVEL_TAU = 2 * DAY
-SPREAD_TAU = 4 * DAY
-SEASON_TAU = 7 * HOUR
-CLIP = 3.0  # a residual counts for at most this many spreads when learning
-CLEAR_POLLS = 2  # polls back within the allowance (a quarter of the limit) that resolve it
-# A reading firing has gone on this long is learned from again: a lasting change is the new normal.
-RELEARN = DAY
-VERSION = 2  # 1 was base64
-_VERSION_CHAR = chr(VERSION)
-
-# version, readings, first, anchor time and count, level, spread, typical interval, score, the
-# down and up CUSUMs, the run's start, count at its start and expected change, firing, calm polls,
-# the sign of the last reading if it was an outlier (0: it was not); then 24 hourly offsets.
-HEAD = struct.Struct("<BIIIdffffffIdfbBb")
-OFFSET = struct.Struct("<f")
-OFFSETS = struct.Struct("<24f")
-PACKED_SIZE = HEAD.size + OFFSETS.size
-FIRING_AT = struct.calcsize("<BIIIdffffffIdf")  # the byte of `firing`, read without unpacking
-(
-    _VER,
-    _N,
-    _FIRST,
-    _AT,
+from followerwatch.rules.unusual_state import (
     _AC,
-    _LEVEL,
-    _SPREAD,
-    _INTERVAL,
-    _SCORE,
+    _AT,
+    _CALM,
     _DOWN,
-    _UP,
+    _FIRING,
+    _FIRST,
+    _HELD,
+    _INTERVAL,
+    _LEVEL,
+    _LIMITS,
+    _N,
+    _OFFSETS,
     _RUN_AT,
     _RUN_COUNT,
     _RUN_EXPECTED,
-    _FIRING,
-    _CALM,
-    _HELD,
-    _OFFSETS,
-) = range(18)
+    _SCORE,
+    _SPREAD,
+    _UP,
+    _VERSION_CHAR,
+    CLEAR_POLLS,
+    DAY,
+    FIRING_AT,
+    HOUR,
+    LIMITS,
+    MIN_DAYS,
+    MIN_READINGS,
+    OFFSET,
+    PACKED_SIZE,
+    RELEARN,
+    SEASON_DAYS,
+    Direction,
+    Sensitivity,
+    Summary,
+    _floor,
+    _fresh,
+    _read,
+    learn,
+    pack,
+    pack_ready,
+    unpack,
+    unpack_values,
+)
 
-Direction = Literal["down", "up", "both"]
-Sensitivity = Literal["low", "normal", "high"]
+__all__ = [
+    "CLEARED",
+    "LIMITS",
+    "PACKED_SIZE",
+    "Direction",
+    "Sensitivity",
+    "Summary",
+    "Unusual",
+    "pack",
+    "unpack",
+]
 
-
-class Summary(NamedTuple):
-    """One account's learned behaviour and the rule's condition, as read back from its state."""
-
-    readings: int = 0
-    first: int = 0  # epoch seconds of the first reading
-    anchor_time: int = 0  # the last reading learned from (rounded counts: the last change)
-    anchor_count: float = 0.0
-    level: float = 0.0  # followers per hour
-    spread: float = 0.0
-    interval: float = 0.0  # typical seconds between readings
-    score: float = math.nan  # of the last reading; NaN while learning
-    firing: int = 0  # -1 a drop, +1 a rise, 0 nothing open
-    offsets: tuple[float, ...] = (0.0,) * 24
-
-    def days(self) -> float:
-        """Days between the first reading and the last."""
-        return (self.anchor_time - self.first) / DAY if self.readings else 0.0
-
-    def ready(self) -> bool:
-        """Enough history to judge: 3 days and 24 readings."""
-        return _ready(self.readings, self.anchor_time - self.first)
-
-    def seasonal(self) -> bool:
-        """Hour-of-day offsets are in use (14 days of readings)."""
-        return self.anchor_time - self.first >= SEASON_DAYS * DAY
-
-    def typical(self, epoch: float) -> float:
-        """The typical change per hour at a moment."""
-        if not self.seasonal():
-            return self.level
-        return self.level + self.offsets[int(epoch % DAY // HOUR)]
-
-    def spread_used(self) -> float:
-        """The spread scores are measured in (see `_floor`)."""
-        return _floor(self.spread, self.level)
-
-
-def _ready(readings: int, seconds: float) -> bool:
-    return readings >= MIN_READINGS and seconds >= MIN_DAYS * DAY
-
-
-def _floor(spread: float, level: float) -> float:
-    # At least 1/h and 2 % of the level: a flat account's every change is not infinitely unusual.
-    return max(spread, 1.0, 0.02 * abs(level))
-
-
-def _fresh(now: int, count: int) -> list[Any]:
-    return [VERSION, 0, now, now, float(count), 0.0, 0.0, 0.0, math.nan, 0.0, 0.0, 0, 0.0, 0.0]
-
-
-# The last state packed and its values: `active` and `score` read the state a reading just left
-# (the pipeline asks right after `evaluate`) without unpacking it again.
-_memo: tuple[str, list[Any]] = ("", [])
-
-
-def pack(v: Sequence[Any]) -> str:
-    """The state text of a summary (or its values): the packed bytes as a latin-1 string.
-
-    160 bytes, and 233 as a Python string: no base64 to encode or decode on every reading.
-    """
-    global _memo
-    if isinstance(v, Summary):
-        s = v
-        v = [VERSION, s.readings, s.first, s.anchor_time, s.anchor_count, s.level, s.spread]
-        v += [s.interval, s.score, 0.0, 0.0, 0, 0.0, 0.0, s.firing, 0, 0]
-        v.append(bytearray(OFFSETS.pack(*s.offsets)))
-    if len(v) < _OFFSETS:
-        v = pack_ready(list(v))
-    text: str = (HEAD.pack(*v[:_OFFSETS]) + v[_OFFSETS]).decode("latin-1")
-    _memo = (text, list(v))
-    return text
-
-
-def unpack_values(text: str | None) -> list[Any] | None:
-    """A state text's values (see HEAD; the offsets as one bytearray); None for anything else."""
-    if not text or len(text) != PACKED_SIZE or text[0] != _VERSION_CHAR:
-        return None
-    try:
-        raw = text.encode("latin-1")
-    except UnicodeEncodeError:
-        return None
-    values: list[Any] = list(HEAD.unpack_from(raw))
-    values.append(bytearray(raw[HEAD.size :]))
-    return values
-
-
-def _read(text: str | None) -> list[Any] | None:
-    """`unpack_values` for reading only (the values may be shared: never change them)."""
-    memo = _memo
-    return memo[1] if text is memo[0] else unpack_values(text)
-
-
-def offset(v: Sequence[Any], hour: int) -> float:
-    """The learned offset of an hour of the day (UTC)."""
-    return float(OFFSET.unpack_from(v[_OFFSETS], 4 * hour)[0])
-
-
-def unpack(text: str | None) -> Summary | None:
-    """The summary in a state text; None for none, or for anything else (a rule changed)."""
-    v = unpack_values(text)
-    if v is None:
-        return None
-    return Summary(
-        v[_N],
-        v[_FIRST],
-        v[_AT],
-        v[_AC],
-        v[_LEVEL],
-        v[_SPREAD],
-        v[_INTERVAL],
-        v[_SCORE],
-        v[_FIRING],
-        OFFSETS.unpack(v[_OFFSETS]),
-    )
-
-
-@lru_cache(maxsize=1024)
-def _alphas(dt: float) -> tuple[float, float, float]:
-    """The weights of a new reading `dt` seconds after the last: level, spread, hourly offset."""
-    return (
-        1.0 - math.exp(-dt / LEVEL_TAU),
-        1.0 - math.exp(-dt / SPREAD_TAU),
-        1.0 - math.exp(-dt / SEASON_TAU),
-    )
-
-
-def learn(v: list[Any], epoch: float, rate: float, dt: float) -> None:
-    """Update the summary values `v` in place with a reading's rate (per hour) over `dt` s."""
-    n = v[_N]  # readings so far, this one included (step counts it)
-    if n <= 1:
-        v[_LEVEL], v[_SPREAD], v[_INTERVAL] = rate, 0.0, dt
-        return
-    a_level, a_spread, a_season = _alphas(dt)
-    level, spread, interval = v[_LEVEL], v[_SPREAD], v[_INTERVAL]
-    clip = CLIP * spread if n > 8 and spread > 0 else math.inf
-    resid = rate - level
-    resid = clip if resid > clip else -clip if resid < -clip else resid
-    # The first readings are averaged plainly; the weighted memory takes over once it is longer.
-    level += (a_level if a_level * n > 1 else 1.0 / n) * resid
-    slot = 4 * int((epoch - dt / 2) % DAY // HOUR)
-    offsets = v[_OFFSETS]
-    off = OFFSET.unpack_from(offsets, slot)[0]
-    dev = rate - level - off
-    dev = clip if dev > clip else -clip if dev < -clip else dev
-    off += a_season * dev
-    OFFSET.pack_into(offsets, slot, off)
-    miss = rate - (level + off if epoch - v[_FIRST] >= SEASON_DAYS * DAY else level)
-    if miss < 0:
-        miss = -miss
-    if miss > clip:
-        miss = clip
-    spread += (a_spread if a_spread * n > 1 else 1.0 / n) * (miss - spread)
-    v[_LEVEL], v[_SPREAD] = level, spread
-    v[_INTERVAL] = interval + a_level * (dt - interval) if interval else dt
+CLEARED = 2.0  # what `step` returns when an open condition resolved
 
 
 def _epoch(when: datetime) -> int:
@@ -476,11 +322,3 @@ class Unusual:
             status=EventStatus.RESOLVED,
         )
         return replace(event, score=round(s.score, 2))
-
-
-CLEARED = 2.0
-
-
-def pack_ready(values: list[Any]) -> list[Any]:
-    """Fresh values padded to the full layout (CUSUMs, flags and offsets at zero)."""
-    return [*values, 0, 0, 0, bytearray(OFFSETS.size)]
