@@ -14,7 +14,7 @@ hour, updated as readings arrive (no history is kept for it):
   over the whole time since it last changed, so a rounding step is a rate, not a drop.
 
 Until there are 3 days and 24 readings the rule only learns, and says so (`status`).
-The state is the summary packed into 160 bytes (rules/unusual_state.py).
+The state is the summary packed into 172 bytes (rules/unusual_state.py).
 """
 
 from __future__ import annotations

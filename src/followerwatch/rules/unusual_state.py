@@ -1,7 +1,7 @@
 """The unusual rule's per-account summary: its packed layout, and how a reading is learned.
 
-One account's summary is 160 bytes (`HEAD` and 24 hourly offsets), kept as a latin-1 string: the
-rule's state text, 233 bytes as a Python string. See rules/unusual.py for what it is used for.
+One account's summary is 172 bytes (`HEAD` and 24 hourly offsets), kept as a latin-1 string: the
+rule's state text, 245 bytes as a Python string. See rules/unusual.py for what it is used for.
 """
 
 from __future__ import annotations
@@ -30,17 +30,17 @@ CLIP = 3.0  # a residual counts for at most this many spreads when learning
 CLEAR_POLLS = 2  # polls back within the allowance (a quarter of the limit) that resolve it
 # A reading firing has gone on this long is learned from again: a lasting change is the new normal.
 RELEARN = DAY
-VERSION = 2  # 1 was base64
+VERSION = 3  # 1 was base64, 2 had 32-bit times
 _VERSION_CHAR = chr(VERSION)
 
 # version, readings, first, anchor time and count, level, spread, typical interval, score, the
 # down and up CUSUMs, the run's start, count at its start and expected change, firing, calm polls,
 # the sign of the last reading if it was an outlier (0: it was not); then 24 hourly offsets.
-HEAD = struct.Struct("<BIIIdffffffIdfbBb")
+HEAD = struct.Struct("<BIqqdffffffqdfbBb")
 OFFSET = struct.Struct("<f")
 OFFSETS = struct.Struct("<24f")
 PACKED_SIZE = HEAD.size + OFFSETS.size
-FIRING_AT = struct.calcsize("<BIIIdffffffIdf")  # the byte of `firing`, read without unpacking
+FIRING_AT = struct.calcsize("<BIqqdffffffqdf")  # the byte of `firing`, read without unpacking
 (
     _VER,
     _N,
@@ -124,7 +124,7 @@ _memo: tuple[str, list[Any]] = ("", [])
 def pack(v: Sequence[Any]) -> str:
     """The state text of a summary (or its values): the packed bytes as a latin-1 string.
 
-    160 bytes, and 233 as a Python string: no base64 to encode or decode on every reading.
+    172 bytes, and 245 as a Python string: no base64 to encode or decode on every reading.
     """
     global _memo
     if isinstance(v, Summary):
