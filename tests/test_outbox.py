@@ -379,14 +379,8 @@ def scored(account: str, n: int, score: float) -> Event:
     )
 
 
-async def test_a_score_survives_a_restart_and_reaches_the_receiver(
-    tmp_path: Path, client: httpx.AsyncClient
-) -> None:
-    path = tmp_path / "state.sqlite3"
-    state = StateDB(path)
-    state.events.add_events([scored("a", 0, -46.25), event("a", 1)], lambda e: ["hook"])
-    state.close()  # stopped before delivering anything
-    state = StateDB(path)
+async def delivered(state: StateDB, client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    """The `event` of every payload the outbox's webhook delivers from `state`, in order."""
     payloads: list[dict[str, Any]] = []
 
     async def handler(payload: dict[str, Any]) -> int:
@@ -395,6 +389,18 @@ async def test_a_score_survives_a_restart_and_reaches_the_receiver(
 
     async with Receiver(handler) as receiver:
         assert await Outbox(state, [webhook(client, receiver.url)], ManualClock(T0)).drain(10)
+    return payloads
+
+
+async def test_a_score_survives_a_restart_and_reaches_the_receiver(
+    tmp_path: Path, client: httpx.AsyncClient
+) -> None:
+    path = tmp_path / "state.sqlite3"
+    state = StateDB(path)
+    state.events.add_events([scored("a", 0, -46.25), event("a", 1)], lambda e: ["hook"])
+    state.close()  # stopped before delivering anything
+    state = StateDB(path)
+    payloads = await delivered(state, client)
     assert [(p["id"], p["score"]) for p in payloads] == [("a-0", -46.25), ("a-1", None)]
     # What goes to InfluxDB is read back from the same rows.
     assert [e.score for e in state.events.unstored_events()] == [-46.25, None]
@@ -416,14 +422,7 @@ async def test_a_database_from_before_the_score_is_migrated_and_delivers(
     with sqlite3.connect(path) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(events)")]
     assert columns.count("score") == 1
-    payloads: list[dict[str, Any]] = []
-
-    async def handler(payload: dict[str, Any]) -> int:
-        payloads.append(payload["event"])
-        return 204
-
-    async with Receiver(handler) as receiver:
-        assert await Outbox(state, [webhook(client, receiver.url)], ManualClock(T0)).drain(10)
+    payloads = await delivered(state, client)
     assert {p["id"]: p["score"] for p in payloads} == {"old-1": None, "b-0": 12.0}
     state.close()
 
