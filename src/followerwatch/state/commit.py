@@ -59,6 +59,11 @@ def routed(
     return [(ev, list(route(ev))) for ch in changes for ev in ch.events]
 
 
+# An existing state is updated in place (REPLACE deletes and inserts the row: about a third more
+# CPU per row, which counts when a summary rule rewrites every account's state each cycle).
+UPSERT_STATE = " ON CONFLICT (platform, account, rule) DO UPDATE SET state=excluded.state"
+
+
 def write_group(db: sqlite3.Connection, group: list[Commit]) -> list[bool]:
     """Each queued commit's statements, in the committer's one transaction."""
     return [write_commit(db, commit) for commit in group]
@@ -70,18 +75,19 @@ def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
     if commit.counts:
         upsert_counts(db, [(*key, seen) for key, seen in commit.counts])
     if commit.states:
-        insert_many(db, "INSERT OR REPLACE INTO rule_state", commit.states)
+        insert_many(db, "INSERT INTO rule_state", commit.states, UPSERT_STATE)
     # One statement per table for the whole batch; per key the order is as before
     # (count, history, rule states, closed conditions, then that key's events).
     store_counts(db, [ch for ch in changes if ch.last is not None], keep)
     insert_many(
         db,
-        "INSERT OR REPLACE INTO rule_state",
+        "INSERT INTO rule_state",
         [
             (ch.platform, ch.account, rule, st)
             for ch in changes
             for rule, st in ch.rule_states.items()
         ],
+        UPSERT_STATE,
     )
     db.executemany(
         "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
