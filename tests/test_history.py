@@ -147,7 +147,8 @@ async def test_history_shows_the_unusual_score_beside_the_count(
     rows = _table_rows(result.stdout)
     assert len(rows) >= 3
     for day, cells in rows.items():
-        most = max(by_day[day], key=abs) if day in by_day else None
+        # Furthest from zero; on a tie (this series has +3.0 and -3.0) the drop.
+        most = max(by_day[day], key=lambda s: (abs(s), -s)) if day in by_day else None
         assert cells[-1] == ("" if most is None else f"{most:+.1f}"), (day, cells)
     oldest = min(rows)
     assert rows[oldest][-1] == ""  # no score that day: blank

@@ -145,6 +145,7 @@ def test_scores_per_day_are_the_most_unusual_and_blank_without_one() -> None:
     scores = {day: 2.5, day + timedelta(hours=1): -7.25, day + timedelta(days=1): 0.0}
     assert per_day(scores) == {day.date(): -7.25, (day + timedelta(days=1)).date(): 0.0}
     assert most_unusual([]) is None
+    assert most_unusual([3.0, -3.0]) == most_unusual([-3.0, 3.0]) == -3.0  # a tie shows the drop
     assert [format_score(s) for s in (-7.25, 3.04, 0.0, None)] == ["-7.2", "+3.0", "0.0", ""]
 
 

@@ -130,8 +130,9 @@ async def load_scores(
 
 
 def most_unusual(scores: Iterable[float]) -> float | None:
-    """The score furthest from zero (the most unusual reading), None without any."""
-    return max(scores, key=abs, default=None)
+    """The score furthest from zero (a drop on a tie: +3 and -3 give -3), None without any."""
+    # The tie-break is explicit so a day's cell does not depend on the order readings came in.
+    return max(scores, key=lambda s: (abs(s), -s), default=None)
 
 
 def per_day(scores: Mapping[datetime, float]) -> dict[date, float]:
