@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from followerwatch.analysis.unusual import stored_states
 from followerwatch.config.settings import load_config
 from followerwatch.rules.unusual import Summary, pack, unpack
 from followerwatch.state.db import StateDB
@@ -33,13 +34,17 @@ def prepare(config: Path) -> int:
     StateDB(path).close()  # the schema
     now = int(time.time())
     state = pack(Summary(1_000, now - 30 * DAY, now - 3_600, anchor_count=1.0, spread=1e9))
-    rows = [(a.platform, a.name, "unusual", state) for a in cfg.accounts]
-    # A stored count too: an account without one starts every rule afresh (its first reading).
+    # With a stored count (an account without one starts every rule afresh), in the account's
+    # row, where summaries are kept (state/values.py SUMMARY_RULE).
     then = datetime.fromtimestamp(now - 3_600, UTC).isoformat()
-    counts = [(a.platform, a.name, 1, then, None, None) for a in cfg.accounts]
+    rows = [(a.platform, a.name, 1, then, None, None, state) for a in cfg.accounts]
     with closing(sqlite3.connect(path)) as db, db:
-        db.executemany("INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)", rows)
-        db.executemany("INSERT OR REPLACE INTO accounts VALUES (?,?,?,?,?,?)", counts)
+        db.executemany(
+            "INSERT OR REPLACE INTO accounts"
+            " (platform, account, followers, time, platform_id, handle, summary)"
+            " VALUES (?,?,?,?,?,?,?)",
+            rows,
+        )
     return len(rows)
 
 
@@ -47,9 +52,9 @@ def judged(config: Path) -> int:
     """How many accounts' summaries in the state file scored their last reading (judged it)."""
     cfg = load_config(config)
     path = cfg.settings.service.data_dir / "state.sqlite3"
-    with closing(sqlite3.connect(path)) as db:
-        rows = db.execute("SELECT state FROM rule_state WHERE rule = 'unusual'").fetchall()
-    return sum(1 for (text,) in rows if (s := unpack(text)) is not None and not math.isnan(s.score))
+    states = stored_states(path, [a.key for a in cfg.accounts])
+    texts = (rules.get("unusual") for rules in states.values())
+    return sum(1 for text in texts if (s := unpack(text)) is not None and not math.isnan(s.score))
 
 
 def compare(off: dict[str, Any], on: dict[str, Any], judged: int) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple
 
@@ -17,7 +17,7 @@ from followerwatch.models import Event, EventStatus
 from followerwatch.state.behind import WriteBehind
 from followerwatch.state.doorbell import Doorbell
 from followerwatch.state.rows import EVENT_COLS, N_EVENT_COLS, event_row, ts
-from followerwatch.state.values import Change, HeldZero, LastSeen
+from followerwatch.state.values import SUMMARY_RULE, Change, HeldZero, LastSeen
 
 log = structlog.get_logger("followerwatch.state")
 
@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 
+StateRow = tuple[str, str, str, str]  # platform, account, rule, state
+
+
 class Commit(NamedTuple):
     """A poll's changes and its events' routes, queued for the committer thread."""
 
@@ -49,7 +52,7 @@ class Commit(NamedTuple):
     # Last counts written behind (state/behind.py), flushed in this transaction.
     counts: Sequence[tuple[tuple[str, str], LastSeen]] = ()
     # Soft rule states written behind with them: (platform, account, rule, state).
-    states: Sequence[tuple[str, str, str, str]] = ()
+    states: Sequence[StateRow] = ()
 
 
 def routed(
@@ -72,23 +75,23 @@ def write_group(db: sqlite3.Connection, group: list[Commit]) -> list[bool]:
 def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
     """A commit's statements (in a transaction); whether it stored an event to deliver."""
     changes, keep = commit.changes, commit.keep or {}
-    if commit.counts:
-        upsert_counts(db, [(*key, seen) for key, seen in commit.counts])
-    if commit.states:
-        insert_many(db, "INSERT INTO rule_state", commit.states, UPSERT_STATE)
+    if commit.counts or commit.states:
+        summaries, others = split_states(commit.states, {key for key, _ in commit.counts})
+        upsert_counts(db, [(*key, seen) for key, seen in commit.counts], summaries)
+        write_states(db, others)
     # One statement per table for the whole batch; per key the order is as before
     # (count, history, rule states, closed conditions, then that key's events).
-    store_counts(db, [ch for ch in changes if ch.last is not None], keep)
-    insert_many(
-        db,
-        "INSERT INTO rule_state",
+    counted = [ch for ch in changes if ch.last is not None]
+    summaries, others = split_states(
         [
             (ch.platform, ch.account, rule, st)
             for ch in changes
             for rule, st in ch.rule_states.items()
         ],
-        UPSERT_STATE,
+        {(ch.platform, ch.account) for ch in counted},
     )
+    store_counts(db, counted, keep, summaries)
+    write_states(db, others)
     db.executemany(
         "DELETE FROM active WHERE platform=? AND account=? AND rule=?",
         [(ch.platform, ch.account, rule) for ch in changes for rule in ch.closed],
@@ -107,13 +110,40 @@ def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
     return new
 
 
+def split_states(
+    rows: Sequence[StateRow], counted: Container[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], str], list[StateRow]]:
+    """Summaries that go in their account's row with its count, and the other state rows."""
+    summaries: dict[tuple[str, str], str] = {}
+    others: list[StateRow] = []
+    for row in rows:
+        key = (row[0], row[1])
+        if row[2] == SUMMARY_RULE and key in counted:
+            summaries[key] = row[3]
+        else:
+            others.append(row)
+    return summaries, others
+
+
+def write_states(db: sqlite3.Connection, rows: Sequence[StateRow]) -> None:
+    """Upsert rule-state rows; a summary without a count to ride with goes in both places."""
+    insert_many(db, "INSERT INTO rule_state", rows, UPSERT_STATE)
+    # Rare (a baseline seeded from InfluxDB, a state set by hand): the account's row, if it has
+    # one, must not keep an older summary that reads would prefer.
+    db.executemany(
+        "UPDATE accounts SET summary=? WHERE platform=? AND account=?",
+        [(row[3], row[0], row[1]) for row in rows if row[2] == SUMMARY_RULE],
+    )
+
+
 def store_counts(
     db: sqlite3.Connection,
     changes: Sequence[Change],
     keep: Mapping[tuple[str, str], float],
+    summaries: Mapping[tuple[str, str], str] | None = None,
 ) -> None:
-    """Upsert the last counts; keep history rows for accounts whose rules need them."""
-    upsert_counts(db, [(ch.platform, ch.account, ch.last) for ch in changes if ch.last])
+    """Upsert the last counts (and summaries); keep history rows for accounts that need them."""
+    upsert_counts(db, [(ch.platform, ch.account, ch.last) for ch in changes if ch.last], summaries)
     kept = [
         (ch, keep[(ch.platform, ch.account)])
         for ch in changes
@@ -140,23 +170,39 @@ def store_counts(
     )
 
 
-def upsert_counts(db: sqlite3.Connection, counts: Sequence[tuple[str, str, LastSeen]]) -> None:
-    """Upsert accounts' last counts; a reading without an id or handle keeps the stored one."""
+def upsert_counts(
+    db: sqlite3.Connection,
+    counts: Sequence[tuple[str, str, LastSeen]],
+    summaries: Mapping[tuple[str, str], str] | None = None,
+) -> None:
+    """Upsert accounts' last counts and summaries; what a reading lacks keeps the stored one."""
     times: dict[datetime, str] = {}  # a batch's readings share a handful of poll times
+    summary = (summaries or {}).get
     rows = []
     for platform, account, last in counts:
         when = times.get(last.time)
         if when is None:
             when = times[last.time] = ts(last.time)
-        rows.append((platform, account, last.followers, when, last.platform_id, last.handle))
+        rows.append(
+            (
+                platform,
+                account,
+                last.followers,
+                when,
+                last.platform_id,
+                last.handle,
+                summary((platform, account)),
+            )
+        )
     insert_many(
         db,
-        "INSERT INTO accounts",
+        "INSERT INTO accounts (platform, account, followers, time, platform_id, handle, summary)",
         rows,
         " ON CONFLICT (platform, account) DO"
         " UPDATE SET followers=excluded.followers, time=excluded.time,"
         " platform_id=COALESCE(excluded.platform_id, platform_id),"
-        " handle=COALESCE(excluded.handle, handle)",
+        " handle=COALESCE(excluded.handle, handle),"
+        " summary=COALESCE(excluded.summary, summary)",
     )
 
 

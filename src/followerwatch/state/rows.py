@@ -129,3 +129,8 @@ def by_platform(keys: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
 def placeholders(count: int) -> str:
     """`?,?,…` for an IN (...) of `count` values."""
     return ",".join("?" * count)
+
+
+def columns(db: sqlite3.Connection, table: str) -> set[str]:
+    """The column names of a table (none if it does not exist)."""
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}

@@ -1,4 +1,9 @@
-"""The rules' stored states, per account and rule (serialised by the rules themselves)."""
+"""The rules' stored states, per account and rule (serialised by the rules themselves).
+
+A summary (SUMMARY_RULE's state) lives in its account's row, written with the count; one
+stored before that row had the column, or seeded before the account had a count, is in
+rule_state, and is read from there while the row has none.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,9 @@ import sqlite3
 from collections.abc import Iterable
 
 from followerwatch.state.behind import WriteBehind
-from followerwatch.state.rows import by_platform, immediate, parts, placeholders
+from followerwatch.state.commit import write_states
+from followerwatch.state.rows import by_platform, columns, immediate, parts, placeholders
+from followerwatch.state.values import SUMMARY_RULE
 
 
 class RuleStates:
@@ -16,13 +23,12 @@ class RuleStates:
         """Read and write through the loop's connection; soft states still `behind` laid over."""
         self._db = db
         self._behind = WriteBehind() if behind is None else behind
+        # A file only read (`check`), never migrated, may predate the column.
+        self._summaries = "summary" in columns(db, "accounts")
 
     def rule_states(self, platform: str, account: str) -> dict[str, str]:
         """Serialised rule states of an account, by rule name."""
-        rows = self._db.execute(
-            "SELECT rule, state FROM rule_state WHERE platform=? AND account=?", (platform, account)
-        )
-        return self._behind.states_over((platform, account), dict(rows.fetchall()))
+        return self.rule_states_many([(platform, account)]).get((platform, account), {})
 
     def rule_states_many(
         self, keys: Iterable[tuple[str, str]]
@@ -32,13 +38,28 @@ class RuleStates:
         wanted = by_platform(keys)
         for platform, names in wanted.items():
             for part in parts(names):
-                rows = self._db.execute(
+                marks = placeholders(len(part))
+                query = (
                     "SELECT account, rule, state FROM rule_state"
-                    f" WHERE platform=? AND account IN ({placeholders(len(part))})",
-                    (platform, *part),
+                    f" WHERE platform=? AND account IN ({marks})"
                 )
-                for account, rule, state in rows.fetchall():
-                    out.setdefault((platform, account), {})[rule] = state
+                if self._summaries:
+                    rows = self._db.execute(
+                        f"{query} UNION ALL SELECT account, NULL, summary FROM accounts"
+                        f" WHERE platform=? AND account IN ({marks}) AND summary IS NOT NULL",
+                        (platform, *part, platform, *part),
+                    ).fetchall()
+                else:
+                    rows = self._db.execute(query, (platform, *part)).fetchall()
+                summaries = []
+                for account, rule, state in rows:
+                    if rule is None:
+                        summaries.append((account, state))
+                    else:
+                        out.setdefault((platform, account), {})[rule] = state
+                # After every rule_state row: the account's own row holds the newer summary.
+                for account, state in summaries:
+                    out.setdefault((platform, account), {})[SUMMARY_RULE] = state
         if self._behind.states or self._behind.states_flushing:
             self._behind.overlay_states(out, ((p, a) for p, names in wanted.items() for a in names))
         return out
@@ -46,7 +67,4 @@ class RuleStates:
     def set_rule_state(self, platform: str, account: str, rule: str, state: str) -> None:
         """Store one rule state outside a poll (campaign phases)."""
         with immediate(self._db):
-            self._db.execute(
-                "INSERT OR REPLACE INTO rule_state VALUES (?,?,?,?)",
-                (platform, account, rule, state),
-            )
+            write_states(self._db, [(platform, account, rule, state)])

@@ -7,11 +7,12 @@ from datetime import datetime
 from pathlib import Path
 
 from followerwatch.disk.sqlite import open_db
+from followerwatch.state.rows import columns
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     platform TEXT NOT NULL, account TEXT NOT NULL, followers INTEGER NOT NULL,
-    time TEXT NOT NULL, platform_id TEXT, handle TEXT,
+    time TEXT NOT NULL, platform_id TEXT, handle TEXT, summary TEXT,
     PRIMARY KEY (platform, account));
 CREATE TABLE IF NOT EXISTS history (
     platform TEXT NOT NULL, account TEXT NOT NULL, time REAL NOT NULL, followers INTEGER NOT NULL,
@@ -44,12 +45,31 @@ def open_state(path: Path, *, reset_at: datetime | None = None) -> sqlite3.Conne
     """The loop's connection: the file checked (see `open_db`), created and migrated."""
     db = open_db(path, SCHEMA, check=True, reset_at=reset_at)
     migrate_events(db)
+    migrate_accounts(db)
     return db
 
 
 def open_committer(path: Path) -> sqlite3.Connection:
     """A second connection to an opened state file, for the committer thread."""
     return open_db(path, SCHEMA)
+
+
+def migrate_accounts(db: sqlite3.Connection) -> None:
+    """Add the `summary` column (see state/values.py SUMMARY_RULE) to an older accounts table.
+
+    Summaries stored before it stay in rule_state, which reads fall back to while it is NULL.
+    """
+    if "summary" in columns(db, "accounts"):
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # Again under the write lock: another process opening the file may have just added it.
+        if "summary" not in columns(db, "accounts"):
+            db.execute("ALTER TABLE accounts ADD COLUMN summary TEXT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def migrate_events(db: sqlite3.Connection) -> None:

@@ -7,6 +7,11 @@ from typing import NamedTuple
 
 from followerwatch.models import Event
 
+# The one rule whose state is a learned summary rewritten by every poll (a rule with
+# `soft_state`): it is kept in the account's own row (`accounts.summary`), written with the last
+# count in one row write, instead of a second row in rule_state. See state/rules.py.
+SUMMARY_RULE = "unusual"
+
 
 # NamedTuples, not frozen dataclasses: as immutable, and several times cheaper to build, which
 # counts at one or two per observation.
