@@ -23,6 +23,7 @@ from followerwatch.analysis.unusual import stored_states
 from followerwatch.config.settings import load_config
 from followerwatch.rules.unusual import Summary, pack, unpack
 from followerwatch.state.db import StateDB
+from followerwatch.state.rows import summary_value
 
 DAY = 86_400
 
@@ -37,7 +38,8 @@ def prepare(config: Path) -> int:
     # With a stored count (an account without one starts every rule afresh), in the account's
     # row, where summaries are kept (state/values.py SUMMARY_RULE).
     then = datetime.fromtimestamp(now - 3_600, UTC).isoformat()
-    rows = [(a.platform, a.name, 1, then, None, None, state) for a in cfg.accounts]
+    stored = summary_value(state)
+    rows = [(a.platform, a.name, 1, then, None, None, stored) for a in cfg.accounts]
     with closing(sqlite3.connect(path)) as db, db:
         db.executemany(
             "INSERT OR REPLACE INTO accounts"

@@ -41,7 +41,8 @@ async def test_summaries_ride_with_the_count_journaled_or_behind(tmp_path: Path)
         # The first count is journaled with its poll, its summary and another rule's state.
         first = Change(*KEY, seen(0), {SUMMARY_RULE: "s1", "below:5": "armed"}, (), journal=True)
         await state.committer.commit_async([first], no_route)
-        assert raw(path, "SELECT summary FROM accounts") == [("s1",)]
+        # As its latin-1 bytes (a BLOB: SQLite copies it, no UTF-8 conversion either way).
+        assert raw(path, "SELECT summary FROM accounts") == [(b"s1",)]
         assert raw(path, "SELECT rule FROM rule_state") == [("below:5",)]
         # A later poll that changed only the summary is written behind, and flushed with the count.
         await state.committer.commit_async(
@@ -51,12 +52,12 @@ async def test_summaries_ride_with_the_count_journaled_or_behind(tmp_path: Path)
         done = state.committer.flush()
         assert done is not None
         await done  # raises if the flush failed
-        assert raw(path, "SELECT followers, summary FROM accounts") == [(1000, "s2")]
+        assert raw(path, "SELECT followers, summary FROM accounts") == [(1000, b"s2")]
         # A count without a summary (the rule off, or nothing learned) keeps the stored one.
         await state.committer.commit_async(
             [Change(*KEY, seen(2, 990), {}, (), journal=True)], no_route
         )
-        assert raw(path, "SELECT followers, summary FROM accounts") == [(990, "s2")]
+        assert raw(path, "SELECT followers, summary FROM accounts") == [(990, b"s2")]
     finally:
         state.close()
     again = StateDB(path)
@@ -86,8 +87,11 @@ async def test_a_summary_seeded_without_a_count_is_read_and_then_superseded(tmp_
             [Change(*KEY, None, {SUMMARY_RULE: "reseeded"}, ())], no_route
         )
         assert state.rules.rule_states(*KEY) == {SUMMARY_RULE: "reseeded"}
-        state.rules.set_rule_state(*KEY, SUMMARY_RULE, "by hand")
-        assert state.rules.rule_states(*KEY) == {SUMMARY_RULE: "by hand"}
+        state.rules.set_rule_state(*KEY, SUMMARY_RULE, "by hand \x00\xff")
+        assert state.rules.rule_states(*KEY) == {SUMMARY_RULE: "by hand \x00\xff"}
+        # Text that is not latin-1 (never a packed summary) is kept as it is.
+        state.rules.set_rule_state(*KEY, SUMMARY_RULE, "by hand €")
+        assert state.rules.rule_states(*KEY) == {SUMMARY_RULE: "by hand €"}
     finally:
         state.close()
 

@@ -16,7 +16,7 @@ from followerwatch.disk.sqlite import GroupCommitter, insert_many
 from followerwatch.models import Event, EventStatus
 from followerwatch.state.behind import WriteBehind
 from followerwatch.state.doorbell import Doorbell
-from followerwatch.state.rows import EVENT_COLS, N_EVENT_COLS, event_row, ts
+from followerwatch.state.rows import EVENT_COLS, N_EVENT_COLS, event_row, summary_value, ts
 from followerwatch.state.values import SUMMARY_RULE, Change, HeldZero, LastSeen
 
 log = structlog.get_logger("followerwatch.state")
@@ -112,14 +112,14 @@ def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
 
 def split_states(
     rows: Sequence[StateRow], counted: Container[tuple[str, str]]
-) -> tuple[dict[tuple[str, str], str], list[StateRow]]:
+) -> tuple[dict[tuple[str, str], bytes | str], list[StateRow]]:
     """Summaries that go in their account's row with its count, and the other state rows."""
-    summaries: dict[tuple[str, str], str] = {}
+    summaries: dict[tuple[str, str], bytes | str] = {}
     others: list[StateRow] = []
     for row in rows:
         key = (row[0], row[1])
         if row[2] == SUMMARY_RULE and key in counted:
-            summaries[key] = row[3]
+            summaries[key] = summary_value(row[3])
         else:
             others.append(row)
     return summaries, others
@@ -132,7 +132,7 @@ def write_states(db: sqlite3.Connection, rows: Sequence[StateRow]) -> None:
     # one, must not keep an older summary that reads would prefer.
     db.executemany(
         "UPDATE accounts SET summary=? WHERE platform=? AND account=?",
-        [(row[3], row[0], row[1]) for row in rows if row[2] == SUMMARY_RULE],
+        [(summary_value(row[3]), row[0], row[1]) for row in rows if row[2] == SUMMARY_RULE],
     )
 
 
@@ -140,7 +140,7 @@ def store_counts(
     db: sqlite3.Connection,
     changes: Sequence[Change],
     keep: Mapping[tuple[str, str], float],
-    summaries: Mapping[tuple[str, str], str] | None = None,
+    summaries: Mapping[tuple[str, str], bytes | str] | None = None,
 ) -> None:
     """Upsert the last counts (and summaries); keep history rows for accounts that need them."""
     upsert_counts(db, [(ch.platform, ch.account, ch.last) for ch in changes if ch.last], summaries)
@@ -173,7 +173,7 @@ def store_counts(
 def upsert_counts(
     db: sqlite3.Connection,
     counts: Sequence[tuple[str, str, LastSeen]],
-    summaries: Mapping[tuple[str, str], str] | None = None,
+    summaries: Mapping[tuple[str, str], bytes | str] | None = None,
 ) -> None:
     """Upsert accounts' last counts and summaries; what a reading lacks keeps the stored one."""
     times: dict[datetime, str] = {}  # a batch's readings share a handful of poll times

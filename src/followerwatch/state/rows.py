@@ -134,3 +134,17 @@ def placeholders(count: int) -> str:
 def columns(db: sqlite3.Connection, table: str) -> set[str]:
     """The column names of a table (none if it does not exist)."""
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def summary_value(text: str) -> bytes | str:
+    """A summary as stored in its account's row: its latin-1 bytes (a packed summary is such
+    a string), which SQLite copies as a BLOB instead of converting to and from UTF-8."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text  # not a packed summary (set by hand): as TEXT, which SQLite also holds
+
+
+def summary_text(value: bytes | str) -> str:
+    """`summary_value` read back."""
+    return value.decode("latin-1") if isinstance(value, bytes) else value

@@ -12,7 +12,14 @@ from collections.abc import Iterable
 
 from followerwatch.state.behind import WriteBehind
 from followerwatch.state.commit import write_states
-from followerwatch.state.rows import by_platform, columns, immediate, parts, placeholders
+from followerwatch.state.rows import (
+    by_platform,
+    columns,
+    immediate,
+    parts,
+    placeholders,
+    summary_text,
+)
 from followerwatch.state.values import SUMMARY_RULE
 
 
@@ -59,7 +66,7 @@ class RuleStates:
                         out.setdefault((platform, account), {})[rule] = state
                 # After every rule_state row: the account's own row holds the newer summary.
                 for account, state in summaries:
-                    out.setdefault((platform, account), {})[SUMMARY_RULE] = state
+                    out.setdefault((platform, account), {})[SUMMARY_RULE] = summary_text(state)
         if self._behind.states or self._behind.states_flushing:
             self._behind.overlay_states(out, ((p, a) for p, names in wanted.items() for a in names))
         return out
