@@ -47,26 +47,39 @@ from followerwatch.rules.unusual_state import (
     _SPREAD,
     _UP,
     _VERSION_CHAR,
+    ALPHAS,
     CLEAR_POLLS,
+    CLIP,
     DAY,
+    DAY_S,
+    EXACT,
     FIRING_AT,
+    HEAD,
+    HELD_AT,
     HOUR,
+    HOUR_S,
+    LAST,
+    LEARNING,
     LIMITS,
     MIN_DAYS,
     MIN_READINGS,
     OFFSET,
     PACKED_SIZE,
+    QUICK,
     RELEARN,
     SEASON_DAYS,
+    SEASONAL,
+    WRITE,
     Direction,
     Sensitivity,
     Summary,
     _floor,
     _fresh,
-    _read,
+    alphas,
     learn,
     pack,
     pack_ready,
+    score_of,
     unpack,
     unpack_values,
 )
@@ -112,16 +125,17 @@ class Unusual:
 
     def active(self, state: str | None) -> bool:
         """Whether an unusual change is open (one byte of the state: no unpacking)."""
-        if not state or len(state) != PACKED_SIZE or state[0] != _VERSION_CHAR:
-            return False
-        return state[FIRING_AT] != "\x00"
+        if state and len(state) == PACKED_SIZE and state[0] == _VERSION_CHAR:
+            return state[FIRING_AT] != "\x00"
+        return False
 
     def score(self, state: str | None) -> float | None:
         """The score of the reading that left `state` (None while learning)."""
-        v = _read(state)
-        if v is None or math.isnan(v[_SCORE]):
+        last = LAST[0]
+        value = last[1] if state is last[0] else score_of(state)
+        if value is None or value != value:  # NaN while learning
             return None
-        return round(float(v[_SCORE]), 2)
+        return round(value, 2)
 
     def status(self, state: str | None) -> str:
         """One line for `check` and `history`: learning, the typical rate, or what is open."""
@@ -144,11 +158,81 @@ class Unusual:
         obs = reading.obs
         if obs is None:
             return state, []
-        v = unpack_values(state)
         now = int(obs.time.timestamp())
+        count = obs.followers
+        resolution = obs.resolution or 1
+        if not state or len(state) != PACKED_SIZE or state[0] != _VERSION_CHAR:
+            return pack(_fresh(now, count)), []
+        try:
+            raw = state.encode("latin-1")
+        except UnicodeEncodeError:
+            return pack(_fresh(now, count)), []
+        # The usual reading (no run, nothing open) is done here without unpacking the whole
+        # summary: `step` and `learn`'s sums for it, in their order, so the state is bit for bit
+        # theirs (tests/test_unusual.py replays a series through both). Anything else: `step`.
+        n, first, at, ac, level, spread, interval, running, firing = QUICK.unpack_from(raw)
+        # Whole seconds as an int: every sum below gives what it gives with `step`'s float(dt), as
+        # the int converts exactly (EXACT), and float() is a call saved.
+        dt = now - at
+        if dt <= 0:
+            return state, []
+        delta = count - ac
+        if resolution > 1 and delta == 0:
+            # A rounded count that did not move says nothing yet: wait for it to move.
+            return state, []
+        age = now - first
+        if running or firing or n < MIN_READINGS or age < LEARNING or at <= -EXACT:
+            return self._stepped(state, reading, now, count, resolution)
+        rate = delta * HOUR / dt
+        # (now - dt / 2) % DAY // HOUR in integers: the same hour, as times are whole seconds
+        # that floats hold exactly (EXACT), and a third of the cost.
+        slot = 4 * ((now + at) % (2 * DAY_S) // (2 * HOUR_S))
+        at_slot = HEAD.size + slot
+        off: float = OFFSET.unpack_from(raw, at_slot)[0]
+        seasonal = age >= SEASONAL
+        floor = 0.02 * level if level > 0 else -0.02 * level
+        if spread > floor:
+            floor = spread
+        expected = level + off if seasonal else level
+        score = (rate - expected) / (floor if floor > 1.0 else 1.0)
+        if interval and dt < interval:
+            score *= math.sqrt(dt / interval)
+        allowance = _LIMITS[self.sensitivity][1]
+        if not -allowance < score < allowance:
+            return self._stepped(state, reading, now, count, resolution)
+        # learn(): this reading counted (n + 1), its offset slot the one scored against.
+        n += 1
+        a_level, a_spread, a_season = ALPHAS.get(dt) or alphas(dt)
+        clip = CLIP * spread if n > 8 and spread > 0 else math.inf
+        resid = rate - level
+        resid = clip if resid > clip else -clip if resid < -clip else resid
+        level += (a_level if a_level * n > 1 else 1.0 / n) * resid
+        dev = rate - level - off
+        dev = clip if dev > clip else -clip if dev < -clip else dev
+        off += a_season * dev
+        miss = rate - (level + off if seasonal else level)
+        if miss < 0:
+            miss = -miss
+        if miss > clip:
+            miss = clip
+        spread += (a_spread if a_spread * n > 1 else 1.0 / n) * (miss - spread)
+        interval = interval + a_level * (dt - interval) if interval else dt
+        buf = bytearray(raw)
+        OFFSET.pack_into(buf, at_slot, off)
+        WRITE.pack_into(buf, 1, n, first, now, count, level, spread, interval, score)
+        buf[HELD_AT] = 0
+        text = buf.decode("latin-1")
+        LAST[0] = (text, score)
+        return text, []
+
+    def _stepped(
+        self, state: str, reading: Reading, now: int, count: int, resolution: int
+    ) -> tuple[str | None, list[Event]]:
+        """`evaluate` for any reading but the usual one: unpack, `step`, pack."""
+        v = unpack_values(state)
         if v is None:
-            return pack(_fresh(now, obs.followers)), []
-        fired = self.step(v, now, obs.followers, obs.resolution or 1)
+            return pack(_fresh(now, count)), []
+        fired = self.step(v, now, count, resolution)
         if fired is None:
             return state, []
         text = pack(v)
