@@ -51,19 +51,19 @@ from followerwatch.rules.unusual_state import (
     CLEAR_POLLS,
     CLIP,
     DAY,
-    DAY_S,
+    DAY_2,
     EXACT,
     FIRING_AT,
-    HEAD,
     HELD_AT,
     HOUR,
-    HOUR_S,
+    HOUR_2,
     LAST,
     LEARNING,
     LIMITS,
     MIN_DAYS,
     MIN_READINGS,
     OFFSET,
+    OFFSETS_AT,
     PACKED_SIZE,
     QUICK,
     RELEARN,
@@ -101,6 +101,11 @@ CLEARED = 2.0  # what `step` returns when an open condition resolved
 
 def _epoch(when: datetime) -> int:
     return int(when.timestamp())
+
+
+# The last reading's time and its epoch second: a poll's readings share one time (datetime is
+# immutable), so `evaluate` converts it once per poll, not once per account.
+WHEN: list[tuple[datetime | None, int]] = [(None, 0)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +163,13 @@ class Unusual:
         obs = reading.obs
         if obs is None:
             return state, []
-        now = int(obs.time.timestamp())
+        when, last = obs.time, WHEN[0]
+        if when is last[0]:
+            now = last[1]
+        else:
+            now = int(when.timestamp())
+            WHEN[0] = (when, now)
         count = obs.followers
-        resolution = obs.resolution or 1
         if not state or len(state) != PACKED_SIZE or state[0] != _VERSION_CHAR:
             return pack(_fresh(now, count)), []
         try:
@@ -177,17 +186,16 @@ class Unusual:
         if dt <= 0:
             return state, []
         delta = count - ac
-        if resolution > 1 and delta == 0:
+        if delta == 0 and (obs.resolution or 1) > 1:
             # A rounded count that did not move says nothing yet: wait for it to move.
             return state, []
         age = now - first
         if running or firing or n < MIN_READINGS or age < LEARNING or at <= -EXACT:
-            return self._stepped(state, reading, now, count, resolution)
+            return self._stepped(state, reading, now, count)
         rate = delta * HOUR / dt
-        # (now - dt / 2) % DAY // HOUR in integers: the same hour, as times are whole seconds
-        # that floats hold exactly (EXACT), and a third of the cost.
-        slot = 4 * ((now + at) % (2 * DAY_S) // (2 * HOUR_S))
-        at_slot = HEAD.size + slot
+        # The hour of the interval's middle, (now - dt / 2) % DAY // HOUR, in integer half-seconds:
+        # the same hour (floats hold these times exactly: EXACT), at a third of the cost.
+        at_slot = OFFSETS_AT + 4 * ((now + at) % DAY_2 // HOUR_2)
         off: float = OFFSET.unpack_from(raw, at_slot)[0]
         seasonal = age >= SEASONAL
         floor = 0.02 * level if level > 0 else -0.02 * level
@@ -199,7 +207,7 @@ class Unusual:
             score *= math.sqrt(dt / interval)
         allowance = _LIMITS[self.sensitivity][1]
         if not -allowance < score < allowance:
-            return self._stepped(state, reading, now, count, resolution)
+            return self._stepped(state, reading, now, count)
         # learn(): this reading counted (n + 1), its offset slot the one scored against.
         n += 1
         a_level, a_spread, a_season = ALPHAS.get(dt) or alphas(dt)
@@ -226,13 +234,14 @@ class Unusual:
         return text, []
 
     def _stepped(
-        self, state: str, reading: Reading, now: int, count: int, resolution: int
+        self, state: str, reading: Reading, now: int, count: int
     ) -> tuple[str | None, list[Event]]:
         """`evaluate` for any reading but the usual one: unpack, `step`, pack."""
         v = unpack_values(state)
         if v is None:
             return pack(_fresh(now, count)), []
-        fired = self.step(v, now, count, resolution)
+        obs = reading.obs
+        fired = self.step(v, now, count, (obs.resolution if obs else None) or 1)
         if fired is None:
             return state, []
         text = pack(v)

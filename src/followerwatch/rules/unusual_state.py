@@ -23,8 +23,9 @@ MIN_READINGS = 24
 SEASON_DAYS = 14.0
 LEARNING = MIN_DAYS * DAY  # the products, computed once: the usual reading compares against them
 SEASONAL = SEASON_DAYS * DAY
-DAY_S = 86_400
-HOUR_S = 3_600
+# A day and an hour in half-seconds: the middle of an interval is a whole number of them.
+DAY_2 = 2 * 86_400
+HOUR_2 = 2 * 3_600
 # Times (epoch seconds) within this of 1970: a float holds them, and half-seconds, exactly.
 EXACT = 2**50
 # Memories of the level and the spread, and of each hour-of-day offset (in that hour's time).
@@ -47,6 +48,7 @@ OFFSETS = struct.Struct("<24f")
 PACKED_SIZE = HEAD.size + OFFSETS.size
 FIRING_AT = struct.calcsize("<BIqqdffffffqdf")  # the byte of `firing`, read without unpacking
 HELD_AT = HEAD.size - 1
+OFFSETS_AT = HEAD.size
 # What the usual reading reads and writes (rules/unusual.py `evaluate`), so it need not unpack and
 # repack every field: readings, first, anchor time and count, level, spread, interval, then the
 # down and up CUSUMs as one 64-bit integer (0 only when both are +0.0) and `firing`.
