@@ -229,7 +229,8 @@ def test_evaluate_leaves_the_states_step_leaves_bit_for_bit(sensitivity: Sensiti
     # `evaluate` scores and learns the usual reading without unpacking the whole summary. Seeds
     # 81–83, 30 days each: polls every 5 minutes jittered by up to ±4 (a few repeated or out of
     # order), with waves and glitches (runs, fires and clears); the same rounded to 3 figures;
-    # and hourly from 1960 (times before the epoch). Every state must be the reference's.
+    # and hourly from 1960 (times before the epoch). Every state must be the reference's, and a
+    # second account read at the same moment (one time object, as in a poll) must get the same.
     rng = random.Random(81)
     waves = random_waves(81, 30, 4)
     jittered = [
@@ -246,15 +247,17 @@ def test_evaluate_leaves_the_states_step_leaves_bit_for_bit(sensitivity: Sensiti
     compared = 0
     for readings, resolution in ((jittered, 1), (rounded_, 10_000), (old, 1)):
         state: str | None = None
+        twin: str | None = None
         expected: str | None = None
         for when, count in readings:
             obs = Observation(ACCOUNT, when, count, resolution=resolution)
             state, _ = rule.evaluate(state, Reading(ACCOUNT, when, obs, None, None))
+            twin, _ = rule.evaluate(twin, Reading(ACCOUNT, when, obs, None, None))
             if expected is None:
                 expected = rule.seeded(None, [(when, count)], resolution)
             else:
                 expected = stepped(rule, expected, when, count, resolution)
-            assert state == expected, (when, count)
+            assert state == expected == twin, (when, count)
             compared += 1
     assert compared > 8_000
 
