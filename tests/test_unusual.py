@@ -17,7 +17,8 @@ import pytest
 
 from followerwatch.models import Account, Event, EventKind, EventStatus, Observation
 from followerwatch.rules.base import Reading
-from followerwatch.rules.unusual import PACKED_SIZE, Unusual, unpack
+from followerwatch.rules.unusual import PACKED_SIZE, Sensitivity, Unusual, pack, unpack
+from followerwatch.rules.unusual_state import unpack_values
 from unusual_series import DAY, HOUR, START, Wave, generate, random_waves, rounded
 
 ACCOUNT = Account("x", "aplusk", "aplusk")
@@ -213,6 +214,52 @@ def test_seeded_from_stored_counts_matches_learning_live() -> None:
     assert rule.status(seeded).startswith("typical +")
     # No stored counts: the state is left as it was.
     assert rule.seeded(live, []) == live
+
+
+def stepped(rule: Unusual, state: str, when: datetime, count: int, resolution: int) -> str:
+    """The straightforward path: unpack every value, `step`, pack (what `evaluate` shortcuts)."""
+    v = unpack_values(state)
+    assert v is not None
+    changed = rule.step(v, int(when.timestamp()), count, resolution) is not None
+    return pack(v) if changed else state
+
+
+@pytest.mark.parametrize("sensitivity", ["high", "normal"])
+def test_evaluate_leaves_the_states_step_leaves_bit_for_bit(sensitivity: Sensitivity) -> None:
+    # `evaluate` scores and learns the usual reading without unpacking the whole summary. Seeds
+    # 81–83, 30 days each: polls every 5 minutes jittered by up to ±4 (a few repeated or out of
+    # order), with waves and glitches (runs, fires and clears); the same rounded to 3 figures;
+    # and hourly from 1960 (times before the epoch). Every state must be the reference's, and a
+    # second account read at the same moment (one time object, as in a poll) must get the same.
+    rng = random.Random(81)
+    waves = random_waves(81, 30, 4)
+    jittered = [
+        (t + timedelta(seconds=rng.randint(-240, 240)), c)
+        for t, c in generate(81, days=30, every=300, waves=waves, spikes=10).readings
+    ]
+    drop = generate(82, days=30, every=900, waves=[Wave(20 * DAY, 6, 10.0)]).readings
+    rounded_ = [(t, rounded(c)[0]) for t, c in drop]
+    old = [
+        (t - timedelta(days=365 * 10), c)
+        for t, c in generate(83, days=30, every=3600, waves=random_waves(83, 30, 3)).readings
+    ]
+    rule = Unusual(sensitivity=sensitivity, direction="both")
+    compared = 0
+    for readings, resolution in ((jittered, 1), (rounded_, 10_000), (old, 1)):
+        state: str | None = None
+        twin: str | None = None
+        expected: str | None = None
+        for when, count in readings:
+            obs = Observation(ACCOUNT, when, count, resolution=resolution)
+            state, _ = rule.evaluate(state, Reading(ACCOUNT, when, obs, None, None))
+            twin, _ = rule.evaluate(twin, Reading(ACCOUNT, when, obs, None, None))
+            if expected is None:
+                expected = rule.seeded(None, [(when, count)], resolution)
+            else:
+                expected = stepped(rule, expected, when, count, resolution)
+            assert state == expected == twin, (when, count)
+            compared += 1
+    assert compared > 8_000
 
 
 def test_a_state_from_elsewhere_is_a_fresh_start() -> None:

@@ -47,26 +47,39 @@ from followerwatch.rules.unusual_state import (
     _SPREAD,
     _UP,
     _VERSION_CHAR,
+    ALPHAS,
     CLEAR_POLLS,
+    CLIP,
     DAY,
+    DAY_2,
+    EXACT,
     FIRING_AT,
+    HELD_AT,
     HOUR,
+    HOUR_2,
+    LAST,
+    LEARNING,
     LIMITS,
     MIN_DAYS,
     MIN_READINGS,
     OFFSET,
+    OFFSETS_AT,
     PACKED_SIZE,
+    QUICK,
     RELEARN,
     SEASON_DAYS,
+    SEASONAL,
+    WRITE,
     Direction,
     Sensitivity,
     Summary,
     _floor,
     _fresh,
-    _read,
+    alphas,
     learn,
     pack,
     pack_ready,
+    score_of,
     unpack,
     unpack_values,
 )
@@ -88,6 +101,11 @@ CLEARED = 2.0  # what `step` returns when an open condition resolved
 
 def _epoch(when: datetime) -> int:
     return int(when.timestamp())
+
+
+# The last reading's time and its epoch second: a poll's readings share one time (datetime is
+# immutable), so `evaluate` converts it once per poll, not once per account.
+WHEN: list[tuple[datetime | None, int]] = [(None, 0)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +130,17 @@ class Unusual:
 
     def active(self, state: str | None) -> bool:
         """Whether an unusual change is open (one byte of the state: no unpacking)."""
-        if not state or len(state) != PACKED_SIZE or state[0] != _VERSION_CHAR:
-            return False
-        return state[FIRING_AT] != "\x00"
+        if state and len(state) == PACKED_SIZE and state[0] == _VERSION_CHAR:
+            return state[FIRING_AT] != "\x00"
+        return False
 
     def score(self, state: str | None) -> float | None:
         """The score of the reading that left `state` (None while learning)."""
-        v = _read(state)
-        if v is None or math.isnan(v[_SCORE]):
+        last = LAST[0]
+        value = last[1] if state is last[0] else score_of(state)
+        if value is None or value != value:  # NaN while learning
             return None
-        return round(float(v[_SCORE]), 2)
+        return round(value, 2)
 
     def status(self, state: str | None) -> str:
         """One line for `check` and `history`: learning, the typical rate, or what is open."""
@@ -144,11 +163,85 @@ class Unusual:
         obs = reading.obs
         if obs is None:
             return state, []
+        when, last = obs.time, WHEN[0]
+        if when is last[0]:
+            now = last[1]
+        else:
+            now = int(when.timestamp())
+            WHEN[0] = (when, now)
+        count = obs.followers
+        if not state or len(state) != PACKED_SIZE or state[0] != _VERSION_CHAR:
+            return pack(_fresh(now, count)), []
+        try:
+            raw = state.encode("latin-1")
+        except UnicodeEncodeError:
+            return pack(_fresh(now, count)), []
+        # The usual reading (no run, nothing open) is done here without unpacking the whole
+        # summary: `step` and `learn`'s sums for it, in their order, so the state is bit for bit
+        # theirs (tests/test_unusual.py replays a series through both). Anything else: `step`.
+        n, first, at, ac, level, spread, interval, running, firing = QUICK.unpack_from(raw)
+        # Whole seconds as an int: every sum below gives what it gives with `step`'s float(dt), as
+        # the int converts exactly (EXACT), and float() is a call saved.
+        dt = now - at
+        if dt <= 0:
+            return state, []
+        delta = count - ac
+        if delta == 0 and (obs.resolution or 1) > 1:
+            # A rounded count that did not move says nothing yet: wait for it to move.
+            return state, []
+        age = now - first
+        if running or firing or n < MIN_READINGS or age < LEARNING or at <= -EXACT:
+            return self._stepped(state, reading, now, count)
+        rate = delta * HOUR / dt
+        # The hour of the interval's middle, (now - dt / 2) % DAY // HOUR, in integer half-seconds:
+        # the same hour (floats hold these times exactly: EXACT), at a third of the cost.
+        at_slot = OFFSETS_AT + 4 * ((now + at) % DAY_2 // HOUR_2)
+        off: float = OFFSET.unpack_from(raw, at_slot)[0]
+        seasonal = age >= SEASONAL
+        floor = 0.02 * level if level > 0 else -0.02 * level
+        if spread > floor:
+            floor = spread
+        expected = level + off if seasonal else level
+        score = (rate - expected) / (floor if floor > 1.0 else 1.0)
+        if interval and dt < interval:
+            score *= math.sqrt(dt / interval)
+        allowance = _LIMITS[self.sensitivity][1]
+        if not -allowance < score < allowance:
+            return self._stepped(state, reading, now, count)
+        # learn(): this reading counted (n + 1), its offset slot the one scored against.
+        n += 1
+        a_level, a_spread, a_season = ALPHAS.get(dt) or alphas(dt)
+        clip = CLIP * spread if n > 8 and spread > 0 else math.inf
+        resid = rate - level
+        resid = clip if resid > clip else -clip if resid < -clip else resid
+        level += (a_level if a_level * n > 1 else 1.0 / n) * resid
+        dev = rate - level - off
+        dev = clip if dev > clip else -clip if dev < -clip else dev
+        off += a_season * dev
+        miss = rate - (level + off if seasonal else level)
+        if miss < 0:
+            miss = -miss
+        if miss > clip:
+            miss = clip
+        spread += (a_spread if a_spread * n > 1 else 1.0 / n) * (miss - spread)
+        interval = interval + a_level * (dt - interval) if interval else dt
+        buf = bytearray(raw)
+        OFFSET.pack_into(buf, at_slot, off)
+        WRITE.pack_into(buf, 1, n, first, now, count, level, spread, interval, score)
+        buf[HELD_AT] = 0
+        text = buf.decode("latin-1")
+        LAST[0] = (text, score)
+        return text, []
+
+    def _stepped(
+        self, state: str, reading: Reading, now: int, count: int
+    ) -> tuple[str | None, list[Event]]:
+        """`evaluate` for any reading but the usual one: unpack, `step`, pack."""
         v = unpack_values(state)
-        now = int(obs.time.timestamp())
         if v is None:
-            return pack(_fresh(now, obs.followers)), []
-        fired = self.step(v, now, obs.followers, obs.resolution or 1)
+            return pack(_fresh(now, count)), []
+        obs = reading.obs
+        fired = self.step(v, now, count, (obs.resolution if obs else None) or 1)
         if fired is None:
             return state, []
         text = pack(v)

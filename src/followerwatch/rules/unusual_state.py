@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 HOUR = 3600.0
@@ -22,6 +21,13 @@ _LIMITS = {name: (limit, limit / 4, 1.5 * limit) for name, limit in LIMITS.items
 MIN_DAYS = 3.0
 MIN_READINGS = 24
 SEASON_DAYS = 14.0
+LEARNING = MIN_DAYS * DAY  # the products, computed once: the usual reading compares against them
+SEASONAL = SEASON_DAYS * DAY
+# A day and an hour in half-seconds: the middle of an interval is a whole number of them.
+DAY_2 = 2 * 86_400
+HOUR_2 = 2 * 3_600
+# Times (epoch seconds) within this of 1970: a float holds them, and half-seconds, exactly.
+EXACT = 2**50
 # Memories of the level and the spread, and of each hour-of-day offset (in that hour's time).
 LEVEL_TAU = 2 * DAY
 SPREAD_TAU = 4 * DAY
@@ -41,6 +47,16 @@ OFFSET = struct.Struct("<f")
 OFFSETS = struct.Struct("<24f")
 PACKED_SIZE = HEAD.size + OFFSETS.size
 FIRING_AT = struct.calcsize("<BIqqdffffffqdf")  # the byte of `firing`, read without unpacking
+HELD_AT = HEAD.size - 1
+OFFSETS_AT = HEAD.size
+# What the usual reading reads and writes (rules/unusual.py `evaluate`), so it need not unpack and
+# repack every field: readings, first, anchor time and count, level, spread, interval, then the
+# down and up CUSUMs as one 64-bit integer (0 only when both are +0.0) and `firing`.
+QUICK = struct.Struct("<xIqqdfff4xQ20xb")
+# Written at byte 1: readings, first, anchor time and count, level, spread, interval, score.
+WRITE = struct.Struct("<Iqqdffff")
+SCORE = struct.Struct("<f")
+SCORE_AT = struct.calcsize("<BIqqdfff")
 (
     _VER,
     _N,
@@ -116,9 +132,9 @@ def _fresh(now: int, count: int) -> list[Any]:
     return [VERSION, 0, now, now, float(count), 0.0, 0.0, 0.0, math.nan, 0.0, 0.0, 0, 0.0, 0.0]
 
 
-# The last state packed and its values: `active` and `score` read the state a reading just left
-# (the pipeline asks right after `evaluate`) without unpacking it again.
-_memo: tuple[str, list[Any]] = ("", [])
+# The last state packed and its score (unrounded): `score` reads the state a reading just left (the
+# pipeline asks right after `evaluate`) without decoding it. One tuple, swapped whole.
+LAST: list[tuple[object, float]] = [(object(), math.nan)]
 
 
 def pack(v: Sequence[Any]) -> str:
@@ -126,7 +142,6 @@ def pack(v: Sequence[Any]) -> str:
 
     172 bytes, and 245 as a Python string: no base64 to encode or decode on every reading.
     """
-    global _memo
     if isinstance(v, Summary):
         s = v
         v = [VERSION, s.readings, s.first, s.anchor_time, s.anchor_count, s.level, s.spread]
@@ -135,7 +150,7 @@ def pack(v: Sequence[Any]) -> str:
     if len(v) < _OFFSETS:
         v = pack_ready(list(v))
     text: str = (HEAD.pack(*v[:_OFFSETS]) + v[_OFFSETS]).decode("latin-1")
-    _memo = (text, list(v))
+    LAST[0] = (text, float(v[_SCORE]))
     return text
 
 
@@ -152,10 +167,16 @@ def unpack_values(text: str | None) -> list[Any] | None:
     return values
 
 
-def _read(text: str | None) -> list[Any] | None:
-    """`unpack_values` for reading only (the values may be shared: never change them)."""
-    memo = _memo
-    return memo[1] if text is memo[0] else unpack_values(text)
+def score_of(text: str | None) -> float | None:
+    """The score stored in a state text, unrounded (NaN while learning); None for anything else."""
+    if not text or len(text) != PACKED_SIZE or text[0] != _VERSION_CHAR:
+        return None
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:
+        return None
+    value: float = SCORE.unpack_from(raw, SCORE_AT)[0]
+    return value
 
 
 def unpack(text: str | None) -> Summary | None:
@@ -177,14 +198,20 @@ def unpack(text: str | None) -> Summary | None:
     )
 
 
-@lru_cache(maxsize=1024)
-def _alphas(dt: float) -> tuple[float, float, float]:
+# The weights by interval: polls are regular, so few intervals recur (a dict: cheaper than a cache).
+ALPHAS: dict[float, tuple[float, float, float]] = {}
+
+
+def alphas(dt: float) -> tuple[float, float, float]:
     """The weights of a new reading `dt` seconds after the last: level, spread, hourly offset."""
-    return (
+    if len(ALPHAS) >= 1024:
+        ALPHAS.clear()  # irregular intervals: keep the memory bounded
+    weights = ALPHAS[dt] = (
         1.0 - math.exp(-dt / LEVEL_TAU),
         1.0 - math.exp(-dt / SPREAD_TAU),
         1.0 - math.exp(-dt / SEASON_TAU),
     )
+    return weights
 
 
 def learn(v: list[Any], epoch: float, rate: float, dt: float) -> None:
@@ -193,7 +220,7 @@ def learn(v: list[Any], epoch: float, rate: float, dt: float) -> None:
     if n <= 1:
         v[_LEVEL], v[_SPREAD], v[_INTERVAL] = rate, 0.0, dt
         return
-    a_level, a_spread, a_season = _alphas(dt)
+    a_level, a_spread, a_season = ALPHAS.get(dt) or alphas(dt)
     level, spread, interval = v[_LEVEL], v[_SPREAD], v[_INTERVAL]
     clip = CLIP * spread if n > 8 and spread > 0 else math.inf
     resid = rate - level
