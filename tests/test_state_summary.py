@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from followerwatch.analysis.unusual import stored_states
+from followerwatch.poll.known import Known
 from followerwatch.state.commit import Change, LastSeen
 from followerwatch.state.db import StateDB
 from followerwatch.state.values import SUMMARY_RULE
@@ -66,6 +67,10 @@ async def test_summaries_ride_with_the_count_journaled_or_behind(tmp_path: Path)
         assert again.rules.rule_states_many([KEY, ("x", "none")]) == {
             KEY: {SUMMARY_RULE: "s2", "below:5": "armed"}
         }
+        # A poll's batch read takes the summary from the row it reads the count from.
+        known = Known(again, [KEY, ("x", "none")])
+        assert known.rule_states(KEY) == {SUMMARY_RULE: "s2", "below:5": "armed"}
+        assert known.last_seen(KEY) == seen(2, 990)
     finally:
         again.close()
     assert raw(path, "SELECT count(*) FROM rule_state WHERE rule='unusual'") == [(0,)]
@@ -119,9 +124,11 @@ async def test_a_file_from_before_the_column_keeps_its_summaries(tmp_path: Path)
     state = StateDB(path)  # the service migrates it
     try:
         assert state.rules.rule_states(*KEY) == {SUMMARY_RULE: "old summary", "below:5": "armed"}
+        assert Known(state, [KEY]).rule_states(KEY)[SUMMARY_RULE] == "old summary"
         polled = Change(*KEY, seen(5), {SUMMARY_RULE: "new summary"}, (), journal=True)
         await state.committer.commit_async([polled], no_route)
         assert state.rules.rule_states(*KEY)[SUMMARY_RULE] == "new summary"
+        assert Known(state, [KEY]).rule_states(KEY)[SUMMARY_RULE] == "new summary"
     finally:
         state.close()
     assert stored_states(path, [KEY])[KEY][SUMMARY_RULE] == "new summary"

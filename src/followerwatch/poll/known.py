@@ -20,8 +20,10 @@ class Known:
     ) -> None:
         self._state = state
         self._keys: frozenset[tuple[str, str]] = frozenset(keys or ())
-        self._last = state.accounts.last_seen_many(self._keys) if self._keys else {}
-        self._states = state.rules.rule_states_many(self._keys) if self._keys else {}
+        # Summaries are read with the counts, from the same rows.
+        summaries: dict[tuple[str, str], str] = {}
+        self._last = state.accounts.last_seen_many(self._keys, summaries) if self._keys else {}
+        self._states = state.rules.rule_states_many(self._keys, summaries) if self._keys else {}
         # Every stored reading from the earliest window start on (None: read per account).
         self._since = history_since
         self._history = (

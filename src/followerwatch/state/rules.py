@@ -8,7 +8,7 @@ rule_state, and is read from there while the row has none.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from followerwatch.state.behind import WriteBehind
 from followerwatch.state.commit import write_states
@@ -38,11 +38,18 @@ class RuleStates:
         return self.rule_states_many([(platform, account)]).get((platform, account), {})
 
     def rule_states_many(
-        self, keys: Iterable[tuple[str, str]]
+        self,
+        keys: Iterable[tuple[str, str]],
+        summaries: Mapping[tuple[str, str], str] | None = None,
     ) -> dict[tuple[str, str], dict[str, str]]:
-        """`rule_states` of many keys in a few queries; keys without state are left out."""
+        """`rule_states` of many keys in a few queries; keys without state are left out.
+
+        `summaries`: the keys' summaries, already read with their rows (Accounts.last_seen_many).
+        """
         out: dict[tuple[str, str], dict[str, str]] = {}
         wanted = by_platform(keys)
+        read_summaries = summaries is None and self._summaries
+        found: list[tuple[tuple[str, str], str]] = []
         for platform, names in wanted.items():
             for part in parts(names):
                 marks = placeholders(len(part))
@@ -50,7 +57,7 @@ class RuleStates:
                     "SELECT account, rule, state FROM rule_state"
                     f" WHERE platform=? AND account IN ({marks})"
                 )
-                if self._summaries:
+                if read_summaries:
                     rows = self._db.execute(
                         f"{query} UNION ALL SELECT account, NULL, summary FROM accounts"
                         f" WHERE platform=? AND account IN ({marks}) AND summary IS NOT NULL",
@@ -58,15 +65,18 @@ class RuleStates:
                     ).fetchall()
                 else:
                     rows = self._db.execute(query, (platform, *part)).fetchall()
-                summaries = []
                 for account, rule, state in rows:
                     if rule is None:
-                        summaries.append((account, state))
+                        found.append(((platform, account), summary_text(state)))
                     else:
                         out.setdefault((platform, account), {})[rule] = state
-                # After every rule_state row: the account's own row holds the newer summary.
-                for account, state in summaries:
-                    out.setdefault((platform, account), {})[SUMMARY_RULE] = summary_text(state)
+        # After every rule_state row: the account's own row holds the newer summary.
+        for key, text in found if summaries is None else summaries.items():
+            states = out.get(key)
+            if states is None:
+                out[key] = {SUMMARY_RULE: text}
+            else:
+                states[SUMMARY_RULE] = text
         if self._behind.states or self._behind.states_flushing:
             self._behind.overlay_states(out, ((p, a) for p, names in wanted.items() for a in names))
         return out
