@@ -107,10 +107,6 @@ class WriteBehind:
             if merged:
                 out[key] = merged
 
-    def state_rows(self, states: dict[Key, dict[str, str]]) -> list[tuple[str, str, str, str]]:
-        """Rule-state rows (platform, account, rule, state) of `states`."""
-        return [(*key, rule, text) for key, rules in states.items() for rule, text in rules.items()]
-
     def pop(self, key: Key) -> LastSeen | None:
         """Take an account's waiting count (a journaled commit now carries it), if any."""
         seen = self.dirty.pop(key, None)

@@ -51,8 +51,8 @@ class Commit(NamedTuple):
     released: Sequence[tuple[str, str]] = ()
     # Last counts written behind (state/behind.py), flushed in this transaction.
     counts: Sequence[tuple[tuple[str, str], LastSeen]] = ()
-    # Soft rule states written behind with them: (platform, account, rule, state).
-    states: Sequence[StateRow] = ()
+    # Soft rule states written behind with them, by account and rule (WriteBehind.states).
+    states: Mapping[tuple[str, str], Mapping[str, str]] | None = None
 
 
 def routed(
@@ -75,10 +75,8 @@ def write_group(db: sqlite3.Connection, group: list[Commit]) -> list[bool]:
 def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
     """A commit's statements (in a transaction); whether it stored an event to deliver."""
     changes, keep = commit.changes, commit.keep or {}
-    if commit.counts or commit.states:
-        summaries, others = split_states(commit.states, {key for key, _ in commit.counts})
-        upsert_counts(db, [(*key, seen) for key, seen in commit.counts], summaries)
-        write_states(db, others)
+    if commit.counts:
+        write_behind(db, commit.counts, commit.states or {})
     # One statement per table for the whole batch; per key the order is as before
     # (count, history, rule states, closed conditions, then that key's events).
     counted = [ch for ch in changes if ch.last is not None]
@@ -108,6 +106,25 @@ def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
     for ev, notifiers in commit.routes:
         new |= insert_event(db, ev, notifiers)
     return new
+
+
+def write_behind(
+    db: sqlite3.Connection,
+    counts: Sequence[tuple[tuple[str, str], LastSeen]],
+    states: Mapping[tuple[str, str], Mapping[str, str]],
+) -> None:
+    """Counts written behind, each with its account's summary; other soft states as rows."""
+    summaries: dict[tuple[str, str], bytes | str] = {}
+    others: list[StateRow] = []
+    for key, rules in states.items():
+        for rule, text in rules.items():
+            if rule == SUMMARY_RULE:
+                summaries[key] = summary_value(text)
+            else:
+                others.append((*key, rule, text))
+    # Every account with waiting soft states has a waiting count (WriteBehind.put).
+    upsert_counts(db, [(*key, seen) for key, seen in counts], summaries)
+    write_states(db, others)
 
 
 def split_states(
@@ -274,7 +291,7 @@ class Committer:
         if self.behind.dirty:
             # After any flush under way (the queue is in order), before the thread stops.
             counts = self.behind.drain()
-            states = self.behind.state_rows(self.behind.states_flushing)
+            states = dict(self.behind.states_flushing)  # a copy: see flush()
             self._group.post(Commit((), [], None, counts=counts, states=states))
         self._group.close()
 
@@ -392,7 +409,8 @@ class Committer:
             self._timer.cancel()
             self._timer = None
         counts = behind.take()
-        states = behind.state_rows(behind.states_flushing)
+        # A copy (the committer thread reads it): a journaled commit pops from the original.
+        states = dict(behind.states_flushing)
         done = self._group.enqueue(Commit((), [], None, counts=counts, states=states))
         done.add_done_callback(self._flushed)
         return done
