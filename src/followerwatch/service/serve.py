@@ -11,6 +11,7 @@ import structlog
 
 from followerwatch.service.app import App
 from followerwatch.service.baseline import Seeded, Seeder, seed_at_start, seedable_rules
+from followerwatch.service.heap import settled_heap
 from followerwatch.service.ops import start_ops
 from followerwatch.service.scheduler import PollScheduler
 
@@ -46,6 +47,11 @@ async def serve(
 ) -> bool:
     """Poll on schedule until SIGINT/SIGTERM (or `until()` is true); True if shutdown was clean."""
     await app.prepare()
+    with settled_heap():
+        return await _serve(app, until, check_every)
+
+
+async def _serve(app: App, until: Callable[[], bool] | None, check_every: float) -> bool:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
