@@ -1,11 +1,14 @@
 """In-process CPU per observation of collector → pipeline → state → writer (no HTTP source).
 
-    python -m bench.pipeline --accounts 20000 [--rules full] [--no-influx] [--profile out.prof]
+    python -m bench.pipeline --accounts 20000 [--rules full|unusual] [--cycles 3] [--no-influx]
+        [--profile out.prof]
 
 Drives the real Collector, Pipeline, StateDB, Spool and Writer with synthetic observations in
 batches of 100 (a stand-in source returns them) and prints this process's CPU µs per
 observation and the points spooled per observation for a first cycle (no stored state, threshold
-lines written) and two steady-state cycles. By default a
+lines written) and steady-state cycles (two unless --cycles says). `--rules unusual` adds the
+unusual rule to every account, each starting with a summary that judges (as `python -m bench
+--scenarios unusual` prepares), so its cost shows from the first cycle on. By default a
 throwaway influxd takes the writes (its own CPU is not counted); with --no-influx the URL is
 unreachable, so the points stay spooled after the first failed write.
 """
@@ -16,9 +19,11 @@ import argparse
 import asyncio
 import cProfile
 import random
+import sqlite3
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,8 +39,10 @@ from followerwatch.rules.health import Frozen, Stale
 from followerwatch.rules.lifecycle import Lifecycle
 from followerwatch.rules.milestone import Milestones
 from followerwatch.rules.threshold import Threshold
+from followerwatch.rules.unusual import Summary, Unusual, pack
 from followerwatch.rules.window import WindowChange
 from followerwatch.state.db import StateDB
+from followerwatch.state.rows import summary_value
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
 from followerwatch.store.writer import Writer
@@ -71,8 +78,11 @@ class Synthetic:
 
 
 def rules_for(kind: str) -> list[Rule]:
-    """`bench`: what `python -m bench` watches with (below = 100 + lifecycle); `full`: more."""
+    """`bench`: what `python -m bench` watches with (below = 100 + lifecycle); `full`: more;
+    `unusual`: `bench` and the unusual rule."""
     rules: list[Rule] = [Threshold("below", 100)]
+    if kind == "unusual":
+        rules.append(Unusual())
     if kind == "full":
         rules += [
             Threshold("above", 4000, hysteresis=10),
@@ -84,17 +94,42 @@ def rules_for(kind: str) -> list[Rule]:
     return [*rules, Lifecycle()]
 
 
+def judging(path: Path, accounts: Sequence[Account], now: datetime) -> None:
+    """Give every account a stored count and a summary that judges its next reading."""
+    StateDB(path).close()  # the schema
+    then = int(now.timestamp()) - 300
+    text = pack(Summary(1_000, then - 30 * 86_400, then, anchor_count=50.0, spread=1e9))
+    when = datetime.fromtimestamp(then, UTC).isoformat()
+    rows = [("x", a.name, 50, when, None, a.handle, summary_value(text)) for a in accounts]
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executemany(
+            "INSERT INTO accounts"
+            " (platform, account, followers, time, platform_id, handle, summary)"
+            " VALUES (?,?,?,?,?,?,?)",
+            rows,
+        )
+
+
 async def run(
-    n: int, rules_kind: str, influx_url: str, work: Path, prof: Path | None, profile_cycle: int
+    n: int,
+    rules_kind: str,
+    influx_url: str,
+    work: Path,
+    prof: Path | None,
+    profile_cycle: int,
+    cycles: int = 3,
 ) -> list[dict[str, Any]]:
-    """Three cycles over n accounts; prints (and returns) CPU µs per observation of each."""
+    """`cycles` cycles over n accounts; prints (and returns) CPU µs per observation of each."""
     out: list[dict[str, Any]] = []
     clock = ManualClock(T0)
     accounts = [Account("x", f"u{i}", f"u{i}") for i in range(n)]
     rules = {a.key: rules_for(rules_kind) for a in accounts}
+    lines: dict[tuple[str, str], tuple[tuple[str, int], ...]]
     lines = {a.key: (("below", 100),) for a in accounts}
     if rules_kind == "full":
         lines = {a.key: (("below", 100), ("above", 4000)) for a in accounts}
+    if rules_kind == "unusual":
+        judging(work / "state.sqlite3", accounts, T0)
     async with build_client() as client:
         store = InfluxV1Store(client, url=influx_url, database="bench")
         if not influx_url.endswith(":1"):
@@ -115,7 +150,7 @@ async def run(
         batches = [accounts[i : i + BATCH] for i in range(0, n, BATCH)]
         profiler = cProfile.Profile(time.process_time) if prof else None
         added = 0
-        for cycle in (1, 2, 3):
+        for cycle in range(1, cycles + 1):
             cpu, wall = time.process_time(), time.perf_counter()
             if profiler is not None and cycle == profile_cycle:
                 profiler.enable()
@@ -152,10 +187,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Parse arguments, start a throwaway influxd unless told not to, run the cycles."""
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__)
     parser.add_argument("--accounts", type=int, default=20_000)
-    parser.add_argument("--rules", choices=["bench", "full"], default="bench")
+    parser.add_argument("--rules", choices=["bench", "full", "unusual"], default="bench")
+    parser.add_argument("--cycles", type=int, default=3, help="cycles to run (the first included)")
     parser.add_argument("--no-influx", action="store_true", help="unreachable InfluxDB URL")
     parser.add_argument("--profile", type=Path, help="write a cProfile (CPU time) of a cycle here")
-    parser.add_argument("--profile-cycle", type=int, default=3, choices=[1, 2, 3])
+    parser.add_argument("--profile-cycle", type=int, default=3)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fw-bench-pipeline-") as tmp:
         work = Path(tmp)
@@ -168,11 +204,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     work,
                     args.profile,
                     args.profile_cycle,
+                    args.cycles,
                 )
             )
         with TempInfluxd(work / "influxd") as influxd:
             return asyncio.run(
-                run(args.accounts, args.rules, influxd.url, work, args.profile, args.profile_cycle)
+                run(
+                    args.accounts,
+                    args.rules,
+                    influxd.url,
+                    work,
+                    args.profile,
+                    args.profile_cycle,
+                    args.cycles,
+                )
             )
 
 

@@ -34,3 +34,27 @@ def test_bench_pipeline_small() -> None:
         lines = n if i == 0 else 0
         assert cycle["points_per_obs"] == (per_cycle + lines + events[i + 1] - events[i]) / n
     assert cycles[-1]["events"] > 0  # the rules ran: some counts crossed the line
+
+
+def test_bench_pipeline_unusual_judges_every_reading(tmp_path: Path) -> None:
+    """`--rules unusual`: each account starts with a judging summary, so every reading scores."""
+    import asyncio
+    import math
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        from bench.pipeline import run
+    finally:
+        sys.path.remove(str(ROOT))
+    from followerwatch.analysis.unusual import stored_states
+    from followerwatch.rules.unusual import unpack
+
+    n = 50
+    cycles = asyncio.run(run(n, "unusual", "http://127.0.0.1:1", tmp_path, None, 3, 2))
+    assert [c["cycle"] for c in cycles] == [1, 2]
+    states = stored_states(tmp_path / "state.sqlite3", [("x", f"u{i}") for i in range(n)])
+    summaries = [unpack(rules.get("unusual")) for rules in states.values()]
+    assert len(summaries) == n
+    # Prepared with 1,000 readings; two cycles later each has two more and scored the last.
+    for s in summaries:
+        assert s is not None and s.readings == 1_002 and not math.isnan(s.score)

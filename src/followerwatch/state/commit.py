@@ -81,11 +81,11 @@ def write_commit(db: sqlite3.Connection, commit: Commit) -> bool:
     # (count, history, rule states, closed conditions, then that key's events).
     counted = [ch for ch in changes if ch.last is not None]
     summaries, others = split_states(
-        [
-            (ch.platform, ch.account, rule, st)
+        (
+            ((ch.platform, ch.account), rule, st)
             for ch in changes
             for rule, st in ch.rule_states.items()
-        ],
+        ),
         {(ch.platform, ch.account) for ch in counted},
     )
     store_counts(db, counted, keep, summaries)
@@ -114,31 +114,27 @@ def write_behind(
     states: Mapping[tuple[str, str], Mapping[str, str]],
 ) -> None:
     """Counts written behind, each with its account's summary; other soft states as rows."""
-    summaries: dict[tuple[str, str], bytes | str] = {}
-    others: list[StateRow] = []
-    for key, rules in states.items():
-        for rule, text in rules.items():
-            if rule == SUMMARY_RULE:
-                summaries[key] = summary_value(text)
-            else:
-                others.append((*key, rule, text))
-    # Every account with waiting soft states has a waiting count (WriteBehind.put).
+    # Every account with waiting soft states has a waiting count (WriteBehind.put), except at
+    # close, where states of the flush under way come too: those go the way of write_states.
+    summaries, others = split_states(
+        ((key, rule, text) for key, rules in states.items() for rule, text in rules.items()),
+        {key for key, _ in counts},
+    )
     upsert_counts(db, [(*key, seen) for key, seen in counts], summaries)
     write_states(db, others)
 
 
 def split_states(
-    rows: Sequence[StateRow], counted: Container[tuple[str, str]]
+    states: Iterable[tuple[tuple[str, str], str, str]], counted: Container[tuple[str, str]]
 ) -> tuple[dict[tuple[str, str], bytes | str], list[StateRow]]:
     """Summaries that go in their account's row with its count, and the other state rows."""
     summaries: dict[tuple[str, str], bytes | str] = {}
     others: list[StateRow] = []
-    for row in rows:
-        key = (row[0], row[1])
-        if row[2] == SUMMARY_RULE and key in counted:
-            summaries[key] = summary_value(row[3])
+    for key, rule, text in states:
+        if rule == SUMMARY_RULE and key in counted:
+            summaries[key] = summary_value(text)
         else:
-            others.append(row)
+            others.append((*key, rule, text))
     return summaries, others
 
 
