@@ -117,11 +117,8 @@ class Unusual:
     min_change: int = 100
     # Its state is a learned summary with its own anchor: written behind (state/behind.py).
     soft_state: ClassVar[bool] = True
-
-    @property
-    def name(self) -> str:
-        """The `rule` tag: "unusual"."""
-        return "unusual"
+    # The `rule` tag; a class attribute, not a property: the pipeline reads it on every reading.
+    name: ClassVar[str] = "unusual"
 
     @property
     def history_seconds(self) -> float:
