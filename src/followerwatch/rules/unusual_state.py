@@ -154,13 +154,20 @@ def pack(v: Sequence[Any]) -> str:
     return text
 
 
-def unpack_values(text: str | None) -> list[Any] | None:
-    """A state text's values (see HEAD; the offsets as one bytearray); None for anything else."""
+def _raw(text: str | None) -> bytes | None:
+    """A state text's packed bytes; None for none, or for anything that is not a summary."""
     if not text or len(text) != PACKED_SIZE or text[0] != _VERSION_CHAR:
         return None
     try:
-        raw = text.encode("latin-1")
+        return text.encode("latin-1")
     except UnicodeEncodeError:
+        return None
+
+
+def unpack_values(text: str | None) -> list[Any] | None:
+    """A state text's values (see HEAD; the offsets as one bytearray); None for anything else."""
+    raw = _raw(text)
+    if raw is None:
         return None
     values: list[Any] = list(HEAD.unpack_from(raw))
     values.append(bytearray(raw[HEAD.size :]))
@@ -169,11 +176,8 @@ def unpack_values(text: str | None) -> list[Any] | None:
 
 def score_of(text: str | None) -> float | None:
     """The score stored in a state text, unrounded (NaN while learning); None for anything else."""
-    if not text or len(text) != PACKED_SIZE or text[0] != _VERSION_CHAR:
-        return None
-    try:
-        raw = text.encode("latin-1")
-    except UnicodeEncodeError:
+    raw = _raw(text)
+    if raw is None:
         return None
     value: float = SCORE.unpack_from(raw, SCORE_AT)[0]
     return value
