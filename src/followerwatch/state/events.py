@@ -6,9 +6,9 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 
 from followerwatch.models import Event
-from followerwatch.state.commit import insert_event
 from followerwatch.state.doorbell import Doorbell
 from followerwatch.state.rows import E_COLS, EVENT_COLS, event_from_row, immediate
+from followerwatch.state.writes import insert_event
 
 
 class Events:

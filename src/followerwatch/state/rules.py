@@ -11,7 +11,6 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 
 from followerwatch.state.behind import WriteBehind
-from followerwatch.state.commit import write_states
 from followerwatch.state.rows import (
     by_platform,
     columns,
@@ -21,6 +20,7 @@ from followerwatch.state.rows import (
     summary_text,
 )
 from followerwatch.state.values import SUMMARY_RULE
+from followerwatch.state.writes import write_states
 
 
 class RuleStates:
