@@ -88,4 +88,5 @@ async def influx_db(
 # Alertmanager: a real /usr/bin/prometheus-alertmanager per test (tests/alertmanager_fixture.py).
 # ---------------------------------------------------------------------------------------------
 
-pytest_plugins = ["alertmanager_fixture"]
+# PostgreSQL: a real server per session, a fresh database per test (tests/pg_fixture.py).
+pytest_plugins = ["alertmanager_fixture", "pg_fixture"]
