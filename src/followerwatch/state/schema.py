@@ -7,45 +7,16 @@ from datetime import datetime
 from pathlib import Path
 
 from followerwatch.disk.sqlite import open_db
+from followerwatch.state.migrations import SQLITE_COLUMNS, SQLITE_SCHEMA
 from followerwatch.state.rows import columns
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    platform TEXT NOT NULL, account TEXT NOT NULL, followers INTEGER NOT NULL,
-    time TEXT NOT NULL, platform_id TEXT, handle TEXT, summary TEXT,
-    PRIMARY KEY (platform, account));
-CREATE TABLE IF NOT EXISTS history (
-    platform TEXT NOT NULL, account TEXT NOT NULL, time REAL NOT NULL, followers INTEGER NOT NULL,
-    PRIMARY KEY (platform, account, time)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS rule_state (
-    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, state TEXT NOT NULL,
-    PRIMARY KEY (platform, account, rule));
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
-    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
-    value INTEGER NOT NULL, threshold INTEGER NOT NULL, message TEXT NOT NULL,
-    severity TEXT NOT NULL, status TEXT NOT NULL, labels TEXT NOT NULL,
-    stored INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS deliveries (
-    event_id TEXT NOT NULL, notifier TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT,
-    PRIMARY KEY (event_id, notifier));
-CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (notifier, status);
-CREATE TABLE IF NOT EXISTS suspect_zeros (
-    platform TEXT NOT NULL, account TEXT NOT NULL, time TEXT NOT NULL, following INTEGER,
-    posts INTEGER, platform_id TEXT, handle TEXT, resolution INTEGER,
-    PRIMARY KEY (platform, account, time)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS active (
-    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, event_id TEXT NOT NULL,
-    last_sent REAL NOT NULL, PRIMARY KEY (platform, account, rule));
-"""
+SCHEMA = SQLITE_SCHEMA  # state/migrations.py holds both backends' schemas
 
 
 def open_state(path: Path, *, reset_at: datetime | None = None) -> sqlite3.Connection:
     """The loop's connection: the file checked (see `open_db`), created and migrated."""
     db = open_db(path, SCHEMA, check=True, reset_at=reset_at)
-    migrate_events(db)
-    migrate_accounts(db)
+    migrate(db)
     return db
 
 
@@ -54,45 +25,29 @@ def open_committer(path: Path) -> sqlite3.Connection:
     return open_db(path, SCHEMA)
 
 
-def migrate_accounts(db: sqlite3.Connection) -> None:
-    """Add the `summary` column (see state/values.py SUMMARY_RULE) to an older accounts table.
-
-    Summaries stored before it stay in rule_state, which reads fall back to while it is NULL.
-    """
-    if "summary" in columns(db, "accounts"):
-        return
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        # Again under the write lock: another process opening the file may have just added it.
-        if "summary" not in columns(db, "accounts"):
-            db.execute("ALTER TABLE accounts ADD COLUMN summary TEXT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def migrate_events(db: sqlite3.Connection) -> None:
-    """Add the columns an events table from an older version lacks (enrichment, score)."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-    if "enriched" in columns and "score" in columns:
+def migrate(db: sqlite3.Connection) -> None:
+    """Add the columns (state/migrations.py SQLITE_COLUMNS) an older file's tables lack."""
+    if not _missing(db):
         return
     db.execute("BEGIN IMMEDIATE")
     try:
         # Again under the write lock: another process opening the file may have just added them.
-        columns = {row[1] for row in db.execute("PRAGMA table_info(events)")}
-        if "enriched" not in columns:
-            db.execute("ALTER TABLE events ADD COLUMN enriched INTEGER NOT NULL DEFAULT 0")
-            db.execute("ALTER TABLE events ADD COLUMN projection TEXT")
-            # Events stored before the upgrade may have been attempted already: their text is final.
-            db.execute("UPDATE events SET enriched = 1")
-            db.execute(
-                "CREATE INDEX IF NOT EXISTS events_unenriched ON events (seq) WHERE enriched = 0"
-            )
-        if "score" not in columns:
-            # The `unusual` rule's score; NULL for every other event, and for those stored before.
-            db.execute("ALTER TABLE events ADD COLUMN score REAL")
+        for table, column, definition, then in _missing(db):
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            for statement in then:
+                db.execute(statement)
     except BaseException:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+def _missing(db: sqlite3.Connection) -> list[tuple[str, str, str, tuple[str, ...]]]:
+    have: dict[str, set[str]] = {}
+    out = []
+    for spec in SQLITE_COLUMNS:
+        if spec[0] not in have:
+            have[spec[0]] = columns(db, spec[0])
+        if spec[1] not in have[spec[0]]:
+            out.append(spec)
+    return out

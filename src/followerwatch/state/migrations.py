@@ -1,0 +1,92 @@
+"""Every schema change of both state backends, in one place.
+
+SQLite (state.sqlite3, one process) creates its tables idempotently and adds columns on open
+(state/schema.py applies them). PostgreSQL (shared by replicas) applies `POSTGRES` in order,
+each step once, recorded in `fw_schema`, under an advisory lock so replicas starting together
+migrate once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    platform TEXT NOT NULL, account TEXT NOT NULL, followers INTEGER NOT NULL,
+    time TEXT NOT NULL, platform_id TEXT, handle TEXT, summary TEXT,
+    PRIMARY KEY (platform, account));
+CREATE TABLE IF NOT EXISTS history (
+    platform TEXT NOT NULL, account TEXT NOT NULL, time REAL NOT NULL, followers INTEGER NOT NULL,
+    PRIMARY KEY (platform, account, time)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rule_state (
+    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (platform, account, rule));
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
+    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    value INTEGER NOT NULL, threshold INTEGER NOT NULL, message TEXT NOT NULL,
+    severity TEXT NOT NULL, status TEXT NOT NULL, labels TEXT NOT NULL,
+    stored INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_id TEXT NOT NULL, notifier TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL DEFAULT 0, last_error TEXT,
+    PRIMARY KEY (event_id, notifier));
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries (notifier, status);
+CREATE TABLE IF NOT EXISTS suspect_zeros (
+    platform TEXT NOT NULL, account TEXT NOT NULL, time TEXT NOT NULL, following INTEGER,
+    posts INTEGER, platform_id TEXT, handle TEXT, resolution INTEGER,
+    PRIMARY KEY (platform, account, time)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS active (
+    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, event_id TEXT NOT NULL,
+    last_sent REAL NOT NULL, PRIMARY KEY (platform, account, rule));
+"""
+
+# Columns added to SQLite tables after their first release: (table, column, definition, then).
+# `then` runs once, right after the column is added.
+SQLITE_COLUMNS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+    (
+        "events",
+        "enriched",
+        "INTEGER NOT NULL DEFAULT 0",
+        # Events stored before the upgrade may have been attempted already: their text is final.
+        (
+            "UPDATE events SET enriched = 1",
+            "CREATE INDEX IF NOT EXISTS events_unenriched ON events (seq) WHERE enriched = 0",
+        ),
+    ),
+    ("events", "projection", "TEXT", ()),
+    # The `unusual` rule's score; NULL for every other event, and for those stored before.
+    ("events", "score", "REAL", ()),
+    # The unusual rule's summary (state/values.py SUMMARY_RULE); older ones stay in rule_state,
+    # which reads fall back to while it is NULL.
+    ("accounts", "summary", "TEXT", ()),
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One PostgreSQL migration: applied once, in order, in one transaction."""
+
+    version: int
+    name: str
+    sql: str
+
+
+# The number of virtual shards is fixed when the lease table is made (see state/pg/leases.py).
+POSTGRES: tuple[Step, ...] = (
+    Step(
+        1,
+        "replicas and leases",
+        """
+CREATE TABLE replicas (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, started TIMESTAMPTZ NOT NULL DEFAULT now(),
+    seen TIMESTAMPTZ NOT NULL DEFAULT now(), expires TIMESTAMPTZ NOT NULL);
+CREATE TABLE leases (
+    shard INTEGER PRIMARY KEY, holder TEXT, fence BIGINT NOT NULL DEFAULT 0,
+    expires TIMESTAMPTZ NOT NULL DEFAULT '-infinity');
+""",
+    ),
+)
+
+# Serialises migrations across replicas starting at once (an arbitrary, fixed 64-bit key).
+ADVISORY_LOCK = 0x66774D4947  # "fwMIG"

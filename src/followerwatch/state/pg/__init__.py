@@ -1,0 +1,1 @@
+"""The PostgreSQL state backend: what replicas share (leases, state, outbox, spool)."""
