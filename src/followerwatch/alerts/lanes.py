@@ -9,9 +9,9 @@ import structlog
 
 from followerwatch.models import Event
 from followerwatch.notify.base import ConcurrentNotifier, Notifier
+from followerwatch.state.base import DeliveryStore
 from followerwatch.state.deliveries import (
     SERVICE_PLATFORM,
-    Deliveries,
     Delivery,
     DeliveryRef,
     Mark,
@@ -42,7 +42,7 @@ def width(notifier: Notifier) -> int:
 class Lanes:
     """Lanes claimed by passes, each held until its outcomes are written (batched with others')."""
 
-    def __init__(self, deliveries: Deliveries, kick: Callable[[], None]) -> None:
+    def __init__(self, deliveries: DeliveryStore, kick: Callable[[], None]) -> None:
         self.deliveries = deliveries
         self._kick = kick  # rung when a lane another pass skipped is let go
         self._busy: set[Lane] = set()  # lanes a pass is working on, until their marks are written

@@ -33,7 +33,7 @@ from followerwatch.clock import Clock
 from followerwatch.errors import DeliveryError
 from followerwatch.models import Projection
 from followerwatch.notify.base import Notifier, RefreshingNotifier
-from followerwatch.state.db import StateDB
+from followerwatch.state.base import StateBackend
 from followerwatch.state.deliveries import Delivery
 
 log = structlog.get_logger("followerwatch.outbox")
@@ -47,7 +47,7 @@ class Outbox:
 
     def __init__(
         self,
-        state: StateDB,
+        state: StateBackend,
         notifiers: Sequence[Notifier],
         clock: Clock,
         *,

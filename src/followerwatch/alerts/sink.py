@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from followerwatch.models import Event
-from followerwatch.state.events import Events
+from followerwatch.state.base import EventStore
 
 
 class EventSink:
     """Stores one event at a time with the notifiers its route names; the outbox delivers it."""
 
-    def __init__(self, events: Events, route: Callable[[Event], Iterable[str]]) -> None:
+    def __init__(self, events: EventStore, route: Callable[[Event], Iterable[str]]) -> None:
         self._events = events
         self._route = route
 

@@ -16,7 +16,7 @@ from followerwatch.analysis.impact import Impact, analyse, load_series
 from followerwatch.clock import Clock
 from followerwatch.errors import StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Severity, at_handle
-from followerwatch.state.db import StateDB
+from followerwatch.state.base import StateBackend
 from followerwatch.store.base import QueryableStore
 
 log = structlog.get_logger("followerwatch.campaigns")
@@ -50,7 +50,7 @@ class CampaignRunner:
     def __init__(
         self,
         campaigns: Sequence[CampaignConfig],
-        state: StateDB,
+        state: StateBackend,
         store: QueryableStore,
         clock: Clock,
         route: Callable[[Event], Iterable[str]],

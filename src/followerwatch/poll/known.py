@@ -6,7 +6,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from followerwatch.state.db import LastSeen, StateDB
+from followerwatch.state.base import StateBackend
+from followerwatch.state.db import LastSeen
 
 
 class Known:
@@ -14,7 +15,7 @@ class Known:
 
     def __init__(
         self,
-        state: StateDB,
+        state: StateBackend,
         keys: Iterable[tuple[str, str]] | None = None,
         history_since: datetime | None = None,
     ) -> None:

@@ -30,8 +30,9 @@ from followerwatch.poll.suspect import Screened, SuspectZeros
 from followerwatch.poll.waiting import WaitingBatches
 from followerwatch.rules.approaching import projection_points
 from followerwatch.rules.base import Previous, Reading, Rule, Scored, longest_history
+from followerwatch.state.base import StateBackend
 from followerwatch.state.behind import news
-from followerwatch.state.db import Change, LastSeen, StateDB
+from followerwatch.state.db import Change, LastSeen
 from followerwatch.store.pollpoints import PollPoints
 from followerwatch.store.thresholds import Lines, LineSchedule, ThresholdLines
 from followerwatch.store.writer import Writer
@@ -45,7 +46,7 @@ class Pipeline:
     def __init__(
         self,
         *,
-        state: StateDB,
+        state: StateBackend,
         writer: Writer | None,
         outbox: Outbox | None,
         rules: Mapping[tuple[str, str], Sequence[Rule]],

@@ -8,10 +8,12 @@ from dataclasses import replace
 from datetime import datetime
 
 from followerwatch.models import Event
-from followerwatch.state.events import Events
+from followerwatch.state.base import EventStore
 
 
-def repeats(events: Events, repeat: Mapping[tuple[str, str], float], now: datetime) -> list[Event]:
+def repeats(
+    events: EventStore, repeat: Mapping[tuple[str, str], float], now: datetime
+) -> list[Event]:
     """The active conditions due again at `now`, as new events (each marked as sent now)."""
     if not repeat:
         return []

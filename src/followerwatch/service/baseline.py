@@ -24,7 +24,8 @@ from followerwatch.errors import StoreError
 from followerwatch.models import ByConfig, Event
 from followerwatch.rules.base import Rule
 from followerwatch.rules.unusual import unpack
-from followerwatch.state.db import Change, StateDB
+from followerwatch.state.base import StateBackend
+from followerwatch.state.db import Change
 from followerwatch.store.influx_v1 import quote_literal
 
 log = structlog.get_logger("followerwatch.baseline")
@@ -154,7 +155,7 @@ class Seeder:
 
     def __init__(
         self,
-        state: StateDB,
+        state: StateBackend,
         reader: Reader,
         rules: Mapping[Key, Sequence[Seedable]],
         clock: Clock,
@@ -279,7 +280,7 @@ async def seed_at_start(seeder: Seeder, keys: Sequence[Key]) -> Seeded:
 
 
 async def refresh_imported(
-    state: StateDB,
+    state: StateBackend,
     reader: Reader,
     rules: Mapping[Key, Sequence[Rule]],
     keys: Iterable[Key],
