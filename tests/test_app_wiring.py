@@ -17,7 +17,8 @@ from followerwatch.alerts.enrich import ProjectionEnricher
 from followerwatch.alerts.sink import EventSink
 from followerwatch.config.settings import Config, load_config
 from followerwatch.models import Event, EventKind, EventStatus
-from followerwatch.service.app import App, Group, Reconfigure
+from followerwatch.service.app import App, Reconfigure
+from followerwatch.service.groups import Group
 from followerwatch.service.serve import Running
 from followerwatch.state.db import StateDB
 

@@ -21,7 +21,7 @@ from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
 from followerwatch.poll.shard import Shard, owner, resolve, select, validate_spec
-from followerwatch.service.app import plan_groups
+from followerwatch.service.groups import plan_groups
 from followerwatch.store.influx_v1 import InfluxV1Store
 
 KEYS = [f"x\x00user_{i}" for i in range(10_000)]

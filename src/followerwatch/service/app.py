@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -21,17 +20,16 @@ from followerwatch.clock import Clock, SystemClock
 from followerwatch.config.settings import Config, InfluxConfig
 from followerwatch.disk.full import MemoryBuffer
 from followerwatch.errors import StoreError
-from followerwatch.models import Account, ByConfig
+from followerwatch.models import ByConfig
 from followerwatch.net.http import build_client
 from followerwatch.notify import build_notifier
 from followerwatch.poll.account_failures import AccountFailures
 from followerwatch.poll.batch import Row
 from followerwatch.poll.collector import Collector
 from followerwatch.poll.pipeline import Pipeline
-from followerwatch.poll.shard import resolve as resolve_shard
-from followerwatch.poll.shard import select as select_shard
 from followerwatch.poll.stats import PollStats
 from followerwatch.rules import build_rule_sets
+from followerwatch.service.groups import Group, plan_groups
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
 from followerwatch.sources.replay import ReplaySource
@@ -43,22 +41,6 @@ from followerwatch.store.thresholds import ThresholdLines, threshold_lines
 from followerwatch.store.writer import Writer
 
 log = structlog.get_logger("followerwatch.app")
-
-
-@dataclass(frozen=True)
-class Group:
-    """A batch of one platform's accounts, polled by one scheduler job."""
-
-    platform: str
-    name: str
-    accounts: tuple[Account, ...]
-    interval: float
-    jitter: float
-
-    @property
-    def job_id(self) -> str:
-        """The scheduler job id."""
-        return f"{self.platform}:{self.name}"
 
 
 def build_store(cfg: InfluxConfig, client: httpx.AsyncClient) -> Store:
@@ -105,42 +87,6 @@ def build_reader(cfg: InfluxConfig, client: httpx.AsyncClient) -> InfluxV1Store:
         token=cfg.token.get_secret_value() if cfg.token else None,
         precision=cfg.precision,
     )
-
-
-def plan_groups(config: Config) -> list[Group]:
-    """Split each platform's accounts (this shard's, when sharded) into batches."""
-    groups = []
-    shard = resolve_shard(config.settings.service.shard)
-    by_platform = config.by_platform()
-    for key, spec in REGISTRY.items():
-        # Sharding comes before batching, so every shard packs full batches of its own.
-        accounts = select_shard(by_platform.get(key, ()), shard)
-        if not accounts:
-            continue
-        pcfg = config.settings.platform(key)
-        size = min(pcfg.batch_size or spec.batch_max, spec.batch_max)
-        by_key: dict[str, list[Account]] = {}
-        group_key = spec.group_key if pcfg.replay is None else None
-        if group_key is None:
-            by_key[""] = accounts  # one part: no call per account
-        else:
-            for account in accounts:
-                by_key.setdefault(group_key(account), []).append(account)
-        if pcfg.replay is not None:
-            size = len(accounts)
-        for part, members in by_key.items():
-            for i in range(math.ceil(len(members) / size)):
-                name = f"{part}:{i}" if part else str(i)
-                groups.append(
-                    Group(
-                        key,
-                        name,
-                        tuple(members[i * size : (i + 1) * size]),
-                        pcfg.interval,
-                        pcfg.jitter,
-                    )
-                )
-    return groups
 
 
 def repeats(config: Config) -> Mapping[tuple[str, str], float]:

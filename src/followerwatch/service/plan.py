@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from followerwatch.config.settings import Config
-from followerwatch.service.app import plan_groups
+from followerwatch.service.groups import plan_groups
 from followerwatch.sources import REGISTRY
 
 X_USD_PER_USER_READ = 0.010

@@ -11,7 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.interval import IntervalTrigger
 
-from followerwatch.service.app import Group
+from followerwatch.service.groups import Group
 
 log = structlog.get_logger("followerwatch.scheduler")
 
