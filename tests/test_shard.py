@@ -20,7 +20,15 @@ from followerwatch.clock import SystemClock
 from followerwatch.config.settings import load_config
 from followerwatch.errors import ConfigError
 from followerwatch.models import Account
-from followerwatch.poll.shard import Shard, owner, resolve, select, validate_spec
+from followerwatch.poll.shard import (
+    Shard,
+    account_key,
+    owner,
+    resolve,
+    select,
+    validate_spec,
+    virtual_shards,
+)
 from followerwatch.service.groups import plan_groups
 from followerwatch.store.influx_v1 import InfluxV1Store
 
@@ -185,3 +193,32 @@ batch_size = 10
         store = InfluxV1Store(client, url=influx_db[0], database=influx_db[1])
         series = await store.query("SELECT count(followers) FROM followers GROUP BY account")
     assert {s["tags"]["account"] for s in series} == {u["username"] for u in users}
+
+
+def test_virtual_shards_cover_every_account_once_and_plan_per_shard(tmp_path: Path) -> None:
+
+    accounts = [Account("github", f"user{i}", f"user{i}") for i in range(300)]
+    by_shard = virtual_shards(accounts, 64)
+    assert sorted(a.name for members in by_shard.values() for a in members) == sorted(
+        a.name for a in accounts
+    )
+    for vshard, members in by_shard.items():
+        assert all(owner(account_key(a), 64) == vshard for a in members)
+    # About 300/64 accounts each: the hash spreads them (no shard holds a fifth of them).
+    assert len(by_shard) > 50 and max(len(m) for m in by_shard.values()) < 60
+
+    config_path = tmp_path / "c.toml"
+    config_path.write_text(
+        "[platforms.github]\nbatch_size = 2\n"
+        + "".join(f'[[watch]]\nplatform = "github"\nhandle = "user{i}"\n' for i in range(300))
+    )
+    config = load_config(config_path)
+    held = {s: by_shard[s] for s in sorted(by_shard)[:3]}
+    groups = plan_groups(config, held)
+    assert {g.name.rsplit("@", 1)[1] for g in groups} == {str(s) for s in held}
+    for group in groups:
+        vshard = int(group.name.rsplit("@", 1)[1])
+        assert all(owner(account_key(a), 64) == vshard for a in group.accounts)
+    assert sorted(a.name for g in groups for a in g.accounts) == sorted(
+        a.name for members in held.values() for a in members
+    )

@@ -97,3 +97,11 @@ def select(accounts: Iterable[Account], shard: Shard | None) -> list[Account]:
     if shard is None:
         return list(accounts)
     return [a for a in accounts if shard.owns(a)]
+
+
+def virtual_shards(accounts: Iterable[Account], count: int) -> dict[int, list[Account]]:
+    """The accounts of each of `count` virtual shards (PostgreSQL leases), in their order."""
+    out: dict[int, list[Account]] = {}
+    for account in accounts:
+        out.setdefault(owner(account_key(account), count), []).append(account)
+    return out

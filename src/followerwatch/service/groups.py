@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from followerwatch.config.settings import Config
@@ -28,14 +29,31 @@ class Group:
         return f"{self.platform}:{self.name}"
 
 
-def plan_groups(config: Config) -> list[Group]:
-    """Split each platform's accounts (this shard's, when sharded) into batches."""
-    groups = []
-    shard = resolve_shard(config.settings.service.shard)
-    by_platform = config.by_platform()
-    for key, spec in REGISTRY.items():
+def plan_groups(config: Config, held: Mapping[int, Sequence[Account]] | None = None) -> list[Group]:
+    """Split each platform's accounts (this shard's, when sharded) into batches.
+
+    With `held` (the PostgreSQL backend: the virtual shards this replica leases, and their
+    accounts), each virtual shard is batched on its own, its groups named `...@SHARD`: a shard
+    that changes hands takes its groups along, and the others keep their beat.
+    """
+    if held is None:
+        shard = resolve_shard(config.settings.service.shard)
         # Sharding comes before batching, so every shard packs full batches of its own.
-        accounts = select_shard(by_platform.get(key, ()), shard)
+        every = config.by_platform()
+        return _cut(config, {k: select_shard(v, shard) for k, v in every.items()}, "")
+    groups = []
+    for vshard in sorted(held):
+        by_platform: dict[str, list[Account]] = {}
+        for account in held[vshard]:
+            by_platform.setdefault(account.platform, []).append(account)
+        groups.extend(_cut(config, by_platform, f"@{vshard}"))
+    return groups
+
+
+def _cut(config: Config, by_platform: Mapping[str, list[Account]], suffix: str) -> list[Group]:
+    groups = []
+    for key, spec in REGISTRY.items():
+        accounts = by_platform.get(key)
         if not accounts:
             continue
         pcfg = config.settings.platform(key)
@@ -51,7 +69,7 @@ def plan_groups(config: Config) -> list[Group]:
             size = len(accounts)
         for part, members in by_key.items():
             for i in range(math.ceil(len(members) / size)):
-                name = f"{part}:{i}" if part else str(i)
+                name = (f"{part}:{i}" if part else str(i)) + suffix
                 groups.append(
                     Group(
                         key,
