@@ -182,8 +182,12 @@ class PgCommitter:
         self._thread.join()
 
     def _trim(self) -> None:
-        """Past `max_pending`, drop the oldest queued parts (under the lock)."""
-        while self._queue and len(self._queue) + self._in_flight > self.max_pending:
+        """Past `max_pending`, drop the oldest queued parts (under the lock).
+
+        A group being written is not counted until it fails and comes back to the front, where
+        it is the oldest: so what survives is always the newest `max_pending`.
+        """
+        while len(self._queue) > self.max_pending:
             self._queue.popleft()
             self.dropped += 1
 
