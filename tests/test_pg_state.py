@@ -139,8 +139,14 @@ async def test_a_commit_round_trips_into_the_successors_mirror(dsn: str) -> None
     r2.load(A)
     r2.load(B)
     assert snapshot(r2.mirror) == before
+    # A repeat announced by the successor lands in its row.
+    r2.committer.touch_active(event("a1", 1), 1234.5)
+    assert [a.last_sent for a in r2.mirror.active()] == [1234.5]
+    assert r2.committer.flush(10)
+    assert query(dsn, "SELECT event_id, last_sent FROM active") == [("a1-1", 1234.5)]
     r2.drop(A)
     assert set(r2.mirror.last_seen_many([("x", "a1"), ("x", "b2")])) == {("x", "b2")}
+    assert r2.mirror.active() == []
     r2.close()
 
 

@@ -124,8 +124,11 @@ class PgCommitter:
         """One shard's commit: into the mirror now, and queued for PostgreSQL."""
         rows = rows_of(commit)
         self.mirror.apply(shard, rows)
+        self._queue_rows(Queued(shard, fence, rows, list(commit.routes)))
+
+    def _queue_rows(self, part: Queued) -> None:
         with self._cond:
-            self._queue.append(Queued(shard, fence, rows, list(commit.routes)))
+            self._queue.append(part)
             self._trim()
             self._cond.notify_all()
 
@@ -165,6 +168,19 @@ class PgCommitter:
             return
         change = Change(platform, account, None, {rule: state}, ())
         self.submit(shard, fence, Commit([change], [], None))
+
+    def touch_active(self, event: Event, sent: float) -> None:
+        """Record that an open condition was announced again (repeats), if its shard is held."""
+        key = (event.platform, event.account)
+        shard = self._shard_of(key)
+        fence = self._fence_of(shard)
+        if fence is None:
+            with self._cond:
+                self.fenced_drops += 1
+            return
+        rows = Rows([], [], [], [], [], [], [], [], [(key, event.rule, sent)])
+        self.mirror.apply(shard, rows)
+        self._queue_rows(Queued(shard, fence, rows, []))
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued is written (False: `timeout` passed first)."""
@@ -261,15 +277,16 @@ class PgCommitter:
         if self._conn is None:
             self._conn = connect(self._dsn)
         conn = self._conn
-        checked: dict[tuple[int, int], bool] = {}
         fenced = 0
         with conn.transaction(), conn.cursor() as cur:
+            # Every lease checked (and share-locked) first, in shard order: a claim or renewal
+            # that locks lease rows in the same order cannot deadlock with this transaction.
+            checked = {
+                lease: check_fence(cur, lease[0], self.replica, lease[1])
+                for lease in sorted({(part.shard, part.fence) for part in group})
+            }
             for part in group:
-                lease = (part.shard, part.fence)
-                ok = checked.get(lease)
-                if ok is None:
-                    ok = checked[lease] = check_fence(cur, part.shard, self.replica, part.fence)
-                if not ok:
+                if not checked[(part.shard, part.fence)]:
                     fenced += 1
                     continue
                 write_rows(cur, part.shard, part.rows)
@@ -364,6 +381,11 @@ def write_rows(cur: psycopg.Cursor[Any], shard: int, rows: Rows) -> None:
                 " shard = excluded.shard WHERE active.event_id <> excluded.event_id",
                 (*key, shard, rule, act.event_id, act.last_sent),
             )
+    if rows.touched:
+        cur.executemany(
+            "UPDATE active SET last_sent = %s WHERE platform = %s AND account = %s AND rule = %s",
+            [(sent, *key, rule) for key, rule, sent in rows.touched],
+        )
 
 
 def _blob(summary: str | None) -> bytes | None:

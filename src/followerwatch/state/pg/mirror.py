@@ -46,19 +46,21 @@ class Rows(NamedTuple):
     held: list[HeldZero]
     # Events' effect on open conditions, in event order: opened (an Active) or resolved (None).
     conditions: list[tuple[Key, str, Active | None]]
+    # Open conditions announced again: (key, rule, when), after everything else.
+    touched: list[tuple[Key, str, float]]
 
     def keys(self) -> set[Key]:
         """Every account the commit touches."""
         out = {k for k, _, _ in self.counts} | {k for k, _, _ in self.states}
         out |= {k for k, _ in self.closed} | set(self.released)
         out |= {(h.platform, h.account) for h in self.held}
-        out |= {k for k, _, _ in self.conditions}
+        out |= {k for k, _, _ in self.conditions} | {k for k, _, _ in self.touched}
         return out
 
 
 def rows_of(commit: Commit) -> Rows:
     """The rows a commit writes (state/writes.py write_commit, table by table)."""
-    rows = Rows([], [], [], [], [], list(commit.released), list(commit.held), [])
+    rows = Rows([], [], [], [], [], list(commit.released), list(commit.held), [], [])
     keep = commit.keep or {}
     # Counts written behind first, then the poll's own: per key the newer one lands last.
     batches: list[tuple[list[tuple[Key, LastSeen]], list[tuple[Key, str, str]]]] = [
@@ -223,6 +225,8 @@ class ShardMirror:
             # An event stored before does not reopen its condition (SQLite's INSERT OR IGNORE).
             if old_act is None or old_act.event_id != act.event_id:
                 rules[rule] = act
+        for key, rule, sent in rows.touched:
+            self.touch_active(key, rule, sent)
 
     def last_seen(self, platform: str, account: str) -> LastSeen | None:
         """The last stored count of an account, if any."""
