@@ -167,6 +167,8 @@ async def test_a_stale_fence_is_refused_and_the_successors_rows_stay(dsn: str) -
     await r1.committer.commit_async([count("a1", 999, 2, "@stale")], no_route)
     assert r1.committer.flush(10)
     assert r1.committer.fenced_drops == 1
+    assert r1.committer.take_refused() == {A}  # for the lease manager to drop the shard
+    assert r1.committer.take_refused() == set()
     rows = query(dsn, "SELECT followers, handle FROM accounts WHERE account = 'a1'")
     assert rows == [(200, "@new")]
     # A lease renewed under the same fence but past its expiry refuses too.

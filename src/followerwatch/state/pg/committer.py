@@ -111,6 +111,7 @@ class PgCommitter:
         self.dropped = 0  # parts dropped unwritten past `max_pending`
         self.rejected = 0  # parts PostgreSQL refused outright (logged)
         self.failures = 0  # attempts that met an outage
+        self._refused: set[int] = set()  # shards whose fence check failed, for take_refused
         self._thread = threading.Thread(target=self._run, name="pg-committer", daemon=True)
         self._thread.start()
 
@@ -181,6 +182,12 @@ class PgCommitter:
         rows = Rows([], [], [], [], [], [], [], [], [(key, event.rule, sent)])
         self.mirror.apply(shard, rows)
         self._queue_rows(Queued(shard, fence, rows, []))
+
+    def take_refused(self) -> set[int]:
+        """Shards whose writes the fence check refused since the last call (to drop and reload)."""
+        with self._cond:
+            out, self._refused = self._refused, set()
+        return out
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything queued is written (False: `timeout` passed first)."""
@@ -297,6 +304,8 @@ class PgCommitter:
                         self._write_events(cur, part.shard, part.routes)
         for shard, fence in (lease for lease, ok in checked.items() if not ok):
             log.warning("state commit refused: lease lost", shard=shard, fence=fence)
+            with self._cond:
+                self._refused.add(shard)
         return fenced
 
     def _drop_conn(self) -> None:
