@@ -86,6 +86,39 @@ CREATE TABLE leases (
     expires TIMESTAMPTZ NOT NULL DEFAULT '-infinity');
 """,
     ),
+    # Rule state and last counts (state/pg/mirror.py, committer.py): SQLite's tables, each row
+    # with its account's virtual shard, which a replica loads when it takes the shard's lease.
+    # States and summaries are BYTEA (UTF-8): a packed summary holds NUL, which TEXT refuses.
+    Step(
+        2,
+        "rule state and last counts",
+        """
+CREATE TABLE accounts (
+    platform TEXT NOT NULL, account TEXT NOT NULL, shard INTEGER NOT NULL,
+    followers BIGINT NOT NULL, time TIMESTAMPTZ NOT NULL, platform_id TEXT, handle TEXT,
+    summary BYTEA, PRIMARY KEY (platform, account));
+CREATE INDEX accounts_shard ON accounts (shard);
+CREATE TABLE rule_state (
+    platform TEXT NOT NULL, account TEXT NOT NULL, shard INTEGER NOT NULL, rule TEXT NOT NULL,
+    state BYTEA NOT NULL, PRIMARY KEY (platform, account, rule));
+CREATE INDEX rule_state_shard ON rule_state (shard);
+CREATE TABLE history (
+    platform TEXT NOT NULL, account TEXT NOT NULL, shard INTEGER NOT NULL,
+    time DOUBLE PRECISION NOT NULL, followers BIGINT NOT NULL,
+    PRIMARY KEY (platform, account, time));
+CREATE INDEX history_shard ON history (shard);
+CREATE TABLE active (
+    platform TEXT NOT NULL, account TEXT NOT NULL, shard INTEGER NOT NULL, rule TEXT NOT NULL,
+    event_id TEXT NOT NULL, last_sent DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (platform, account, rule));
+CREATE INDEX active_shard ON active (shard);
+CREATE TABLE suspect_zeros (
+    platform TEXT NOT NULL, account TEXT NOT NULL, shard INTEGER NOT NULL,
+    time TIMESTAMPTZ NOT NULL, following BIGINT, posts BIGINT, platform_id TEXT, handle TEXT,
+    resolution BIGINT, PRIMARY KEY (platform, account, time));
+CREATE INDEX suspect_zeros_shard ON suspect_zeros (shard);
+""",
+    ),
 )
 
 # Serialises migrations across replicas starting at once (an arbitrary, fixed 64-bit key).
