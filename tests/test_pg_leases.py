@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 
@@ -248,3 +249,63 @@ def test_a_failed_release_still_stops_the_polling(tables: list[LeaseTable]) -> N
             a.release_all()
         assert a.held() == {}
         a.close()
+
+
+def test_after_everyone_lapsed_a_replica_first_retakes_its_own(
+    dsn: str, tables: list[LeaseTable]
+) -> None:
+    # What the database sees after an outage: every row and lease lapsed at once.
+    a, b = (replica(tables, dsn, rid, ttl=0.5) for rid in "ab")
+    rounds(dsn, [a, b], 2)
+    before_b = b.held()
+    time.sleep(0.6)
+    first = a.tick()
+    assert first.live == 1 and len(first.leases) == 32, "b's shards wait one tick for b"
+    assert all(g.continued for g in first.gained)
+    # b never comes back: its shards are taken on a's next tick.
+    second = a.tick()
+    assert second.shards == frozenset(range(SHARDS))
+    taken = [g for g in second.gained if g.shard in before_b]
+    assert len(taken) == 32 and all(g.handover and g.previous == "b" for g in taken)
+
+
+def test_a_write_in_progress_holds_its_lease(dsn: str, tables: list[LeaseTable]) -> None:
+    a, b = (replica(tables, dsn, rid, ttl=0.6) for rid in "ab")
+    mine = a.tick().fences
+    with connect(dsn) as writer:
+        # a's write for shards 0..3 checks its fences; a then goes silent past its TTL.
+        for shard in range(4):
+            check_fence(writer, shard, "a", mine[shard])
+        time.sleep(0.7)
+        held = b.tick()
+        assert held.shards == frozenset(range(4, SHARDS)), "a shard being written is not claimed"
+        writer.commit()
+    assert b.tick().shards == frozenset(range(SHARDS))
+
+
+def test_replicas_ticking_at_once(dsn: str, tables: list[LeaseTable]) -> None:
+    replicas = [replica(tables, dsn, rid) for rid in "abcd"]
+    errors: list[BaseException] = []
+
+    def run(table: LeaseTable) -> None:
+        try:
+            for _ in range(12):
+                table.tick()
+                time.sleep(0.01)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in replicas]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [t.renewal_failures for t in replicas] == [0, 0, 0, 0]
+    rounds(dsn, replicas, 2)
+    assert [len(t.held()) for t in replicas] == [16, 16, 16, 16]
+    db = database_view(dsn)
+    for shard in range(SHARDS):
+        # Fences count the claims: one per claim, whoever made it.
+        assert db[shard][1] >= 1
+    assert sum(t.claims for t in replicas) == sum(db[s][1] for s in range(SHARDS))
