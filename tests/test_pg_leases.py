@@ -269,6 +269,25 @@ def test_after_everyone_lapsed_a_replica_first_retakes_its_own(
     assert len(taken) == 32 and all(g.handover and g.previous == "b" for g in taken)
 
 
+def test_after_a_long_outage_each_replica_retakes_its_own(
+    dsn: str, tables: list[LeaseTable]
+) -> None:
+    # So long that the first replica back deletes the others' rows.
+    replicas = [
+        LeaseTable(dsn, rid, rid, shards=SHARDS, ttl=0.3, forget_after=0.5) for rid in "abc"
+    ]
+    tables.extend(replicas)
+    rounds(dsn, replicas, 2)
+    before = [t.held() for t in replicas]
+    handovers = [t.handovers for t in replicas]
+    time.sleep(0.3 + 0.5 + 0.1)
+    for table, mine in zip(replicas, before, strict=True):
+        back = table.tick()
+        assert back.fences == {s: f + 1 for s, f in mine.items()}
+        assert all(g.continued and not g.handover for g in back.gained)
+    assert [t.handovers for t in replicas] == handovers
+
+
 def test_a_write_in_progress_holds_its_lease(dsn: str, tables: list[LeaseTable]) -> None:
     a, b = (replica(tables, dsn, rid, ttl=0.6) for rid in "ab")
     mine = a.tick().fences

@@ -194,9 +194,13 @@ class LeaseTable:
         *,
         shards: int = DEFAULT_SHARDS,
         ttl: float = 30.0,
+        forget_after: float | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """A replica's view of the lease table; connects on first use."""
+        """A replica's view of the lease table; connects on first use.
+
+        `forget_after`: seconds after which a lapsed replica's row is deleted (10 TTLs).
+        """
         if shards < 1 or ttl <= 0:
             raise ValueError("shards must be at least 1 and ttl positive")
         self.dsn = dsn
@@ -204,6 +208,7 @@ class LeaseTable:
         self.name = name
         self.shards = shards
         self.ttl = ttl
+        self.forget_after = FORGET_AFTER_TTLS * ttl if forget_after is None else forget_after
         self._monotonic = monotonic
         self._conn: Conn | None = None
         self._lock = threading.Lock()
@@ -283,14 +288,15 @@ class LeaseTable:
             mine = conn.execute(
                 "SELECT expires > now() FROM replicas WHERE id = %(me)s", args
             ).fetchone()
-            # Its own row lapsed: this replica was cut off, and so may the others have been (a
-            # database outage). It re-takes only its own shards this tick, leaving the others
-            # one tick to come back before their shards count as abandoned.
-            cut_off = mine is not None and not mine[0]
+            # Its own row (or, if another replica deleted it, its local deadline) lapsed: this
+            # replica was cut off, and so may the others have been (a database outage). It
+            # re-takes only its own shards this tick, leaving the others one tick to come back
+            # before their shards count as abandoned.
+            cut_off = (mine is not None and not mine[0]) or 0 < self._deadline <= started
             conn.execute(_UPSERT, args)
             conn.execute(
                 "DELETE FROM replicas WHERE expires < now() - make_interval(secs => %s)",
-                (FORGET_AFTER_TTLS * self.ttl,),
+                (self.forget_after,),
             )
             live_ids = [
                 str(row[0])
