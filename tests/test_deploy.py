@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import json
 import os
@@ -11,122 +10,53 @@ import shlex
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import yaml
 from pytest_httpserver import HTTPServer
 
+from deploy_files import (
+    BIN,
+    COMPOSE,
+    DEPLOY,
+    K8S,
+    K8S_PG,
+    ROOT,
+    UNIT,
+    assert_real_settings,
+    compose,
+    compose_env,
+    container_of,
+    deploy_config,
+    dockerfile,
+    dockerfile_env,
+    env_example,
+    env_of,
+    interpolate,
+    k8s_docs,
+    k8s_env,
+    k8s_kind,
+    k8s_pg_docs,
+    k8s_pg_env,
+    k8s_secret_keys,
+    kustomize,
+    secret_text,
+    unit,
+    unit_env,
+    yaml_docs,
+)
 from fakes.fake_x import TOKEN, FakeX, make_user
 from followerwatch.clock import SystemClock
-from followerwatch.config.settings import Settings, load_config
+from followerwatch.config.settings import load_config
 from followerwatch.demo.influxd import free_port
 from followerwatch.poll.shard import Shard, resolve, select
 from followerwatch.store.influx_v1 import InfluxV1Store
-
-ROOT = Path(__file__).resolve().parent.parent
-DEPLOY = ROOT / "deploy"
-COMPOSE = DEPLOY / "docker-compose.yml"
-K8S = DEPLOY / "k8s"
-UNIT = DEPLOY / "systemd" / "followerwatch.service"
-BIN = Path(sys.executable).parent
-# Read by the CLI, not the settings model.
-NOT_SETTINGS = {"FOLLOWERWATCH_CONFIG"}
-
-
-# --- parsing helpers -------------------------------------------------------------------------
-
-
-def dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
-    out = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
-
-
-def dockerfile_env() -> dict[str, str]:
-    """ENV of the final stage."""
-    steps = dockerfile()
-    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
-    env: dict[str, str] = {}
-    for word, rest in steps[last_from:]:
-        if word == "ENV":
-            for item in shlex.split(rest):
-                key, _, value = item.partition("=")
-                env[key] = value
-    return env
-
-
-def env_example() -> dict[str, str]:
-    out = {}
-    for line in (DEPLOY / ".env.example").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip()
-    return out
-
-
-def interpolate(value: str, variables: dict[str, str]) -> str:
-    """Compose's ${VAR:-default} and ${VAR}, from .env.example."""
-
-    def one(match: re.Match[str]) -> str:
-        name, _, default = match[1].partition(":-")
-        return variables.get(name, default)
-
-    return re.sub(r"\$\{([^}]+)\}", one, value)
-
-
-def compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
-    return data
-
-
-def compose_env(service: str) -> dict[str, str]:
-    variables = env_example()
-    env = compose()["services"][service].get("environment", {})
-    assert isinstance(env, dict), "write environment as a mapping"
-    return {k: interpolate(str(v), variables) for k, v in env.items()}
-
-
-def k8s_docs() -> list[dict[str, Any]]:
-    return [d for f in sorted(K8S.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text()) if d]
-
-
-def k8s_kind(kind: str) -> dict[str, Any]:
-    [doc] = [d for d in k8s_docs() if d["kind"] == kind]
-    return doc
-
-
-def k8s_env() -> dict[str, str]:
-    [container] = k8s_kind("StatefulSet")["spec"]["template"]["spec"]["containers"]
-    return {e["name"]: e["value"] for e in container["env"]}
-
-
-def unit() -> configparser.RawConfigParser:
-    parser = configparser.RawConfigParser(strict=False, interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
-    parser.read_string(UNIT.read_text())
-    return parser
-
-
-def unit_env() -> dict[str, str]:
-    env = {}
-    for line in UNIT.read_text().splitlines():
-        if line.startswith("Environment="):
-            key, _, value = line.removeprefix("Environment=").partition("=")
-            env[key] = value
-    return env
-
 
 # --- compose ---------------------------------------------------------------------------------
 
@@ -193,6 +123,10 @@ def test_no_secret_value_is_set_anywhere_only_files() -> None:
         "compose grafana": compose_env("grafana"),
         "Dockerfile": dockerfile_env(),
         "k8s": k8s_env(),
+        "k8s postgresql": k8s_pg_env(),
+        "k8s postgres": env_of(container_of(k8s_kind("StatefulSet", k8s_pg_docs()))),
+        "compose followerwatch-pg": compose_env("followerwatch-pg"),
+        "compose postgres": compose_env("postgres"),
         "systemd": unit_env(),
         ".env.example": env_example(),
     }
@@ -229,71 +163,35 @@ def test_every_mounted_or_copied_repository_path_exists() -> None:
         if word == "COPY" and not rest.startswith("--from"):
             for source in shlex.split(rest)[:-1]:
                 assert (ROOT / source).exists(), f"Dockerfile: COPY {source}"
-    for resource in yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]:
-        assert (K8S / resource).is_file()
+    # Every manifest is applied by one of the two kustomizations, or is an example Secret.
+    applied = [yaml.safe_dump(d) for d in kustomize(K8S) + kustomize(K8S_PG)]
+    for path in sorted(K8S.rglob("*.yaml")):
+        if path.name in ("kustomization.yaml", "secret.example.yaml"):
+            continue
+        for doc in yaml_docs(path):
+            assert yaml.safe_dump(doc) in applied, f"{path} is in no kustomization"
 
 
 # --- settings: every FOLLOWERWATCH_* variable is a real, effective setting ---------------------
 
 
-def _setting(settings: Settings, parts: list[str]) -> Any:
-    node: Any = settings
-    for i, part in enumerate(parts):
-        if i == 1 and parts[0] == "platforms":
-            node = settings.platform(part)
-        elif i > 0 or part != "platforms":
-            assert part in type(node).model_fields, f"{'.'.join(parts)} is not a setting"
-            node = getattr(node, part)
-    return node
-
-
-def assert_real_settings(
-    env: dict[str, str], config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Load the settings with `env`; each variable must land in the setting it names."""
-    for key in [k for k in os.environ if k.startswith("FOLLOWERWATCH_")]:
-        monkeypatch.delenv(key)
-    secrets = tmp_path / "secrets"
-    secrets.mkdir(exist_ok=True)
-    applied: dict[str, str] = {}
-    for key, value in env.items():
-        if not key.startswith("FOLLOWERWATCH_") or key in NOT_SETTINGS:
-            continue
-        if key.endswith("_FILE"):
-            # Stands in for the mounted secret; its content proves the file was read.
-            value = str(secrets / key.lower())
-            Path(value).write_text(f"secret-{key.lower()}\n")
-        applied[key] = value
-        monkeypatch.setenv(key, value)
-    assert applied
-    settings = load_config(config).settings
-    for key, value in applied.items():
-        parts = key.removeprefix("FOLLOWERWATCH_").lower().split("__")
-        if parts[-1].endswith("_file"):
-            parts[-1] = parts[-1].removesuffix("_file")
-            assert _setting(settings, parts).get_secret_value() == f"secret-{key.lower()}", key
-        else:
-            assert str(_setting(settings, parts)) == value, key
-
-
-def deploy_config(tmp_path: Path) -> Path:
-    for name in ("followerwatch.toml", "watchlist.toml"):
-        shutil.copy(DEPLOY / name, tmp_path / name)
-    return tmp_path / "followerwatch.toml"
-
-
-@pytest.mark.parametrize("where", ["compose", "Dockerfile", "k8s", "systemd"])
+@pytest.mark.parametrize(
+    "where",
+    ["compose", "compose postgresql", "Dockerfile", "k8s", "k8s postgresql", "systemd"],
+)
 def test_every_followerwatch_variable_set_is_a_real_setting(
     where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     env = {
         "compose": lambda: compose_env("followerwatch"),
+        "compose postgresql": lambda: compose_env("followerwatch-pg"),
         "Dockerfile": dockerfile_env,
         "k8s": k8s_env,
+        "k8s postgresql": k8s_pg_env,
         "systemd": unit_env,
     }[where]()
     config = deploy_config(tmp_path)
-    if where != "compose":
+    if not where.startswith("compose"):
         # The Dockerfile and the unit set no credentials; the config needs X's.
         env.setdefault("FOLLOWERWATCH_PLATFORMS__X__BEARER_TOKEN_FILE", "-")
     assert_real_settings(env, config, tmp_path, monkeypatch)
@@ -313,7 +211,7 @@ def test_a_misspelt_variable_is_caught(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_k8s_manifests_parse_and_shard_by_pod_ordinal(tmp_path: Path) -> None:
     kinds = sorted(d["kind"] for d in k8s_docs())
-    assert kinds == ["ConfigMap", "Kustomization", "Secret", "Service", "StatefulSet"]
+    assert kinds == ["ConfigMap", "Service", "StatefulSet"]
     sts = k8s_kind("StatefulSet")
     replicas = sts["spec"]["replicas"]
     env = k8s_env()
@@ -332,7 +230,7 @@ def test_k8s_manifests_parse_and_shard_by_pod_ordinal(tmp_path: Path) -> None:
     assert service["metadata"]["name"] == sts["spec"]["serviceName"]
     assert service["spec"]["ports"][0]["port"] == port
     # Every secret file the pod is told about is a key of the Secret it mounts.
-    secret_keys = set(k8s_kind("Secret")["stringData"])
+    secret_keys = set(k8s_secret_keys(K8S / "secret.example.yaml", "followerwatch-secrets"))
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     for key, value in env.items():
         if key.endswith("_FILE"):
@@ -353,6 +251,163 @@ def test_k8s_manifests_parse_and_shard_by_pod_ordinal(tmp_path: Path) -> None:
     assert shards == [Shard(i, replicas) for i in range(replicas)]
     parts = [select(config.accounts, shard) for shard in shards]
     assert sorted(a.name for p in parts for a in p) == sorted(a.name for a in config.accounts)
+
+
+# --- PostgreSQL state: the compose profile and deploy/k8s/postgresql -------------------------
+
+STATE_ENV = {
+    "FOLLOWERWATCH_STATE__BACKEND": "postgresql",
+    "FOLLOWERWATCH_STATE__DSN_FILE": "",  # where the secret is mounted: checked apart
+}
+
+
+def pod_spec_without(workload: dict[str, Any], *keys: str) -> dict[str, Any]:
+    spec = dict(workload["spec"]["template"]["spec"])
+    for key in keys:
+        spec.pop(key, None)
+    return spec
+
+
+def test_k8s_postgresql_runs_the_same_container_as_a_deployment_over_leases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = k8s_pg_docs()
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == ["ConfigMap", "Deployment", "Service", "Service", "StatefulSet"]
+    sts, dep = k8s_kind("StatefulSet"), k8s_kind("Deployment", docs)
+    assert dep["spec"]["replicas"] >= 2 and "volumeClaimTemplates" not in dep["spec"]
+    # The SQLite set's ConfigMap and Service, unchanged.
+    for kind in ("ConfigMap", "Service"):
+        assert k8s_kind(kind) == k8s_kind(kind, docs, k8s_kind(kind)["metadata"]["name"])
+    # The same container but for its environment: no static shard, the PostgreSQL backend.
+    sqlite, leased = container_of(sts), container_of(dep)
+    assert {**sqlite, "env": None} == {**leased, "env": None}
+    sqlite_env, env = env_of(sqlite), env_of(leased)
+    assert "FOLLOWERWATCH_SERVICE__SHARD" not in env
+    assert not [k for k in sqlite_env if k.startswith("FOLLOWERWATCH_STATE__")]
+    expected = {k: v for k, v in sqlite_env.items() if k != "FOLLOWERWATCH_SERVICE__SHARD"}
+    assert {**env, "FOLLOWERWATCH_STATE__DSN_FILE": ""} == {**expected, **STATE_ENV}
+    # The data folder is scratch (an emptyDir); every other volume is the StatefulSet's.
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes.pop("data") == {"name": "data", "emptyDir": {}}
+    assert list(volumes.values()) == sts["spec"]["template"]["spec"]["volumes"]
+    assert pod_spec_without(dep, "containers", "volumes") == pod_spec_without(
+        sts, "containers", "volumes"
+    )
+    # Every secret file the pod is told about, the DSN among them, is a key of the Secret.
+    secret_keys = k8s_secret_keys(K8S_PG / "secret.example.yaml", "followerwatch-secrets")
+    mounts = {m["name"]: m["mountPath"] for m in leased["volumeMounts"]}
+    files = {k: v for k, v in env.items() if k.endswith("_FILE")}
+    assert "FOLLOWERWATCH_STATE__DSN_FILE" in files
+    for value in files.values():
+        directory, _, key = value.rpartition("/")
+        assert directory == mounts["secrets"] and key in secret_keys, value
+    # The Service scrapes the Deployment's pods, not PostgreSQL's.
+    selector = k8s_kind("Service")["spec"]["selector"].items()
+    assert selector <= dep["spec"]["template"]["metadata"]["labels"].items()
+    postgres = k8s_kind("StatefulSet", docs)
+    assert not selector <= postgres["spec"]["template"]["metadata"]["labels"].items()
+    # The pods load as PostgreSQL replicas; a shard beside them would be a config error.
+    for key in [k for k in os.environ if k.startswith("FOLLOWERWATCH_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.endswith("_FILE"):
+            (tmp_path / key).write_text(secret_text(key))
+            value = str(tmp_path / key)
+        monkeypatch.setenv(key, value)
+    data = k8s_kind("ConfigMap")["data"]
+    for name in ("followerwatch.toml", "watchlist.toml"):
+        (tmp_path / name).write_text(data[name])
+    settings = load_config(tmp_path / "followerwatch.toml").settings
+    assert settings.state.backend == "postgresql" and settings.service.shard == ""
+    # Room to finish the poll in flight and give the leases back before the SIGKILL.
+    grace = dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= settings.service.shutdown_timeout + 10
+    monkeypatch.setenv("FOLLOWERWATCH_SERVICE__SHARD", "auto/3")
+    with pytest.raises(Exception, match="sharding is by leases with PostgreSQL"):
+        load_config(tmp_path / "followerwatch.toml")
+
+
+def test_the_reference_postgresql_is_the_one_the_example_dsn_names() -> None:
+    docs = k8s_pg_docs()
+    postgres = k8s_kind("StatefulSet", docs)
+    [service] = [
+        d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] != "followerwatch"
+    ]
+    assert postgres["spec"]["replicas"] == 1
+    assert postgres["spec"]["serviceName"] == service["metadata"]["name"]
+    labels = postgres["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    container = container_of(postgres)
+    env = env_of(container)
+    [port] = container["ports"]
+    assert service["spec"]["ports"][0]["targetPort"] == port["name"]
+    # The data on the claim, the password from its own Secret (mounted, never inline).
+    [claim] = postgres["spec"]["volumeClaimTemplates"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["PGDATA"].startswith(mounts[claim["metadata"]["name"]] + "/")
+    directory, _, key = env["POSTGRES_PASSWORD_FILE"].rpartition("/")
+    volumes = {v["name"]: v for v in postgres["spec"]["template"]["spec"]["volumes"]}
+    [secret_volume] = [n for n, m in mounts.items() if m == directory]
+    secret_name = volumes[secret_volume]["secret"]["secretName"]
+    example = K8S_PG / "secret.example.yaml"
+    password = k8s_secret_keys(example, secret_name)[key]
+    # The DSN the example gives followerwatch reaches this server as its user and database.
+    dsn = urlsplit(k8s_secret_keys(example, "followerwatch-secrets")["state_dsn"])
+    assert dsn.scheme == "postgresql"
+    assert (dsn.hostname, dsn.port) == (
+        service["metadata"]["name"],
+        service["spec"]["ports"][0]["port"],
+    )
+    assert (dsn.username, dsn.password) == (env["POSTGRES_USER"], password)
+    assert dsn.path == "/" + env["POSTGRES_DB"]
+
+
+def test_compose_postgresql_profile_runs_the_same_container_with_postgresql_state() -> None:
+    services = compose()["services"]
+    plain, leased, postgres = (
+        services["followerwatch"],
+        services["followerwatch-pg"],
+        services["postgres"],
+    )
+    assert leased["profiles"] == postgres["profiles"] == ["postgresql"]
+    assert leased["deploy"]["replicas"] >= 2
+    for key in ("build", "image", "command", "restart"):
+        assert leased[key] == plain[key], key
+    assert leased["depends_on"] == {
+        **plain["depends_on"],
+        "postgres": {"condition": "service_healthy"},
+    }
+    env, expected = compose_env("followerwatch-pg"), compose_env("followerwatch")
+    assert {**env, "FOLLOWERWATCH_STATE__DSN_FILE": ""} == {**expected, **STATE_ENV}
+    secret = env["FOLLOWERWATCH_STATE__DSN_FILE"].removeprefix("/run/secrets/")
+    assert leased["secrets"] == [*plain["secrets"], secret]
+    # The config files, but no shared data volume: the state is in PostgreSQL.
+    assert leased["volumes"] == [v for v in plain["volumes"] if v.startswith("./")]
+    assert "ports" not in leased  # two replicas cannot publish one host port
+    pg_env = compose_env("postgres")
+    assert pg_env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/" + postgres["secrets"][0]
+    # The DSN the comments tell you to write names this server, user and database.
+    for text in (COMPOSE.read_text(), (DEPLOY / ".env.example").read_text()):
+        found = re.findall(r"postgresql://(\w+):\S+@([\w-]+):(\d+)/(\w+)", text)
+        assert found and set(found) == {
+            (pg_env["POSTGRES_USER"], "postgres", "5432", pg_env["POSTGRES_DB"])
+        }
+
+
+@pytest.mark.parametrize("folder", [K8S, K8S_PG], ids=["sqlite", "postgresql"])
+def test_kubectl_kustomize_builds_what_the_tests_read(folder: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    result = subprocess.run(
+        [kubectl, "kustomize", str(folder)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    built = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert sorted(yaml.safe_dump(d) for d in built) == sorted(
+        yaml.safe_dump(d) for d in kustomize(folder)
+    )
 
 
 # --- systemd ---------------------------------------------------------------------------------

@@ -60,6 +60,9 @@ def _options(
     """Options before the command (`followerwatch --version`)."""
 
 
+_SHARD_VARIABLE = "FOLLOWERWATCH_SERVICE__SHARD"
+
+
 def _load_sharded(path: Path | None, shard: str | None) -> Config:
     """load_or_exit, with --shard applied and the shard resolved (exit 2 when it cannot be)."""
     from followerwatch.poll.shard import resolve, validate_spec
@@ -71,8 +74,10 @@ def _load_sharded(path: Path | None, shard: str | None) -> Config:
             print(f"followerwatch: invalid --shard: {exc}", file=sys.stderr)
             raise typer.Exit(2) from None
         # Through the environment, so a config reloaded later keeps the same shard.
-        os.environ["FOLLOWERWATCH_SERVICE__SHARD"] = shard
-    config = load_or_exit(path, watchlist=True)
+        os.environ[_SHARD_VARIABLE] = shard
+    # With PostgreSQL state, a shard is a config error: said of --shard when it came from there.
+    options = {_SHARD_VARIABLE: "--shard"} if shard is not None else None
+    config = load_or_exit(path, watchlist=True, options=options)
     try:
         resolve(config.settings.service.shard)
     except ConfigError as exc:

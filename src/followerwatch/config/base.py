@@ -333,8 +333,11 @@ def one_line(
         loc = (*loc[:index], int(loc[index]) + shift, *loc[index + 1 :])
     key = _loc(loc) or "(top level)"
     env_name = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
-    if env_name in os.environ:
-        where = f"environment {env_name}"
+    # A secret given as `x_file` is checked (and named) as `x`.
+    for name in (env_name, f"{env_name}_FILE"):
+        if name in os.environ:
+            where = f"environment {name}"
+            break
     if data is not None and len(loc) >= 2 and loc[0] == "watch" and isinstance(loc[1], int):
         entries = data.get("watch") or []
         if loc[1] < len(entries) and isinstance(entries[loc[1]], dict):

@@ -40,7 +40,8 @@ from followerwatch.config.base import (
     one_line,
 )
 from followerwatch.config.fields import Duration, PositiveDuration, url_validator
-from followerwatch.config.files import paths_relative_to
+from followerwatch.config.files import CONFIG_KEY, paths_relative_to
+from followerwatch.config.state import StateConfig
 from followerwatch.config.tomlfile import Unopenable, Unsplittable, toml_pieces
 from followerwatch.config.tomlfile import read_toml as read_toml
 from followerwatch.config.watchlist import WatchEntry, resolve_watch
@@ -135,6 +136,8 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
+    # Before `service`: its shard is checked against the backend (_no_static_shard).
+    state: StateConfig = StateConfig()
     service: ServiceConfig = ServiceConfig()
     influxdb: InfluxConfig = InfluxConfig()
     platforms: Platforms = Platforms()  # type: ignore[valid-type]
@@ -145,6 +148,18 @@ class Settings(BaseSettings):
     campaigns: list[CampaignConfig] = Field(default_factory=list)
     watchlist: Path | None = None
     watch: list[WatchEntry] = Field(default_factory=list)
+
+    @field_validator("service")
+    @classmethod
+    def _no_static_shard(cls, value: ServiceConfig, info: ValidationInfo) -> ServiceConfig:
+        state = info.data.get("state")
+        if value.shard and state is not None and state.backend == "postgresql":
+            raise PydanticCustomError(
+                "shard",
+                "sharding is by leases with PostgreSQL; remove service.shard",
+                {CONFIG_KEY: "shard"},
+            )
+        return value
 
     @field_validator("notifiers")
     @classmethod
@@ -200,6 +215,7 @@ class Settings(BaseSettings):
                 values.append(secret.get_secret_value())
         for notifier in self.notifiers:
             values.extend(notifier.secrets())
+        values.extend(self.state.secrets())
         return values
 
 
