@@ -87,8 +87,12 @@ class PgCommitter:
         max_pending: int = MAX_PENDING,
         max_group: int = MAX_GROUP,
         backoff: tuple[float, float] = BACKOFF,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
-        """Write as `replica` to `dsn`; `fence_of(shard)` is the fence held now (None: not held)."""
+        """Write as `replica` to `dsn`; `fence_of(shard)` is the fence held now (None: not held).
+
+        `after_commit()` runs in the worker thread after each transaction that committed.
+        """
         self._dsn = dsn
         self.replica = replica
         self.mirror = mirror
@@ -98,6 +102,7 @@ class PgCommitter:
         self.max_pending = max_pending
         self._max_group = max_group
         self._backoff = backoff
+        self._after_commit = after_commit
         self._queue: deque[Queued] = deque()
         self._in_flight = 0
         self._cond = threading.Condition()
@@ -183,6 +188,14 @@ class PgCommitter:
         self.mirror.apply(shard, rows)
         self._queue_rows(Queued(shard, fence, rows, []))
 
+    def refence(self, shard: int, fence: int) -> None:
+        """The shard was claimed again by this replica with nobody between (after an outage):
+        its queued parts are still the newest, and go under the new fence."""
+        with self._cond:
+            self._queue = deque(
+                part._replace(fence=fence) if part.shard == shard else part for part in self._queue
+            )
+
     def take_refused(self) -> set[int]:
         """Shards whose writes the fence check refused since the last call (to drop and reload)."""
         with self._cond:
@@ -267,6 +280,8 @@ class PgCommitter:
                     raise _Outage(group[i:], outage.cause) from outage.cause
             return
         self._landed(len(group) - fenced, fenced, commits=1)
+        if self._after_commit is not None:
+            self._after_commit()
 
     def _landed(
         self, landed: int = 0, fenced: int = 0, *, rejected: int = 0, commits: int = 0
