@@ -46,14 +46,15 @@ class _Link:
     def transaction(self) -> Iterator[Conn]:
         with self._lock:
             conn = self._conn
-            if conn is None or conn.closed or conn.broken:
-                conn = self._conn = self._connect()
             try:
+                if conn is None or conn.closed or conn.broken:
+                    conn = self._conn = self._connect()
                 with conn.transaction():
                     yield conn
             except psycopg.OperationalError as exc:
                 self._conn = None  # the next use reconnects
-                conn.close()
+                if conn is not None:
+                    conn.close()
                 raise SpoolUnavailable(f"the spool's PostgreSQL is unavailable: {exc}") from exc
 
     def close(self) -> None:
