@@ -152,6 +152,19 @@ def test_a_dead_replicas_claims_are_taken_after_the_ttl_and_its_late_marks_ignor
     alive.close()
 
 
+def test_a_live_replicas_passes_keep_its_claims(pg_dsn: str) -> None:
+    dsn = migrated(pg_dsn)
+    store(dsn, alternating("a", 2))
+    holder, other = pg_state(dsn, "holder", claim_ttl=1.0), pg_state(dsn, "other", claim_ttl=1.0)
+    assert len(holder.deliveries.pending_refs("hook")) == 2
+    for _ in range(3):  # 1.8 s in all, past the TTL: each pass extends the claims
+        time.sleep(0.6)
+        assert len(holder.deliveries.pending_refs("hook")) == 2
+        assert other.deliveries.pending_refs("hook") == []
+    holder.close()
+    other.close()
+
+
 def test_a_mark_by_a_replica_that_does_not_hold_the_delivery_is_ignored(pg_dsn: str) -> None:
     dsn = migrated(pg_dsn)
     store(dsn, [event("a", 0)])

@@ -27,8 +27,8 @@ N = N_EVENT_COLS
 LANE = f"CASE WHEN e.platform = '{SERVICE_PLATFORM}' THEN '' ELSE e.account END"
 
 # Lanes with a live claim of another replica, then the oldest pending deliveries of the rest,
-# claimed (or re-claimed) by this one. The UPDATE checks the status again: a delivery marked
-# meanwhile is not handed out.
+# locked (a delivery marked meanwhile drops out) and claimed by this one. A claim of its own
+# is extended only once a tenth of its TTL has passed: passes come often, rewrites need not.
 _CLAIM = f"""
 WITH taken AS (
     SELECT DISTINCT e.platform, {LANE} AS lane
@@ -36,15 +36,19 @@ WITH taken AS (
     WHERE d.notifier = %(n)s AND d.status = 'pending' AND d.claimed_by <> %(me)s
         AND d.claim_until > now()),
 pick AS (
-    SELECT d.event_id FROM deliveries d JOIN events e ON e.id = d.event_id
+    SELECT e.seq, d.event_id, e.platform, e.account, e.enriched, d.attempts, d.next_attempt,
+        d.claimed_by, d.claim_until
+    FROM deliveries d JOIN events e ON e.id = d.event_id
     WHERE d.notifier = %(n)s AND d.status = 'pending' AND NOT EXISTS (
         SELECT 1 FROM taken t WHERE t.platform = e.platform AND t.lane = {LANE})
-    ORDER BY e.seq LIMIT %(limit)s FOR UPDATE OF d)
-UPDATE deliveries d SET claimed_by = %(me)s, claim_until = now() + make_interval(secs => %(ttl)s)
-FROM pick, events e
-WHERE d.event_id = pick.event_id AND d.notifier = %(n)s AND d.status = 'pending'
-    AND e.id = d.event_id
-RETURNING e.seq, d.event_id, e.platform, e.account, e.enriched, d.attempts, d.next_attempt
+    ORDER BY e.seq LIMIT %(limit)s FOR UPDATE OF d),
+claim AS (
+    UPDATE deliveries d
+    SET claimed_by = %(me)s, claim_until = now() + make_interval(secs => %(ttl)s)
+    FROM pick WHERE d.event_id = pick.event_id AND d.notifier = %(n)s
+        AND (pick.claimed_by IS DISTINCT FROM %(me)s
+            OR pick.claim_until < now() + make_interval(secs => %(ttl)s * 0.9)))
+SELECT seq, event_id, platform, account, enriched, attempts, next_attempt FROM pick
 """
 
 _HEADS = f"""
