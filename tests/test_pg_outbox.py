@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -30,7 +31,9 @@ def route(ev: object) -> list[str]:
 
 def test_the_outbox_state_behaves_alike_on_both_backends(make_state: Callable[[], Any]) -> None:
     state = make_state()
-    stored = [*alternating("a", 2), event("b", 0)]
+    # One condition opened and closed within one call; b-0 carries a score and labels.
+    scored = replace(event("b", 0), score=2.5, labels=(("team", "x"),))
+    stored = [*alternating("a", 2), scored]
     state.events.add_events(stored, lambda e: ["hook", "mail"] if e.account == "a" else [])
     state.events.add_events(stored[:1], route)  # stored already: no second delivery
     assert [r.event_id for r in state.deliveries.pending_refs("hook")] == ["a-0", "a-1"]

@@ -26,39 +26,40 @@ log = structlog.get_logger("followerwatch.outbox")
 N = N_EVENT_COLS
 LANE = f"CASE WHEN e.platform = '{SERVICE_PLATFORM}' THEN '' ELSE e.account END"
 
-# Lanes with a live claim of another replica, then the oldest pending deliveries of the rest,
-# locked (a delivery marked meanwhile drops out) and claimed by this one. A claim of its own
-# is extended only once a tenth of its TTL has passed: passes come often, rewrites need not.
-_CLAIM = f"""
-WITH taken AS (
-    SELECT DISTINCT e.platform, {LANE} AS lane
-    FROM deliveries d JOIN events e ON e.id = d.event_id
-    WHERE d.notifier = %(n)s AND d.status = 'pending' AND d.claimed_by <> %(me)s
-        AND d.claim_until > now()),
-pick AS (
+# The oldest pending deliveries of the notifier in lanes without a live claim of another
+# replica (a window over each lane: one pass over the rows, no join of lanes with lanes, so a
+# plan made on stale statistics stays linear), and whether this replica must (re)claim each:
+# its own claims are extended only once a tenth of their TTL has passed.
+_PICK = f"""
+SELECT seq, event_id, platform, account, enriched, attempts, next_attempt,
+    claimed_by IS DISTINCT FROM %(me)s
+        OR claim_until < now() + make_interval(secs => %(ttl)s * 0.9) AS claim
+FROM (
     SELECT e.seq, d.event_id, e.platform, e.account, e.enriched, d.attempts, d.next_attempt,
-        d.claimed_by, d.claim_until
+        d.claimed_by, d.claim_until,
+        bool_or(coalesce(d.claimed_by <> %(me)s AND d.claim_until > now(), false))
+            OVER (PARTITION BY e.platform, {LANE}) AS other
     FROM deliveries d JOIN events e ON e.id = d.event_id
-    WHERE d.notifier = %(n)s AND d.status = 'pending' AND NOT EXISTS (
-        SELECT 1 FROM taken t WHERE t.platform = e.platform AND t.lane = {LANE})
-    ORDER BY e.seq LIMIT %(limit)s FOR UPDATE OF d),
-claim AS (
-    UPDATE deliveries d
-    SET claimed_by = %(me)s, claim_until = now() + make_interval(secs => %(ttl)s)
-    FROM pick WHERE d.event_id = pick.event_id AND d.notifier = %(n)s
-        AND (pick.claimed_by IS DISTINCT FROM %(me)s
-            OR pick.claim_until < now() + make_interval(secs => %(ttl)s * 0.9)))
-SELECT seq, event_id, platform, account, enriched, attempts, next_attempt FROM pick
+    WHERE d.notifier = %(n)s AND d.status = 'pending') p
+WHERE NOT other ORDER BY seq LIMIT %(limit)s
+"""
+# By primary key; the status is checked again on the row as it is now (one marked meanwhile
+# is not handed out), and its attempts come from that row too.
+_CLAIM = """
+UPDATE deliveries d
+SET claimed_by = %(me)s, claim_until = now() + make_interval(secs => %(ttl)s)
+FROM unnest(%(ids)s::text[]) AS c(event_id)
+WHERE d.event_id = c.event_id AND d.notifier = %(n)s AND d.status = 'pending'
+RETURNING d.event_id, d.attempts, d.next_attempt
 """
 
 _HEADS = f"""
-WITH p AS (
+SELECT DISTINCT ON (notifier, platform, lane) notifier, platform, lane, next_attempt FROM (
     SELECT d.notifier, e.platform, {LANE} AS lane, d.next_attempt, e.seq,
-        coalesce(d.claimed_by <> %s AND d.claim_until > now(), false) AS other
-    FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.status = 'pending')
-SELECT DISTINCT ON (notifier, platform, lane) notifier, platform, lane, next_attempt FROM p
-WHERE NOT EXISTS (SELECT 1 FROM p q WHERE q.other AND q.notifier = p.notifier
-    AND q.platform = p.platform AND q.lane = p.lane)
+        bool_or(coalesce(d.claimed_by <> %s AND d.claim_until > now(), false))
+            OVER (PARTITION BY d.notifier, e.platform, {LANE}) AS other
+    FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.status = 'pending') p
+WHERE NOT other
 ORDER BY notifier, platform, lane, seq
 """
 
@@ -79,14 +80,21 @@ class PgDeliveries:
         self.ignored_marks = 0  # outcomes not recorded: the delivery was no longer ours
 
     def _claim(self, notifier: str, limit: int) -> list[tuple[object, ...]]:
+        args = {"n": notifier, "me": self.replica, "limit": limit, "ttl": self.claim_ttl}
         with self._link.transaction() as conn:
             # Claims of one notifier go one at a time: a lane another replica is claiming in a
             # concurrent transaction would look free (its claims not yet visible) and be split.
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(notifier),))
-            rows = conn.execute(
-                _CLAIM, {"n": notifier, "me": self.replica, "limit": limit, "ttl": self.claim_ttl}
-            ).fetchall()
-        return sorted(rows, key=lambda r: int(str(r[0])))
+            rows = conn.execute(_PICK, args).fetchall()
+            ids = [str(r[1]) for r in rows if r[7]]
+            claimed = {}
+            if ids:
+                claimed = {str(i): (t, w) for i, t, w in conn.execute(_CLAIM, {**args, "ids": ids})}
+        return [
+            (*r[:5], *claimed[str(r[1])]) if r[7] else r[:7]
+            for r in rows
+            if not r[7] or str(r[1]) in claimed
+        ]
 
     def pending(self, notifier: str, limit: int = 500) -> list[Delivery]:
         """Deliveries still to be made by one notifier, oldest event first: claimed by this

@@ -15,10 +15,19 @@ from followerwatch.state.rows import E_COLS, EVENT_COLS, N_EVENT_COLS, event_fro
 # A connection or a cursor of the caller's transaction: both run one statement at a time.
 Executor = psycopg.Connection[Any] | psycopg.Cursor[Any]
 
+# A batch of events in one statement, in their order (which their `seq` keeps).
+_TYPES = (
+    "text", "text", "text", "text", "text", "text", "bigint", "bigint", "text", "text", "text",
+    "text", "float8", "bool",
+)  # fmt: skip
 _INSERT = (
-    f"INSERT INTO events ({EVENT_COLS}, shard, enriched)"
-    f" VALUES ({', '.join(['%s'] * (N_EVENT_COLS + 2))}) ON CONFLICT (id) DO NOTHING RETURNING seq"
+    f"INSERT INTO events ({EVENT_COLS}, enriched, shard)"
+    f" SELECT {', '.join(f'c{i}' for i in range(len(_TYPES)))}, %s FROM unnest("
+    + ", ".join(f"%s::{t}[]" for t in _TYPES)
+    + f") WITH ORDINALITY AS u({', '.join(f'c{i}' for i in range(len(_TYPES)))}, n)"
+    " ORDER BY n ON CONFLICT (id) DO NOTHING RETURNING id"
 )
+assert len(_TYPES) == N_EVENT_COLS + 1
 
 
 def insert_events(
@@ -26,34 +35,55 @@ def insert_events(
 ) -> bool:
     """Store events of one shard and queue their deliveries, in the caller's (fenced)
     transaction; whether any new event has a delivery to make."""
-    new = False
-    for ev, notifiers in events_with_routes:
-        names = list(notifiers)
-        # Nobody to deliver to, so nothing to enrich: keeps the outbox's look-up short.
-        stored = cur.execute(_INSERT, (*event_row(ev), shard, not names)).fetchone()
-        if stored is None:
-            continue  # already stored: its deliveries were queued the first time
-        if names:
-            cur.execute(
-                "INSERT INTO deliveries (event_id, notifier) SELECT %s, unnest(%s::text[])"
-                " ON CONFLICT DO NOTHING",
-                (ev.id, names),
-            )
-            new = True
-        if ev.status == EventStatus.FIRING:
-            cur.execute(
-                "INSERT INTO active (platform, account, shard, rule, event_id, last_sent)"
-                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (platform, account, rule)"
-                " DO UPDATE SET shard = excluded.shard, event_id = excluded.event_id,"
-                " last_sent = excluded.last_sent",
-                (ev.platform, ev.account, shard, ev.rule, ev.id, ev.time.timestamp()),
-            )
-        elif ev.status == EventStatus.RESOLVED:
-            cur.execute(
-                "DELETE FROM active WHERE platform=%s AND account=%s AND rule=%s",
-                (ev.platform, ev.account, ev.rule),
-            )
-    return new
+    routed = [(ev, list(names)) for ev, names in events_with_routes]
+    if not routed:
+        return False
+    # Nobody to deliver to, so nothing to enrich: keeps the outbox's look-up short.
+    rows = [(*event_row(ev), not names) for ev, names in routed]
+    new = {str(r[0]) for r in cur.execute(_INSERT, (shard, *map(list, zip(*rows, strict=True))))}
+    # Events stored already had their deliveries queued the first time.
+    fresh = [(ev, names) for ev, names in routed if ev.id in new]
+    pairs = [(ev.id, name) for ev, names in fresh for name in names]
+    if pairs:
+        cur.execute(
+            "INSERT INTO deliveries (event_id, notifier)"
+            " SELECT * FROM unnest(%s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+            ([i for i, _ in pairs], [n for _, n in pairs]),
+        )
+    # Each condition ends as the last of its new events left it (as one insert after another).
+    last: dict[tuple[str, str, str], Event] = {}
+    for ev, _ in fresh:
+        if ev.status in (EventStatus.FIRING, EventStatus.RESOLVED):
+            last[(ev.platform, ev.account, ev.rule)] = ev
+    firing = [ev for ev in last.values() if ev.status == EventStatus.FIRING]
+    if firing:
+        cur.execute(
+            "INSERT INTO active (platform, account, shard, rule, event_id, last_sent)"
+            " SELECT p, a, %s, r, i, t FROM unnest(%s::text[], %s::text[], %s::text[],"
+            " %s::text[], %s::float8[]) AS u(p, a, r, i, t)"
+            " ON CONFLICT (platform, account, rule) DO UPDATE SET shard = excluded.shard,"
+            " event_id = excluded.event_id, last_sent = excluded.last_sent",
+            (
+                shard,
+                [ev.platform for ev in firing],
+                [ev.account for ev in firing],
+                [ev.rule for ev in firing],
+                [ev.id for ev in firing],
+                [ev.time.timestamp() for ev in firing],
+            ),
+        )
+    resolved = [ev for ev in last.values() if ev.status == EventStatus.RESOLVED]
+    if resolved:
+        cur.execute(
+            "DELETE FROM active a USING unnest(%s::text[], %s::text[], %s::text[]) AS u(p, c, r)"
+            " WHERE a.platform = u.p AND a.account = u.c AND a.rule = u.r",
+            (
+                [ev.platform for ev in resolved],
+                [ev.account for ev in resolved],
+                [ev.rule for ev in resolved],
+            ),
+        )
+    return bool(pairs)
 
 
 class PgEvents:
@@ -71,9 +101,12 @@ class PgEvents:
         if not events:
             return
         with self._link.transaction() as conn:
-            new = False
+            by_shard: dict[int, list[tuple[Event, Sequence[str]]]] = {}
             for ev in events:
-                new |= insert_events(conn, self._shard_of(ev), [(ev, list(route(ev)))])
+                by_shard.setdefault(self._shard_of(ev), []).append((ev, list(route(ev))))
+            new = False
+            for shard, routed in by_shard.items():
+                new |= insert_events(conn, shard, routed)
         if new:
             self._doorbell.ring()
 
