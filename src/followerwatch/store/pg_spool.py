@@ -125,12 +125,13 @@ class PgSpool:
         overflow = _size(conn) - self.cap
         if overflow <= 0:
             return 0
-        conn.execute(
+        # Counted as deleted: another replica's add may drop some of the same lines at once.
+        dropped = conn.execute(
             "DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT %s)",
             (overflow,),
-        )
-        _bump(conn, "dropped", overflow)
-        return overflow
+        ).rowcount
+        _bump(conn, "dropped", dropped)
+        return dropped
 
     def add_dropped(self, points: int) -> None:
         """Record points dropped before the spool (memory buffer full) in the ledger."""
