@@ -89,4 +89,4 @@ async def influx_db(
 # ---------------------------------------------------------------------------------------------
 
 # PostgreSQL: a real server per session, a fresh database per test (tests/pg_fixture.py).
-pytest_plugins = ["alertmanager_fixture", "pg_fixture"]
+pytest_plugins = ["alertmanager_fixture", "backend_fixture", "pg_fixture"]

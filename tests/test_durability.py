@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -125,8 +126,13 @@ def gateway(httpserver: HTTPServer, upstream: str, rule: object) -> list[int]:
 
 
 def make_writer(
-    tmp_path: Path, url: str, clock: ManualClock, cap: int = 100_000
+    tmp_path: Path,
+    url: str,
+    clock: ManualClock,
+    cap: int = 100_000,
+    make_spool: Callable[..., Any] | None = None,
 ) -> tuple[Writer, httpx.AsyncClient]:
+    """A writer over SQLite's spool, or the one `make_spool` makes (either backend's)."""
     client = httpx.AsyncClient()
     store = InfluxV1Store(client, url=url, database=DB)
     state = StateDB(tmp_path / "state.sqlite3")
@@ -134,7 +140,7 @@ def make_writer(
     writer = Writer(
         store,
         state,
-        Spool(tmp_path / "spool.sqlite3", cap=cap),
+        Spool(tmp_path / "spool.sqlite3", cap=cap) if make_spool is None else make_spool(cap=cap),
         clock,
         raise_event=raised.append,
         health_every=None,
@@ -144,11 +150,16 @@ def make_writer(
 
 
 async def test_413_splits_the_batch(
-    tmp_path: Path, influxd: TempInfluxd, httpserver: HTTPServer
+    tmp_path: Path,
+    influxd: TempInfluxd,
+    httpserver: HTTPServer,
+    make_spool: Callable[..., Any],
 ) -> None:
+    influxd.query(f'DROP DATABASE "{DB}"')  # run once per spool backend: from empty each time
     influxd.query(f'CREATE DATABASE "{DB}"')
     statuses = gateway(httpserver, influxd.url, lambda lines: (413, {}) if len(lines) > 8 else None)
-    writer, client = make_writer(tmp_path, httpserver.url_for("").rstrip("/"), ManualClock(T0))
+    url = httpserver.url_for("").rstrip("/")
+    writer, client = make_writer(tmp_path, url, ManualClock(T0), make_spool=make_spool)
     await writer.write([point("split", i, 100 + i) for i in range(30)])
     await client.aclose()
     assert 413 in statuses and statuses.count(204) >= 4
@@ -192,7 +203,10 @@ async def test_bad_credentials_stop_writing_keep_spooling_and_resume(
 
 
 async def test_503_retry_after_is_honoured(
-    tmp_path: Path, influxd: TempInfluxd, httpserver: HTTPServer
+    tmp_path: Path,
+    influxd: TempInfluxd,
+    httpserver: HTTPServer,
+    make_spool: Callable[..., Any],
 ) -> None:
     influxd.query(f'CREATE DATABASE "{DB}"')
     down = {"on": True}
@@ -200,7 +214,8 @@ async def test_503_retry_after_is_honoured(
         httpserver, influxd.url, lambda lines: (503, {"Retry-After": "30"}) if down["on"] else None
     )
     clock = ManualClock(T0)
-    writer, client = make_writer(tmp_path, httpserver.url_for("").rstrip("/"), clock)
+    url = httpserver.url_for("").rstrip("/")
+    writer, client = make_writer(tmp_path, url, clock, make_spool=make_spool)
     await writer.write([point("busy", 0, 1)])
     down["on"] = False
     clock.advance(20)
@@ -212,12 +227,13 @@ async def test_503_retry_after_is_honoured(
     assert statuses == [503, 204] and writer.backlog == 0
 
 
-async def test_cap_drops_the_oldest_and_counts_exactly(tmp_path: Path) -> None:
+async def test_cap_drops_the_oldest_and_counts_exactly(
+    tmp_path: Path, make_spool: Callable[..., Any]
+) -> None:
     from followerwatch.demo.influxd import free_port
 
-    writer, client = make_writer(
-        tmp_path, f"http://127.0.0.1:{free_port()}", ManualClock(T0), cap=100
-    )
+    url = f"http://127.0.0.1:{free_port()}"
+    writer, client = make_writer(tmp_path, url, ManualClock(T0), cap=100, make_spool=make_spool)
     await writer.write([point("cap", i, i) for i in range(80)])
     await writer.write([point("cap", 80 + i, i) for i in range(50)])
     await client.aclose()

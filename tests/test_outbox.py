@@ -104,7 +104,7 @@ def webhook(client: httpx.AsyncClient, url: str, **extra: Any) -> WebhookNotifie
 
 
 async def test_a_slow_firing_holds_back_only_its_own_resolution(
-    tmp_path: Path, client: httpx.AsyncClient
+    make_state: Callable[[], Any], client: httpx.AsyncClient
 ) -> None:
     others = [e for account in ("b", "c", "d") for e in alternating(account, 4)]
     slow = alternating("a", 2)  # a-0 firing (slow to deliver), a-1 its resolution
@@ -119,7 +119,7 @@ async def test_a_slow_firing_holds_back_only_its_own_resolution(
             released.set()
         return 204
 
-    state = StateDB(tmp_path / "state.sqlite3")
+    state = make_state()
     # Stored interleaved, the slow firing first: stored order is not delivery order any more.
     state.events.add_events([slow[0], *others[:6], slow[1], *others[6:]], lambda e: ["hook"])
     async with Receiver(handler) as receiver:
@@ -140,12 +140,12 @@ async def test_a_slow_firing_holds_back_only_its_own_resolution(
 
 
 async def test_a_retrying_head_blocks_only_its_account(
-    tmp_path: Path, client: httpx.AsyncClient
+    make_state: Callable[[], Any], client: httpx.AsyncClient
 ) -> None:
     async def handler(payload: dict[str, Any]) -> int:
         return 503 if payload["event"]["account"] == "a" else 204
 
-    state = StateDB(tmp_path / "state.sqlite3")
+    state = make_state()
     state.events.add_events([*alternating("a", 2), *alternating("b", 2)], lambda e: ["hook"])
     clock = ManualClock(T0)
     async with Receiver(handler) as receiver:
@@ -160,13 +160,13 @@ async def test_a_retrying_head_blocks_only_its_account(
 
 
 async def test_concurrency_one_keeps_the_stored_order(
-    tmp_path: Path, client: httpx.AsyncClient
+    make_state: Callable[[], Any], client: httpx.AsyncClient
 ) -> None:
     async def handler(payload: dict[str, Any]) -> int:
         return 204
 
     stored = [event(account, n) for n in range(3) for account in ("a", "b", "c")]
-    state = StateDB(tmp_path / "state.sqlite3")
+    state = make_state()
     state.events.add_events(stored, lambda e: ["hook"])
     async with Receiver(handler) as receiver:
         notifier = webhook(client, receiver.url, concurrency=1)
@@ -176,7 +176,7 @@ async def test_concurrency_one_keeps_the_stored_order(
 
 
 async def test_concurrent_passes_never_send_a_delivery_twice(
-    tmp_path: Path, client: httpx.AsyncClient
+    make_state: Callable[[], Any], client: httpx.AsyncClient
 ) -> None:
     async def handler(payload: dict[str, Any]) -> int:
         await asyncio.sleep(0.01)  # keeps requests in flight while the other pass looks
@@ -184,7 +184,7 @@ async def test_concurrent_passes_never_send_a_delivery_twice(
 
     accounts = [f"u{i}" for i in range(20)]
     events = [e for account in accounts for e in alternating(account, 4)]
-    state = StateDB(tmp_path / "state.sqlite3")
+    state = make_state()
     state.events.add_events(events, lambda e: ["hook"])
     async with Receiver(handler) as receiver:
         outbox = Outbox(state, [webhook(client, receiver.url, concurrency=4)], ManualClock(T0))

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import random
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -97,8 +99,10 @@ def test_an_add_is_one_row_and_acks_and_dead_letters_trim_it_around_kept_numbers
     spool.close()
 
 
-def test_peek_takes_part_of_a_chunk_and_the_rest_keeps_its_numbers(tmp_path: Path) -> None:
-    spool = Spool(tmp_path / "spool.sqlite3")
+def test_peek_takes_part_of_a_chunk_and_the_rest_keeps_its_numbers(
+    make_spool: Callable[..., Any],
+) -> None:
+    spool = make_spool()
     spool.add([m(i) for i in range(10)])
     first = spool.peek(3)
     assert [line for _, line in first] == [m(0), m(1), m(2)]
@@ -130,10 +134,12 @@ def test_the_cap_drops_the_oldest_lines_across_chunks(tmp_path: Path) -> None:
     spool.close()
 
 
-def test_a_random_mix_matches_a_list_and_the_ledger_always_balances(tmp_path: Path) -> None:
+def test_a_random_mix_matches_a_list_and_the_ledger_always_balances(
+    make_spool: Callable[..., Any],
+) -> None:
     rng = random.Random(18)
     cap = 300
-    spool = Spool(tmp_path / "spool.sqlite3", cap=cap)
+    spool = make_spool(cap=cap)
     model: list[tuple[int, str]] = []  # what the spool should hold, oldest first
     written = dead = dropped = added = 0
     known: list[int] = []  # every number handed out, for acks of lines gone already

@@ -119,6 +119,38 @@ CREATE TABLE suspect_zeros (
 CREATE INDEX suspect_zeros_shard ON suspect_zeros (shard);
 """,
     ),
+    # The outbox (state/pg/events.py, deliveries.py) and the spool (store/pg_spool.py). A
+    # delivery is claimed by one replica until `claim_until`; a spooled line likewise while it
+    # is being written.
+    Step(
+        3,
+        "outbox and spool",
+        """
+CREATE TABLE events (
+    seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL,
+    platform TEXT NOT NULL, account TEXT NOT NULL, rule TEXT NOT NULL, kind TEXT NOT NULL,
+    value BIGINT NOT NULL, threshold BIGINT NOT NULL, message TEXT NOT NULL,
+    severity TEXT NOT NULL, status TEXT NOT NULL, labels TEXT NOT NULL, score DOUBLE PRECISION,
+    stored BOOLEAN NOT NULL DEFAULT false, enriched BOOLEAN NOT NULL DEFAULT false,
+    projection TEXT, shard INTEGER NOT NULL);
+CREATE INDEX events_unstored ON events (seq) WHERE NOT stored;
+CREATE INDEX events_unenriched ON events (seq) WHERE NOT enriched;
+CREATE TABLE deliveries (
+    event_id TEXT NOT NULL REFERENCES events (id), notifier TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0, last_error TEXT,
+    claimed_by TEXT, claim_until TIMESTAMPTZ, PRIMARY KEY (event_id, notifier));
+CREATE INDEX deliveries_pending ON deliveries (notifier, event_id) WHERE status = 'pending';
+CREATE TABLE spool (
+    seq BIGSERIAL PRIMARY KEY, line TEXT NOT NULL, claimed_by TEXT, claim_until TIMESTAMPTZ);
+CREATE TABLE spool_counters (name TEXT PRIMARY KEY, value BIGINT NOT NULL);
+INSERT INTO spool_counters VALUES ('added', 0), ('written', 0), ('dropped', 0),
+    ('dead_lettered', 0), ('dropped_disk_full', 0);
+CREATE TABLE spool_dead_letter (
+    seq BIGINT NOT NULL, time TIMESTAMPTZ NOT NULL DEFAULT now(), reason TEXT NOT NULL,
+    line TEXT NOT NULL);
+""",
+    ),
 )
 
 # Serialises migrations across replicas starting at once (an arbitrary, fixed 64-bit key).
