@@ -94,6 +94,10 @@ class StateFileError(FollowerwatchError):
         self.damaged = damaged  # its content is bad (--reset-state may set it aside)
 
 
+class StateUnavailable(FollowerwatchError):
+    """The shared state database (PostgreSQL) cannot be opened at start-up."""
+
+
 class DeliveryError(FollowerwatchError):
     """A notifier failed; `permanent` errors (4xx, bad config) are not retried."""
 

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 from typer.models import CommandFunctionType
 
-from followerwatch.errors import StateFileError
+from followerwatch.errors import StateFileError, StateUnavailable
 
 ConfigOpt = Annotated[
     Path | None,
@@ -48,7 +48,7 @@ def state_file_errors() -> Iterator[None]:
     """Exit 1 with one line naming the file when a local database is damaged or read-only."""
     try:
         yield
-    except StateFileError as exc:
+    except (StateFileError, StateUnavailable) as exc:
         print(f"followerwatch: {exc}", file=sys.stderr)
         raise typer.Exit(1) from None
 

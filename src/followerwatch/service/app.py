@@ -30,9 +30,11 @@ from followerwatch.poll.pipeline import Pipeline
 from followerwatch.poll.stats import PollStats
 from followerwatch.rules import build_rule_sets
 from followerwatch.service.groups import Group, plan_groups
+from followerwatch.service.replicas import Replica, ShardIndex, open_shared
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
 from followerwatch.sources.replay import ReplaySource
+from followerwatch.state.base import StateBackend
 from followerwatch.state.db import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
@@ -130,7 +132,14 @@ class App:
         data = settings.service.data_dir
         # First, so a damaged or read-only file stops start-up before anything else is opened.
         reset_at = self.clock.now() if reset_state else None
-        self.state = StateDB(data / "state.sqlite3", reset_at=reset_at)
+        # The PostgreSQL backend: state shared by replicas, work leased by virtual shard.
+        self.replica: Replica | None = None
+        self.shards = ShardIndex(settings.state.shards)
+        self.state: StateBackend
+        if settings.state.backend == "postgresql":
+            self.state, self.replica = open_shared(config, self.shards)
+        else:
+            self.state = StateDB(data / "state.sqlite3", reset_at=reset_at)
         try:
             self.spool = Spool(
                 data / "spool.sqlite3", settings.service.spool_cap, reset_at=reset_at
@@ -199,14 +208,32 @@ class App:
         self.campaigns = CampaignRunner(
             settings.campaigns, self.state, self.reader, self.clock, route
         )
-        self.groups = plan_groups(config)
+        self.groups = self.plan(config)
         self._gates: dict[str, asyncio.Semaphore] = {}
         self.sources: dict[str, Source] = {}
         self.collectors: dict[str, Collector] = {}
         # Which accounts fail and how (logged once per change, in /metrics), across reloads.
         self.account_failures = AccountFailures()
-        for platform in {g.platform for g in self.groups}:
+        for platform in self._platforms(config, self.groups):
             self._add_collector(platform)
+
+    def plan(self, config: Config) -> list[Group]:
+        """This process's groups: its shard's, or (PostgreSQL) those of the shards it leases."""
+        if self.replica is None:
+            return plan_groups(config)
+        self.shards.use(config)
+        return plan_groups(config, self.replica.held())
+
+    def _platforms(self, config: Config, groups: Sequence[Group]) -> set[str]:
+        # A replica's shards change while it runs: every watched platform gets its collector.
+        if self.replica is not None:
+            return set(config.by_platform())
+        return {g.platform for g in groups}
+
+    def replan(self) -> list[Group]:
+        """The groups after this replica's shards changed (what the scheduler now polls)."""
+        self.groups = self.plan(self.config)
+        return self.groups
 
     def _add_collector(self, platform: str) -> None:
         source = self._build_source(platform)
@@ -276,8 +303,8 @@ class App:
             zero_windows(config),
         )
         self.poll_stats.keep_per_account(account_metrics(config))
-        groups = plan_groups(config)
-        needed = {g.platform for g in groups}
+        groups = self.plan(config)
+        needed = self._platforms(config, groups)
         for platform in needed:
             settings = config.settings.platform(platform)
             if platform in self.sources and old.settings.platform(platform) == settings:
@@ -285,7 +312,11 @@ class App:
             self._add_collector(platform)
         for platform in set(self.sources) - needed:
             del self.sources[platform], self.collectors[platform]
-        watched = {a.key for g in groups for a in g.accounts}
+        watched = (
+            {a.key for a in config.accounts}
+            if self.replica is not None
+            else {a.key for g in groups for a in g.accounts}
+        )
         self.account_failures.forget(watched)
         pipeline.forget(watched)
         self.groups = groups

@@ -152,6 +152,48 @@ class _Snapshot:
             age.add_metric([platform], app.poll_stats.since_success(platform))
         yield age
         yield from _account_failures(app)
+        yield from _replica_metrics(app)
+
+
+def _replica_metrics(app: App) -> Iterator[Metric]:
+    """The PostgreSQL backend: leases, handovers, renewal failures, and state work held."""
+    replica = app.replica
+    if replica is None:
+        return
+    leases = replica.leases
+    held = GaugeMetricFamily(
+        "followerwatch_leases_held", "Virtual shards this replica holds a lease on and polls."
+    )
+    held.add_metric([], len(replica.loaded))
+    yield held
+    for name, text, value in (
+        ("handovers", "Shards this replica took over from another replica.", leases.handovers),
+        (
+            "lease_renewal_failures",
+            "Lease renewals that could not reach PostgreSQL.",
+            leases.renewal_failures,
+        ),
+        ("lease_claims", "Shard leases this replica claimed.", leases.claims),
+    ):
+        counter = CounterMetricFamily(f"followerwatch_{name}", text)
+        counter.add_metric([], value)
+        yield counter
+    committer = replica.state.committer
+    pending = GaugeMetricFamily(
+        "followerwatch_state_pending",
+        "Rule-state commits held in memory for PostgreSQL (bounded by state.max_pending).",
+    )
+    pending.add_metric([], committer.pending)
+    yield pending
+    lost = CounterMetricFamily(
+        "followerwatch_state_dropped",
+        "Rule-state commits not written: over max_pending (dropped) or for a shard whose lease "
+        "was gone (fenced).",
+        labels=["reason"],
+    )
+    lost.add_metric(["dropped"], committer.dropped)
+    lost.add_metric(["fenced"], committer.fenced_drops)
+    yield lost
 
 
 def _account_failures(app: App) -> Iterator[Metric]:
@@ -217,8 +259,10 @@ def _disk_metrics(app: App) -> Iterator[Metric]:
 
 
 def _events_by_kind(app: App) -> list[tuple[str, int]]:
+    if app.replica is not None:
+        return app.replica.state.event_kinds()
     # A separate read-only connection: the scrape must not share the service's transactions.
-    uri = f"file:{app.state.path}?mode=ro"
+    uri = f"file:{app.config.settings.service.data_dir / 'state.sqlite3'}?mode=ro"
     try:
         with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=1.0)) as db:
             rows = db.execute("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind")

@@ -42,6 +42,37 @@ async def seed_baselines(app: App) -> Seeded | None:
     return await seed_at_start(Seeder(app.state, app.reader, rules, app.clock), keys)
 
 
+class Leasing:
+    """The replica's lease loop while the service runs, and its orderly end."""
+
+    def __init__(self, app: App, scheduler: PollScheduler) -> None:
+        """Tick `app.replica`'s leases; hand `scheduler` the groups of the shards held."""
+        assert app.replica is not None
+        self.replica = app.replica
+        self._stop = asyncio.Event()
+
+        def replan() -> None:
+            scheduler.replace(app.replan())
+
+        self.task = asyncio.create_task(self.replica.run(self._stop, replan))
+
+    async def stop(self, timeout: float) -> bool:
+        """Stop ticking, write the queued state under the leases, then release them."""
+        self._stop.set()
+        await asyncio.gather(self.task, return_exceptions=True)
+        state = self.replica.state
+        written = await asyncio.to_thread(state.flush, timeout)
+        if not written:
+            log.warning("state left unwritten at shutdown", pending=state.committer.pending)
+        await self.replica.release()
+        return written
+
+
+def start_leasing(app: App, scheduler: PollScheduler) -> Leasing | None:
+    """The lease loop, for a replica of the PostgreSQL backend (None for SQLite)."""
+    return Leasing(app, scheduler) if app.replica is not None else None
+
+
 async def serve(
     app: App, *, until: Callable[[], bool] | None = None, check_every: float = 0.2
 ) -> bool:
@@ -65,6 +96,8 @@ async def _serve(app: App, until: Callable[[], bool] | None, check_every: float)
     flusher = asyncio.create_task(app.writer.run(outbox_stop))
     campaigns = asyncio.create_task(app.campaigns.run(outbox_stop, app.outbox.kick))
     scheduler.start()
+    # The PostgreSQL backend: the shards polled follow this replica's leases.
+    leasing = start_leasing(app, scheduler)
     # Behind the first polls, never before them: until it is done the rule learns from polls.
     baseline = asyncio.create_task(seed_baselines(app))
     app.start_reload(scheduler.replace, outbox_stop)  # config edits apply without a restart
@@ -90,6 +123,9 @@ async def _serve(app: App, until: Callable[[], bool] | None, check_every: float)
     baseline.cancel()  # what it has written stays; the next start picks up the rest
     await asyncio.gather(baseline, return_exceptions=True)
     clean = await scheduler.stop(app.config.settings.service.shutdown_timeout)
+    if leasing is not None:
+        # The polls' state is written under the leases before they are given up.
+        clean = await leasing.stop(app.config.settings.service.shutdown_timeout) and clean
     outbox_stop.set()
     try:
         await asyncio.wait_for(

@@ -46,6 +46,7 @@ class PgState:
         fence_of: Callable[[int], int | None],
         write_events: WriteEvents = no_events,
         max_pending: int = MAX_PENDING,
+        after_commit: Callable[[], None] | None = None,
     ) -> None:
         """Write as `replica`; `fence_of(shard)`: the fence held now (None: shard not held)."""
         self._dsn = dsn
@@ -58,6 +59,7 @@ class PgState:
             fence_of=fence_of,
             write_events=write_events,
             max_pending=max_pending,
+            after_commit=after_commit,
         )
         self.accounts = self.mirror
         self.rules = PgRules(self.mirror, self.committer)

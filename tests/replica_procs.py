@@ -1,0 +1,133 @@
+"""Replicas of the real `followerwatch run` on one PostgreSQL state, polling one fake X."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+
+from fakes.fake_x import TOKEN, FakeX, Seen, make_user
+
+
+def write_config(
+    path: Path,
+    fake: FakeX,
+    influx: tuple[str, str],
+    dsn: str,
+    users: int,
+    *,
+    ttl: str = "3s",
+    extra: str = "",
+) -> list[str]:
+    """A replica config: `users` X accounts polled every second; their usernames."""
+    names = [make_user(i)["username"] for i in range(users)]
+    fake.add(*(make_user(i) for i in range(users)))
+    path.write_text(
+        f"""
+[service]
+log_format = "json"
+ops_address = ""
+shutdown_timeout = "5s"
+[state]
+backend = "postgresql"
+dsn = "{dsn}"
+lease_ttl = "{ttl}"
+[influxdb]
+url = "{influx[0]}"
+database = "{influx[1]}"
+[platforms.x]
+bearer_token = "{TOKEN}"
+base_url = "{fake.base_url}"
+interval = "1s"
+batch_size = 100
+{extra}
+"""
+        + "".join(f'[[watch]]\nplatform = "x"\nhandle = "{n}"\n' for n in names)
+    )
+    return [n.lower() for n in names]
+
+
+def start_replica(config: Path, data: Path) -> subprocess.Popen[str]:
+    """One `followerwatch run`, with its own data folder (a pod's emptyDir)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "followerwatch", "run", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "FOLLOWERWATCH_SERVICE__DATA_DIR": str(data),
+        },
+    )
+
+
+def stop_all(procs: Iterable[subprocess.Popen[str]], timeout: float = 30.0) -> list[str]:
+    """SIGTERM every running replica; their outputs (a killed one's too)."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    outs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=timeout)
+        outs.append(out)
+    return outs
+
+
+def requested(fake: FakeX, seen: Seen) -> list[str]:
+    """The usernames one request asked for."""
+    args = seen.args
+    if "usernames" in args:
+        return [name.lower() for name in args["usernames"].split(",")]
+    by_id = {u["id"]: u["username"].lower() for u in fake.users.values()}
+    return [by_id[i] for i in args["ids"].split(",")]
+
+
+def polls(fake: FakeX) -> dict[str, list[datetime]]:
+    """When each account was polled, in order."""
+    out: dict[str, list[datetime]] = defaultdict(list)
+    for seen in list(fake.seen):
+        for name in requested(fake, seen):
+            out[name].append(seen.time)
+    return out
+
+
+def polls_between(fake: FakeX, start: datetime, end: datetime) -> Counter[str]:
+    """How many times each account was polled in [start, end)."""
+    return Counter(
+        name
+        for seen in list(fake.seen)
+        if start <= seen.time < end
+        for name in requested(fake, seen)
+    )
+
+
+def holders(dsn: str) -> dict[int, str]:
+    """Each leased shard's holder, as PostgreSQL sees it now."""
+    with psycopg.connect(dsn) as conn:
+        try:
+            rows = conn.execute(
+                "SELECT shard, holder FROM leases WHERE holder IS NOT NULL AND expires > now()"
+            ).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return {}  # no replica has migrated the database yet
+    return {int(shard): str(holder) for shard, holder in rows}
+
+
+def wait_until(condition: object, what: str, timeout: float) -> float:
+    """Poll `condition()` every 0.1 s; the seconds it took, or fail."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if condition():  # type: ignore[operator]
+            return time.monotonic() - start
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
