@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from fakes.fake_x import TOKEN, FakeX, Seen, make_user
+from followerwatch.poll.shard import owner
 
 
 def write_config(
@@ -131,3 +137,56 @@ def wait_until(condition: object, what: str, timeout: float) -> float:
             return time.monotonic() - start
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def shards_of(dsn: str, pid: int) -> set[int]:
+    """The shards the replica with this process id holds now."""
+    return {s for s, holder in holders(dsn).items() if f":{pid}:" in holder}
+
+
+def accounts_in(names: Iterable[str], shards: set[int]) -> list[str]:
+    """The usernames whose virtual shard (of 64) is one of `shards`."""
+    return [n for n in names if owner(f"x\x00{n}", 64) in shards]
+
+
+class Receiver:
+    """A webhook receiver that records every event delivered, and can fail on purpose."""
+
+    def __init__(self) -> None:
+        self.server = HTTPServer(host="127.0.0.1", port=0)
+        self.server.expect_request("/hook").respond_with_handler(self._handle)
+        self.status = 200
+        self.received: list[dict[str, Any]] = []
+        self.refused = 0
+        self._lock = threading.Lock()
+        self.server.start()
+
+    @property
+    def url(self) -> str:
+        """Where the webhook posts."""
+        return self.server.url_for("/hook")
+
+    def _handle(self, request: Request) -> Response:
+        with self._lock:
+            if self.status != 200:
+                self.refused += 1
+                return Response("down", status=self.status)
+            self.received.append(json.loads(request.get_data())["event"])
+        return Response("ok", status=200)
+
+    def events(self, kind: str) -> Counter[str]:
+        """How many times each account's event of `kind` was delivered."""
+        with self._lock:
+            return Counter(e["account"] for e in self.received if e["kind"] == kind)
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self.server.clear()
+        if self.server.is_running():
+            self.server.stop()
+
+
+def set_followers(fake: FakeX, names: Iterable[str], count: int) -> None:
+    """What the fake X answers for these accounts from now on."""
+    for name in names:
+        fake.users[name]["public_metrics"]["followers_count"] = count

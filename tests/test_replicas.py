@@ -13,8 +13,13 @@ from pytest_httpserver import HTTPServer
 from fakes.fake_x import FakeX
 from followerwatch.clock import SystemClock
 from replica_procs import (
+    Receiver,
+    accounts_in,
     holders,
+    polls,
     polls_between,
+    set_followers,
+    shards_of,
     start_replica,
     stop_all,
     wait_until,
@@ -60,3 +65,66 @@ def test_three_replicas_poll_each_account_once_per_interval(
     assert set(counts) == set(names)
     print("polls per account in 6 s:", Counter(counts.values()))
     assert min(counts.values()) >= 5 and max(counts.values()) <= 7, sorted(counts.values())
+
+
+def test_a_killed_replicas_accounts_alerts_and_deliveries_are_taken_over(
+    tmp_path: Path, fake: FakeX, influx_db: tuple[str, str], pg_dsn: str
+) -> None:
+    receiver = Receiver()
+    config = tmp_path / "fw.toml"
+    extra = f"""
+[platforms.x.defaults]
+below = 900
+[alerts]
+attempt_timeout = "1s"
+backoff_initial = "0.2s"
+backoff_max = "0.5s"
+[[notifiers]]
+type = "webhook"
+url = "{receiver.url}"
+"""
+    names = write_config(config, fake, influx_db, pg_dsn, ACCOUNTS, extra=extra)
+    procs = [start_replica(config, tmp_path / f"data{i}") for i in range(3)]
+    victim = procs[0]
+    try:
+        wait_until(
+            lambda: sorted(Counter(holders(pg_dsn).values()).values()) == [21, 21, 22],
+            "the shards to spread over three replicas",
+            timeout=30,
+        )
+        mine = accounts_in(names, shards_of(pg_dsn, victim.pid))
+        before, during = mine[:5], mine[5:10]
+        # Crossings the victim sees while the receiver is down: they wait in its outbox.
+        receiver.status = 503
+        set_followers(fake, before, 500)
+        wait_until(lambda: receiver.refused >= 5, "the victim to try its alerts", timeout=15)
+        victim.kill()
+        victim.wait()
+        killed = SystemClock().now()
+        receiver.status = 200
+        # A crossing while the victim's shards change hands.
+        set_followers(fake, during, 500)
+        wait_until(
+            lambda: all(polls(fake)[n][-1] > killed for n in mine),
+            "the victim's accounts to be polled again",
+            timeout=20,
+        )
+        repolled = max(
+            next(t for t in polls(fake)[n] if t > killed) - killed for n in mine
+        ).total_seconds()
+        wait_until(
+            lambda: set(receiver.events("dropped_below")) >= set(before + during),
+            "every crossing to be delivered",
+            timeout=30,
+        )
+        time.sleep(3)  # any second delivery would come now
+    finally:
+        outs = stop_all(procs)
+        receiver.stop()
+    for proc, out in zip(procs[1:], outs[1:], strict=True):
+        assert proc.returncode == 0, out[-3000:]
+    print(f"the victim's {len(mine)} accounts polled again within {repolled:.2f} s")
+    # TTL (3 s) + one interval (1 s), and the claims' own latency (a tick, a load).
+    assert repolled <= 3 + 1 + 0.5
+    delivered = receiver.events("dropped_below")
+    assert delivered == Counter({n: 1 for n in before + during}), delivered

@@ -190,7 +190,8 @@ def open_shared(config: Config, index: ShardIndex) -> tuple[PgStateDB, Replica]:
             replica_id,
             shard_of=index.shard_of,
             max_pending=cfg.max_pending,
-            claim_ttl=max(ttl, 30.0),
+            # A lane's claim must outlast a delivery pass, or a live replica's lane moves.
+            claim_ttl=max(ttl, 2 * config.settings.alerts.attempt_timeout),
         )
     except psycopg.Error as exc:
         problem = " ".join(str(exc).split())
