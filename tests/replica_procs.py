@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -190,3 +191,27 @@ def set_followers(fake: FakeX, names: Iterable[str], count: int) -> None:
     """What the fake X answers for these accounts from now on."""
     for name in names:
         fake.users[name]["public_metrics"]["followers_count"] = count
+
+
+def spread(dsn: str) -> list[int]:
+    """How many shards each replica holds, smallest first."""
+    return sorted(Counter(holders(dsn).values()).values())
+
+
+def live_replicas(dsn: str) -> list[str]:
+    """The replicas whose row has not expired."""
+    with psycopg.connect(dsn) as conn:
+        try:
+            rows = conn.execute("SELECT id FROM replicas WHERE expires > now()").fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+    return [str(r[0]) for r in rows]
+
+
+def longest_gaps(fake: FakeX, start: datetime, end: datetime) -> dict[str, float]:
+    """Each account's longest wait between polls in [start, end] (the window's ends count)."""
+    out = {}
+    for name, times in polls(fake).items():
+        inside = [start, *(t for t in times if start < t < end), end]
+        out[name] = max((b - a).total_seconds() for a, b in itertools.pairwise(inside))
+    return out

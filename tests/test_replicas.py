@@ -15,11 +15,13 @@ from followerwatch.clock import SystemClock
 from replica_procs import (
     Receiver,
     accounts_in,
-    holders,
+    live_replicas,
+    longest_gaps,
     polls,
     polls_between,
     set_followers,
     shards_of,
+    spread,
     start_replica,
     stop_all,
     wait_until,
@@ -37,7 +39,7 @@ def fake(httpserver: HTTPServer) -> FakeX:
     return fake
 
 
-def test_three_replicas_poll_each_account_once_per_interval(
+def test_three_replicas_poll_each_account_once_per_interval_and_a_fourth_joins(
     tmp_path: Path, fake: FakeX, influx_db: tuple[str, str], pg_dsn: str
 ) -> None:
     config = tmp_path / "fw.toml"
@@ -46,25 +48,40 @@ def test_three_replicas_poll_each_account_once_per_interval(
     try:
         # Settled: all 64 shards leased, 21 or 22 to each of the three.
         wait_until(
-            lambda: sorted(Counter(holders(pg_dsn).values()).values()) == [21, 21, 22],
+            lambda: spread(pg_dsn) == [21, 21, 22],
             "the shards to spread over three replicas",
             timeout=30,
         )
         time.sleep(2)  # the last shard's first poll
         start = SystemClock().now()
         time.sleep(6)
-        end = SystemClock().now() - timedelta(seconds=0)
-        counts = polls_between(fake, start, end)
-        settled = holders(pg_dsn)
+        counts = polls_between(fake, start, SystemClock().now())
+        settled = spread(pg_dsn)
+        # A fourth replica: from when it is up, the shards rebalance to 16 each.
+        procs.append(start_replica(config, tmp_path / "data3"))
+        wait_until(lambda: len(live_replicas(pg_dsn)) == 4, "the fourth replica", timeout=20)
+        joined = SystemClock().now()
+        rebalanced = wait_until(
+            lambda: spread(pg_dsn) == [16, 16, 16, 16], "16 shards each", timeout=12
+        )
+        time.sleep(2)
+        gaps = longest_gaps(fake, joined - timedelta(seconds=2), SystemClock().now())
     finally:
         outs = stop_all(procs)
     for proc, out in zip(procs, outs, strict=True):
         assert proc.returncode == 0, out[-3000:]
-    assert sorted(Counter(settled.values()).values()) == [21, 21, 22]
+    assert settled == [21, 21, 22]
     # Every account, polled once a second by one replica: about 6 polls in 6 s, never double.
     assert set(counts) == set(names)
     print("polls per account in 6 s:", Counter(counts.values()))
     assert min(counts.values()) >= 5 and max(counts.values()) <= 7, sorted(counts.values())
+    print(
+        f"rebalanced {rebalanced:.2f} s after the fourth replica was up;"
+        f" longest gap between polls {max(gaps.values()):.2f} s"
+    )
+    assert rebalanced <= 2 * 3
+    # No account unpolled for longer than TTL + one interval while its shard moved.
+    assert set(gaps) == set(names) and max(gaps.values()) <= 3 + 1
 
 
 def test_a_killed_replicas_accounts_alerts_and_deliveries_are_taken_over(
@@ -88,7 +105,7 @@ url = "{receiver.url}"
     victim = procs[0]
     try:
         wait_until(
-            lambda: sorted(Counter(holders(pg_dsn).values()).values()) == [21, 21, 22],
+            lambda: spread(pg_dsn) == [21, 21, 22],
             "the shards to spread over three replicas",
             timeout=30,
         )
