@@ -74,6 +74,7 @@ class Outbox:
         self._refreshed: dict[str, float] = {}
         self._enriching: set[str] = set()
         self._lanes = Lanes(state.deliveries, self.kick)
+        self._failing = False  # a pass failed and none has worked since (logged once)
         self._sender = Sender(self._lanes, clock, attempt_timeout, self.backoff)
 
     def backoff(self, attempts: int) -> float:
@@ -178,7 +179,11 @@ class Outbox:
             await self._background_pass(stop, grace)
             if self._kick.rung:
                 continue
-            due = self.next_due()
+            try:
+                due = self.next_due()
+            except Exception as exc:  # the state database is unreachable: try again later
+                self._failed(exc)
+                due = None
             wait = idle if due is None else max(0.05, min(idle, due - self.clock.now().timestamp()))
             if self._lanes.unrecorded:
                 wait = min(wait, UNRECORDED_RETRY)  # the next pass tries to record them again
@@ -206,6 +211,15 @@ class Outbox:
             work.cancel()  # only matters when this task itself is cancelled
         if not work.cancelled() and (exc := work.exception()) is not None:
             # The loop must outlive any one bad delivery.
+            self._failed(exc)
+        elif not work.cancelled() and self._failing:
+            self._failing = False
+            log.info("outbox loop works again")
+
+    def _failed(self, exc: BaseException) -> None:
+        """Log a failing pass once until a pass works again (a state outage fails them all)."""
+        if not self._failing:
+            self._failing = True
             log.error("outbox loop error", exc_info=exc)
 
     async def drain(self, timeout: float) -> bool:

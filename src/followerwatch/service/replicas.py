@@ -73,6 +73,10 @@ class Replica:
             log.info("leases renewed again", held=len(held.leases), live=held.live)
 
     async def _follow(self, held: Held) -> bool:
+        if not held.ok:
+            # PostgreSQL is unreachable, so nobody can take a lease either: keep polling what
+            # this replica holds; its state waits in memory and is written, fenced, on return.
+            return False
         fences = held.fences
         # Re-claimed after its lease lapsed (a database outage) with nobody between: the state
         # in memory and the work queued for it are still the newest, under the new fence.
@@ -86,17 +90,16 @@ class Replica:
             del self.loaded[shard]
             self.state.drop_shard(shard)
             changed = True
-        for shard, fence in sorted(fences.items()):
-            if shard in self.loaded:
-                continue
+        new = sorted(s for s in fences if s not in self.loaded)
+        if new:
             try:
-                await asyncio.to_thread(self.state.load_shard, shard, fence)
-            except Exception as exc:  # a database error: try again at the next tick
+                await asyncio.to_thread(self.state.load_shards, new)
+            except Exception as exc:  # a database error: all are tried again at the next tick
                 self.load_failures += 1
-                log.warning("cannot load a shard's state", shard=shard, error=str(exc))
-                continue
-            self.loaded[shard] = fence
-            changed = True
+                log.warning("cannot load the state of shards", shards=new, error=str(exc))
+            else:
+                self.loaded.update((s, fences[s]) for s in new)
+                changed = True
         self.state.set_fences(self.loaded)
         if changed:
             gained = [g.shard for g in held.gained]

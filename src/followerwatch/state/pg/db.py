@@ -166,9 +166,9 @@ class PgStateDB:
             if loop is not None and not loop.is_closed():
                 loop.call_soon_threadsafe(self.doorbell.ring)
 
-    def load_shard(self, shard: int, fence: int) -> None:
-        """Read a shard just leased into the mirror (blocking)."""
-        self._state.load(shard)
+    def load_shards(self, shards: Sequence[int]) -> None:
+        """Read shards just leased into the mirror (blocking, one connection)."""
+        self._state.load(*shards)
 
     def drop_shard(self, shard: int) -> None:
         """Forget a shard whose lease is gone."""

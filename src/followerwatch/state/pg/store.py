@@ -64,10 +64,11 @@ class PgState:
         self.accounts = self.mirror
         self.rules = PgRules(self.mirror, self.committer)
 
-    def load(self, shard: int) -> None:
-        """Read a shard just taken (its lease held) from PostgreSQL into the mirror."""
+    def load(self, *shards: int) -> None:
+        """Read shards just taken (their leases held) from PostgreSQL into the mirror."""
         with connect(self._dsn) as conn:
-            self.mirror.load(conn, shard)
+            for shard in shards:
+                self.mirror.load(conn, shard)
 
     def drop(self, shard: int) -> None:
         """Forget a shard whose lease is gone."""
