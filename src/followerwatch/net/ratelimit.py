@@ -56,8 +56,11 @@ class BudgetShare:
     any answer from after m: all such requests of one replica are in flight together, at most
     `per_peer` of them. Its own requests are already counted by its in-flight accounting, as
     with one replica; those of the `peers` others are at most peers × per_peer, which is the
-    reserve. A replica that joins or leaves changes `peers` for the next window's decisions; the
-    lead's lease tick keeps it current.
+    reserve. The same bound covers a new window: replicas still holding the old one's answers
+    send at most `per_peer` each before they hear of it. All of this needs the reserve uncapped,
+    i.e. a limit of at least (peers + 1) × peers × per_peer; below that, a tiny limit keeps
+    every replica polling and may see the odd 429. `peers` is set from the live replica count,
+    so a replica that joins or leaves changes the reserve for every decision after that.
     """
 
     peers: int = 0
