@@ -59,16 +59,20 @@ class FakeX:
     load = staticmethod(load)
     make_user = staticmethod(make_user)
 
-    def __init__(self, server: HTTPServer, clock: Clock) -> None:
+    def __init__(self, server: HTTPServer, clock: Clock, window: int = _WINDOW) -> None:
         self.server = server
         self.clock = clock
+        # Seconds a rate-limit window lasts (X's 15 minutes; shorter to test several windows).
+        self.window = window
         self.token = TOKEN
         self.users: dict[str, dict[str, Any]] = {}
         self.suspended: set[str] = set()
         self.protected: set[str] = set()
         self.limit = 300
         self.remaining = 300
-        self.reset = int(clock.now().timestamp()) + _WINDOW
+        self.reset = int(clock.now().timestamp()) + window
+        # Requests refused with 429 because the window's budget was spent.
+        self.refusals = 0
         self.limited_body = "rate_limited_code88.json"
         # Answers served, in order, instead of the model (a body the model would never produce).
         self.canned: list[Response] = []
@@ -124,8 +128,9 @@ class FakeX:
             return json_response(401, load("unauthorized.json"))
         if now.timestamp() >= self.reset:
             self.remaining = self.limit
-            self.reset = int(now.timestamp()) + _WINDOW
+            self.reset = int(now.timestamp()) + self.window
         if self.remaining <= 0:
+            self.refusals += 1
             return json_response(429, load(self.limited_body), self.rate_headers())
         self.remaining -= 1
         values = request.args.get(param, "").split(",") if request.args.get(param) else []

@@ -10,6 +10,7 @@ import asyncio
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
@@ -37,15 +38,58 @@ ResetParser = Callable[[str | None], datetime | None]
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
 
+@dataclass(slots=True)
+class BudgetShare:
+    """How many other live replicas spend the same credentials, and how many requests each may
+    have in flight on one: the part of every window this replica leaves to them.
+
+    Mutable on purpose: one per process, shared by every limiter, and updated as replicas come
+    and go (`peers`) without rebuilding a source. With `peers` 0 nothing is set aside.
+
+    Why the reserve suffices for 0 × 429, when each replica has at most `per_peer` requests in
+    flight per limiter: a replica sends only while its view of `remaining` exceeds its own
+    requests in flight plus the reserve, and its view can be stale only by what others sent since
+    the answer it came from. Let m be the moment the platform's true remaining reaches the
+    reserve. After m, every answer says at most the reserve, and a replica holding such an
+    answer sends nothing more in that window (a window's budget only shrinks, see update()). So
+    whatever arrives after m was sent on a view older than m, by a replica that had not yet heard
+    any answer from after m: all such requests of one replica are in flight together, at most
+    `per_peer` of them. Its own requests are already counted by its in-flight accounting, as
+    with one replica; those of the `peers` others are at most peers × per_peer, which is the
+    reserve. The same bound covers a new window: replicas still holding the old one's answers
+    send at most `per_peer` each before they hear of it. All of this needs the reserve uncapped,
+    i.e. a limit of at least (peers + 1) × peers × per_peer; below that, a tiny limit keeps
+    every replica polling and may see the odd 429. `peers` is set from the live replica count,
+    so a replica that joins or leaves changes the reserve for every decision after that.
+    """
+
+    peers: int = 0
+    per_peer: int = 1
+
+    def reserve(self, limit: int | None) -> int:
+        """Units of a window of `limit` left to the other replicas (0 with no peers).
+
+        Never more than a fair part of a tiny limit, limit // (peers + 1), so every replica
+        still gets requests through; with no limit known, the full peers × per_peer.
+        """
+        peers, each = max(self.peers, 0), max(self.per_peer, 0)
+        want = peers * each
+        if want == 0 or limit is None:
+            return want
+        return min(want, max(limit, 0) // (peers + 1))
+
+
 class RateLimiter:
     """The last known budget of one credential, and the wait it implies before the next request.
 
     A reset more than `max_backoff` (plus CLOCK_SKEW) away is not believed: the wait ends after
-    `max_backoff`, and one request then finds out whether the limit still holds.
+    `max_backoff`, and one request then finds out whether the limit still holds. Given a
+    BudgetShare, the last `reserve` units of each window are left to the other replicas.
     """
 
-    def __init__(self, max_backoff: float = MAX_BACKOFF) -> None:
+    def __init__(self, max_backoff: float = MAX_BACKOFF, share: BudgetShare | None = None) -> None:
         self.max_backoff = max_backoff
+        self._share = share
         self._state: RateLimit | None = None
         self._in_flight = 0
         self._answered: asyncio.Event | None = None
@@ -108,7 +152,9 @@ class RateLimiter:
     def delay(self, now: datetime) -> float:
         """Seconds to wait before the next request may be sent (0 when free to send)."""
         state = self._state
-        if state is None or state.remaining != 0 or state.reset_at is None:
+        if state is None or state.remaining is None or state.reset_at is None:
+            return 0.0
+        if state.remaining > self._reserve(state):
             return 0.0
         # A reset already past when seen still gets its margin: it may be rounded down.
         return max((state.reset_at - now).total_seconds() + SAFETY_MARGIN, 0.0)
@@ -123,10 +169,15 @@ class RateLimiter:
             return self._first
         if state.remaining is None or state.reset_at is None:
             return False
+        reserve = self._reserve(state)
         if state.reset_at <= now:
             # An exhausted window has passed; the next one's budget is unknown until answered.
-            return state.remaining == 0
-        return state.remaining <= self._in_flight
+            return state.remaining <= reserve
+        return state.remaining <= self._in_flight + reserve
+
+    def _reserve(self, state: RateLimit) -> int:
+        """The part of this window left to other replicas on the same credential."""
+        return 0 if self._share is None else self._share.reserve(state.limit)
 
     async def acquire(self, clock: Clock, max_wait: float) -> None:
         """Wait until one more request fits the budget, and count it as in flight.

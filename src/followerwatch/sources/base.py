@@ -14,6 +14,7 @@ import httpx
 from followerwatch.clock import Clock
 from followerwatch.config.base import PlatformConfig
 from followerwatch.models import Account, FetchResult
+from followerwatch.net.ratelimit import BudgetShare
 from followerwatch.sources.common import DEFAULT_LIMITS, RateParser, ReadLimits, Requester
 
 _KEY = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -29,6 +30,8 @@ class SourceContext:
     clock: Clock
     # A folder the source may keep small files in (e.g. a daily quota ledger); it survives restarts.
     state_dir: Path
+    # The budget this process shares with other replicas on the same credentials (None: alone).
+    share: BudgetShare | None = None
 
 
 class Source(Protocol):
@@ -89,11 +92,13 @@ class SourceSpec:
 
 
 class Tuning(TypedDict, total=False):
-    """How long a source may wait for its budget, and what one request may cost."""
+    """How long a source may wait for its budget, what one request may cost, and whom it
+    shares its credential's budget with."""
 
     max_wait: float
     max_backoff: float
     limits: ReadLimits
+    share: BudgetShare
 
 
 class Tuned(Protocol):
@@ -106,9 +111,12 @@ class Tuned(Protocol):
     def max_backoff(self) -> float: ...
 
 
-def tuning(config: Tuned) -> Tuning:
-    """The Tuning a config asks for, for a builder to pass on."""
-    return {"max_wait": config.max_wait, "max_backoff": config.max_backoff}
+def tuning(config: Tuned, ctx: SourceContext | None = None) -> Tuning:
+    """The Tuning a config asks for, with the context's budget share, for a builder to pass on."""
+    tuned: Tuning = {"max_wait": config.max_wait, "max_backoff": config.max_backoff}
+    if ctx is not None and ctx.share is not None:
+        tuned["share"] = ctx.share
+    return tuned
 
 
 class HttpSource:
@@ -132,4 +140,5 @@ class HttpSource:
             settings.get("max_wait", spec.default("max_wait")),
             limits=settings.get("limits", DEFAULT_LIMITS),
             max_backoff=settings.get("max_backoff", spec.default("max_backoff")),
+            share=settings.get("share"),
         )

@@ -234,7 +234,9 @@ def _outcome(account: Account, raw: Mapping[str, Any], when: datetime) -> Outcom
 
 def build(config: BlueskyConfig, ctx: SourceContext) -> BlueskySource:
     """The Bluesky source for the configured AppView."""
-    return BlueskySource(ctx.client, clock=ctx.clock, base_url=config.base_url, **tuning(config))
+    return BlueskySource(
+        ctx.client, clock=ctx.clock, base_url=config.base_url, **tuning(config, ctx)
+    )
 
 
 SPEC = SourceSpec(

@@ -26,6 +26,7 @@ from followerwatch.models import (
 )
 from followerwatch.net.ratelimit import (
     MAX_BACKOFF,
+    BudgetShare,
     RateLimiter,
     parse_rate_limit,
     parse_retry_after,
@@ -120,12 +121,14 @@ class Requester:
     max_backoff: float = MAX_BACKOFF
     # Each group's URL, its query encoded once: the next cycle asks the same accounts again.
     urls: QueryUrls = field(default_factory=QueryUrls)
+    # Other replicas spending the same credential: each limiter leaves them their part.
+    share: BudgetShare | None = None
 
     def limiter(self, bucket: str) -> RateLimiter:
         """The limiter of one rate-limit bucket (an endpoint, or "" for the whole credential)."""
         limiter = self.limiters.get(bucket)
         if limiter is None:
-            limiter = self.limiters[bucket] = RateLimiter(self.max_backoff)
+            limiter = self.limiters[bucket] = RateLimiter(self.max_backoff, self.share)
         return limiter
 
     async def send(

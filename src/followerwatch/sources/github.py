@@ -385,7 +385,7 @@ def build(config: GitHubConfig, ctx: SourceContext) -> GitHubSource:
         token=secret(config.token) or None,
         base_url=config.base_url,
         graphql_url=config.graphql_url,
-        **tuning(config),
+        **tuning(config, ctx),
     )
 
 

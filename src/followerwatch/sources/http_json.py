@@ -340,7 +340,7 @@ def build(config: HttpJsonConfig, ctx: SourceContext) -> HttpJsonSource:
         handle_pattern=config.handle_pattern,
         rate_limit_prefix=config.rate_limit_prefix,
         rate_limit_reset=config.rate_limit_reset,
-        **tuning(config),
+        **tuning(config, ctx),
     )
 
 

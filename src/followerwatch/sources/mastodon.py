@@ -309,7 +309,7 @@ def build(config: MastodonConfig, ctx: SourceContext) -> MastodonSource:
         access_token=secret(config.access_token),
         tokens={d: t.get_secret_value() for d, t in config.tokens.items()},
         instance_urls=dict(config.instance_urls),
-        **tuning(config),
+        **tuning(config, ctx),
     )
 
 

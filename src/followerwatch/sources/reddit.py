@@ -360,7 +360,7 @@ def build(config: RedditConfig, ctx: SourceContext) -> RedditSource:
         www_url=config.www_url,
         oauth_url=config.oauth_url,
         batch_size=config.batch_size or SPEC.batch_max,
-        **tuning(config),
+        **tuning(config, ctx),
     )
 
 

@@ -278,7 +278,7 @@ def build(config: TwitchConfig, ctx: SourceContext) -> TwitchSource:
         clock=ctx.clock,
         id_url=config.id_url,
         api_url=config.api_url,
-        **tuning(config),
+        **tuning(config, ctx),
     )
 
 

@@ -306,7 +306,11 @@ def build(config: XConfig, ctx: SourceContext) -> XSource:
     if not token:
         raise ConfigError("platforms.x.bearer_token (or bearer_token_file) is required to watch X")
     return XSource(
-        ctx.client, bearer_token=token, clock=ctx.clock, base_url=config.base_url, **tuning(config)
+        ctx.client,
+        bearer_token=token,
+        clock=ctx.clock,
+        base_url=config.base_url,
+        **tuning(config, ctx),
     )
 
 

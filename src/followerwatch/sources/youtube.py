@@ -410,7 +410,7 @@ def build(config: YouTubeConfig, ctx: SourceContext) -> YouTubeSource:
         ledger_path=ctx.state_dir / LEDGER_FILE,
         base_url=config.base_url,
         daily_quota=config.daily_quota,
-        **tuning(config),
+        **tuning(config, ctx),
     )
 
 
