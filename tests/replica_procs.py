@@ -12,7 +12,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +215,15 @@ def longest_gaps(fake: FakeX, start: datetime, end: datetime) -> dict[str, float
         inside = [start, *(t for t in times if start < t < end), end]
         out[name] = max((b - a).total_seconds() for a, b in itertools.pairwise(inside))
     return out
+
+
+def settle(dsn: str, fake: FakeX, names: Iterable[str], spread_: list[int]) -> None:
+    """Wait until the shards are spread as given and every account was polled since."""
+    wait_until(lambda: spread(dsn) == spread_, f"the shards to spread as {spread_}", timeout=30)
+    since = datetime.now(UTC)
+    names = list(names)
+    wait_until(
+        lambda: all(t and t[-1] > since for t in (polls(fake).get(n) for n in names)),
+        "every account to be polled by its holder",
+        timeout=15,
+    )

@@ -23,6 +23,7 @@ from replica_procs import (
     polls,
     polls_between,
     set_followers,
+    settle,
     shards_of,
     spread,
     start_replica,
@@ -217,7 +218,7 @@ def test_postgresql_restarting_under_load_loses_and_doubles_nothing(
     names = write_config(config, fake, influx_db, dsn, ACCOUNTS, extra=extra)
     procs = [start_replica(config, tmp_path / f"data{i}") for i in range(3)]
     try:
-        wait_until(lambda: spread(dsn) == [21, 21, 22], "three replicas", timeout=30)
+        settle(dsn, fake, names, [21, 21, 22])
         server.stop()
         down = SystemClock().now()
         crossed = names[:10]
@@ -225,16 +226,11 @@ def test_postgresql_restarting_under_load_loses_and_doubles_nothing(
         time.sleep(5)  # past the 3 s TTL: nobody may take a lease, everyone keeps polling
         up = SystemClock().now()
         server.restart()
-        try:
-            wait_until(
-                lambda: set(receiver.events("dropped_below")) >= set(crossed),
-                "the held alerts",
-                timeout=20,
-            )
-        except AssertionError:
-            for i, out in enumerate(stop_all(procs)):
-                Path(f"/tmp/replica{i}.log").write_text(out)
-            raise
+        wait_until(
+            lambda: set(receiver.events("dropped_below")) >= set(crossed),
+            "the held alerts",
+            timeout=20,
+        )
         time.sleep(3)
         during = polls_between(fake, down, up)
         final = spread(dsn)

@@ -22,6 +22,7 @@ from followerwatch.disk.full import MemoryBuffer
 from followerwatch.errors import StoreError
 from followerwatch.models import ByConfig
 from followerwatch.net.http import build_client
+from followerwatch.net.ratelimit import BudgetShare
 from followerwatch.notify import build_notifier
 from followerwatch.poll.account_failures import AccountFailures
 from followerwatch.poll.batch import Row
@@ -128,6 +129,9 @@ class App:
     ) -> None:
         self.config = config
         self.clock = clock or SystemClock()
+        # Replicas on one credential leave the others their share of its budget (the lease
+        # loop sets how many peers there are; one process alone has none).
+        self.budget_share = BudgetShare(per_peer=config.settings.service.poll_concurrency)
         settings = config.settings
         data = settings.service.data_dir
         # First, so a damaged or read-only file stops start-up before anything else is opened.
@@ -137,7 +141,7 @@ class App:
         self.shards = ShardIndex(settings.state.shards)
         self.state: StateBackend
         if settings.state.backend == "postgresql":
-            self.state, self.replica = open_shared(config, self.shards)
+            self.state, self.replica = open_shared(config, self.shards, self.budget_share)
         else:
             self.state = StateDB(data / "state.sqlite3", reset_at=reset_at)
         try:
@@ -255,7 +259,8 @@ class App:
                 position_file=state_dir / "replay-position.json",
                 save_position=not self.pipeline.dry_run,
             )
-        return REGISTRY[platform].build(pcfg, SourceContext(self.client, self.clock, state_dir))
+        context = SourceContext(self.client, self.clock, state_dir, self.budget_share)
+        return REGISTRY[platform].build(pcfg, context)
 
     async def prepare(self) -> None:
         """Create the database when asked to (1.x only); a failure is logged, not raised."""

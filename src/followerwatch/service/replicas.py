@@ -21,6 +21,7 @@ import structlog
 from followerwatch.config.settings import Config
 from followerwatch.errors import ConfigError, StateUnavailable
 from followerwatch.models import Account
+from followerwatch.net.ratelimit import BudgetShare
 from followerwatch.poll.shard import owner, virtual_shards
 from followerwatch.state.pg.db import PgStateDB
 from followerwatch.state.pg.leases import Held, LeaseTable, renew_every
@@ -36,8 +37,11 @@ class Replica:
         leases: LeaseTable,
         state: PgStateDB,
         accounts_of: Callable[[], Mapping[int, Sequence[Account]]],
+        share: BudgetShare | None = None,
     ) -> None:
-        """`accounts_of()`: the watchlist's accounts by virtual shard (re-read on every change)."""
+        """`accounts_of()`: the watchlist's accounts by virtual shard (re-read on every change);
+        `share`: the rate-limit budget split with the other live replicas."""
+        self.share = share
         self.leases = leases
         self.state = state
         self._accounts_of = accounts_of
@@ -73,6 +77,8 @@ class Replica:
             log.info("leases renewed again", held=len(held.leases), live=held.live)
 
     async def _follow(self, held: Held) -> bool:
+        if held.ok and self.share is not None:
+            self.share.peers = max(held.live - 1, 0)
         if not held.ok:
             # PostgreSQL is unreachable, so nobody can take a lease either: keep polling what
             # this replica holds; its state waits in memory and is written, fenced, on return.
@@ -177,7 +183,7 @@ class ShardIndex:
         return owner(f"{key[0]}\x00{key[1]}", self.count) if shard is None else shard
 
 
-def open_shared(config: Config, index: ShardIndex) -> tuple[PgStateDB, Replica]:
+def open_shared(config: Config, index: ShardIndex, share: BudgetShare) -> tuple[PgStateDB, Replica]:
     """The PostgreSQL state and this process's replica, for `[state] backend = "postgresql"`."""
     cfg = config.settings.state
     if cfg.dsn is None:  # the config model refuses this; here for the type checker
@@ -202,4 +208,4 @@ def open_shared(config: Config, index: ShardIndex) -> tuple[PgStateDB, Replica]:
             problem = problem.replace(secret, "***")
         raise StateUnavailable(f"state.dsn: cannot open the PostgreSQL state: {problem}") from None
     leases = LeaseTable(dsn, replica_id, name, shards=cfg.shards, ttl=ttl)
-    return state, Replica(leases, state, index.by_shard)
+    return state, Replica(leases, state, index.by_shard, share)
