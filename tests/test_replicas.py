@@ -246,3 +246,31 @@ def test_postgresql_restarting_under_load_loses_and_doubles_nothing(
     assert final == [21, 21, 22]
     # The held rule work ran when PostgreSQL returned: every crossing alerted exactly once.
     assert receiver.events("dropped_below") == Counter({n: 1 for n in crossed})
+
+
+def test_three_replicas_on_one_token_under_an_enforced_limit_see_no_429(
+    tmp_path: Path, httpserver: HTTPServer, influx_db: tuple[str, str], pg_dsn: str
+) -> None:
+    # 60 requests per 2-second window for the token, whoever sends them: less than the three
+    # replicas would send (a request per shard per second), so the budget is what paces them.
+    fake = FakeX(httpserver, SystemClock(), window=2)
+    fake.limit = fake.remaining = 60
+    config = tmp_path / "fw.toml"
+    names = write_config(config, fake, influx_db, pg_dsn, ACCOUNTS)
+    procs = [start_replica(config, tmp_path / f"data{i}") for i in range(3)]
+    try:
+        settle(pg_dsn, fake, names, [21, 21, 22])
+        start, refused_before = SystemClock().now(), fake.refusals
+        time.sleep(8)
+        served = len([s for s in list(fake.seen) if s.time >= start])
+        counts = polls_between(fake, start, SystemClock().now())
+        refused = fake.refusals - refused_before
+    finally:
+        outs = stop_all(procs)
+    for proc, out in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, out[-3000:]
+    print(f"{served} requests in 8 s, {refused} refused ({refused_before} while starting)")
+    assert refused == 0
+    # The limit paced them: far fewer than the 64 a second asked for, more than one window's.
+    assert 60 < served <= 5 * 60
+    assert set(counts) == set(names)
