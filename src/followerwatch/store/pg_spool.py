@@ -14,20 +14,18 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 
 from followerwatch.store.spool import SpoolCounts
+from followerwatch.store.spool_base import SpoolStore
+from followerwatch.store.spool_base import SpoolUnavailable as SpoolUnavailable
 from followerwatch.store.spoolbatch import Batch, ranges
 
 T = TypeVar("T")
 Conn = psycopg.Connection[tuple[object, ...]]
 DEAD_LETTER_TABLE = "spool_dead_letter"
-
-
-class SpoolUnavailable(ConnectionError):
-    """The shared spool's database cannot be reached (an OSError, as a full disk's are)."""
 
 
 class _Link:
@@ -257,3 +255,8 @@ def _size(conn: Conn) -> int:
 
 def _bump(conn: Conn, name: str, by: int) -> None:
     conn.execute("UPDATE spool_counters SET value = value + %s WHERE name = %s", (by, name))
+
+
+if TYPE_CHECKING:
+    # mypy checks here that PgSpool is a SpoolStore, as the service's wiring of Spool does.
+    _CONFORMS: type[SpoolStore] = PgSpool

@@ -1,4 +1,9 @@
-"""Points → durable spool → InfluxDB in coalesced batches, every write error handled."""
+"""Points → durable spool → InfluxDB in coalesced batches, every write error handled.
+
+The spool is SQLite's (a file) or PostgreSQL's (shared by replicas). While the latter is down,
+points wait in memory (bounded, counted if dropped) and go straight to InfluxDB; every
+background pass retries the spool, which then takes what InfluxDB has not.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ import random
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import NamedTuple
 
+import psycopg
 import structlog
 
 from followerwatch.clock import Clock
@@ -21,7 +28,8 @@ from followerwatch.store.held import HeldLines
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.pollpoints import PollPoints, encode_lines
 from followerwatch.store.schema import FOLLOWERS, event_point, spool_point
-from followerwatch.store.spool import Spool, SpoolCounts
+from followerwatch.store.spool import SpoolCounts
+from followerwatch.store.spool_base import SpoolStore, SpoolUnavailable
 from followerwatch.store.spoolbatch import Batch
 
 log = structlog.get_logger("followerwatch.writer")
@@ -53,13 +61,14 @@ class Writer:
 
     Writes are coalesced: one at a time, of up to BATCH_LINES spooled lines; after one, lines
     short of a full batch wait up to LINGER for more, so concurrent groups share a write.
+    While the spool is unavailable, what memory holds is written at once instead, unspooled.
     """
 
     def __init__(
         self,
         store: Store,
         state: StoreState,
-        spool: Spool,
+        spool: SpoolStore,
         clock: Clock,
         *,
         backoff_initial: float = 1.0,
@@ -90,8 +99,9 @@ class Writer:
         # Readings (followers lines) InfluxDB rejected for good while this process ran, and why.
         self.dead_lettered = 0
         self._dead_reason = ""
-        # While the disk is full, lines the spool cannot take wait in memory (bounded).
+        # While the disk is full or the spool's database down, lines wait in memory (bounded).
         self.held = HeldLines(spool, buffer or MemoryBuffer())
+        self._state_down = False  # the state database failed (logged once until it works)
         self._last_write = -LINGER  # loop time the last write went out (its batch was taken)
         self._queued = 0  # lines spooled by write() since a write last took its batch (about)
         self._drainer: asyncio.Task[None] | None = None  # writes the coalesced lines later
@@ -100,8 +110,14 @@ class Writer:
 
     @property
     def backlog(self) -> int:
-        """Lines waiting for InfluxDB."""
-        return self.spool.size()
+        """Lines waiting for InfluxDB (while the spool is unavailable: as last read, and those
+        held in memory)."""
+        if self.held.outage is None:
+            try:
+                return self.spool.size()
+            except SpoolUnavailable as exc:
+                self.held.unavailable(exc)
+        return self.held.counts().spooled + self.held.waiting()[0]
 
     def counts(self) -> SpoolCounts:
         """The spool's ledger (with drops a full disk has kept it from recording yet)."""
@@ -111,6 +127,11 @@ class Writer:
     def disk_problem(self) -> str | None:
         """Why lines wait in memory ("disk full: ..."), or None."""
         return self.held.problem
+
+    @property
+    def spool_problem(self) -> str | None:
+        """Why the spool takes nothing now ("spool unavailable: ..."), or None."""
+        return self.held.outage
 
     @property
     def healthy(self) -> bool:
@@ -123,13 +144,16 @@ class Writer:
         lines = self._lines(points)
         now = self.clock.now()
         every = self._health_every
-        if every is not None and now.timestamp() - self._last_health >= every:
+        due = every is not None and now.timestamp() - self._last_health >= every
+        if due and self.held.outage is None:
             # The ledger itself, for the service-health dashboard (spooled like any point).
-            self._last_health = now.timestamp()
-            pending = self.state.deliveries.delivery_counts().get("pending", 0)
-            health = spool_point(self.counts(), now, pending)
-            lines.append(encode(health, self.store.precision))
+            health = self._health(now)
+            if health is not None:
+                self._last_health = now.timestamp()
+                lines.append(health)
         if not await self._spool_lines(lines, readings):
+            if self.held.outage is not None:
+                await self._send_held()  # polls reach InfluxDB while the spool is down
             return
         # Spooled, so acknowledged: what is left is when InfluxDB gets them.
         self._queued += len(lines)
@@ -138,6 +162,18 @@ class Writer:
             self._drain_soon()
         elif await self._drain(force=False, eager=True):
             self._drain_soon()  # an idle writer sent at once; what arrived meanwhile waits
+
+    def _health(self, now: datetime) -> str | None:
+        """The ledger's point, or None while the state database or the spool is down."""
+        try:
+            pending = self.state.deliveries.delivery_counts().get("pending", 0)
+        except psycopg.OperationalError as exc:
+            self._state_failed(exc)
+            return None
+        counts = self.counts()
+        if self.held.outage is not None:
+            return None  # the ledger could not be read: no stale copy goes out
+        return encode(spool_point(counts, now, pending), self.store.precision)
 
     def drop(self, points: Sequence[Point]) -> None:
         """Count points that cannot be kept (disk and memory buffer full) as dropped."""
@@ -164,12 +200,24 @@ class Writer:
     async def unwritten(self) -> Unwritten | None:
         """After one more flush: what this process spooled that is still waiting, or None."""
         await self.flush()  # a backoff in force (a write failed just now) makes this a no-op
-        # The spool drains oldest first, so what waits of this process's lines is the newest.
-        lines = min(self.spool.size(), self._added)
+        try:
+            if self.held.outage is not None:
+                raise SpoolUnavailable(self.held.outage)
+            # The spool drains oldest first, so what waits of this process's lines is the newest.
+            lines = min(self.spool.size(), self._added)
+            readings = self.spool.newest_with_prefix(lines, FOLLOWERS + ",") if lines else 0
+        except SpoolUnavailable as exc:
+            # What the spool holds cannot be counted now; what memory holds is still waiting.
+            self.held.unavailable(exc)
+            lines, readings = self.held.waiting()
         if not lines and not self.dead_lettered:
             return None
-        readings = self.spool.newest_with_prefix(lines, FOLLOWERS + ",") if lines else 0
-        reason = self.last_error or self.disk_problem or "InfluxDB has not taken them yet"
+        reason = (
+            self.last_error
+            or self.disk_problem
+            or self.spool_problem
+            or "InfluxDB has not taken them yet"
+        )
         dead = str(self.spool.dead_letter_path)
         return Unwritten(readings, lines, reason, self.dead_lettered, self._dead_reason, dead)
 
@@ -185,6 +233,8 @@ class Writer:
         async with self._lock:
             with contextlib.suppress(sqlite3.Error, OSError):
                 await self.held.respool(self._ledger)
+            if self.held.outage is not None:
+                await self._send_held_locked(force=True)  # one last try, backoff or not
         return self.held.lost()
 
     def _lines(self, points: Sequence[Point]) -> list[str]:
@@ -203,11 +253,14 @@ class Writer:
         async with self._lock:
             try:
                 if not await self.held.respool(self._ledger):
+                    if self.held.outage is not None:
+                        await self._send_held_locked()
                     return False  # the disk is still full: acks and events would fail as well
                 await self._spool_events()
                 if self.clock.now().timestamp() < self._next_attempt:
                     return False
                 while batch := self.spool.take(BATCH_LINES, BATCH_BYTES):
+                    self.held.reachable()
                     now = self._loop_time()
                     wait = not (force or eager or _full(batch))
                     if wait and now < self._last_write + LINGER:
@@ -222,11 +275,36 @@ class Writer:
                         return False
                     self._recovered()
                 self.held.recovered()  # every ack went through: the disk takes writes again
+            except SpoolUnavailable as exc:
+                # This pass is skipped (logged once per outage); the next one tries again.
+                self.held.unavailable(exc)
             except (sqlite3.Error, OSError) as exc:
                 # An ack or dead-letter the disk refused: those lines are re-sent later, and
                 # InfluxDB stores a re-sent point once.
                 self.held.failed(exc)
             return False
+
+    async def _send_held(self) -> None:
+        """`_send_held_locked`, once the write under way is done."""
+        async with self._lock:
+            await self._send_held_locked()
+
+    async def _send_held_locked(self, *, force: bool = False) -> None:
+        """While the spool is unavailable: write what memory holds straight to InfluxDB, oldest
+        first, until none is left, an error, or (unless forced) a backoff in force."""
+        while self.held.outage is not None and (lines := self.held.head(BATCH_LINES)):
+            if not force and self.clock.now().timestamp() < self._next_attempt:
+                return
+            rejected: list[str] = []
+            try:
+                await self._write(Batch(((0, len(lines)),), lines, _bytes(lines)), rejected)
+            except StoreError as exc:
+                self._failed(exc)
+                return
+            self._recovered()
+            self.held.sent(len(lines))
+            if rejected:
+                self.held.reject(rejected)
 
     def _drain_soon(self) -> None:
         """Make sure a drainer writes the waiting lines within LINGER (at once when full)."""
@@ -258,25 +336,49 @@ class Writer:
 
     async def _spool_events(self) -> None:
         # Events live in the state database first; spool their points, then mark them.
-        events = self.state.events.unstored_events()
+        try:
+            events = self.state.events.unstored_events()
+        except psycopg.OperationalError as exc:
+            self._state_failed(exc)  # their points wait there: the next pass copies them
+            return
+        if self._state_down:
+            log.info("state database reachable again: stored events are copied to InfluxDB")
+            self._state_down = False
         if events:
             lines = [encode(event_point(e), self.store.precision) for e in events]
             await self.spool.add_async(lines)
             self._added += len(lines)
             self.state.events.mark_stored(e.id for e in events)
 
-    async def _write(self, batch: Batch) -> None:
-        """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else."""
+    def _state_failed(self, exc: psycopg.OperationalError) -> None:
+        """The state database is down (logged once until it works again)."""
+        if not self._state_down:
+            log.error("state database unavailable: the writer skips its events", error=str(exc))
+        self._state_down = True
+
+    async def _write(self, batch: Batch, direct: list[str] | None = None) -> None:
+        """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else.
+
+        `direct`: the lines are not spooled (the spool is down), so nothing is acked, and a
+        line InfluxDB rejects is put in `direct` rather than dead-lettered.
+        """
         try:
             await self.store.write_lines(batch.lines)
         except StoreError as exc:
             if exc.status == 413 and len(batch) > 1:
                 first, rest = batch.split(len(batch) // 2)
-                await self._write(first)
-                await self._write(rest)
+                await self._write(first, direct)
+                await self._write(rest, direct)
                 return
             if exc.status in (400, 422) and not isinstance(exc, StoreAuthError):
                 # Good lines in a partial write are stored; rewriting them is idempotent.
+                if len(batch) == 1 and direct is not None:
+                    log.error(
+                        "influxdb rejected a point; it is dead-lettered once the spool is back",
+                        error=str(exc),
+                    )
+                    direct += batch.lines
+                    return
                 if len(batch) == 1:
                     log.error(
                         "influxdb rejected a point; moved to the dead-letter file",
@@ -289,11 +391,12 @@ class Writer:
                         self._dead_reason = str(exc)
                     return
                 first, rest = batch.split(len(batch) // 2)
-                await self._write(first)
-                await self._write(rest)
+                await self._write(first, direct)
+                await self._write(rest, direct)
                 return
             raise
-        self.spool.ack(batch)
+        if direct is None:
+            self.spool.ack(batch)
 
     def _failed(self, exc: StoreError) -> None:
         now = self.clock.now().timestamp()
@@ -336,7 +439,7 @@ class Writer:
                 EventStatus.RESOLVED,
                 Severity.INFO,
                 "InfluxDB accepts followerwatch's writes again",
-                self.spool.size(),
+                self.backlog,
             )
         if self.auth_failed or self._failures:
             log.info("influxdb writes work again", **self._ledger())
@@ -367,6 +470,9 @@ class Writer:
         )
         try:
             self._raise_event(event)
+        except psycopg.OperationalError as exc:
+            self._state_failed(exc)
+            log.error("state database unavailable: operational event not stored", message=message)
         except sqlite3.Error as exc:
             if not out_of_space(exc):
                 raise
@@ -395,6 +501,10 @@ class Writer:
                 log.exception("writer loop error")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+def _bytes(lines: Sequence[str]) -> int:
+    return sum(map(len, lines)) + len(lines)
 
 
 def _full(batch: Batch) -> bool:
