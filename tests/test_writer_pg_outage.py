@@ -16,6 +16,7 @@ from werkzeug import Request, Response
 from backend_fixture import migrated, pg_state
 from followerwatch.clock import ManualClock
 from followerwatch.demo.postgres import TempPostgres
+from followerwatch.disk.full import MemoryBuffer
 from followerwatch.models import Point
 from followerwatch.state.pg.connect import connect
 from followerwatch.store.influx_v1 import InfluxV1Store
@@ -207,4 +208,34 @@ async def test_with_only_postgresql_down_polls_reach_influxdb_without_the_spool(
         counts = writer.counts()
         # Only the points of the polls before and after the outage went through the spool.
         assert counts.written == counts.added and counts.spooled == 0 and counts.balanced
+        spool.close()
+
+
+async def test_past_the_memory_bound_an_outage_drops_and_counts_the_newest(
+    own_postgres: TempPostgres, influx: tuple[Gateway, InfluxV1Store]
+) -> None:
+    gateway, direct = influx
+    dsn = migrated(fresh_database(own_postgres))
+    clock = ManualClock(T0)
+    async with httpx.AsyncClient() as client:
+        store = InfluxV1Store(client, url=gateway.url, database=direct.database)
+        spool = PgSpool(Connects(dsn), replica="r1")
+        # Room for three writes: plain points carry no readings, so their writes are counted.
+        buffer = MemoryBuffer(3)
+        writer = Writer(store, pg_state(dsn), spool, clock, health_every=None, buffer=buffer)
+        gateway.down = True
+        own_postgres.stop()
+        for k in range(5):
+            clock.advance(60)
+            await writer.write(points(10 * k, 10))
+        assert writer.held.waiting()[0] == 30 and writer.counts().dropped_disk_full == 20
+        own_postgres.start()
+        gateway.down = False
+        clock.advance(60)
+        await writer.flush()
+        # The oldest three writes arrived; the ledger in PostgreSQL now records the drop.
+        assert await stored(direct) == 30 and gateway.taken == 30
+        counts = spool.counts()
+        assert (counts.added, counts.written, counts.dropped_disk_full) == (50, 30, 20)
+        assert counts.balanced and writer.held.waiting() == (0, 0)
         spool.close()
