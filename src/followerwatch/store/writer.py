@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import random
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
@@ -20,7 +19,7 @@ import psycopg
 import structlog
 
 from followerwatch.clock import Clock
-from followerwatch.disk.full import MemoryBuffer, out_of_space
+from followerwatch.disk.full import MemoryBuffer
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.store.base import Store, StoreState
@@ -31,6 +30,8 @@ from followerwatch.store.schema import FOLLOWERS, event_point, spool_point
 from followerwatch.store.spool import SpoolCounts
 from followerwatch.store.spool_base import SpoolStore, SpoolUnavailable
 from followerwatch.store.spoolbatch import Batch
+from followerwatch.store.writehealth import AUTH_RECHECK as AUTH_RECHECK
+from followerwatch.store.writehealth import WriteHealth
 
 log = structlog.get_logger("followerwatch.writer")
 
@@ -40,7 +41,6 @@ BATCH_BYTES = 2_000_000
 # ingests big batches far cheaper than many small ones. A full batch goes at once.
 LINGER = 0.25
 SETTLE_WAIT = 10.0  # s: at shutdown, the longest the last coalesced write may take
-AUTH_RECHECK = 60.0
 HEALTH_EVERY = 10.0
 
 
@@ -80,20 +80,19 @@ class Writer:
         buffer: MemoryBuffer | None = None,
     ) -> None:
         self.store = store
-        self._raise_event = raise_event
         self._last_health = 0.0
         self._health_every = health_every
         self.state = state
         self.spool = spool
         self.clock = clock
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
-        self._rng = rng or random.Random()
+        self.health = WriteHealth(
+            clock,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            rng=rng or random.Random(),
+            raise_event=raise_event,
+        )
         self._lock = asyncio.Lock()
-        self._failures = 0
-        self._next_attempt = 0.0
-        self.auth_failed = False
-        self.last_error: str | None = None  # the last write failure, until a write works
         self.rejected = 0  # points that could not even be encoded
         self._added = 0  # lines this process put in the spool (the newest ones)
         # Readings (followers lines) InfluxDB rejected for good while this process ran, and why.
@@ -101,7 +100,6 @@ class Writer:
         self._dead_reason = ""
         # While the disk is full or the spool's database down, lines wait in memory (bounded).
         self.held = HeldLines(spool, buffer or MemoryBuffer())
-        self._state_down = False  # the state database failed (logged once until it works)
         self._last_write = -LINGER  # loop time the last write went out (its batch was taken)
         self._queued = 0  # lines spooled by write() since a write last took its batch (about)
         self._drainer: asyncio.Task[None] | None = None  # writes the coalesced lines later
@@ -136,7 +134,17 @@ class Writer:
     @property
     def healthy(self) -> bool:
         """False while InfluxDB refuses the credentials or keeps failing."""
-        return not self.auth_failed and self._failures == 0
+        return not self.health.auth_failed and self.health.failures == 0
+
+    @property
+    def auth_failed(self) -> bool:
+        """InfluxDB refused the credentials (the writes wait for an auth recheck)."""
+        return self.health.auth_failed
+
+    @property
+    def last_error(self) -> str | None:
+        """The last write failure, until a write works."""
+        return self.health.last_error
 
     async def write(self, points: Sequence[Point]) -> None:
         """Spool the points (durably), then try to drain the spool; never raises."""
@@ -147,7 +155,7 @@ class Writer:
         due = every is not None and now.timestamp() - self._last_health >= every
         if due and self.held.outage is None:
             # The ledger itself, for the service-health dashboard (spooled like any point).
-            health = self._health(now)
+            health = self._health_line(now)
             if health is not None:
                 self._last_health = now.timestamp()
                 lines.append(health)
@@ -163,12 +171,12 @@ class Writer:
         elif await self._drain(force=False, eager=True):
             self._drain_soon()  # an idle writer sent at once; what arrived meanwhile waits
 
-    def _health(self, now: datetime) -> str | None:
+    def _health_line(self, now: datetime) -> str | None:
         """The ledger's point, or None while the state database or the spool is down."""
         try:
             pending = self.state.deliveries.delivery_counts().get("pending", 0)
         except psycopg.OperationalError as exc:
-            self._state_failed(exc)
+            self.health.state_failed(exc)
             return None
         counts = self.counts()
         if self.held.outage is not None:
@@ -188,7 +196,7 @@ class Writer:
             log.error(
                 "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
             )
-            self._event(
+            self.health.event(
                 EventKind.SPOOL_OVERFLOW,
                 EventStatus.ONCE,
                 Severity.CRITICAL,
@@ -257,7 +265,7 @@ class Writer:
                         await self._send_held_locked()
                     return False  # the disk is still full: acks and events would fail as well
                 await self._spool_events()
-                if self.clock.now().timestamp() < self._next_attempt:
+                if self.health.backing_off():
                     return False
                 while batch := self.spool.take(BATCH_LINES, BATCH_BYTES):
                     self.held.reachable()
@@ -271,9 +279,9 @@ class Writer:
                     try:
                         await self._write(batch)
                     except StoreError as exc:
-                        self._failed(exc)
+                        self.health.failed(exc, self._ledger)
                         return False
-                    self._recovered()
+                    self.health.recovered(lambda: self.backlog, self._ledger)
                 self.held.recovered()  # every ack went through: the disk takes writes again
             except SpoolUnavailable as exc:
                 # This pass is skipped (logged once per outage); the next one tries again.
@@ -293,15 +301,15 @@ class Writer:
         """While the spool is unavailable: write what memory holds straight to InfluxDB, oldest
         first, until none is left, an error, or (unless forced) a backoff in force."""
         while self.held.outage is not None and (lines := self.held.head(BATCH_LINES)):
-            if not force and self.clock.now().timestamp() < self._next_attempt:
+            if not force and self.health.backing_off():
                 return
             rejected: list[str] = []
             try:
                 await self._write(Batch(((0, len(lines)),), lines, _bytes(lines)), rejected)
             except StoreError as exc:
-                self._failed(exc)
+                self.health.failed(exc, self._ledger)
                 return
-            self._recovered()
+            self.health.recovered(lambda: self.backlog, self._ledger)
             self.held.sent(len(lines))
             if rejected:
                 self.held.reject(rejected)
@@ -339,22 +347,14 @@ class Writer:
         try:
             events = self.state.events.unstored_events()
         except psycopg.OperationalError as exc:
-            self._state_failed(exc)  # their points wait there: the next pass copies them
+            self.health.state_failed(exc)  # their points wait there: the next pass copies them
             return
-        if self._state_down:
-            log.info("state database reachable again: stored events are copied to InfluxDB")
-            self._state_down = False
+        self.health.state_ok()
         if events:
             lines = [encode(event_point(e), self.store.precision) for e in events]
             await self.spool.add_async(lines)
             self._added += len(lines)
             self.state.events.mark_stored(e.id for e in events)
-
-    def _state_failed(self, exc: psycopg.OperationalError) -> None:
-        """The state database is down (logged once until it works again)."""
-        if not self._state_down:
-            log.error("state database unavailable: the writer skips its events", error=str(exc))
-        self._state_down = True
 
     async def _write(self, batch: Batch, direct: list[str] | None = None) -> None:
         """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else.
@@ -397,86 +397,6 @@ class Writer:
             raise
         if direct is None:
             self.spool.ack(batch)
-
-    def _failed(self, exc: StoreError) -> None:
-        now = self.clock.now().timestamp()
-        self.last_error = str(exc)
-        if isinstance(exc, StoreAuthError):
-            if not self.auth_failed:
-                self._event(
-                    EventKind.INFLUXDB_AUTH,
-                    EventStatus.FIRING,
-                    Severity.CRITICAL,
-                    f"InfluxDB refused followerwatch's credentials; spooling: {exc}",
-                    0,
-                )
-                log.error(
-                    "influxdb refused the credentials; spooling until they work",
-                    error=str(exc),
-                    **self._ledger(),
-                )
-            self.auth_failed = True
-            self._next_attempt = now + AUTH_RECHECK
-            return
-        self._failures += 1
-        wait = min(self.backoff_max, self.backoff_initial * 2.0 ** (self._failures - 1))
-        wait *= self._rng.uniform(0.5, 1.0)
-        if exc.retry_after is not None:
-            wait = max(wait, exc.retry_after)
-        self._next_attempt = now + wait
-        if self._failures == 1:
-            log.warning(
-                "influxdb write failed; spooling and retrying",
-                error=str(exc),
-                retry_in_s=round(wait, 1),
-                **self._ledger(),
-            )
-
-    def _recovered(self) -> None:
-        if self.auth_failed:
-            self._event(
-                EventKind.INFLUXDB_OK,
-                EventStatus.RESOLVED,
-                Severity.INFO,
-                "InfluxDB accepts followerwatch's writes again",
-                self.backlog,
-            )
-        if self.auth_failed or self._failures:
-            log.info("influxdb writes work again", **self._ledger())
-        self.auth_failed = False
-        self.last_error = None
-        self._failures = 0
-        self._next_attempt = 0.0
-
-    def _event(
-        self, kind: EventKind, status: EventStatus, severity: Severity, message: str, value: int
-    ) -> None:
-        """An operational event, through the same outbox and routes as account events."""
-        if self._raise_event is None:
-            return
-        now = self.clock.now()
-        event = Event(
-            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"followerwatch:{kind}:{now.isoformat()}")),
-            time=now,
-            platform="followerwatch",
-            account="service",
-            rule="influxdb",
-            kind=kind,
-            value=value,
-            threshold=0,
-            message=message,
-            severity=severity,
-            status=status,
-        )
-        try:
-            self._raise_event(event)
-        except psycopg.OperationalError as exc:
-            self._state_failed(exc)
-            log.error("state database unavailable: operational event not stored", message=message)
-        except sqlite3.Error as exc:
-            if not out_of_space(exc):
-                raise
-            log.error("disk full: operational event not stored", message=message)
 
     def _ledger(self) -> dict[str, int]:
         c = self.counts()
