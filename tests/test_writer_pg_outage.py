@@ -197,6 +197,10 @@ async def test_with_only_postgresql_down_polls_reach_influxdb_without_the_spool(
             assert await stored(direct) == 5 * (k + 1)  # at once, each poll
         assert connects.tries == tries  # polls never tried the spool: only passes retry it
         assert writer.held.waiting() == (0, 0) and writer.healthy
+        # A point InfluxDB rejects for good waits in memory for the dead-letter table.
+        bad = Point("followers", point(0).tags, (("followers", 7.5),), T0 + timedelta(hours=1))
+        await writer.write([bad])
+        assert writer.held.waiting() == (0, 0) and await stored(direct) == 40
         await writer.flush()  # a pass retries the spool, and skips
         assert connects.tries == tries + 1 and writer.spool_problem is not None
         own_postgres.start()
@@ -206,8 +210,12 @@ async def test_with_only_postgresql_down_polls_reach_influxdb_without_the_spool(
         await writer.write(points(40, 5))
         assert await stored(direct) == 45 and gateway.taken == 45
         counts = writer.counts()
-        # Only the points of the polls before and after the outage went through the spool.
-        assert counts.written == counts.added and counts.spooled == 0 and counts.balanced
+        # Only the polls before and after the outage went through the spool (5 points and a
+        # health point each), and the rejected point, to be dead-lettered.
+        assert (counts.added, counts.written, counts.dead_lettered) == (13, 12, 1)
+        assert counts.spooled == 0 and counts.balanced
+        [(reason, line)] = spool.dead_letters()
+        assert "7.5" in line and "conflict" in reason
         spool.close()
 
 

@@ -194,7 +194,7 @@ class HeldLines:
     def lost(self) -> int:
         """At exit: the readings still held (logged with the points), which are lost."""
         lines, readings = self.waiting()
-        if self._lines or self._dropped:
+        if self._lines or self._dropped or self._rejected:
             log.error(
                 "spool still unavailable at shutdown: points held in memory are lost"
                 if self.outage is not None
@@ -202,5 +202,6 @@ class HeldLines:
                 readings=readings,
                 lines=lines,
                 dropped_unrecorded=self._dropped,
+                rejected_not_dead_lettered=len(self._rejected),
             )
         return readings
