@@ -18,6 +18,8 @@ class SpoolStore(Protocol):
     """A durable, capped FIFO of line-protocol lines: SQLite's Spool or PostgreSQL's PgSpool.
 
     A shared spool raises SpoolUnavailable while its database is down; nothing is lost by it.
+    Such a spool must also answer `size` from a worker thread: during an outage the writer
+    asks it there, so a connection attempt never holds the event loop.
     """
 
     @property

@@ -260,7 +260,7 @@ class Writer:
         (an eager drain's first one excepted); True if lines were left to wait so."""
         async with self._lock:
             try:
-                if not await self.held.respool(self._ledger):
+                if not await self._spool_back() or not await self.held.respool(self._ledger):
                     if self.held.outage is not None:
                         await self._send_held_locked()
                     return False  # the disk is still full: acks and events would fail as well
@@ -291,6 +291,19 @@ class Writer:
                 # InfluxDB stores a re-sent point once.
                 self.held.failed(exc)
             return False
+
+    async def _spool_back(self) -> bool:
+        """Whether the spool is reachable: during an outage, asked off the event loop (a
+        connection attempt may take its whole timeout)."""
+        if self.held.outage is None:
+            return True
+        try:
+            await asyncio.to_thread(self.spool.size)
+        except SpoolUnavailable as exc:
+            self.held.unavailable(exc)
+            return False
+        self.held.reachable()
+        return True
 
     async def _send_held(self) -> None:
         """`_send_held_locked`, once the write under way is done."""
