@@ -14,11 +14,13 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import psycopg
 
 from followerwatch.store.spool import SpoolCounts
+from followerwatch.store.spool_base import SpoolStore
+from followerwatch.store.spool_base import SpoolUnavailable as SpoolUnavailable
 from followerwatch.store.spoolbatch import Batch, ranges
 
 T = TypeVar("T")
@@ -26,8 +28,11 @@ Conn = psycopg.Connection[tuple[object, ...]]
 DEAD_LETTER_TABLE = "spool_dead_letter"
 
 
-class SpoolUnavailable(ConnectionError):
-    """The shared spool's database cannot be reached (an OSError, as a full disk's are)."""
+class _Outages:
+    """How many outages the spool's links have met, shared by them."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 class _Link:
@@ -37,22 +42,30 @@ class _Link:
     `connect` that opens an autocommit connection with the backend's timeouts.)
     """
 
-    def __init__(self, connect: Callable[[], Conn]) -> None:
+    def __init__(self, connect: Callable[[], Conn], outages: _Outages) -> None:
         self._connect = connect
         self._conn: Conn | None = None
         self._lock = threading.RLock()
+        # A connection opened before an outage another link met was most likely cut by it (a
+        # restarted server): it is replaced before use, so the first use after an outage works.
+        self._outages = outages
+        self._opened_at = 0  # the outage count when the connection was opened
 
     @contextmanager
     def transaction(self) -> Iterator[Conn]:
         with self._lock:
             conn = self._conn
             try:
+                if conn is not None and self._opened_at != self._outages.count:
+                    conn.close()
                 if conn is None or conn.closed or conn.broken:
+                    self._opened_at = self._outages.count
                     conn = self._conn = self._connect()
                 with conn.transaction():
                     yield conn
             except psycopg.OperationalError as exc:
                 self._conn = None  # the next use reconnects
+                self._outages.count += 1
                 if conn is not None:
                     conn.close()
                 raise SpoolUnavailable(f"the spool's PostgreSQL is unavailable: {exc}") from exc
@@ -82,9 +95,10 @@ class PgSpool:
         self.cap = cap
         self.replica = replica
         self.claim_ttl = claim_ttl
-        self._link = _Link(connect)
+        outages = _Outages()
+        self._link = _Link(connect, outages)
         # add_async's own connection (in a worker thread), so it never waits on the loop's.
-        self._async_link = _Link(connect)
+        self._async_link = _Link(connect, outages)
         self.commits = 0  # transactions of add_async
 
     def close(self) -> None:
@@ -257,3 +271,8 @@ def _size(conn: Conn) -> int:
 
 def _bump(conn: Conn, name: str, by: int) -> None:
     conn.execute("UPDATE spool_counters SET value = value + %s WHERE name = %s", (by, name))
+
+
+if TYPE_CHECKING:
+    # mypy checks here that PgSpool is a SpoolStore, as the service's wiring of Spool does.
+    _CONFORMS: type[SpoolStore] = PgSpool

@@ -1,4 +1,9 @@
-"""Points → durable spool → InfluxDB in coalesced batches, every write error handled."""
+"""Points → durable spool → InfluxDB in coalesced batches, every write error handled.
+
+The spool is SQLite's (a file) or PostgreSQL's (shared by replicas). While the latter is down,
+points wait in memory (bounded, counted if dropped) and go straight to InfluxDB; every
+background pass retries the spool, which then takes what InfluxDB has not.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,15 @@ import asyncio
 import contextlib
 import random
 import sqlite3
-import uuid
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import NamedTuple
 
+import psycopg
 import structlog
 
 from followerwatch.clock import Clock
-from followerwatch.disk.full import MemoryBuffer, out_of_space
+from followerwatch.disk.full import MemoryBuffer
 from followerwatch.errors import StoreAuthError, StoreError
 from followerwatch.models import Event, EventKind, EventStatus, Point, Severity
 from followerwatch.store.base import Store, StoreState
@@ -21,8 +27,11 @@ from followerwatch.store.held import HeldLines
 from followerwatch.store.lineprotocol import encode
 from followerwatch.store.pollpoints import PollPoints, encode_lines
 from followerwatch.store.schema import FOLLOWERS, event_point, spool_point
-from followerwatch.store.spool import Spool, SpoolCounts
+from followerwatch.store.spool import SpoolCounts
+from followerwatch.store.spool_base import SpoolStore, SpoolUnavailable
 from followerwatch.store.spoolbatch import Batch
+from followerwatch.store.writehealth import AUTH_RECHECK as AUTH_RECHECK
+from followerwatch.store.writehealth import WriteHealth
 
 log = structlog.get_logger("followerwatch.writer")
 
@@ -32,7 +41,6 @@ BATCH_BYTES = 2_000_000
 # ingests big batches far cheaper than many small ones. A full batch goes at once.
 LINGER = 0.25
 SETTLE_WAIT = 10.0  # s: at shutdown, the longest the last coalesced write may take
-AUTH_RECHECK = 60.0
 HEALTH_EVERY = 10.0
 
 
@@ -53,13 +61,14 @@ class Writer:
 
     Writes are coalesced: one at a time, of up to BATCH_LINES spooled lines; after one, lines
     short of a full batch wait up to LINGER for more, so concurrent groups share a write.
+    While the spool is unavailable, what memory holds is written at once instead, unspooled.
     """
 
     def __init__(
         self,
         store: Store,
         state: StoreState,
-        spool: Spool,
+        spool: SpoolStore,
         clock: Clock,
         *,
         backoff_initial: float = 1.0,
@@ -71,26 +80,25 @@ class Writer:
         buffer: MemoryBuffer | None = None,
     ) -> None:
         self.store = store
-        self._raise_event = raise_event
         self._last_health = 0.0
         self._health_every = health_every
         self.state = state
         self.spool = spool
         self.clock = clock
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
-        self._rng = rng or random.Random()
+        self.health = WriteHealth(
+            clock,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            rng=rng or random.Random(),
+            raise_event=raise_event,
+        )
         self._lock = asyncio.Lock()
-        self._failures = 0
-        self._next_attempt = 0.0
-        self.auth_failed = False
-        self.last_error: str | None = None  # the last write failure, until a write works
         self.rejected = 0  # points that could not even be encoded
         self._added = 0  # lines this process put in the spool (the newest ones)
         # Readings (followers lines) InfluxDB rejected for good while this process ran, and why.
         self.dead_lettered = 0
         self._dead_reason = ""
-        # While the disk is full, lines the spool cannot take wait in memory (bounded).
+        # While the disk is full or the spool's database down, lines wait in memory (bounded).
         self.held = HeldLines(spool, buffer or MemoryBuffer())
         self._last_write = -LINGER  # loop time the last write went out (its batch was taken)
         self._queued = 0  # lines spooled by write() since a write last took its batch (about)
@@ -100,8 +108,14 @@ class Writer:
 
     @property
     def backlog(self) -> int:
-        """Lines waiting for InfluxDB."""
-        return self.spool.size()
+        """Lines waiting for InfluxDB (while the spool is unavailable: as last read, and those
+        held in memory)."""
+        if self.held.outage is None:
+            try:
+                return self.spool.size()
+            except SpoolUnavailable as exc:
+                self.held.unavailable(exc)
+        return self.held.counts().spooled + self.held.waiting()[0]
 
     def counts(self) -> SpoolCounts:
         """The spool's ledger (with drops a full disk has kept it from recording yet)."""
@@ -113,9 +127,24 @@ class Writer:
         return self.held.problem
 
     @property
+    def spool_problem(self) -> str | None:
+        """Why the spool takes nothing now ("spool unavailable: ..."), or None."""
+        return self.held.outage
+
+    @property
     def healthy(self) -> bool:
         """False while InfluxDB refuses the credentials or keeps failing."""
-        return not self.auth_failed and self._failures == 0
+        return not self.health.auth_failed and self.health.failures == 0
+
+    @property
+    def auth_failed(self) -> bool:
+        """InfluxDB refused the credentials (the writes wait for an auth recheck)."""
+        return self.health.auth_failed
+
+    @property
+    def last_error(self) -> str | None:
+        """The last write failure, until a write works."""
+        return self.health.last_error
 
     async def write(self, points: Sequence[Point]) -> None:
         """Spool the points (durably), then try to drain the spool; never raises."""
@@ -123,13 +152,16 @@ class Writer:
         lines = self._lines(points)
         now = self.clock.now()
         every = self._health_every
-        if every is not None and now.timestamp() - self._last_health >= every:
+        due = every is not None and now.timestamp() - self._last_health >= every
+        if due and self.held.outage is None:
             # The ledger itself, for the service-health dashboard (spooled like any point).
-            self._last_health = now.timestamp()
-            pending = self.state.deliveries.delivery_counts().get("pending", 0)
-            health = spool_point(self.counts(), now, pending)
-            lines.append(encode(health, self.store.precision))
+            health = self._health_line(now)
+            if health is not None:
+                self._last_health = now.timestamp()
+                lines.append(health)
         if not await self._spool_lines(lines, readings):
+            if self.held.outage is not None:
+                await self._send_held()  # polls reach InfluxDB while the spool is down
             return
         # Spooled, so acknowledged: what is left is when InfluxDB gets them.
         self._queued += len(lines)
@@ -138,6 +170,18 @@ class Writer:
             self._drain_soon()
         elif await self._drain(force=False, eager=True):
             self._drain_soon()  # an idle writer sent at once; what arrived meanwhile waits
+
+    def _health_line(self, now: datetime) -> str | None:
+        """The ledger's point, or None while the state database or the spool is down."""
+        try:
+            pending = self.state.deliveries.delivery_counts().get("pending", 0)
+        except psycopg.OperationalError as exc:
+            self.health.state_failed(exc)
+            return None
+        counts = self.counts()
+        if self.held.outage is not None:
+            return None  # the ledger could not be read: no stale copy goes out
+        return encode(spool_point(counts, now, pending), self.store.precision)
 
     def drop(self, points: Sequence[Point]) -> None:
         """Count points that cannot be kept (disk and memory buffer full) as dropped."""
@@ -152,7 +196,7 @@ class Writer:
             log.error(
                 "spool full: the oldest points were dropped", dropped_now=dropped, **self._ledger()
             )
-            self._event(
+            self.health.event(
                 EventKind.SPOOL_OVERFLOW,
                 EventStatus.ONCE,
                 Severity.CRITICAL,
@@ -164,12 +208,24 @@ class Writer:
     async def unwritten(self) -> Unwritten | None:
         """After one more flush: what this process spooled that is still waiting, or None."""
         await self.flush()  # a backoff in force (a write failed just now) makes this a no-op
-        # The spool drains oldest first, so what waits of this process's lines is the newest.
-        lines = min(self.spool.size(), self._added)
+        try:
+            if self.held.outage is not None:
+                raise SpoolUnavailable(self.held.outage)
+            # The spool drains oldest first, so what waits of this process's lines is the newest.
+            lines = min(self.spool.size(), self._added)
+            readings = self.spool.newest_with_prefix(lines, FOLLOWERS + ",") if lines else 0
+        except SpoolUnavailable as exc:
+            # What the spool holds cannot be counted now; what memory holds is still waiting.
+            self.held.unavailable(exc)
+            lines, readings = self.held.waiting()
         if not lines and not self.dead_lettered:
             return None
-        readings = self.spool.newest_with_prefix(lines, FOLLOWERS + ",") if lines else 0
-        reason = self.last_error or self.disk_problem or "InfluxDB has not taken them yet"
+        reason = (
+            self.last_error
+            or self.disk_problem
+            or self.spool_problem
+            or "InfluxDB has not taken them yet"
+        )
         dead = str(self.spool.dead_letter_path)
         return Unwritten(readings, lines, reason, self.dead_lettered, self._dead_reason, dead)
 
@@ -185,6 +241,8 @@ class Writer:
         async with self._lock:
             with contextlib.suppress(sqlite3.Error, OSError):
                 await self.held.respool(self._ledger)
+            if self.held.outage is not None:
+                await self._send_held_locked(force=True)  # one last try, backoff or not
         return self.held.lost()
 
     def _lines(self, points: Sequence[Point]) -> list[str]:
@@ -202,12 +260,15 @@ class Writer:
         (an eager drain's first one excepted); True if lines were left to wait so."""
         async with self._lock:
             try:
-                if not await self.held.respool(self._ledger):
+                if not await self._spool_back() or not await self.held.respool(self._ledger):
+                    if self.held.outage is not None:
+                        await self._send_held_locked()
                     return False  # the disk is still full: acks and events would fail as well
                 await self._spool_events()
-                if self.clock.now().timestamp() < self._next_attempt:
+                if self.health.backing_off():
                     return False
                 while batch := self.spool.take(BATCH_LINES, BATCH_BYTES):
+                    self.held.reachable()
                     now = self._loop_time()
                     wait = not (force or eager or _full(batch))
                     if wait and now < self._last_write + LINGER:
@@ -218,15 +279,53 @@ class Writer:
                     try:
                         await self._write(batch)
                     except StoreError as exc:
-                        self._failed(exc)
+                        self.health.failed(exc, self._ledger)
                         return False
-                    self._recovered()
+                    self.health.recovered(lambda: self.backlog, self._ledger)
                 self.held.recovered()  # every ack went through: the disk takes writes again
+            except SpoolUnavailable as exc:
+                # This pass is skipped (logged once per outage); the next one tries again.
+                self.held.unavailable(exc)
             except (sqlite3.Error, OSError) as exc:
                 # An ack or dead-letter the disk refused: those lines are re-sent later, and
                 # InfluxDB stores a re-sent point once.
                 self.held.failed(exc)
             return False
+
+    async def _spool_back(self) -> bool:
+        """Whether the spool is reachable: during an outage, asked off the event loop (a
+        connection attempt may take its whole timeout)."""
+        if self.held.outage is None:
+            return True
+        try:
+            await asyncio.to_thread(self.spool.size)
+        except SpoolUnavailable as exc:
+            self.held.unavailable(exc)
+            return False
+        self.held.reachable()
+        return True
+
+    async def _send_held(self) -> None:
+        """`_send_held_locked`, once the write under way is done."""
+        async with self._lock:
+            await self._send_held_locked()
+
+    async def _send_held_locked(self, *, force: bool = False) -> None:
+        """While the spool is unavailable: write what memory holds straight to InfluxDB, oldest
+        first, until none is left, an error, or (unless forced) a backoff in force."""
+        while self.held.outage is not None and (lines := self.held.head(BATCH_LINES)):
+            if not force and self.health.backing_off():
+                return
+            rejected: list[str] = []
+            try:
+                await self._write(Batch(((0, len(lines)),), lines, _bytes(lines)), rejected)
+            except StoreError as exc:
+                self.health.failed(exc, self._ledger)
+                return
+            self.health.recovered(lambda: self.backlog, self._ledger)
+            self.held.sent(len(lines))
+            if rejected:
+                self.held.reject(rejected)
 
     def _drain_soon(self) -> None:
         """Make sure a drainer writes the waiting lines within LINGER (at once when full)."""
@@ -258,25 +357,41 @@ class Writer:
 
     async def _spool_events(self) -> None:
         # Events live in the state database first; spool their points, then mark them.
-        events = self.state.events.unstored_events()
+        try:
+            events = self.state.events.unstored_events()
+        except psycopg.OperationalError as exc:
+            self.health.state_failed(exc)  # their points wait there: the next pass copies them
+            return
+        self.health.state_ok()
         if events:
             lines = [encode(event_point(e), self.store.precision) for e in events]
             await self.spool.add_async(lines)
             self._added += len(lines)
             self.state.events.mark_stored(e.id for e in events)
 
-    async def _write(self, batch: Batch) -> None:
-        """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else."""
+    async def _write(self, batch: Batch, direct: list[str] | None = None) -> None:
+        """Write a batch; split on 413, isolate bad lines on 400/422; raise anything else.
+
+        `direct`: the lines are not spooled (the spool is down), so nothing is acked, and a
+        line InfluxDB rejects is put in `direct` rather than dead-lettered.
+        """
         try:
             await self.store.write_lines(batch.lines)
         except StoreError as exc:
             if exc.status == 413 and len(batch) > 1:
                 first, rest = batch.split(len(batch) // 2)
-                await self._write(first)
-                await self._write(rest)
+                await self._write(first, direct)
+                await self._write(rest, direct)
                 return
             if exc.status in (400, 422) and not isinstance(exc, StoreAuthError):
                 # Good lines in a partial write are stored; rewriting them is idempotent.
+                if len(batch) == 1 and direct is not None:
+                    log.error(
+                        "influxdb rejected a point; it is dead-lettered once the spool is back",
+                        error=str(exc),
+                    )
+                    direct += batch.lines
+                    return
                 if len(batch) == 1:
                     log.error(
                         "influxdb rejected a point; moved to the dead-letter file",
@@ -289,88 +404,12 @@ class Writer:
                         self._dead_reason = str(exc)
                     return
                 first, rest = batch.split(len(batch) // 2)
-                await self._write(first)
-                await self._write(rest)
+                await self._write(first, direct)
+                await self._write(rest, direct)
                 return
             raise
-        self.spool.ack(batch)
-
-    def _failed(self, exc: StoreError) -> None:
-        now = self.clock.now().timestamp()
-        self.last_error = str(exc)
-        if isinstance(exc, StoreAuthError):
-            if not self.auth_failed:
-                self._event(
-                    EventKind.INFLUXDB_AUTH,
-                    EventStatus.FIRING,
-                    Severity.CRITICAL,
-                    f"InfluxDB refused followerwatch's credentials; spooling: {exc}",
-                    0,
-                )
-                log.error(
-                    "influxdb refused the credentials; spooling until they work",
-                    error=str(exc),
-                    **self._ledger(),
-                )
-            self.auth_failed = True
-            self._next_attempt = now + AUTH_RECHECK
-            return
-        self._failures += 1
-        wait = min(self.backoff_max, self.backoff_initial * 2.0 ** (self._failures - 1))
-        wait *= self._rng.uniform(0.5, 1.0)
-        if exc.retry_after is not None:
-            wait = max(wait, exc.retry_after)
-        self._next_attempt = now + wait
-        if self._failures == 1:
-            log.warning(
-                "influxdb write failed; spooling and retrying",
-                error=str(exc),
-                retry_in_s=round(wait, 1),
-                **self._ledger(),
-            )
-
-    def _recovered(self) -> None:
-        if self.auth_failed:
-            self._event(
-                EventKind.INFLUXDB_OK,
-                EventStatus.RESOLVED,
-                Severity.INFO,
-                "InfluxDB accepts followerwatch's writes again",
-                self.spool.size(),
-            )
-        if self.auth_failed or self._failures:
-            log.info("influxdb writes work again", **self._ledger())
-        self.auth_failed = False
-        self.last_error = None
-        self._failures = 0
-        self._next_attempt = 0.0
-
-    def _event(
-        self, kind: EventKind, status: EventStatus, severity: Severity, message: str, value: int
-    ) -> None:
-        """An operational event, through the same outbox and routes as account events."""
-        if self._raise_event is None:
-            return
-        now = self.clock.now()
-        event = Event(
-            id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"followerwatch:{kind}:{now.isoformat()}")),
-            time=now,
-            platform="followerwatch",
-            account="service",
-            rule="influxdb",
-            kind=kind,
-            value=value,
-            threshold=0,
-            message=message,
-            severity=severity,
-            status=status,
-        )
-        try:
-            self._raise_event(event)
-        except sqlite3.Error as exc:
-            if not out_of_space(exc):
-                raise
-            log.error("disk full: operational event not stored", message=message)
+        if direct is None:
+            self.spool.ack(batch)
 
     def _ledger(self) -> dict[str, int]:
         c = self.counts()
@@ -395,6 +434,10 @@ class Writer:
                 log.exception("writer loop error")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=every)
+
+
+def _bytes(lines: Sequence[str]) -> int:
+    return sum(map(len, lines)) + len(lines)
 
 
 def _full(batch: Batch) -> bool:
