@@ -73,6 +73,9 @@ class FakeX:
         self.reset = int(clock.now().timestamp()) + window
         # Requests refused with 429 because the window's budget was spent.
         self.refusals = 0
+        # One window per endpoint (X's own rule) instead of one for both, when set.
+        self.per_endpoint = False
+        self._windows: dict[str, tuple[int, int]] = {}
         self.limited_body = "rate_limited_code88.json"
         # Answers served, in order, instead of the model (a body the model would never produce).
         self.canned: list[Response] = []
@@ -106,11 +109,28 @@ class FakeX:
         }
 
     def _by_usernames(self, request: Request) -> Response:
-        return self._answer(request, "usernames", _USERNAME, lambda v: self.users.get(v.lower()))
+        return self._on_endpoint(
+            request,
+            lambda: self._answer(
+                request, "usernames", _USERNAME, lambda v: self.users.get(v.lower())
+            ),
+        )
 
     def _by_ids(self, request: Request) -> Response:
         by_id = {u["id"]: u for u in self.users.values()}
-        return self._answer(request, "ids", _ID, by_id.get)
+        return self._on_endpoint(request, lambda: self._answer(request, "ids", _ID, by_id.get))
+
+    def _on_endpoint(self, request: Request, answer: Callable[[], Response]) -> Response:
+        """With `per_endpoint`, each endpoint has its own window, as X budgets them."""
+        if not self.per_endpoint:
+            return answer()
+        self.remaining, self.reset = self._windows.get(
+            request.path, (self.limit, int(self.clock.now().timestamp()) + self.window)
+        )
+        try:
+            return answer()
+        finally:
+            self._windows[request.path] = (self.remaining, self.reset)
 
     def _answer(
         self,

@@ -31,7 +31,7 @@ from followerwatch.poll.pipeline import Pipeline
 from followerwatch.poll.stats import PollStats
 from followerwatch.rules import build_rule_sets
 from followerwatch.service.groups import Group, plan_groups
-from followerwatch.service.replicas import Replica, ShardIndex, open_shared
+from followerwatch.service.replicas import Replica, ShardIndex, open_shared, shared_spool
 from followerwatch.sources import REGISTRY
 from followerwatch.sources.base import Source, SourceContext
 from followerwatch.sources.replay import ReplaySource
@@ -40,6 +40,7 @@ from followerwatch.state.db import StateDB
 from followerwatch.store.base import Store
 from followerwatch.store.influx_v1 import InfluxV1Store
 from followerwatch.store.spool import Spool
+from followerwatch.store.spool_base import SpoolStore
 from followerwatch.store.thresholds import ThresholdLines, threshold_lines
 from followerwatch.store.writer import Writer
 
@@ -145,8 +146,10 @@ class App:
         else:
             self.state = StateDB(data / "state.sqlite3", reset_at=reset_at)
         try:
-            self.spool = Spool(
-                data / "spool.sqlite3", settings.service.spool_cap, reset_at=reset_at
+            self.spool: SpoolStore = (
+                Spool(data / "spool.sqlite3", settings.service.spool_cap, reset_at=reset_at)
+                if self.replica is None
+                else shared_spool(self.replica, settings.service.spool_cap)
             )
         except BaseException:
             self.state.close()

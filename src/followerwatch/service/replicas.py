@@ -23,8 +23,10 @@ from followerwatch.errors import ConfigError, StateUnavailable
 from followerwatch.models import Account
 from followerwatch.net.ratelimit import BudgetShare
 from followerwatch.poll.shard import owner, virtual_shards
+from followerwatch.state.pg.connect import connect
 from followerwatch.state.pg.db import PgStateDB
 from followerwatch.state.pg.leases import Held, LeaseTable, renew_every
+from followerwatch.store.pg_spool import PgSpool
 
 log = structlog.get_logger("followerwatch.replicas")
 
@@ -209,3 +211,14 @@ def open_shared(config: Config, index: ShardIndex, share: BudgetShare) -> tuple[
         raise StateUnavailable(f"state.dsn: cannot open the PostgreSQL state: {problem}") from None
     leases = LeaseTable(dsn, replica_id, name, shards=cfg.shards, ttl=ttl)
     return state, Replica(leases, state, index.by_shard, share)
+
+
+def shared_spool(replica: Replica, cap: int) -> PgSpool:
+    """The spool every replica shares (points InfluxDB has not taken yet), in PostgreSQL."""
+    state = replica.state
+    return PgSpool(
+        lambda: connect(state.dsn, autocommit=True),
+        cap,
+        replica=state.replica,
+        claim_ttl=max(replica.leases.ttl, 30.0),
+    )
