@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from replica_procs import (
     wait_until,
     write_config,
 )
+from service_proc import run_cli
 
 ACCOUNTS = 300
 
@@ -61,6 +63,7 @@ def test_three_replicas_poll_each_account_once_per_interval_and_a_fourth_joins(
         time.sleep(6)
         counts = polls_between(fake, start, SystemClock().now())
         settled = spread(pg_dsn)
+        checked = run_cli("check", "--config", str(config))
         # A fourth replica: from when it is up, the shards rebalance to 16 each.
         procs.append(start_replica(config, tmp_path / "data3"))
         wait_until(lambda: len(live_replicas(pg_dsn)) == 4, "the fourth replica", timeout=20)
@@ -75,6 +78,12 @@ def test_three_replicas_poll_each_account_once_per_interval_and_a_fourth_joins(
     for proc, out in zip(procs, outs, strict=True):
         assert proc.returncode == 0, out[-3000:]
     assert settled == [21, 21, 22]
+    # `check` shows the replicas and the shards each holds (and exits 1: a 1 s interval is
+    # far over X's ceiling, which its plan says).
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "PostgreSQL state reachable" in checked.stdout
+    assert checked.stdout.count("│ yes ") == 3 and "64 of 64 shards leased" in checked.stdout
+    assert sorted(int(m) for m in re.findall(r"│ (\d+): ", checked.stdout)) == [21, 21, 22]
     # Every account, polled once a second by one replica: about 6 polls in 6 s, never double.
     assert set(counts) == set(names)
     print("polls per account in 6 s:", Counter(counts.values()))

@@ -264,7 +264,12 @@ def check(config: ConfigOpt = None, shard: ShardOpt = None) -> None:
         ok = False
         out.print(Text.assemble(("✗", "red"), f" InfluxDB: {problem}"))
     ok = print_plan(build_plan(cfg)) and ok
-    ok = check_statuses(cfg, out) and ok
+    if cfg.settings.state.backend == "postgresql":
+        from followerwatch.cli.replicas import check_replicas
+
+        ok = check_replicas(cfg, out) and ok
+    else:
+        ok = check_statuses(cfg, out) and ok
     raise typer.Exit(0 if ok else 1)
 
 

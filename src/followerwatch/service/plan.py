@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from followerwatch.config.settings import Config
+from followerwatch.poll.shard import virtual_shards
 from followerwatch.service.groups import plan_groups
 from followerwatch.sources import REGISTRY
 
@@ -50,7 +51,11 @@ class PlanRow:
 def build_plan(config: Config) -> list[PlanRow]:
     """One row per platform and rate-limit scope (e.g. per Mastodon instance)."""
     rows: list[PlanRow] = []
-    groups = plan_groups(config)
+    # With PostgreSQL, replicas batch each virtual shard on its own: every shard's groups,
+    # whoever holds it, are what the platform sees per cycle.
+    state = config.settings.state
+    held = virtual_shards(config.accounts, state.shards) if state.backend == "postgresql" else None
+    groups = plan_groups(config, held)
     for key, spec in REGISTRY.items():
         pcfg = config.settings.platform(key)
         scopes: dict[str, list[int]] = {}
