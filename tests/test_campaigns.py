@@ -83,3 +83,30 @@ def test_bad_campaigns_are_rejected(bad: dict[str, object], problem: str) -> Non
     }
     with pytest.raises(ValueError, match=problem):
         CampaignConfig.model_validate(raw)
+
+
+async def test_a_campaign_is_run_only_by_the_replica_that_owns_its_key(tmp_path: Path) -> None:
+    campaign = CampaignConfig.model_validate(
+        {
+            "name": "unfollow-day",
+            "accounts": ["x/aplusk"],
+            "start": START.isoformat(),
+            "end": END.isoformat(),
+        }
+    )
+    state = StateDB(tmp_path / "state.sqlite3")
+    clock = ManualClock(START + timedelta(hours=1))
+    async with httpx.AsyncClient() as client:
+        store = InfluxV1Store(client, url="http://127.0.0.1:9", database="unused")
+        keys: list[tuple[str, str]] = []
+
+        def elsewhere(key: tuple[str, str]) -> bool:
+            keys.append(key)
+            return False
+
+        other = CampaignRunner([campaign], state, store, clock, lambda e: [], elsewhere)
+        assert await other.check() == []
+        assert keys == [("followerwatch", "campaign:unfollow-day")]
+        owner = CampaignRunner([campaign], state, store, clock, lambda e: [], lambda key: True)
+        assert [e.kind for e in await owner.check()] == [EventKind.CAMPAIGN_STARTED]
+    state.close()

@@ -44,6 +44,11 @@ async def impact_report(store: QueryableStore, campaign: CampaignConfig) -> list
     return out
 
 
+def campaign_key(campaign: CampaignConfig) -> tuple[str, str]:
+    """The state key a campaign's phases are kept under."""
+    return ("followerwatch", f"campaign:{campaign.name}")
+
+
 class CampaignRunner:
     """Raises `campaign_started` / `campaign_ended` once each, then one report per target."""
 
@@ -54,7 +59,10 @@ class CampaignRunner:
         store: QueryableStore,
         clock: Clock,
         route: Callable[[Event], Iterable[str]],
+        owns: Callable[[tuple[str, str]], bool] = lambda key: True,
     ) -> None:
+        # Replicas (PostgreSQL): a campaign is run by whoever holds its key's shard, once.
+        self.owns = owns
         self.campaigns = list(campaigns)
         self.state = state
         self.store = store
@@ -77,6 +85,8 @@ class CampaignRunner:
         now = now or self.clock.now()
         raised: list[Event] = []
         for campaign in self.campaigns:
+            if not self.owns(campaign_key(campaign)):
+                continue
             done = self._phases(campaign)
             if now >= campaign.start and "started" not in done:
                 raised.append(
@@ -125,14 +135,12 @@ class CampaignRunner:
         return raised
 
     def _phases(self, campaign: CampaignConfig) -> set[str]:
-        raw = self.state.rules.rule_states("followerwatch", f"campaign:{campaign.name}").get(
-            "campaign"
-        )
+        raw = self.state.rules.rule_states(*campaign_key(campaign)).get("campaign")
         return set(json.loads(raw)) if raw else set()
 
     def _save(self, campaign: CampaignConfig, done: set[str]) -> None:
         self.state.rules.set_rule_state(
-            "followerwatch", f"campaign:{campaign.name}", "campaign", json.dumps(sorted(done))
+            *campaign_key(campaign), "campaign", json.dumps(sorted(done))
         )
 
     def _event(

@@ -213,7 +213,7 @@ class App:
             stats=self.poll_stats,
         )
         self.campaigns = CampaignRunner(
-            settings.campaigns, self.state, self.reader, self.clock, route
+            settings.campaigns, self.state, self.reader, self.clock, route, self._owns
         )
         self.groups = self.plan(config)
         self._gates: dict[str, asyncio.Semaphore] = {}
@@ -223,6 +223,10 @@ class App:
         self.account_failures = AccountFailures()
         for platform in self._platforms(config, self.groups):
             self._add_collector(platform)
+
+    def _owns(self, key: tuple[str, str]) -> bool:
+        """Whether this process keeps the state of a key (a replica: holds its shard)."""
+        return self.replica is None or self.shards.shard_of(key) in self.replica.loaded
 
     def plan(self, config: Config) -> list[Group]:
         """This process's groups: its shard's, or (PostgreSQL) those of the shards it leases."""
