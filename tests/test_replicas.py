@@ -36,6 +36,18 @@ from service_proc import run_cli
 
 ACCOUNTS = 300
 
+ALERTS = """
+[platforms.x.defaults]
+below = 900
+[alerts]
+attempt_timeout = "1s"
+backoff_initial = "0.2s"
+backoff_max = "0.5s"
+[[notifiers]]
+type = "webhook"
+url = "{url}"
+"""
+
 
 @pytest.fixture
 def fake(httpserver: HTTPServer) -> FakeX:
@@ -102,17 +114,7 @@ def test_a_killed_replicas_accounts_alerts_and_deliveries_are_taken_over(
 ) -> None:
     receiver = Receiver()
     config = tmp_path / "fw.toml"
-    extra = f"""
-[platforms.x.defaults]
-below = 900
-[alerts]
-attempt_timeout = "1s"
-backoff_initial = "0.2s"
-backoff_max = "0.5s"
-[[notifiers]]
-type = "webhook"
-url = "{receiver.url}"
-"""
+    extra = ALERTS.format(url=receiver.url)
     names = write_config(config, fake, influx_db, pg_dsn, ACCOUNTS, extra=extra)
     procs = [start_replica(config, tmp_path / f"data{i}") for i in range(3)]
     victim = procs[0]
@@ -158,19 +160,6 @@ url = "{receiver.url}"
     assert repolled <= 3 + 1 + 0.5
     delivered = receiver.events("dropped_below")
     assert delivered == Counter({n: 1 for n in before + during}), delivered
-
-
-ALERTS = """
-[platforms.x.defaults]
-below = 900
-[alerts]
-attempt_timeout = "1s"
-backoff_initial = "0.2s"
-backoff_max = "0.5s"
-[[notifiers]]
-type = "webhook"
-url = "{url}"
-"""
 
 
 def test_a_replica_paused_past_its_ttl_writes_and_sends_nothing_for_lost_shards(

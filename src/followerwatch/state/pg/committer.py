@@ -21,6 +21,7 @@ import structlog
 
 from followerwatch.models import Event
 from followerwatch.state.pg.connect import connect
+from followerwatch.state.pg.leases import holds
 from followerwatch.state.pg.mirror import Rows, ShardMirror, rows_of, split_commit
 from followerwatch.state.values import SUMMARY_RULE, Change, HeldZero
 from followerwatch.state.writes import Commit, routed
@@ -33,10 +34,6 @@ Routes = list[tuple[Event, list[str]]]
 # the rule state that raised it land together or not at all (the outbox's tables).
 WriteEvents = Callable[[psycopg.Cursor[Any], int, Routes], None]
 
-FENCE_SQL = (
-    "SELECT 1 FROM leases WHERE shard = %s AND holder = %s AND fence = %s AND expires > now()"
-    " FOR SHARE"
-)
 # Commits per transaction: enough to share one fsync among a cycle's batches.
 MAX_GROUP = 256
 MAX_PENDING = 10_000
@@ -47,11 +44,6 @@ BACKOFF = (0.05, 5.0)  # first and longest wait between attempts while PostgreSQ
 def no_events(cur: psycopg.Cursor[Any], shard: int, routes: Routes) -> None:
     """The default `WriteEvents`: events go nowhere (until the outbox's tables take them)."""
     return None
-
-
-def check_fence(cur: psycopg.Cursor[Any], shard: int, holder: str, fence: int) -> bool:
-    """Whether `holder` holds `shard` with `fence`; the lease row stays share-locked till commit."""
-    return cur.execute(FENCE_SQL, (shard, holder, fence)).fetchone() is not None
 
 
 class _Outage(Exception):
@@ -103,6 +95,7 @@ class PgCommitter:
         self._max_group = max_group
         self._backoff = backoff
         self._after_commit = after_commit
+        self._waiting = False  # an outage is under way (logged once)
         self._queue: deque[Queued] = deque()
         self._in_flight = 0
         self._cond = threading.Condition()
@@ -259,7 +252,10 @@ class PgCommitter:
             self._in_flight = 0
             self._trim()
             self._cond.notify_all()
-        log.warning("state commits wait for PostgreSQL", error=str(exc), pending=len(self._queue))
+        if not self._waiting:
+            # Once per outage: the retries that follow are counted in `failures`.
+            self._waiting = True
+            log.warning("state commits wait for PostgreSQL", error=str(exc), pending=self.pending)
 
     def _write_group(self, group: list[Queued]) -> None:
         """Write a group in one transaction; a part PostgreSQL refuses is isolated and dropped."""
@@ -280,6 +276,9 @@ class PgCommitter:
                     raise _Outage(group[i:], outage.cause) from outage.cause
             return
         self._landed(len(group) - fenced, fenced, commits=1)
+        if self._waiting:
+            self._waiting = False
+            log.info("state commits written again", pending=self.pending)
         if self._after_commit is not None:
             self._after_commit()
 
@@ -304,7 +303,7 @@ class PgCommitter:
             # Every lease checked (and share-locked) first, in shard order: a claim or renewal
             # that locks lease rows in the same order cannot deadlock with this transaction.
             checked = {
-                lease: check_fence(cur, lease[0], self.replica, lease[1])
+                lease: holds(cur, lease[0], self.replica, lease[1])
                 for lease in sorted({(part.shard, part.fence) for part in group})
             }
             # Pipelined: the statements go without waiting for each answer (a round trip each

@@ -18,7 +18,13 @@ import psycopg
 import structlog
 
 from followerwatch.models import Event, Projection
-from followerwatch.state.deliveries import SERVICE_PLATFORM, Delivery, DeliveryRef, Mark
+from followerwatch.state.deliveries import (
+    SERVICE_PLATFORM,
+    Delivery,
+    DeliveryRef,
+    Mark,
+    MarksOne,
+)
 from followerwatch.state.pg.link import Link
 from followerwatch.state.rows import E_COLS, N_EVENT_COLS, event_from_row, projection_json
 
@@ -70,7 +76,7 @@ def _lock_key(notifier: str) -> int:
     return 0x6677_0000_0000 + zlib.crc32(notifier.encode())
 
 
-class PgDeliveries:
+class PgDeliveries(MarksOne):
     """SQLite's Deliveries (state/deliveries.py) over the shared database, claimed per event."""
 
     def __init__(self, link: Link, replica: str, claim_ttl: float = 30.0) -> None:
@@ -155,17 +161,6 @@ class PgDeliveries:
             # Another replica took these over (our claim expired): its outcome stands.
             self.ignored_marks += ignored
             log.warning("alert outcomes not recorded: claimed by another replica", marks=ignored)
-
-    def mark_delivery(
-        self,
-        event_id: str,
-        notifier: str,
-        status: str,
-        error: str | None,
-        next_attempt: float = 0.0,
-    ) -> None:
-        """Record one attempt: 'delivered', 'failed', or still 'pending' until `next_attempt`."""
-        self.mark_deliveries([Mark(event_id, notifier, status, error, next_attempt)])
 
     def unenriched(self, limit: int = 5000) -> list[Event]:
         """Events with a pending delivery that no replica has yet tried to enrich."""

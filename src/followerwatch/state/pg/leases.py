@@ -12,7 +12,6 @@ rows at or above it (left by a larger count) are never claimed.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,10 +20,11 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+import structlog
 
 from followerwatch.state.pg.connect import connect
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("followerwatch.leases")
 
 # A replica renews its leases every third of the TTL: two renewals may fail before they lapse.
 RENEW_FRACTION = 1 / 3
@@ -63,13 +63,18 @@ def check_fence(cur: Conn | psycopg.Cursor[Any], shard: int, holder: str, fence:
     from being renewed, released or claimed until that transaction ends. Check several shards
     in ascending order, the order a tick locks its leases in, so the two cannot deadlock.
     """
+    if not holds(cur, shard, holder, fence):
+        raise Fenced(shard, holder, fence)
+
+
+def holds(cur: Conn | psycopg.Cursor[Any], shard: int, holder: str, fence: int) -> bool:
+    """Whether `holder` holds `shard` with `fence`, unexpired; locks the lease FOR SHARE."""
     row = cur.execute(
         "SELECT 1 FROM leases WHERE shard = %s AND holder = %s AND fence = %s"
         " AND expires > now() FOR SHARE",
         (shard, holder, fence),
     ).fetchone()
-    if row is None:
-        raise Fenced(shard, holder, fence)
+    return row is not None
 
 
 @dataclass(frozen=True)
@@ -265,7 +270,8 @@ class LeaseTable:
             except psycopg.Error as exc:
                 self._drop_connection()
                 self.renewal_failures += 1
-                log.warning("lease renewal failed for replica %s: %s", self.replica_id, exc)
+                # Counted; the replica logs once when renewals fail and once when they work again.
+                log.debug("lease renewal failed", replica=self.replica_id, error=str(exc))
                 return self._expire_locally(f"{type(exc).__name__}: {exc}")
 
     def _expire_locally(self, error: str) -> Held:
