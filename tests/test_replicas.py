@@ -85,6 +85,16 @@ def test_three_replicas_poll_each_account_once_per_interval_and_a_fourth_joins(
         )
         time.sleep(2)
         gaps = longest_gaps(fake, joined - timedelta(seconds=2), SystemClock().now())
+        # SIGTERM gives the leases back at once: none is left to expire, and the others
+        # take the shards at their next tick.
+        leaving = procs[-1]
+        leaving.send_signal(signal.SIGTERM)
+        leaving.wait(timeout=30)
+        left_behind = shards_of(pg_dsn, leaving.pid)
+        still_live = [r for r in live_replicas(pg_dsn) if f":{leaving.pid}:" in r]
+        retaken = wait_until(
+            lambda: spread(pg_dsn) == [21, 21, 22], "the three to take them", timeout=10
+        )
     finally:
         outs = stop_all(procs)
     for proc, out in zip(procs, outs, strict=True):
@@ -105,6 +115,9 @@ def test_three_replicas_poll_each_account_once_per_interval_and_a_fourth_joins(
         f" longest gap between polls {max(gaps.values()):.2f} s"
     )
     assert rebalanced <= 2 * 3
+    print(f"after SIGTERM the others held every shard {retaken:.2f} s after it exited")
+    assert left_behind == set() and still_live == []
+    assert retaken <= 3  # a renewal period plus slack, not a TTL
     # No account unpolled for longer than TTL + one interval while its shard moved.
     assert set(gaps) == set(names) and max(gaps.values()) <= 3 + 1
 
