@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,6 +30,17 @@ def start_influxd(directory: Path, *, auth_enabled: bool = False) -> TempInfluxd
             f"cannot start influxd ({exc}); install it with `apt-get install -y influxdb`",
             pytrace=False,
         )
+
+
+@pytest.fixture(autouse=True)
+def _followerwatch_environment() -> Iterator[None]:
+    """No FOLLOWERWATCH_* variable leaks out of a test (an in-process `--shard` sets one)."""
+    before = {k: v for k, v in os.environ.items() if k.startswith("FOLLOWERWATCH_")}
+    yield
+    for name in [k for k in os.environ if k.startswith("FOLLOWERWATCH_")]:
+        if name not in before:
+            del os.environ[name]
+    os.environ.update(before)
 
 
 @pytest.fixture(scope="session")
