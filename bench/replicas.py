@@ -184,7 +184,8 @@ def replicas(
     fake.post("/_bench/reset")
     directory = work / f"replicas-{n}"
     config = write_config(directory, fake, influxd.url, split(n), interval=f"{interval}s")
-    pg = TempPostgres(directory).start()
+    # In the system's temporary folder: the server's own user may not enter `work` (0700).
+    pg = TempPostgres().start()
     dsn = pg.dsn
     with config.open("a") as fh:
         fh.write(f'[state]\nbackend = "postgresql"\ndsn = "{dsn}"\nlease_ttl = "{ttl}s"\n')
@@ -299,6 +300,7 @@ def measure(
         "observations": observations,
         "points": sum(gained.values()),
         "points_per_obs": sum(gained.values()) / max(observations, 1),
+        "points_by_measurement": gained,
         "rss_mb": [vm_hwm_mb(r.pid) for r in running],
     }
     return {
@@ -364,6 +366,23 @@ def handover(
     }
 
 
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The handover's bound (TTL + TTL/3), as a summary row."""
+    taken = r["handover"]["shards_taken_s"]
+    return [
+        {
+            "figure": f"replicas: SIGKILL → its shards held by the others (TTL {r['ttl']:g} s, "
+            f"N={r['n']:,})",
+            "scenario": "replicas",
+            "value": math.inf if taken is None else taken,
+            "target": r["bound"],
+            "unit": "s",
+            "digits": 2,
+            "met": taken is not None and taken <= r["bound"],
+        }
+    ]
+
+
 def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
     """The scenario's figures, as (name, value) rows."""
     tag = f"replicas {r['n']:,} × {r['replicas']}"
@@ -400,6 +419,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
         (
             f"{tag}: steady cycle points / observations",
             f"{s['points']:,} / {s['observations']:,} = {s['points_per_obs']:.3f}",
+        ),
+        (
+            f"{tag}: steady cycle points by measurement",
+            ", ".join(f"{k} {v:,}" for k, v in s["points_by_measurement"].items()),
         ),
         (f"{tag}: peak RSS per replica (after the cycle)", each(s["rss_mb"], "MB", ".0f")),
         (f"{tag}: peak RSS per replica (at exit)", each(r["maxrss_mb"], "MB", ".0f")),

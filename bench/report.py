@@ -57,6 +57,8 @@ def summary(out: dict[str, Any], accounts: int) -> list[dict[str, Any]]:
                 "met": run[key] <= target,
             }
         )
+    for r in out.get("replicas", []):
+        rows += replicas.targets(r)
     return rows
 
 
