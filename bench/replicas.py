@@ -11,24 +11,17 @@ next tick, a third of the TTL later: the handover is bounded by TTL + TTL/3.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
 import subprocess
 import time
-import urllib.parse
-import urllib.request
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from bench.fakes.shapes import LIMITS, split
+from bench.fakes.shapes import split
 from bench.harness import (
-    DB,
     FOLLOWERWATCH,
     Fake,
     fresh_db,
@@ -39,13 +32,22 @@ from bench.harness import (
     wait_stored,
     write_config,
 )
+from bench.replicas_probe import (
+    fair,
+    holders,
+    layout,
+    server_cpu,
+    server_cpu_since,
+    shards_of,
+    spans,
+    spread,
+    stamps_since,
+    stored_since,
+    vm_hwm_mb,
+)
 from bench.scenarios import settle
-from followerwatch.config.settings import load_config
 from followerwatch.demo.influxd import TempInfluxd
 from followerwatch.demo.postgres import TempPostgres
-from followerwatch.poll.shard import virtual_shards
-
-SHARDS = 64
 
 
 @dataclass
@@ -83,90 +85,6 @@ def start(config: Path, index: int) -> Replica:
     )
     log.close()
     return Replica(index, proc, time.monotonic())
-
-
-def holders(dsn: str) -> dict[int, str]:
-    """Each shard under a live lease, and its holder, as PostgreSQL sees it now."""
-    try:
-        with psycopg.connect(dsn, connect_timeout=5) as conn:
-            rows = conn.execute(
-                "SELECT shard, holder FROM leases WHERE holder IS NOT NULL AND expires > now()"
-            ).fetchall()
-    except psycopg.errors.UndefinedTable:
-        return {}  # no replica has migrated the database yet
-    return {int(shard): str(holder) for shard, holder in rows}
-
-
-def spread(dsn: str) -> list[int]:
-    """How many shards each holder has, smallest first."""
-    return sorted(Counter(holders(dsn).values()).values())
-
-
-def fair(count: int) -> list[int]:
-    """The even spread of the shards over `count` replicas, smallest first."""
-    base, extra = divmod(SHARDS, count)
-    return sorted([base + 1] * extra + [base] * (count - extra))
-
-
-def shards_of(held: dict[int, str], pid: int) -> set[int]:
-    """The shards held by the replica of this process id (its id contains `:<pid>:`)."""
-    return {s for s, holder in held.items() if f":{pid}:" in holder}
-
-
-def server_cpu(postmaster: int) -> dict[int, float]:
-    """CPU seconds of PostgreSQL's postmaster and of every process it started, by pid."""
-    out = {postmaster: proc_cpu(postmaster)}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == postmaster:
-                out[int(entry.name)] = proc_cpu(int(entry.name))
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return out
-
-
-def server_cpu_since(postmaster: int, before: dict[int, float]) -> float:
-    """The server's CPU since `before` (a backend that exited meanwhile is not counted)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in server_cpu(postmaster).items())
-
-
-def stored_since(influxd: TempInfluxd, since: int) -> dict[tuple[str, str], int]:
-    """Each account's first `followers` timestamp (epoch s) at `since` or later."""
-    params = urllib.parse.urlencode({"db": DB, "epoch": "s"})
-    form = urllib.parse.urlencode(
-        {
-            "q": f'SELECT first("followers") FROM "followers" WHERE time >= {since}s '
-            "GROUP BY platform, account"
-        }
-    ).encode()
-    request = urllib.request.Request(f"{influxd.url}/query?{params}", data=form)
-    with urllib.request.urlopen(request, timeout=300) as resp:
-        out = json.loads(resp.read())
-    first: dict[tuple[str, str], int] = {}
-    for series in out["results"][0].get("series") or []:
-        tags = series.get("tags") or {}
-        key = (str(tags.get("platform")), str(tags.get("account")))
-        first[key] = int(series["values"][0][0])
-    return first
-
-
-def layout(config: Path) -> tuple[dict[int, list[tuple[str, str]]], int]:
-    """The watchlist's (platform, account) keys by virtual shard, and the requests of a cycle.
-
-    Each virtual shard is polled in its own batches, so a cycle asks for
-    Σ over shards and platforms of ⌈accounts / batch limit⌉.
-    """
-    accounts = load_config(config).accounts
-    by_shard = virtual_shards(accounts, SHARDS)
-    keys = {s: [a.key for a in members] for s, members in by_shard.items()}
-    requests = 0
-    for members in by_shard.values():
-        per = Counter(a.platform for a in members)
-        requests += sum(math.ceil(k / LIMITS[p]) for p, k in per.items())
-    return keys, requests
 
 
 def replicas(
@@ -234,6 +152,7 @@ def measure(
     def spread_ok() -> bool:
         return spread(dsn) == even
 
+    leased_at = wait_for(lambda: bool(holders(dsn)), max(60.0, interval * 0.9), every=0.1)
     spread_at = wait_for(spread_ok, max(60.0, interval * 0.9), every=0.1)
     if spread_at is None:
         raise RuntimeError(f"the shards did not spread as {even}: {spread(dsn)}")
@@ -283,6 +202,9 @@ def measure(
         raise RuntimeError("the second cycle was not stored")
     end_epoch = time.time() - (time.monotonic() - second_done)
     gained = settle(influxd, since)
+    pids = [r.pid for r in running]
+    own = spans(stamps_since(influxd, since), keys, holders(dsn), pids)
+    ref = int(st["first_request"])
     observations = gained.get("followers", 0)
     steady = {
         "wall": end_epoch - st["first_request"],
@@ -302,22 +224,19 @@ def measure(
         "points_per_obs": sum(gained.values()) / max(observations, 1),
         "points_by_measurement": gained,
         "rss_mb": [vm_hwm_mb(r.pid) for r in running],
+        # Each replica's own first and last observation stamp, in whole seconds from the one of
+        # the cycle's first request:
+        # the replicas' beats differ by when each gained its shards.
+        "replica_stamps": [None if o is None else (o[0] - ref, o[1] - ref) for o in own],
     }
     return {
         "spread_s": spread_s,
+        "first_lease_s": None if leased_at is None else leased_at - t0,
         "spread": even,
         "startup_to_first_cycle_stored": first_done - t0,
         "steady": steady,
         "handover": handover(influxd, dsn, running, keys, interval),
     }
-
-
-def vm_hwm_mb(pid: int) -> float:
-    """A running process's peak resident set so far, in MB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def handover(
@@ -341,9 +260,15 @@ def handover(
     victim.proc.send_signal(signal.SIGKILL)
     victim.reap()
 
+    first_taken: float | None = None
+
     def taken() -> bool:
+        nonlocal first_taken
         held = holders(dsn)
-        return all(s in held and f":{victim.pid}:" not in held[s] for s in lost)
+        moved = [s in held and f":{victim.pid}:" not in held[s] for s in lost]
+        if first_taken is None and any(moved):
+            first_taken = time.monotonic()
+        return all(moved)
 
     taken_at = wait_for(taken, interval, every=0.1)
     seen: dict[tuple[str, str], int] = {}
@@ -359,6 +284,7 @@ def handover(
         "killed_shards": len(lost),
         "killed_accounts": len(accounts),
         "shards_taken_s": None if taken_at is None else taken_at - killed,
+        "first_shard_taken_s": None if first_taken is None else first_taken - killed,
         "stored_again_s": None if stored_at is None else stored_at - killed,
         "last_first_observation_s": max(firsts) - killed_epoch if firsts else None,
         "accounts_stored_again": len(firsts),
@@ -396,10 +322,17 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
 
     return [
         (f"{tag}: lease TTL (handover bound TTL + TTL/3)", f"{r['ttl']:g} s ({r['bound']:g} s)"),
+        (f"{tag}: start → first shard leased", secs(r["first_lease_s"])),
         (f"{tag}: start → shards spread {'/'.join(map(str, r['spread']))}", secs(r["spread_s"])),
         (f"{tag}: start → first cycle stored", secs(r["startup_to_first_cycle_stored"])),
         (f"{tag}: steady cycle, first request → stored", secs(s["wall"])),
         (f"{tag}: steady cycle, first → last API request", secs(s["requests_span"])),
+        (
+            f"{tag}: steady cycle, each replica's first → last stamp (whole s)",
+            " / ".join(
+                "none" if o is None else f"{o[0]:+.0f} → {o[1]:+.0f} s" for o in s["replica_stamps"]
+            ),
+        ),
         (
             f"{tag}: steady cycle requests (Σ per shard)",
             f"{s['requests']} ({s['expected_requests']})",
@@ -430,6 +363,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str]]:
             f"{tag}: SIGKILLed replica held",
             f"{h['killed_shards']} shards, {h['killed_accounts']:,} accounts",
         ),
+        (f"{tag}: kill → the first of its shards held by another", secs(h["first_shard_taken_s"])),
         (f"{tag}: kill → its shards all held by the others", secs(h["shards_taken_s"])),
         (
             f"{tag}: kill → its accounts all stored again",
