@@ -3,7 +3,8 @@
 Every scenario runs followerwatch as its own process (`followerwatch poll` or `run`) and measures
 it from outside: wall time, the child's rusage (CPU, peak RSS), what the fake API served, and
 what InfluxDB holds afterwards. `peer` runs a one-request-per-account baseline beside it,
-`million` one process over a million accounts, and `startup` (bench/startup.py) that process's
+`million` one process over a million accounts, `replicas` (bench/replicas.py) three `run`
+processes sharing one PostgreSQL, and `startup` (bench/startup.py) that process's
 start-up phase by phase, in-process. The run ends with the issue's targets, measured.
 See README "Benchmark".
 """
