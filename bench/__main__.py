@@ -3,7 +3,8 @@
 Every scenario runs followerwatch as its own process (`followerwatch poll` or `run`) and measures
 it from outside: wall time, the child's rusage (CPU, peak RSS), what the fake API served, and
 what InfluxDB holds afterwards. `peer` runs a one-request-per-account baseline beside it,
-`million` one process over a million accounts, and `startup` (bench/startup.py) that process's
+`million` one process over a million accounts, `replicas` (bench/replicas.py) three `run`
+processes sharing one PostgreSQL, and `startup` (bench/startup.py) that process's
 start-up phase by phase, in-process. The run ends with the issue's targets, measured.
 See README "Benchmark".
 """
@@ -16,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench import startup, unusual
+from bench import replicas, startup, unusual
 from bench.harness import Fake
 from bench.report import print_report, summary
 from bench.scenarios import cycle, latency, million, peer, quota, scale
@@ -33,10 +34,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default="scale,cycle,memory,quota,latency,peer",
         help="also: million (one process over --million-accounts), startup (its start-up "
         "phase by phase, in-process, at --million-accounts), unusual (the steady cycle with the "
-        "unusual rule on every account beside it off)",
+        "unusual rule on every account beside it off), replicas (--replicas `run` processes on "
+        "one PostgreSQL: shard spread, steady cycle, handover after SIGKILL)",
     )
     parser.add_argument(
         "--cycle-interval", type=int, default=90, help="`run` interval for the cycle scenario"
+    )
+    parser.add_argument("--replicas", type=int, default=3, help="replicas scenario: processes")
+    parser.add_argument(
+        "--replica-ttl", type=float, default=15.0, help="replicas scenario: lease TTL (s)"
     )
     parser.add_argument("--million-accounts", type=int, default=1_000_000)
     parser.add_argument(
@@ -70,6 +76,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     out.setdefault("scale", []).append(scale(influxd, fake, work, args.accounts))
                 if "cycle" in chosen:
                     out["cycle"] = [cycle(influxd, fake, work, args.accounts, args.cycle_interval)]
+                if "replicas" in chosen:
+                    out["replicas"] = [
+                        replicas.replicas(
+                            influxd,
+                            fake,
+                            work,
+                            args.accounts,
+                            args.cycle_interval,
+                            count=args.replicas,
+                            ttl=args.replica_ttl,
+                        )
+                    ]
                 if "memory" in chosen:
                     a, b = out["scale"][0], out["scale"][-1]
                     out["memory"] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bench import unusual
+from bench import replicas, unusual
 from bench.fakes.shapes import LIMITS, PLATFORMS
 from bench.startup import rows as startup_rows
 
@@ -57,6 +57,8 @@ def summary(out: dict[str, Any], accounts: int) -> list[dict[str, Any]]:
                 "met": run[key] <= target,
             }
         )
+    for r in out.get("replicas", []):
+        rows += replicas.targets(r)
     return rows
 
 
@@ -159,6 +161,8 @@ def figure_rows(out: dict[str, Any]) -> list[tuple[str, str]]:
                 f"{lat['p50'] * 1000:.0f} / {lat['p99'] * 1000:.0f} / {lat['max'] * 1000:.0f} ms",
             ),
         ]
+    for r in out.get("replicas", []):
+        rows += replicas.rows(r)
     rows += peer_rows(out.get("peer"))
     if out.get("startup"):
         rows += startup_rows(out["startup"])
