@@ -82,10 +82,17 @@ def stop_all(procs: Iterable[subprocess.Popen[str]], timeout: float = 30.0) -> l
     procs = list(procs)
     for proc in procs:
         if proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)  # a paused one must be able to act on SIGTERM
             proc.send_signal(signal.SIGTERM)
     outs = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=timeout)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Never left running: it would keep connections to the test's servers open.
+            proc.kill()
+            out, _ = proc.communicate()
+            out += "\n[killed: no exit within the timeout after SIGTERM]"
         outs.append(out)
     return outs
 

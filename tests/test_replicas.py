@@ -164,8 +164,10 @@ def test_a_killed_replicas_accounts_alerts_and_deliveries_are_taken_over(
         )
         time.sleep(3)  # any second delivery would come now
     finally:
-        outs = stop_all(procs)
-        receiver.stop()
+        try:
+            outs = stop_all(procs)
+        finally:
+            receiver.stop()
     for proc, out in zip(procs[1:], outs[1:], strict=True):
         assert proc.returncode == 0, out[-3000:]
     print(f"the victim's {len(mine)} accounts polled again within {repolled:.2f} s")
@@ -189,21 +191,23 @@ def test_a_replica_paused_past_its_ttl_writes_and_sends_nothing_for_lost_shards(
         mine = accounts_in(names, shards_of(pg_dsn, victim.pid))
         crossed = mine[:10]
         victim.send_signal(signal.SIGSTOP)
-        wait_until(lambda: spread(pg_dsn) == [32, 32], "the others to take over", timeout=15)
+        wait_until(lambda: spread(pg_dsn) == [32, 32], "the others to take over", timeout=30)
         # Crossings the victim cannot see: its memory still says the accounts are above 900.
         set_followers(fake, crossed, 500)
         wait_until(
             lambda: set(receiver.events("dropped_below")) >= set(crossed),
             "the new holders' alerts",
-            timeout=15,
+            timeout=30,
         )
         victim.send_signal(signal.SIGCONT)
         # It wakes with polls and a lease tick due; then it rejoins and takes shards back.
-        wait_until(lambda: spread(pg_dsn) == [21, 21, 22], "the victim to rejoin", timeout=20)
+        wait_until(lambda: spread(pg_dsn) == [21, 21, 22], "the victim to rejoin", timeout=30)
         time.sleep(3)
     finally:
-        outs = stop_all(procs)
-        receiver.stop()
+        try:
+            outs = stop_all(procs)
+        finally:
+            receiver.stop()
     for proc, out in zip(procs, outs, strict=True):
         assert proc.returncode == 0, out[-3000:]
     refused = outs[0].count("state commit refused: lease lost")
@@ -246,9 +250,11 @@ def test_postgresql_restarting_under_load_loses_and_doubles_nothing(
         during = polls_between(fake, down, up)
         final = spread(dsn)
     finally:
-        outs = stop_all(procs)
-        receiver.stop()
-        server.close()
+        try:
+            outs = stop_all(procs)
+        finally:
+            receiver.stop()
+            server.close()
     for proc, out in zip(procs, outs, strict=True):
         assert proc.returncode == 0, out[-3000:]
     # Polling went on through the outage, once a second, by one replica per account.
