@@ -48,7 +48,7 @@ def test_the_outbox_state_behaves_alike_on_both_backends(make_state: Callable[[]
     state.deliveries.mark_deliveries(
         [Mark("a-0", "hook", "delivered"), Mark("a-1", "hook", "pending", "503", retry)]
     )
-    state.deliveries.mark_delivery("a-0", "mail", "failed", "400")
+    state.deliveries.mark_deliveries([Mark("a-0", "mail", "failed", "400", 0.0)])
     assert state.deliveries.delivery_counts() == {"delivered": 1, "pending": 2, "failed": 1}
     [ref] = state.deliveries.pending_refs("hook")
     assert (ref.event_id, ref.attempts, ref.next_attempt, ref.enriched) == ("a-1", 1, retry, True)
@@ -172,13 +172,13 @@ def test_a_mark_by_a_replica_that_does_not_hold_the_delivery_is_ignored(pg_dsn: 
     dsn = migrated(pg_dsn)
     store(dsn, [event("a", 0)])
     holder, other = pg_state(dsn, "holder"), pg_state(dsn, "other")
-    other.deliveries.mark_delivery("a-0", "hook", "failed", "never claimed")
+    other.deliveries.mark_deliveries([Mark("a-0", "hook", "failed", "never claimed", 0.0)])
     assert other.deliveries.ignored_marks == 1
     assert [r.event_id for r in holder.deliveries.pending_refs("hook")] == ["a-0"]
-    other.deliveries.mark_delivery("a-0", "hook", "failed", "held by another")
+    other.deliveries.mark_deliveries([Mark("a-0", "hook", "failed", "held by another", 0.0)])
     assert holder.deliveries.delivery_counts() == {"pending": 1}
     retry = T0.timestamp() + 60
-    holder.deliveries.mark_delivery("a-0", "hook", "pending", "503", retry)
+    holder.deliveries.mark_deliveries([Mark("a-0", "hook", "pending", "503", retry)])
     [ref] = holder.deliveries.pending_refs("hook")
     assert (ref.attempts, ref.next_attempt) == (1, retry)
     holder.close()

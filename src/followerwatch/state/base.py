@@ -120,17 +120,6 @@ class DeliveryStore(Protocol):
         """Record attempts."""
         ...
 
-    def mark_delivery(
-        self,
-        event_id: str,
-        notifier: str,
-        status: str,
-        error: str | None,
-        next_attempt: float = 0.0,
-    ) -> None:
-        """Record one attempt."""
-        ...
-
     def unenriched(self, limit: int = 5000) -> list[Event]:
         """Pending events whose projection is not yet worked out."""
         ...

@@ -57,26 +57,7 @@ class Mark:
     next_attempt: float = 0.0
 
 
-class MarksOne:
-    """`mark_delivery` for a deliveries store: one attempt is a list of one `Mark`."""
-
-    def mark_deliveries(self, marks: Sequence[Mark]) -> None:
-        """Record attempts (the store's own)."""
-        raise NotImplementedError
-
-    def mark_delivery(
-        self,
-        event_id: str,
-        notifier: str,
-        status: str,
-        error: str | None,
-        next_attempt: float = 0.0,
-    ) -> None:
-        """Record one attempt: 'delivered', 'failed', or still 'pending' until `next_attempt`."""
-        self.mark_deliveries([Mark(event_id, notifier, status, error, next_attempt)])
-
-
-class Deliveries(MarksOne):
+class Deliveries:
     """The deliveries table and the events' enrichment, over the loop's connection."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
@@ -153,6 +134,17 @@ class Deliveries(MarksOne):
                 )
         finally:
             self._db.execute("PRAGMA synchronous=FULL")
+
+    def mark_delivery(
+        self,
+        event_id: str,
+        notifier: str,
+        status: str,
+        error: str | None,
+        next_attempt: float = 0.0,
+    ) -> None:
+        """Record one attempt: 'delivered', 'failed', or still 'pending' until `next_attempt`."""
+        self.mark_deliveries([Mark(event_id, notifier, status, error, next_attempt)])
 
     def unenriched(self, limit: int = 5000) -> list[Event]:
         """Events with a pending delivery that the outbox has not yet tried to enrich."""

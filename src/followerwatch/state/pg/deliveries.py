@@ -23,7 +23,6 @@ from followerwatch.state.deliveries import (
     Delivery,
     DeliveryRef,
     Mark,
-    MarksOne,
 )
 from followerwatch.state.pg.link import Link
 from followerwatch.state.rows import E_COLS, N_EVENT_COLS, event_from_row, projection_json
@@ -76,7 +75,7 @@ def _lock_key(notifier: str) -> int:
     return 0x6677_0000_0000 + zlib.crc32(notifier.encode())
 
 
-class PgDeliveries(MarksOne):
+class PgDeliveries:
     """SQLite's Deliveries (state/deliveries.py) over the shared database, claimed per event."""
 
     def __init__(self, link: Link, replica: str, claim_ttl: float = 30.0) -> None:
