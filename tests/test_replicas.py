@@ -295,3 +295,15 @@ def test_three_replicas_on_one_token_under_an_enforced_limit_see_no_429(
     # The limit paced them: far fewer than the 64 a second asked for, more than one window's.
     assert 60 < served <= 5 * 60
     assert len(counts) >= 0.5 * len(names)
+
+
+def test_poll_refuses_the_postgresql_backend_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "fw.toml"
+    config.write_text(
+        '[state]\nbackend = "postgresql"\ndsn = "host=127.0.0.1 port=1 password=S3cret"\n'
+        '[platforms.x]\nbearer_token = "t"\n[[watch]]\nplatform = "x"\nhandle = "jack"\n'
+    )
+    done = run_cli("poll", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "followerwatch run" in done.stderr
+    assert "S3cret" not in done.stdout + done.stderr

@@ -128,6 +128,14 @@ def poll(
         print("followerwatch: --dry-run and --reset-state cannot be combined", file=sys.stderr)
         raise typer.Exit(2)
     cfg = _load_sharded(config, shard)
+    if cfg.settings.state.backend == "postgresql":
+        # One pass has no leases to poll by: replicas take their accounts only while running.
+        print(
+            'followerwatch: poll works with [state] backend = "sqlite"; with "postgresql" the '
+            "replicas poll (followerwatch run)",
+            file=sys.stderr,
+        )
+        raise typer.Exit(2)
 
     async def main() -> tuple[list[Row], Unwritten | None, int]:
         async with App(cfg, dry_run=dry_run, reset_state=reset_state) as application:
