@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from followerwatch.config.settings import Settings, load_config
 from followerwatch.config.state import StateConfig, dsn_password
 from followerwatch.errors import ConfigError
 from service_proc import run_cli
+from test_config_missing import clean_env, one_line
 
 PASSWORD = "pw-N0t-For-Logs"
 URL = f"postgresql://followerwatch:{PASSWORD}@db.example:5432/followerwatch"
@@ -36,20 +35,6 @@ def load_error(folder: Path, text: str) -> str:
     message = str(exc.value)
     assert "\n" not in message
     return message
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """No FOLLOWERWATCH_* variable of the test's own environment leaks into the command."""
-    env = {name: "" for name in os.environ if name.upper().startswith("FOLLOWERWATCH_")}
-    return {**env, **extra}
-
-
-def one_line(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def test_defaults_are_sqlite_64_shards_and_a_ttl_of_three_intervals_at_least_30s() -> None:

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from followerwatch.demo.postgres import TempPostgres
-from followerwatch.models import Event, EventKind, EventStatus, Severity
+from followerwatch.models import Event
 from followerwatch.state.pg.committer import PgCommitter, Routes
 from followerwatch.state.pg.connect import connect, migrate
 from followerwatch.state.pg.mirror import ShardMirror
@@ -21,6 +21,7 @@ from followerwatch.state.pg.store import PgState
 from followerwatch.state.values import SUMMARY_RULE, Change, HeldZero, LastSeen
 from followerwatch.state.writes import Commit
 from pg_fixture import fresh_database
+from test_state_seam import event
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 # A packed summary is latin-1 text with NULs in it (rules/unusual_state.py).
@@ -57,22 +58,6 @@ def lease(dsn: str, shard: int, holder: str, fence: int, ttl: float = 60.0) -> N
 def query(dsn: str, sql: str, *args: object) -> list[tuple[Any, ...]]:
     with connect(dsn) as conn:
         return conn.execute(sql, args).fetchall()
-
-
-def event(account: str, n: int, status: EventStatus = EventStatus.FIRING) -> Event:
-    return Event(
-        id=f"{account}-{n}",
-        time=T0 + timedelta(minutes=n),
-        platform="x",
-        account=account,
-        rule="below:1000",
-        kind=EventKind.DROPPED_BELOW,
-        value=999,
-        threshold=1000,
-        message=f"{account} event {n}",
-        severity=Severity.WARNING,
-        status=status,
-    )
 
 
 def count(account: str, n: int, minute: int, handle: str | None = None) -> Change:

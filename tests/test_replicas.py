@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
 import time
 from collections import Counter
 from datetime import timedelta
@@ -55,6 +56,17 @@ def fake(httpserver: HTTPServer) -> FakeX:
     fake = FakeX(httpserver, SystemClock())
     fake.limit = fake.remaining = 10**9
     return fake
+
+
+def alerting_replicas(
+    tmp_path: Path, fake: FakeX, influx_db: tuple[str, str], dsn: str
+) -> tuple[Receiver, list[str], list[subprocess.Popen[str]]]:
+    """Three replicas alerting a webhook receiver below 900 followers; their account names."""
+    receiver = Receiver()
+    config = tmp_path / "fw.toml"
+    extra = ALERTS.format(url=receiver.url)
+    names = write_config(config, fake, influx_db, dsn, ACCOUNTS, extra=extra)
+    return receiver, names, [start_replica(config, tmp_path / f"data{i}") for i in range(3)]
 
 
 def test_three_replicas_poll_each_account_once_per_interval_and_a_fourth_joins(
@@ -125,11 +137,7 @@ def test_three_replicas_poll_each_account_once_per_interval_and_a_fourth_joins(
 def test_a_killed_replicas_accounts_alerts_and_deliveries_are_taken_over(
     tmp_path: Path, fake: FakeX, influx_db: tuple[str, str], pg_dsn: str
 ) -> None:
-    receiver = Receiver()
-    config = tmp_path / "fw.toml"
-    extra = ALERTS.format(url=receiver.url)
-    names = write_config(config, fake, influx_db, pg_dsn, ACCOUNTS, extra=extra)
-    procs = [start_replica(config, tmp_path / f"data{i}") for i in range(3)]
+    receiver, names, procs = alerting_replicas(tmp_path, fake, influx_db, pg_dsn)
     victim = procs[0]
     try:
         wait_until(
@@ -180,11 +188,7 @@ def test_a_killed_replicas_accounts_alerts_and_deliveries_are_taken_over(
 def test_a_replica_paused_past_its_ttl_writes_and_sends_nothing_for_lost_shards(
     tmp_path: Path, fake: FakeX, influx_db: tuple[str, str], pg_dsn: str
 ) -> None:
-    receiver = Receiver()
-    config = tmp_path / "fw.toml"
-    extra = ALERTS.format(url=receiver.url)
-    names = write_config(config, fake, influx_db, pg_dsn, ACCOUNTS, extra=extra)
-    procs = [start_replica(config, tmp_path / f"data{i}") for i in range(3)]
+    receiver, names, procs = alerting_replicas(tmp_path, fake, influx_db, pg_dsn)
     victim = procs[0]
     try:
         wait_until(lambda: spread(pg_dsn) == [21, 21, 22], "three replicas", timeout=30)
@@ -225,13 +229,9 @@ def test_a_replica_paused_past_its_ttl_writes_and_sends_nothing_for_lost_shards(
 def test_postgresql_restarting_under_load_loses_and_doubles_nothing(
     tmp_path: Path, fake: FakeX, influx_db: tuple[str, str]
 ) -> None:
-    receiver = Receiver()
     server = TempPostgres().start()
     dsn = server.dsn
-    config = tmp_path / "fw.toml"
-    extra = ALERTS.format(url=receiver.url)
-    names = write_config(config, fake, influx_db, dsn, ACCOUNTS, extra=extra)
-    procs = [start_replica(config, tmp_path / f"data{i}") for i in range(3)]
+    receiver, names, procs = alerting_replicas(tmp_path, fake, influx_db, dsn)
     try:
         settle(dsn, fake, names, [21, 21, 22])
         server.stop()

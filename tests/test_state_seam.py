@@ -29,7 +29,7 @@ from followerwatch.store.writer import Writer
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def event(account: str, n: int) -> Event:
+def event(account: str, n: int, status: EventStatus = EventStatus.FIRING) -> Event:
     return Event(
         id=f"{account}-{n}",
         time=T0 + timedelta(minutes=n),
@@ -41,7 +41,7 @@ def event(account: str, n: int) -> Event:
         threshold=1000,
         message=f"{account} event {n}",
         severity=Severity.WARNING,
-        status=EventStatus.FIRING,
+        status=status,
     )
 
 
